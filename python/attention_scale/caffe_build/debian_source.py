@@ -1,0 +1,111 @@
+"""BVLC Caffe's source from Debian's signed `caffe` source package (bullseye).
+
+apt-get verifies the download against the suite's signed Release file (checked with the system's
+Debian keyring); the pinned SHA-256 below checks it once more. apt runs with a private sources
+file and lists folder, so the system's apt state is never touched. The mirror is read from the
+system's own apt configuration.
+"""
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import List
+
+PACKAGE = "caffe"
+VERSION = "1.0.0+git20180821.99bd997-8"
+SUITE = "bullseye"
+ORIG_TARBALL = "caffe_1.0.0+git20180821.99bd997.orig.tar.gz"
+ORIG_SHA256 = "e0eb3f06794f7402c77b7dec8e8480273ee1a1bb192e9122b621a69d4147ad0c"
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+class SourceUnavailable(RuntimeError):
+    pass
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def debian_mirrors(etc_apt: Path = Path("/etc/apt")) -> List[str]:
+    """Archive URIs of the system's apt configuration (security mirrors left out)."""
+    uris: List[str] = []
+    for path in sorted((etc_apt / "sources.list.d").glob("*.sources")):
+        for m in re.finditer(r"^URIs:\s*(.+)$", path.read_text(), re.M):
+            uris.extend(m.group(1).split())
+    legacy = etc_apt / "sources.list"
+    if legacy.is_file():
+        for line in legacy.read_text().splitlines():
+            m = re.match(r"^\s*deb(?:-src)?\s+(?:\[[^\]]*\]\s+)?(\S+)", line)
+            if m:
+                uris.append(m.group(1))
+    seen, result = set(), []
+    for uri in uris:
+        uri = uri.rstrip("/")
+        if uri.endswith("/debian") and uri not in seen:
+            seen.add(uri)
+            result.append(uri)
+    return result
+
+
+def fetch_orig_tarball(downloads: Path, log=print) -> Path:
+    """The verified upstream tarball in `downloads`, fetched with apt-get when not there yet."""
+    target = downloads / ORIG_TARBALL
+    if target.is_file() and sha256_of(target) == ORIG_SHA256:
+        return target
+    mirrors = debian_mirrors()
+    if not mirrors:
+        raise SourceUnavailable("no Debian archive URI found in /etc/apt; point the build at a "
+                                "Caffe source tree instead (--caffe-root or CAFFE_ROOT)")
+    if shutil.which("apt-get") is None:
+        raise SourceUnavailable("apt-get is not available; use --caffe-root DIR")
+    downloads.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="caffe-src-", dir=downloads) as tmp:
+        tmp = Path(tmp)
+        (tmp / "lists" / "partial").mkdir(parents=True)
+        signed = f"[signed-by={KEYRING}] " if Path(KEYRING).is_file() else ""
+        (tmp / "sources.list").write_text(
+            "".join(f"deb-src {signed}{m} {SUITE} main\n" for m in mirrors))
+        opts = [f"-oDir::Etc::SourceList={tmp / 'sources.list'}",
+                "-oDir::Etc::SourceParts=/dev/null", f"-oDir::State::Lists={tmp / 'lists'}",
+                "-oAPT::Sandbox::User=root", "-qq"]
+        log(f"fetching Debian's {PACKAGE} {VERSION} source ({SUITE}) with apt-get")
+        for cmd in (["apt-get", *opts, "update"],
+                    ["apt-get", *opts, "source", "--download-only", f"{PACKAGE}={VERSION}"]):
+            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SourceUnavailable(f"{' '.join(cmd[:1] + cmd[-2:])} failed:\n"
+                                        f"{proc.stdout}{proc.stderr}")
+        got = tmp / ORIG_TARBALL
+        digest = sha256_of(got) if got.is_file() else "missing"
+        if digest != ORIG_SHA256:
+            raise SourceUnavailable(f"{ORIG_TARBALL}: SHA-256 {digest}, expected {ORIG_SHA256}")
+        os.replace(got, target)
+    return target
+
+
+def extract(tarball: Path, dest: Path) -> None:
+    """Unpack into `dest` (which must not exist) via a temporary folder, so a stopped run
+    never leaves a half-extracted tree behind."""
+    tmp = dest.with_name(dest.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    with tarfile.open(tarball) as tar:
+        tar.extractall(tmp, filter="data")
+    entries = list(tmp.iterdir())
+    # The Debian orig tarball has no top-level folder; other tarballs may have one.
+    root = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
+    if root is tmp:
+        os.replace(tmp, dest)
+    else:
+        os.replace(root, dest)
+        shutil.rmtree(tmp)

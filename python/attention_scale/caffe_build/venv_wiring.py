@@ -1,0 +1,47 @@
+"""Make a virtual environment use the Caffe that was just built.
+
+pycaffe is put on the venv's path with a .pth file (nothing is copied, so a rebuild is seen at
+once), and `<venv>/bin/caffe` becomes a small wrapper around the built tool that lets the tool's
+embedded Python (used by `type: "Python"` layers) import from the same venv.
+"""
+import os
+import subprocess
+from pathlib import Path
+
+PTH_NAME = "caffe_built_from_source.pth"
+
+_WRAPPER = """#!/bin/sh
+# The caffe tool built by tools/build_caffe.py. Its embedded Python runs `type: "Python"`
+# layers: give it this environment's packages and pycaffe.
+PYTHONPATH="{site}:{pycaffe}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{tool}" "$@"
+"""
+
+
+class VenvError(RuntimeError):
+    pass
+
+
+def _venv_python_facts(venv: Path):
+    python = venv / "bin" / "python"
+    if not python.exists():
+        raise VenvError(f"{venv} is not a virtual environment ({python} is missing)")
+    out = subprocess.run([str(python), "-c", "import sys, sysconfig; "
+                          "print(sysconfig.get_python_version()); "
+                          "print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    return out[0].strip(), Path(out[1].strip())
+
+
+def wire_venv(venv: Path, prefix: Path, python_version: str) -> None:
+    version, site = _venv_python_facts(venv)
+    if version != python_version:
+        raise VenvError(f"{venv} runs Python {version} but pycaffe was built for "
+                        f"{python_version}; recreate the venv with python{python_version}")
+    pycaffe = prefix / "python"
+    (site / PTH_NAME).write_text(f"{pycaffe}\n")
+    wrapper = venv / "bin" / "caffe"
+    text = _WRAPPER.format(site=site, pycaffe=pycaffe, tool=prefix / "bin" / "caffe")
+    tmp = wrapper.with_name(".caffe.tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, wrapper)

@@ -1,0 +1,84 @@
+"""The built `caffe` tool (.venv/bin/caffe) knows the three layers, runs them and fails cleanly.
+
+Bad input makes glog's CHECK abort the process, so those cases run the tool in a subprocess.
+"""
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CAFFE = REPO / ".venv" / "bin" / "caffe"
+OURS = ("ScaleInterp", "SoftmaxOverScales", "WeightedScaleSum")
+
+NET = """
+name: "three_layers"
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 2 dim: 3 dim: 9 dim: 9 } } }
+layer { name: "scores" type: "Input" top: "h1" top: "h2"
+        input_param { shape { dim: 2 dim: 1 dim: 9 dim: 9 } shape { dim: 2 dim: 1 dim: 9 dim: 9 } } }
+layer { name: "half" type: "ScaleInterp" bottom: "data" top: "half"
+        scale_interp_param { scale: 0.5 } }
+layer { name: "back" type: "ScaleInterp" bottom: "half" bottom: "data" top: "back" }
+layer { name: "attention" type: "SoftmaxOverScales" bottom: "h1" bottom: "h2" top: "w" }
+layer { name: "merge" type: "WeightedScaleSum" bottom: "data" bottom: "back" bottom: "w"
+        top: "g" }
+"""
+
+
+def run_caffe(tmp_path: Path, net: str, *args: str) -> subprocess.CompletedProcess:
+    model = tmp_path / "net.prototxt"
+    model.write_text(net)
+    return subprocess.run([str(CAFFE), "time", "-model", str(model), "-iterations", "1", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_tool_lists_the_three_layer_types(tmp_path):
+    res = run_caffe(tmp_path, 'layer { name: "x" type: "NoSuchLayer" top: "x" }')
+    assert res.returncode != 0
+    known = re.search(r"known types: ([^)]*)\)", res.stderr)
+    assert known, res.stderr[-2000:]
+    types = {t.strip() for t in known.group(1).split(",")}
+    assert set(OURS) <= types
+
+
+def test_tool_runs_forward_and_backward_of_every_layer(tmp_path):
+    res = run_caffe(tmp_path, NET)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for layer in ("half", "back", "attention", "merge"):
+        assert re.search(rf"{layer}\s+forward: [\d.]+ ms", res.stderr), layer
+        assert re.search(rf"{layer}\s+backward: [\d.]+ ms", res.stderr), layer
+    assert "Top shape: 2 3 5 5" in res.stderr   # 9 -> floor(8 * 0.5) + 1 = 5
+    assert "Top shape: 2 3 9 9" in res.stderr
+
+
+BAD_NETS = [
+    pytest.param(NET.replace('bottom: "back" bottom: "w"', 'bottom: "half" bottom: "w"'),
+                 [r"WeightedScaleSum", r"'merge'", r"bottom\[1\]", r"'half'", r"2 3 5 5",
+                  r"2 3 9 9"], id="merge-shape-mismatch"),
+    pytest.param(NET.replace("scale: 0.5", "scale: 0.5 zoom_factor: 2"),
+                 [r"ScaleInterp", r"'half'", r"scale", r"zoom_factor"], id="interp-two-sizes"),
+    pytest.param(NET.replace("scale: 0.5", "scale: 0.5 pad_beg: 1"),
+                 [r"ScaleInterp", r"'half'", r"pad_beg"], id="interp-positive-pad"),
+    pytest.param(NET.replace('shape { dim: 2 dim: 1 dim: 9 dim: 9 } }',
+                             'shape { dim: 2 dim: 1 dim: 9 dim: 8 } }'),
+                 [r"SoftmaxOverScales", r"'attention'", r"bottom\[1\]", r"'h2'", r"2 1 9 8",
+                  r"2 1 9 9"], id="softmax-shape-mismatch"),
+    pytest.param(NET.replace('bottom: "data" bottom: "back" bottom: "w"',
+                             'bottom: "data" bottom: "back" bottom: "data"'),
+                 [r"WeightedScaleSum", r"'merge'", r"bottom\[2\]", r"weights?"],
+                 id="merge-bad-weights"),
+]
+
+
+@pytest.mark.parametrize("net,patterns", BAD_NETS)
+def test_bad_input_stops_with_a_message_naming_layer_bottom_and_shapes(tmp_path, net, patterns):
+    res = run_caffe(tmp_path, net)
+    assert res.returncode != 0
+    failure = [ln for ln in res.stderr.splitlines() if "Check failed" in ln or "F1" in ln[:3]
+               or ln.startswith("F")]
+    assert failure, res.stderr[-3000:]
+    text = "\n".join(failure)
+    for pattern in patterns:
+        assert re.search(pattern, text), f"{pattern!r} not in:\n{text}"

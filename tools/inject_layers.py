@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Add the three Attention-to-Scale layers to a Caffe source tree (BVLC or a DeepLab-style fork).
+
+Copies the layer headers, sources, CUDA kernels and C++ tests into the tree and adds the parameter
+messages and LayerParameter fields to its src/caffe/proto/caffe.proto. Running it again changes
+nothing; --check only reports; --remove undoes it. Rebuild Caffe afterwards (cmake or make).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import _repo  # noqa: F401  (puts python/ on sys.path)
+from attention_scale.caffe_build import tree_injection as ti
+from attention_scale.caffe_build.protofile import ProtoSyntaxError
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("caffe_root", type=Path, help="root of the Caffe source tree")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true",
+                      help="report the state without writing; exit 0 when up to date, "
+                           "1 when not injected or outdated, 2 on a conflict")
+    mode.add_argument("--remove", action="store_true", help="undo the injection")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only changes")
+    args = parser.parse_args(argv)
+    tree = args.caffe_root.resolve()
+    try:
+        if args.check:
+            state = ti.tree_state(tree)
+            for rel, what in sorted(state.items()):
+                print(f"{what:9s} {rel}")
+            if "conflict" in state.values():
+                return 2
+            return 0 if set(state.values()) == {"current"} else 1
+        plan = ti.plan_removal(tree) if args.remove else ti.plan_injection(tree)
+        ti.apply_plan(tree, plan)
+    except (ti.NotACaffeTree, ti.InjectionConflict, ProtoSyntaxError) as err:
+        print(f"inject_layers: {err}", file=sys.stderr)
+        return 2
+    for rel in sorted(plan.writes):
+        print(f"{'patched' if rel == ti.PROTO_REL else 'wrote':9s} {rel}")
+    for rel in plan.deletes:
+        print(f"removed   {rel}")
+    if not args.quiet:
+        for rel in plan.unchanged:
+            print(f"unchanged {rel}")
+        if not plan.changes:
+            print(f"{tree}: nothing to do")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
