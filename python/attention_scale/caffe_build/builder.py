@@ -168,6 +168,8 @@ def _run_logged(cmd: List[str], cwd: Path, logfile, what: str, progress: bool) -
 
 
 def build(cfg: BuildConfig) -> BuildResult:
+    if cfg.caffe_root is not None:
+        ti.check_tree(cfg.caffe_root.resolve())  # fail before any slow step
     py = python_facts()
     cfg.cache.mkdir(parents=True, exist_ok=True)
     python = _ensure_buildenv(cfg, py)
