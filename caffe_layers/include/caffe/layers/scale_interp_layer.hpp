@@ -1,0 +1,76 @@
+// Attention to Scale for Caffe: ScaleInterp layer, bilinear/nearest resize, corner-aligned grid.
+#ifndef CAFFE_SCALE_INTERP_LAYER_HPP_
+#define CAFFE_SCALE_INTERP_LAYER_HPP_
+
+#include <vector>
+
+#include "caffe/blob.hpp"
+#include "caffe/layer.hpp"
+#include "caffe/proto/caffe.pb.h"
+
+#include "caffe/layers/attention_scale_math.hpp"
+
+namespace caffe {
+
+/**
+ * @brief Resizes N x C x H x W maps bilinearly (or by nearest neighbour) on DeepLab's
+ *        corner-aligned grid: output index i reads source coordinate
+ *        i * (H_in_eff - 1) / (H_out - 1) (0 when H_out == 1); same for the width.
+ *
+ * Bottoms:
+ *   -# @f$ (N \times C \times H \times W) @f$ the maps to resize.
+ *   -# optional @f$ (N' \times C' \times H_{ref} \times W_{ref}) @f$ a reference blob whose
+ *      H x W the output takes. Its values are never read and it receives zero gradient.
+ *
+ * Top: @f$ (N \times C \times H_{out} \times W_{out}) @f$.
+ *
+ * Parameters (ScaleInterpParameter): pad_beg, pad_end (<= 0) crop the input to
+ * H_in_eff = H + pad_beg + pad_end (likewise W). The output size comes from exactly one of
+ *   - zoom_factor and/or shrink_factor (DeepLab's Interp formulas; both: shrink, then zoom),
+ *   - height and width,
+ *   - scale: H_out = floor((H_in_eff - 1) * scale + 1e-4) + 1,
+ *   - the second bottom.
+ * interpolation NEAREST picks the source floor(src + 0.5) and never mixes values (label maps).
+ *
+ * The grid is computed exactly in integers. Backward is a gather: every bottom element sums the
+ * top diffs that read it, with the forward's own weights, so it needs no atomics on the GPU.
+ */
+template <typename Dtype>
+class ScaleInterpLayer : public Layer<Dtype> {
+ public:
+  explicit ScaleInterpLayer(const LayerParameter& param)
+      : Layer<Dtype>(param) {}
+  virtual void LayerSetUp(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+  virtual void Reshape(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+
+  virtual inline const char* type() const { return "ScaleInterp"; }
+  // The bottom/top counts (1 or 2 bottoms, 1 top) are checked in LayerSetUp, whose messages
+  // name the layer.
+
+  /// The reference bottom only gives a size: no gradient flows into it.
+  virtual inline bool AllowForceBackward(const int bottom_index) const {
+    return bottom_index == 0;
+  }
+
+ protected:
+  virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+  virtual void Forward_gpu(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+  virtual void Backward_cpu(const vector<Blob<Dtype>*>& top,
+      const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);
+  virtual void Backward_gpu(const vector<Blob<Dtype>*>& top,
+      const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);
+
+  /// Which parameter gives the output size.
+  enum SizeMode { SIZE_FACTORS, SIZE_HEIGHT_WIDTH, SIZE_SCALE, SIZE_REFERENCE };
+  SizeMode size_mode_;
+  int pad_beg_, pad_end_;
+  attention_scale::InterpGeometry geometry_;
+};
+
+}  // namespace caffe
+
+#endif  // CAFFE_SCALE_INTERP_LAYER_HPP_

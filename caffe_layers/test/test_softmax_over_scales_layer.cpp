@@ -1,0 +1,303 @@
+// Attention to Scale for Caffe: tests of the SoftmaxOverScales layer (forward, gradients, errors).
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#include "caffe/blob.hpp"
+#include "caffe/common.hpp"
+#include "caffe/filler.hpp"
+#include "caffe/layers/softmax_over_scales_layer.hpp"
+
+#include "caffe/test/test_caffe_main.hpp"
+#include "caffe/test/test_gradient_check_util.hpp"
+
+namespace caffe {
+
+template <typename TypeParam>
+class SoftmaxOverScalesLayerTest : public MultiDeviceTest<TypeParam> {
+  typedef typename TypeParam::Dtype Dtype;
+
+ protected:
+  SoftmaxOverScalesLayerTest()
+      : blob_bottom_(new Blob<Dtype>(2, 3, 4, 5)),
+        blob_top_(new Blob<Dtype>()) {
+    Caffe::set_random_seed(1701);
+    FillGaussian(blob_bottom_);
+    for (int s = 0; s < 3; ++s) {
+      blob_scales_.push_back(new Blob<Dtype>(2, 1, 4, 5));
+      FillGaussian(blob_scales_[s]);
+    }
+    blob_top_vec_.push_back(blob_top_);
+  }
+  virtual ~SoftmaxOverScalesLayerTest() {
+    delete blob_bottom_;
+    delete blob_top_;
+    for (int s = 0; s < blob_scales_.size(); ++s) {
+      delete blob_scales_[s];
+    }
+  }
+
+  void FillGaussian(Blob<Dtype>* blob) {
+    FillerParameter filler_param;
+    filler_param.set_std(2.0);
+    GaussianFiller<Dtype> filler(filler_param);
+    filler.Fill(blob);
+  }
+
+  // Input h(n, s, y, x) of either bottom form.
+  double Input(const vector<Blob<Dtype>*>& bottom, int n, int s, int y, int x) {
+    return bottom.size() == 1 ? bottom[0]->data_at(n, s, y, x) : bottom[s]->data_at(n, 0, y, x);
+  }
+
+  // Compares the top with exp(h_s) / sum_t exp(h_t), computed here in double.
+  void CheckForward(const vector<Blob<Dtype>*>& bottom) {
+    LayerParameter layer_param;
+    SoftmaxOverScalesLayer<Dtype> layer(layer_param);
+    layer.SetUp(bottom, blob_top_vec_);
+    layer.Forward(bottom, blob_top_vec_);
+    const int num_scales = bottom.size() == 1 ? bottom[0]->channels() : bottom.size();
+    EXPECT_EQ(blob_top_->num(), bottom[0]->num());
+    EXPECT_EQ(blob_top_->channels(), num_scales);
+    EXPECT_EQ(blob_top_->height(), bottom[0]->height());
+    EXPECT_EQ(blob_top_->width(), bottom[0]->width());
+    for (int n = 0; n < blob_top_->num(); ++n) {
+      for (int y = 0; y < blob_top_->height(); ++y) {
+        for (int x = 0; x < blob_top_->width(); ++x) {
+          double sum = 0;
+          for (int s = 0; s < num_scales; ++s) {
+            sum += std::exp(Input(bottom, n, s, y, x));
+          }
+          for (int s = 0; s < num_scales; ++s) {
+            EXPECT_NEAR(blob_top_->data_at(n, s, y, x), std::exp(Input(bottom, n, s, y, x)) / sum,
+                        1e-5);
+          }
+        }
+      }
+    }
+  }
+
+  Blob<Dtype>* const blob_bottom_;
+  Blob<Dtype>* const blob_top_;
+  vector<Blob<Dtype>*> blob_scales_;
+  vector<Blob<Dtype>*> blob_top_vec_;
+};
+
+TYPED_TEST_CASE(SoftmaxOverScalesLayerTest, TestDtypesAndDevices);
+
+TYPED_TEST(SoftmaxOverScalesLayerTest, TestForwardOneBottom) {
+  this->CheckForward(vector<Blob<typename TypeParam::Dtype>*>(1, this->blob_bottom_));
+}
+
+TYPED_TEST(SoftmaxOverScalesLayerTest, TestForwardScaleBottoms) {
+  this->CheckForward(this->blob_scales_);
+  vector<Blob<typename TypeParam::Dtype>*> two(this->blob_scales_.begin(),
+                                               this->blob_scales_.begin() + 2);
+  this->CheckForward(two);
+}
+
+TYPED_TEST(SoftmaxOverScalesLayerTest, TestForwardSingleScale) {
+  typedef typename TypeParam::Dtype Dtype;
+  // S = 1: every weight is 1.
+  vector<Blob<Dtype>*> bottom(1, this->blob_scales_[0]);
+  this->CheckForward(bottom);
+  for (int i = 0; i < this->blob_top_->count(); ++i) {
+    EXPECT_EQ(this->blob_top_->cpu_data()[i], 1);
+  }
+}
+
+// Huge and infinite scores: the maximum is subtracted, so nothing overflows.
+TYPED_TEST(SoftmaxOverScalesLayerTest, TestForwardStable) {
+  typedef typename TypeParam::Dtype Dtype;
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  const Dtype big = 1e30;
+  const int kPixels = 6;
+  const Dtype in[kPixels][3] = {
+    {big, -big, 0}, {-inf, 0, 0}, {big, big, -inf}, {-big, -big, -big}, {-inf, -inf, 5},
+    {-big, 1, -inf},
+  };
+  const Dtype expected[kPixels][3] = {
+    {1, 0, 0}, {0, 0.5, 0.5}, {0.5, 0.5, 0}, {1.0 / 3, 1.0 / 3, 1.0 / 3}, {0, 0, 1}, {0, 1, 0},
+  };
+  this->blob_bottom_->Reshape(1, 3, 2, 3);
+  for (int p = 0; p < kPixels; ++p) {
+    for (int s = 0; s < 3; ++s) {
+      this->blob_bottom_->mutable_cpu_data()[s * kPixels + p] = in[p][s];
+    }
+  }
+  vector<Blob<Dtype>*> bottom(1, this->blob_bottom_);
+  LayerParameter layer_param;
+  SoftmaxOverScalesLayer<Dtype> layer(layer_param);
+  layer.SetUp(bottom, this->blob_top_vec_);
+  layer.Forward(bottom, this->blob_top_vec_);
+  for (int p = 0; p < kPixels; ++p) {
+    for (int s = 0; s < 3; ++s) {
+      const Dtype w = this->blob_top_->cpu_data()[s * kPixels + p];
+      EXPECT_TRUE(std::isfinite(w)) << "pixel " << p << " scale " << s;
+      EXPECT_NEAR(w, expected[p][s], 1e-6) << "pixel " << p << " scale " << s;
+    }
+  }
+  // The backward pass stays finite as well.
+  FillerParameter filler_param;
+  GaussianFiller<Dtype> filler(filler_param);
+  Blob<Dtype> top_diff(this->blob_top_->shape());
+  filler.Fill(&top_diff);
+  caffe_copy(top_diff.count(), top_diff.cpu_data(), this->blob_top_->mutable_cpu_diff());
+  layer.Backward(this->blob_top_vec_, vector<bool>(1, true), bottom);
+  for (int i = 0; i < this->blob_bottom_->count(); ++i) {
+    EXPECT_TRUE(std::isfinite(this->blob_bottom_->cpu_diff()[i])) << "at " << i;
+  }
+}
+
+// dx_s = y_s (dy_s - sum_t y_t dy_t), checked against a direct computation, for both forms.
+TYPED_TEST(SoftmaxOverScalesLayerTest, TestBackwardFormula) {
+  typedef typename TypeParam::Dtype Dtype;
+  for (int form = 0; form < 2; ++form) {
+    vector<Blob<Dtype>*> bottom = form == 0 ? vector<Blob<Dtype>*>(1, this->blob_bottom_)
+                                            : this->blob_scales_;
+    LayerParameter layer_param;
+    SoftmaxOverScalesLayer<Dtype> layer(layer_param);
+    layer.SetUp(bottom, this->blob_top_vec_);
+    layer.Forward(bottom, this->blob_top_vec_);
+    FillerParameter filler_param;
+    GaussianFiller<Dtype> filler(filler_param);
+    Blob<Dtype> top_diff(this->blob_top_->shape());
+    filler.Fill(&top_diff);
+    caffe_copy(top_diff.count(), top_diff.cpu_data(), this->blob_top_->mutable_cpu_diff());
+    layer.Backward(this->blob_top_vec_, vector<bool>(bottom.size(), true), bottom);
+    const Blob<Dtype>& top = *this->blob_top_;
+    for (int n = 0; n < top.num(); ++n) {
+      for (int y = 0; y < top.height(); ++y) {
+        for (int x = 0; x < top.width(); ++x) {
+          double dot = 0;
+          for (int t = 0; t < 3; ++t) {
+            dot += top.data_at(n, t, y, x) * top.diff_at(n, t, y, x);
+          }
+          for (int s = 0; s < 3; ++s) {
+            const double expected = top.data_at(n, s, y, x) * (top.diff_at(n, s, y, x) - dot);
+            const Dtype actual = form == 0 ? bottom[0]->diff_at(n, s, y, x)
+                                           : bottom[s]->diff_at(n, 0, y, x);
+            EXPECT_NEAR(actual, expected, 1e-5);
+          }
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(SoftmaxOverScalesLayerTest, TestBackwardPropagateDownSome) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param;
+  SoftmaxOverScalesLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_scales_, this->blob_top_vec_);
+  layer.Forward(this->blob_scales_, this->blob_top_vec_);
+  caffe_set(this->blob_top_->count(), Dtype(1), this->blob_top_->mutable_cpu_diff());
+  for (int s = 0; s < 3; ++s) {
+    caffe_set(this->blob_scales_[s]->count(), Dtype(42),
+              this->blob_scales_[s]->mutable_cpu_diff());
+  }
+  vector<bool> propagate_down(3, false);
+  propagate_down[1] = true;
+  layer.Backward(this->blob_top_vec_, propagate_down, this->blob_scales_);
+  for (int i = 0; i < this->blob_scales_[0]->count(); ++i) {
+    EXPECT_EQ(this->blob_scales_[0]->cpu_diff()[i], 42);
+    EXPECT_NEAR(this->blob_scales_[1]->cpu_diff()[i], 0, 1e-6);  // softmax of a constant diff
+    EXPECT_EQ(this->blob_scales_[2]->cpu_diff()[i], 42);
+  }
+}
+
+TYPED_TEST(SoftmaxOverScalesLayerTest, TestGradientOneBottom) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param;
+  SoftmaxOverScalesLayer<Dtype> layer(layer_param);
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  vector<Blob<Dtype>*> bottom(1, this->blob_bottom_);
+  checker.CheckGradientExhaustive(&layer, bottom, this->blob_top_vec_);
+}
+
+TYPED_TEST(SoftmaxOverScalesLayerTest, TestGradientScaleBottoms) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param;
+  SoftmaxOverScalesLayer<Dtype> layer(layer_param);
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  checker.CheckGradientExhaustive(&layer, this->blob_scales_, this->blob_top_vec_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad shapes stop with a message naming the layer, the bottom and the shapes.
+// ---------------------------------------------------------------------------------------------
+
+class SoftmaxOverScalesLayerDeathTest : public CPUDeviceTest<float> {
+ protected:
+  SoftmaxOverScalesLayerDeathTest() : blob_top_(new Blob<float>()) {
+    ::testing::GTEST_FLAG(death_test_style) = "threadsafe";
+    for (int s = 0; s < 3; ++s) {
+      blob_bottom_vec_.push_back(new Blob<float>(2, 1, 4, 5));
+    }
+    blob_top_vec_.push_back(blob_top_);
+    layer_param_.set_name("attn_softmax");
+    layer_param_.add_bottom("attn_s1");
+    layer_param_.add_bottom("attn_s2");
+    layer_param_.add_bottom("attn_s3");
+    layer_param_.add_top("attn_w");
+  }
+  virtual ~SoftmaxOverScalesLayerDeathTest() {
+    for (int s = 0; s < 3; ++s) {
+      delete blob_bottom_vec_[s];
+    }
+    delete blob_top_;
+  }
+  void SetUpLayer(const vector<Blob<float>*>& bottom) {
+    SoftmaxOverScalesLayer<float> layer(layer_param_);
+    layer.SetUp(bottom, blob_top_vec_);
+  }
+
+  Blob<float>* const blob_top_;
+  vector<Blob<float>*> blob_bottom_vec_;
+  vector<Blob<float>*> blob_top_vec_;
+  LayerParameter layer_param_;
+};
+
+TEST_F(SoftmaxOverScalesLayerDeathTest, TestScaleBottomMismatch) {
+  blob_bottom_vec_[2]->Reshape(2, 1, 4, 6);
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "SoftmaxOverScales layer 'attn_softmax': "
+               "bottom\\[2\\] 'attn_s3' has shape 2 1 4 6 \\(48\\), expected 2 1 4 5 \\(40\\), "
+               "the shape of bottom\\[0\\] 'attn_s1'");
+  blob_bottom_vec_[2]->Reshape(2, 2, 4, 5);
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "SoftmaxOverScales layer 'attn_softmax': "
+               "bottom\\[2\\] 'attn_s3' has shape 2 2 4 5 \\(80\\), expected 2 1 4 5 \\(40\\)");
+  blob_bottom_vec_[2]->Reshape(3, 1, 4, 5);
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "bottom\\[2\\] 'attn_s3' has shape 3 1 4 5 "
+               "\\(60\\), expected 2 1 4 5 \\(40\\)");
+}
+
+TEST_F(SoftmaxOverScalesLayerDeathTest, TestFirstScaleBottomNotOneChannel) {
+  blob_bottom_vec_[0]->Reshape(2, 3, 4, 5);
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "SoftmaxOverScales layer 'attn_softmax': "
+               "bottom\\[0\\] 'attn_s1' has shape 2 3 4 5 \\(120\\), expected 2 1 4 5 \\(40\\): "
+               "with 3 bottoms each is one scale's N x 1 x H x W map");
+}
+
+TEST_F(SoftmaxOverScalesLayerDeathTest, TestNot4D) {
+  blob_bottom_vec_[1]->Reshape(vector<int>(3, 2));
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "SoftmaxOverScales layer 'attn_softmax': "
+               "bottom\\[1\\] 'attn_s2' has shape 2 2 2 \\(8\\), expected 4 axes");
+}
+
+TEST_F(SoftmaxOverScalesLayerDeathTest, TestInPlace) {
+  vector<Blob<float>*> bottom(1, blob_top_);
+  blob_top_->Reshape(2, 3, 4, 5);
+  EXPECT_DEATH(SetUpLayer(bottom), "SoftmaxOverScales layer 'attn_softmax': cannot run in "
+               "place");
+}
+
+TEST_F(SoftmaxOverScalesLayerDeathTest, TestBlobCounts) {
+  EXPECT_DEATH(SetUpLayer(vector<Blob<float>*>()), "SoftmaxOverScales layer 'attn_softmax': "
+               "takes one N x S x H x W bottom or S bottoms of N x 1 x H x W, got no bottom");
+  blob_top_vec_.push_back(blob_top_);
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "SoftmaxOverScales layer 'attn_softmax': takes "
+               "exactly 1 top, got 2");
+}
+
+}  // namespace caffe

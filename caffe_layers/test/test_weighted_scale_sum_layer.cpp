@@ -1,0 +1,388 @@
+// Attention to Scale for Caffe: tests of the WeightedScaleSum layer (forward, gradients, errors).
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#include "caffe/blob.hpp"
+#include "caffe/common.hpp"
+#include "caffe/filler.hpp"
+#include "caffe/layers/weighted_scale_sum_layer.hpp"
+
+#include "caffe/test/test_caffe_main.hpp"
+#include "caffe/test/test_gradient_check_util.hpp"
+
+namespace caffe {
+
+template <typename TypeParam>
+class WeightedScaleSumLayerTest : public MultiDeviceTest<TypeParam> {
+  typedef typename TypeParam::Dtype Dtype;
+
+ protected:
+  static const int kScales = 3;
+
+  WeightedScaleSumLayerTest()
+      : blob_weights_(new Blob<Dtype>(2, kScales, 3, 4)),
+        blob_top_(new Blob<Dtype>()) {
+    Caffe::set_random_seed(1701);
+    for (int s = 0; s < kScales; ++s) {
+      blob_scores_.push_back(new Blob<Dtype>(2, 5, 3, 4));
+      FillGaussian(blob_scores_[s]);
+    }
+    FillGaussian(blob_weights_);
+    blob_top_vec_.push_back(blob_top_);
+  }
+  virtual ~WeightedScaleSumLayerTest() {
+    for (int s = 0; s < blob_scores_.size(); ++s) {
+      delete blob_scores_[s];
+    }
+    delete blob_weights_;
+    delete blob_top_;
+  }
+
+  void FillGaussian(Blob<Dtype>* blob) {
+    FillerParameter filler_param;
+    GaussianFiller<Dtype> filler(filler_param);
+    filler.Fill(blob);
+  }
+
+  // Score maps whose values differ by at least 0.2 across scales at every element, so the
+  // gradient checker's steps of 1e-2 never change the arg-max.
+  void FillSeparated() {
+    const int count = blob_scores_[0]->count();
+    Blob<Dtype> noise(1, 1, 1, count * kScales);
+    FillerParameter filler_param;
+    filler_param.set_min(-0.05);
+    filler_param.set_max(0.05);
+    UniformFiller<Dtype> filler(filler_param);
+    filler.Fill(&noise);
+    for (int s = 0; s < kScales; ++s) {
+      for (int i = 0; i < count; ++i) {
+        blob_scores_[s]->mutable_cpu_data()[i] =
+            0.3 * ((i * 7 + s + i / 5) % kScales) - 0.3 + noise.cpu_data()[s * count + i];
+      }
+    }
+  }
+
+  vector<Blob<Dtype>*> Bottoms(bool with_weights) {
+    vector<Blob<Dtype>*> bottom(blob_scores_);
+    if (with_weights) {
+      bottom.push_back(blob_weights_);
+    }
+    return bottom;
+  }
+
+  LayerParameter Param(WeightedScaleSumParameter_MergeMethod merge) {
+    LayerParameter layer_param;
+    layer_param.mutable_weighted_scale_sum_param()->set_merge(merge);
+    return layer_param;
+  }
+
+  vector<Blob<Dtype>*> blob_scores_;
+  Blob<Dtype>* const blob_weights_;
+  Blob<Dtype>* const blob_top_;
+  vector<Blob<Dtype>*> blob_top_vec_;
+};
+
+TYPED_TEST_CASE(WeightedScaleSumLayerTest, TestDtypesAndDevices);
+
+TYPED_TEST(WeightedScaleSumLayerTest, TestForwardAttention) {
+  typedef typename TypeParam::Dtype Dtype;
+  vector<Blob<Dtype>*> bottom = this->Bottoms(true);
+  LayerParameter layer_param;  // ATTENTION is the default
+  WeightedScaleSumLayer<Dtype> layer(layer_param);
+  layer.SetUp(bottom, this->blob_top_vec_);
+  EXPECT_EQ(this->blob_top_->shape(), this->blob_scores_[0]->shape());
+  layer.Forward(bottom, this->blob_top_vec_);
+  const Blob<Dtype>& top = *this->blob_top_;
+  for (int n = 0; n < top.num(); ++n) {
+    for (int c = 0; c < top.channels(); ++c) {
+      for (int y = 0; y < top.height(); ++y) {
+        for (int x = 0; x < top.width(); ++x) {
+          double expected = 0;
+          for (int s = 0; s < this->kScales; ++s) {
+            expected += this->blob_weights_->data_at(n, s, y, x)
+                * this->blob_scores_[s]->data_at(n, c, y, x);
+          }
+          EXPECT_NEAR(top.data_at(n, c, y, x), expected, 1e-5);
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(WeightedScaleSumLayerTest, TestForwardAttentionHandWorked) {
+  typedef typename TypeParam::Dtype Dtype;
+  // N = 1, C = 2, 1 x 2 pixels, S = 2: g = w1 f1 + w2 f2 per pixel, broadcast over classes.
+  Blob<Dtype> f1(1, 2, 1, 2), f2(1, 2, 1, 2), w(1, 2, 1, 2);
+  const Dtype f1_data[4] = {1, 2, 3, 4};      // class 0: 1 2, class 1: 3 4
+  const Dtype f2_data[4] = {10, 20, 30, 40};
+  const Dtype w_data[4] = {0.25, 0.5, 0.75, 0.5};  // scale 1: .25 .5, scale 2: .75 .5
+  caffe_copy(4, f1_data, f1.mutable_cpu_data());
+  caffe_copy(4, f2_data, f2.mutable_cpu_data());
+  caffe_copy(4, w_data, w.mutable_cpu_data());
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&f1);
+  bottom.push_back(&f2);
+  bottom.push_back(&w);
+  LayerParameter layer_param;
+  WeightedScaleSumLayer<Dtype> layer(layer_param);
+  layer.SetUp(bottom, this->blob_top_vec_);
+  layer.Forward(bottom, this->blob_top_vec_);
+  const Dtype expected[4] = {0.25 + 7.5, 1 + 10, 0.75 + 22.5, 2 + 20};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_NEAR(this->blob_top_->cpu_data()[i], expected[i], 1e-6) << "at " << i;
+  }
+  // Backward with dg = 1: df1 = w1, dw1 = sum_c f1_c.
+  caffe_set(4, Dtype(1), this->blob_top_->mutable_cpu_diff());
+  layer.Backward(this->blob_top_vec_, vector<bool>(3, true), bottom);
+  const Dtype df1[4] = {0.25, 0.5, 0.25, 0.5};
+  const Dtype dw[4] = {1 + 3, 2 + 4, 10 + 30, 20 + 40};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_NEAR(f1.cpu_diff()[i], df1[i], 1e-6) << "at " << i;
+    EXPECT_NEAR(w.cpu_diff()[i], dw[i], 1e-5) << "at " << i;
+  }
+}
+
+TYPED_TEST(WeightedScaleSumLayerTest, TestForwardAttentionOneScale) {
+  typedef typename TypeParam::Dtype Dtype;
+  vector<Blob<Dtype>*> bottom(1, this->blob_scores_[0]);
+  Blob<Dtype> w(2, 1, 3, 4);
+  this->FillGaussian(&w);
+  bottom.push_back(&w);
+  LayerParameter layer_param;
+  WeightedScaleSumLayer<Dtype> layer(layer_param);
+  layer.SetUp(bottom, this->blob_top_vec_);
+  layer.Forward(bottom, this->blob_top_vec_);
+  for (int n = 0; n < 2; ++n) {
+    for (int c = 0; c < 5; ++c) {
+      for (int y = 0; y < 3; ++y) {
+        for (int x = 0; x < 4; ++x) {
+          EXPECT_NEAR(this->blob_top_->data_at(n, c, y, x),
+                      w.data_at(n, 0, y, x) * bottom[0]->data_at(n, c, y, x), 1e-6);
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(WeightedScaleSumLayerTest, TestForwardAverage) {
+  typedef typename TypeParam::Dtype Dtype;
+  vector<Blob<Dtype>*> bottom = this->Bottoms(false);
+  WeightedScaleSumLayer<Dtype> layer(this->Param(WeightedScaleSumParameter_MergeMethod_AVERAGE));
+  layer.SetUp(bottom, this->blob_top_vec_);
+  layer.Forward(bottom, this->blob_top_vec_);
+  for (int i = 0; i < this->blob_top_->count(); ++i) {
+    const double expected = (static_cast<double>(bottom[0]->cpu_data()[i])
+        + bottom[1]->cpu_data()[i] + bottom[2]->cpu_data()[i]) / 3;
+    EXPECT_NEAR(this->blob_top_->cpu_data()[i], expected, 1e-6);
+  }
+  caffe_set(this->blob_top_->count(), Dtype(3), this->blob_top_->mutable_cpu_diff());
+  layer.Backward(this->blob_top_vec_, vector<bool>(3, true), bottom);
+  for (int s = 0; s < 3; ++s) {
+    for (int i = 0; i < this->blob_top_->count(); ++i) {
+      EXPECT_NEAR(bottom[s]->cpu_diff()[i], 1, 1e-6);
+    }
+  }
+}
+
+TYPED_TEST(WeightedScaleSumLayerTest, TestForwardMax) {
+  typedef typename TypeParam::Dtype Dtype;
+  vector<Blob<Dtype>*> bottom = this->Bottoms(false);
+  // Ties: element 0 equal in all scales, element 1 equal in scales 1 and 2 (the maximum).
+  for (int s = 0; s < 3; ++s) {
+    bottom[s]->mutable_cpu_data()[0] = 0.5;
+    bottom[s]->mutable_cpu_data()[1] = s == 0 ? -1 : 2;
+  }
+  WeightedScaleSumLayer<Dtype> layer(this->Param(WeightedScaleSumParameter_MergeMethod_MAX));
+  layer.SetUp(bottom, this->blob_top_vec_);
+  layer.Forward(bottom, this->blob_top_vec_);
+  const int count = this->blob_top_->count();
+  vector<int> winner(count, 0);
+  for (int i = 0; i < count; ++i) {
+    for (int s = 1; s < 3; ++s) {
+      if (bottom[s]->cpu_data()[i] > bottom[winner[i]]->cpu_data()[i]) {
+        winner[i] = s;
+      }
+    }
+    EXPECT_EQ(this->blob_top_->cpu_data()[i], bottom[winner[i]]->cpu_data()[i]);
+  }
+  EXPECT_EQ(winner[0], 0);
+  EXPECT_EQ(winner[1], 1);
+  // Backward routes dg to the first arg-max only.
+  Blob<Dtype> top_diff(this->blob_top_->shape());
+  this->FillGaussian(&top_diff);
+  caffe_copy(count, top_diff.cpu_data(), this->blob_top_->mutable_cpu_diff());
+  layer.Backward(this->blob_top_vec_, vector<bool>(3, true), bottom);
+  for (int s = 0; s < 3; ++s) {
+    for (int i = 0; i < count; ++i) {
+      EXPECT_EQ(bottom[s]->cpu_diff()[i], winner[i] == s ? top_diff.cpu_data()[i] : 0)
+          << "scale " << s << " at " << i;
+    }
+  }
+}
+
+TYPED_TEST(WeightedScaleSumLayerTest, TestBackwardPropagateDownSome) {
+  typedef typename TypeParam::Dtype Dtype;
+  vector<Blob<Dtype>*> bottom = this->Bottoms(true);
+  LayerParameter layer_param;
+  WeightedScaleSumLayer<Dtype> layer(layer_param);
+  layer.SetUp(bottom, this->blob_top_vec_);
+  layer.Forward(bottom, this->blob_top_vec_);
+  caffe_set(this->blob_top_->count(), Dtype(1), this->blob_top_->mutable_cpu_diff());
+  for (int b = 0; b < bottom.size(); ++b) {
+    caffe_set(bottom[b]->count(), Dtype(42), bottom[b]->mutable_cpu_diff());
+  }
+  vector<bool> propagate_down(4, false);
+  propagate_down[3] = true;  // the weights only
+  layer.Backward(this->blob_top_vec_, propagate_down, bottom);
+  for (int s = 0; s < 3; ++s) {
+    for (int i = 0; i < bottom[s]->count(); ++i) {
+      EXPECT_EQ(bottom[s]->cpu_diff()[i], 42);
+    }
+  }
+  for (int n = 0; n < 2; ++n) {
+    for (int s = 0; s < 3; ++s) {
+      for (int y = 0; y < 3; ++y) {
+        for (int x = 0; x < 4; ++x) {
+          double expected = 0;
+          for (int c = 0; c < 5; ++c) {
+            expected += bottom[s]->data_at(n, c, y, x);
+          }
+          EXPECT_NEAR(this->blob_weights_->diff_at(n, s, y, x), expected, 1e-5);
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(WeightedScaleSumLayerTest, TestGradientAttention) {
+  typedef typename TypeParam::Dtype Dtype;
+  vector<Blob<Dtype>*> bottom = this->Bottoms(true);
+  LayerParameter layer_param;
+  WeightedScaleSumLayer<Dtype> layer(layer_param);
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  checker.CheckGradientExhaustive(&layer, bottom, this->blob_top_vec_);
+}
+
+TYPED_TEST(WeightedScaleSumLayerTest, TestGradientAverage) {
+  typedef typename TypeParam::Dtype Dtype;
+  vector<Blob<Dtype>*> bottom = this->Bottoms(false);
+  WeightedScaleSumLayer<Dtype> layer(this->Param(WeightedScaleSumParameter_MergeMethod_AVERAGE));
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  checker.CheckGradientExhaustive(&layer, bottom, this->blob_top_vec_);
+}
+
+TYPED_TEST(WeightedScaleSumLayerTest, TestGradientMax) {
+  typedef typename TypeParam::Dtype Dtype;
+  this->FillSeparated();
+  vector<Blob<Dtype>*> bottom = this->Bottoms(false);
+  WeightedScaleSumLayer<Dtype> layer(this->Param(WeightedScaleSumParameter_MergeMethod_MAX));
+  GradientChecker<Dtype> checker(1e-2, 1e-3);
+  checker.CheckGradientExhaustive(&layer, bottom, this->blob_top_vec_);
+}
+
+TYPED_TEST(WeightedScaleSumLayerTest, TestGradientSingleScale) {
+  typedef typename TypeParam::Dtype Dtype;
+  for (int m = 1; m <= 2; ++m) {  // AVERAGE and MAX of one map are the identity
+    vector<Blob<Dtype>*> bottom(1, this->blob_scores_[0]);
+    WeightedScaleSumLayer<Dtype> layer(
+        this->Param(static_cast<WeightedScaleSumParameter_MergeMethod>(m)));
+    GradientChecker<Dtype> checker(1e-2, 1e-3);
+    checker.CheckGradientEltwise(&layer, bottom, this->blob_top_vec_);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad shapes stop with a message naming the layer, the bottom and the shapes.
+// ---------------------------------------------------------------------------------------------
+
+class WeightedScaleSumLayerDeathTest : public CPUDeviceTest<float> {
+ protected:
+  WeightedScaleSumLayerDeathTest() : blob_top_(new Blob<float>()) {
+    ::testing::GTEST_FLAG(death_test_style) = "threadsafe";
+    for (int s = 0; s < 3; ++s) {
+      blob_bottom_vec_.push_back(new Blob<float>(10, 21, 41, 41));
+    }
+    blob_bottom_vec_.push_back(new Blob<float>(10, 3, 41, 41));
+    blob_top_vec_.push_back(blob_top_);
+    layer_param_.set_name("merge");
+    layer_param_.add_bottom("fc8_s1");
+    layer_param_.add_bottom("fc8_s2");
+    layer_param_.add_bottom("fc8_s3");
+    layer_param_.add_bottom("attn_w");
+    layer_param_.add_top("fc8_merged");
+  }
+  virtual ~WeightedScaleSumLayerDeathTest() {
+    for (int b = 0; b < blob_bottom_vec_.size(); ++b) {
+      delete blob_bottom_vec_[b];
+    }
+    delete blob_top_;
+  }
+  void SetUpLayer(const vector<Blob<float>*>& bottom) {
+    WeightedScaleSumLayer<float> layer(layer_param_);
+    layer.SetUp(bottom, blob_top_vec_);
+  }
+  void SetMerge(WeightedScaleSumParameter_MergeMethod merge) {
+    layer_param_.mutable_weighted_scale_sum_param()->set_merge(merge);
+  }
+
+  Blob<float>* const blob_top_;
+  vector<Blob<float>*> blob_bottom_vec_;
+  vector<Blob<float>*> blob_top_vec_;
+  LayerParameter layer_param_;
+};
+
+TEST_F(WeightedScaleSumLayerDeathTest, TestScoreMapMismatch) {
+  blob_bottom_vec_[2]->Reshape(10, 21, 41, 40);
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "WeightedScaleSum layer 'merge': bottom\\[2\\] "
+               "'fc8_s3' has shape 10 21 41 40 \\(344400\\), expected 10 21 41 41 \\(353010\\), "
+               "the shape of bottom\\[0\\] 'fc8_s1'");
+  // The same in the other modes, where every bottom is a score map.
+  SetMerge(WeightedScaleSumParameter_MergeMethod_MAX);
+  vector<Blob<float>*> scores(blob_bottom_vec_.begin(), blob_bottom_vec_.begin() + 3);
+  EXPECT_DEATH(SetUpLayer(scores), "WeightedScaleSum layer 'merge': bottom\\[2\\] "
+               "'fc8_s3' has shape 10 21 41 40 \\(344400\\), expected 10 21 41 41 \\(353010\\)");
+}
+
+TEST_F(WeightedScaleSumLayerDeathTest, TestWeightsChannels) {
+  blob_bottom_vec_[3]->Reshape(10, 2, 41, 41);
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "WeightedScaleSum layer 'merge': bottom\\[3\\] "
+               "'attn_w' \\(the weights\\) has shape 10 2 41 41 \\(33620\\), expected 10 3 41 41 "
+               "\\(50430\\): N x S x H x W for S = 3 score maps shaped like bottom\\[0\\] "
+               "'fc8_s1' \\(10 21 41 41 \\(353010\\)\\)");
+}
+
+TEST_F(WeightedScaleSumLayerDeathTest, TestWeightsSpatial) {
+  blob_bottom_vec_[3]->Reshape(10, 3, 321, 321);
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "WeightedScaleSum layer 'merge': bottom\\[3\\] "
+               "'attn_w' \\(the weights\\) has shape 10 3 321 321 \\(3091230\\), expected "
+               "10 3 41 41 \\(50430\\)");
+}
+
+TEST_F(WeightedScaleSumLayerDeathTest, TestAttentionNeedsWeights) {
+  vector<Blob<float>*> bottom(1, blob_bottom_vec_[0]);
+  EXPECT_DEATH(SetUpLayer(bottom), "WeightedScaleSum layer 'merge': merge ATTENTION takes the "
+               "S score maps and then the N x S x H x W weights as the last bottom \\(at least "
+               "2 bottoms\\), got 1 bottom");
+}
+
+TEST_F(WeightedScaleSumLayerDeathTest, TestNoBottoms) {
+  SetMerge(WeightedScaleSumParameter_MergeMethod_AVERAGE);
+  EXPECT_DEATH(SetUpLayer(vector<Blob<float>*>()), "WeightedScaleSum layer 'merge': takes at "
+               "least one score map, got no bottom");
+}
+
+TEST_F(WeightedScaleSumLayerDeathTest, TestNot4D) {
+  blob_bottom_vec_[1]->Reshape(vector<int>(2, 5));
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "WeightedScaleSum layer 'merge': bottom\\[1\\] "
+               "'fc8_s2' has shape 5 5 \\(25\\), expected 4 axes");
+}
+
+TEST_F(WeightedScaleSumLayerDeathTest, TestInPlace) {
+  SetMerge(WeightedScaleSumParameter_MergeMethod_MAX);
+  blob_top_vec_[0] = blob_bottom_vec_[1];
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "WeightedScaleSum layer 'merge': cannot run in "
+               "place \\(top\\[0\\] is bottom\\[1\\] 'fc8_s2'\\)");
+}
+
+}  // namespace caffe
