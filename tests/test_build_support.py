@@ -5,8 +5,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "python"))
-from attention_scale.caffe_build import builder, compat, debian_source  # noqa: E402
+from attention_scale.caffe_build import builder, compat, debian_source
 
 
 def test_mirrors_from_deb822_and_legacy_sources(tmp_path):
@@ -46,11 +45,11 @@ def test_cuda_fixes_only_with_cuda(caffe_paths, tmp_path):
 
 
 def test_cache_key_covers_the_build_inputs(monkeypatch):
-    cfg = builder.BuildConfig()
+    cfg = builder.BuildConfig(project_root=REPO)
     py = builder.python_facts()
     cpu = builder.cmake_args(cfg, py, Path("/py"), Path("/prefix"))
     assert "-DCPU_ONLY=ON" in cpu and "-DBUILD_python_layer=ON" in cpu
-    cuda = builder.cmake_args(builder.BuildConfig(cuda=True, cuda_archs=["90"]), py,
+    cuda = builder.cmake_args(builder.BuildConfig(project_root=REPO, cuda=True, cuda_archs=["90"]), py,
                               Path("/py"), Path("/prefix"))
     assert "-DCPU_ONLY=OFF" in cuda and "-DCUDA_ARCH_BIN=90" in cuda
     assert "-DUSE_CUDNN=OFF" in cuda
@@ -78,7 +77,7 @@ def test_warm_build_is_a_no_op(caffe_paths):
     assert res.returncode == 0
     assert "is up to date" in res.stderr and "caffe build" not in res.stderr
     stamp = json.loads((Path(caffe_paths["CAFFE_PREFIX"]).parent / "stamp.json").read_text())
-    assert stamp["layers"] == builder._injected_digest()
+    assert stamp["layers"] == builder._injected_digest(REPO)
 
 
 def test_bad_caffe_root_is_reported(tmp_path):

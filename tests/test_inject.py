@@ -10,9 +10,8 @@ from google.protobuf import descriptor_pb2
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
-sys.path.insert(0, str(REPO / "python"))
-from attention_scale.caffe_build import proto_injection as pi  # noqa: E402
-from attention_scale.caffe_build import tree_injection as ti  # noqa: E402
+from attention_scale.caffe_build import proto_injection as pi
+from attention_scale.caffe_build import tree_injection as ti
 
 OUR_FIELDS = {"scale_interp_param": (2016001, ".caffe.ScaleInterpParameter"),
               "softmax_over_scales_param": (2016002, ".caffe.SoftmaxOverScalesParameter"),
@@ -70,7 +69,7 @@ def test_inject_compiles_and_adds_fields(tmp_path, proto):
     (file,) = compile_proto(tree, tmp_path).file
     merge = next(m for m in file.message_type if m.name == "WeightedScaleSumParameter")
     assert [v.name for v in merge.enum_type[0].value] == ["ATTENTION", "AVERAGE", "MAX"]
-    for rel, src in ti.project_files().items():
+    for rel, src in ti.project_files(REPO).items():
         assert (tree / rel).read_bytes() == src.read_bytes()
     assert inject_cli("--check", tree).returncode == 0
 
@@ -95,7 +94,7 @@ def test_outdated_injection_is_replaced(tmp_path):
     assert inject_cli(tree).returncode == 0
     proto = tree / ti.PROTO_REL
     proto.write_text(proto.read_text().replace("[default = ATTENTION]", "[default = MAX]"))
-    hpp = next(rel for rel in ti.project_files() if rel.endswith(".hpp"))
+    hpp = next(rel for rel in ti.project_files(REPO) if rel.endswith(".hpp"))
     (tree / hpp).write_bytes(ti.FILE_MARKER + b"an older version\n")
     res = inject_cli("--check", tree)
     assert res.returncode == 1 and "outdated" in res.stdout
@@ -140,7 +139,7 @@ def test_refuses_a_foreign_message_with_our_name(tmp_path):
 
 def test_refuses_to_overwrite_a_file_it_did_not_write(tmp_path):
     tree = make_tree(tmp_path, (DATA / "bvlc_like_caffe.proto").read_text())
-    rel = next(iter(ti.project_files()))
+    rel = next(iter(ti.project_files(REPO)))
     (tree / rel).parent.mkdir(parents=True, exist_ok=True)
     (tree / rel).write_text("// somebody else's file\n")
     before = snapshot(tree)
@@ -167,7 +166,7 @@ def test_not_a_caffe_tree(tmp_path):
 
 
 def test_every_shipped_source_carries_the_marker():
-    files = ti.project_files()
+    files = ti.project_files(REPO)
     assert any(rel.endswith(".cu") for rel in files)
     assert any(rel.startswith("src/caffe/test/") for rel in files)
     for rel, src in files.items():
@@ -175,7 +174,7 @@ def test_every_shipped_source_carries_the_marker():
 
 
 def test_project_proto_parses_and_lists_three_fields():
-    project = ti.load_project()
+    project = ti.load_project(REPO)
     assert project.message_names == ["ScaleInterpParameter", "SoftmaxOverScalesParameter",
                                      "WeightedScaleSumParameter"]
     assert [(f.name, f.number) for f in project.fields] == [

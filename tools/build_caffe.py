@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-import _repo  # noqa: F401  (puts python/ on sys.path)
+from _repo import REPO  # (puts python/ on sys.path)
 from attention_scale.caffe_build import builder, venv_wiring
 from attention_scale.caffe_build.debian_source import SourceUnavailable
 from attention_scale.caffe_build.tree_injection import InjectionConflict, NotACaffeTree
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     parser.add_argument("--print-env", action="store_true",
                         help="print CAFFE_PREFIX=..., CAFFE_SOURCE_DIR=... on stdout")
     args = parser.parse_args(argv)
-    cfg = builder.BuildConfig(caffe_root=Path(args.caffe_root) if args.caffe_root else None,
+    cfg = builder.BuildConfig(project_root=REPO, caffe_root=Path(args.caffe_root) if args.caffe_root else None,
                               cuda=args.cuda, cuda_archs=args.cuda_arch, jobs=args.jobs)
     try:
         result = builder.build(cfg)

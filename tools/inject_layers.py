@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import _repo  # noqa: F401  (puts python/ on sys.path)
+from _repo import REPO  # (puts python/ on sys.path)
 from attention_scale.caffe_build import tree_injection as ti
 from attention_scale.caffe_build.protofile import ProtoSyntaxError
 
@@ -28,13 +28,13 @@ def main(argv=None) -> int:
     tree = args.caffe_root.resolve()
     try:
         if args.check:
-            state = ti.tree_state(tree)
+            state = ti.tree_state(tree, REPO)
             for rel, what in sorted(state.items()):
                 print(f"{what:9s} {rel}")
             if "conflict" in state.values():
                 return 2
             return 0 if set(state.values()) == {"current"} else 1
-        plan = ti.plan_removal(tree) if args.remove else ti.plan_injection(tree)
+        plan = ti.plan_removal(tree, REPO) if args.remove else ti.plan_injection(tree, REPO)
         ti.apply_plan(tree, plan)
     except (ti.NotACaffeTree, ti.InjectionConflict, ProtoSyntaxError) as err:
         print(f"inject_layers: {err}", file=sys.stderr)

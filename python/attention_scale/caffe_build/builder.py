@@ -46,6 +46,7 @@ def cache_root() -> Path:
 
 @dataclass
 class BuildConfig:
+    project_root: Path                     # the checkout whose layers are injected
     caffe_root: Optional[Path] = None      # a user's tree; None: Debian's source package
     cuda: bool = False
     cuda_archs: List[str] = field(default_factory=lambda: list(DEFAULT_CUDA_ARCHS))
@@ -131,9 +132,8 @@ def _source_id(cfg: BuildConfig) -> Dict[str, str]:
     return {"debian": debian_source.VERSION, "sha256": debian_source.ORIG_SHA256}
 
 
-def _injected_digest(root: Optional[Path] = None) -> str:
+def _injected_digest(root: Path) -> str:
     h = hashlib.sha256()
-    root = root or ti.repo_root()
     for rel, src in sorted(ti.project_files(root).items()):
         h.update(rel.encode() + b"\0" + src.read_bytes() + b"\0")
     h.update((root / ti.PROJECT_PROTO_REL).read_bytes())
@@ -205,11 +205,11 @@ def _build_locked(cfg, base, work: Path, python: Path, py) -> BuildResult:
             # Both CPU and CUDA fixes: the tree is private to this cache entry.
             for line in compat.apply_fixes(tree, cuda=True):
                 log(f"compatibility fix: {line}")
-    plan = ti.plan_injection(tree)
+    plan = ti.plan_injection(tree, cfg.project_root)
     ti.apply_plan(tree, plan)
     for rel in sorted(plan.writes) + plan.deletes:
         log(f"injected: {rel}")
-    stamp = {"base": base, "layers": _injected_digest(), "tree": str(tree)}
+    stamp = {"base": base, "layers": _injected_digest(cfg.project_root), "tree": str(tree)}
     stamp_path = work / "stamp.json"
     if (stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp
             and (prefix / "bin" / "caffe").exists() and not plan.changes):

@@ -28,13 +28,8 @@ class InjectionConflict(RuntimeError):
     pass
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
-
-
-def project_files(root: Optional[Path] = None) -> Dict[str, Path]:
-    """Destination (relative to the Caffe root) -> source file in this repository."""
-    root = root or repo_root()
+def project_files(root: Path) -> Dict[str, Path]:
+    """Destination (relative to the Caffe root) -> source file in the project checkout `root`."""
     files: Dict[str, Path] = {}
     include = root / "caffe_layers" / "include"
     for src in sorted(include.rglob("*.hpp")):
@@ -47,8 +42,7 @@ def project_files(root: Optional[Path] = None) -> Dict[str, Path]:
     return files
 
 
-def load_project(root: Optional[Path] = None) -> ProjectProto:
-    root = root or repo_root()
+def load_project(root: Path) -> ProjectProto:
     return load_project_proto((root / PROJECT_PROTO_REL).read_text())
 
 
@@ -81,7 +75,7 @@ def _read_manifest(tree: Path) -> List[str]:
     return path.read_text().split() if path.is_file() else []
 
 
-def plan_injection(tree: Path, root: Optional[Path] = None) -> Plan:
+def plan_injection(tree: Path, root: Path) -> Plan:
     check_tree(tree)
     plan = Plan()
     files = project_files(root)
@@ -118,7 +112,7 @@ def plan_injection(tree: Path, root: Optional[Path] = None) -> Plan:
     return plan
 
 
-def plan_removal(tree: Path, root: Optional[Path] = None) -> Plan:
+def plan_removal(tree: Path, root: Path) -> Plan:
     check_tree(tree)
     plan = Plan()
     for rel in sorted(set(_read_manifest(tree)) | set(project_files(root))):
@@ -164,7 +158,7 @@ def apply_plan(tree: Path, plan: Plan) -> None:
         _atomic_write(manifest, ("\n".join(plan.manifest) + "\n").encode())
 
 
-def tree_state(tree: Path, root: Optional[Path] = None) -> Dict[str, str]:
+def tree_state(tree: Path, root: Path) -> Dict[str, str]:
     """Per path: 'current', 'missing', 'outdated', 'stale' (to delete) or 'conflict'."""
     check_tree(tree)
     state: Dict[str, str] = {}

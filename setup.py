@@ -1,0 +1,68 @@
+"""Build and install the `attention_scale` package: `pip install .` in the repository root.
+
+Besides the pure-Python modules under python/, the build
+  * generates attention_scale/attention_scale_pb2.py from caffe_layers/proto/attention_scale.proto
+    with protoc (Debian: protobuf-compiler), so the parameters are declared in one place only;
+  * compiles the cython extension attention_scale._confusion (confusion-matrix accumulation).
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).resolve().parent
+PROTO = ROOT / "caffe_layers" / "proto" / "attention_scale.proto"
+PACKAGE_SRC = ROOT / "python" / "attention_scale"
+
+
+def generate_pb2(dest):
+    """Run protoc on the project's .proto, writing attention_scale_pb2.py into dest."""
+    protoc = shutil.which(os.environ.get("PROTOC", "protoc"))
+    if protoc is None:
+        raise SystemExit(
+            "setup.py: `protoc` not found on PATH; it generates attention_scale_pb2.py from "
+            f"{PROTO.relative_to(ROOT)}. Install it (Debian/Ubuntu: apt-get install "
+            "protobuf-compiler) or point the PROTOC environment variable at it.")
+    if not PROTO.is_file():
+        raise SystemExit(f"setup.py: {PROTO} is missing")
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run([protoc, f"--proto_path={PROTO.parent}", f"--python_out={dest}", PROTO.name],
+                   check=True)
+
+
+class BuildPyWithProto(build_py):
+    """build_py that also generates the protobuf module into the built package."""
+
+    def run(self):
+        super().run()
+        generate_pb2(Path(self.build_lib) / "attention_scale")
+        if getattr(self, "editable_mode", False):  # `pip install -e .` imports from python/
+            generate_pb2(PACKAGE_SRC)
+
+
+extensions = cythonize(
+    [Extension("attention_scale._confusion", ["python/attention_scale/_confusion.pyx"],
+               include_dirs=[numpy.get_include()],
+               define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])],
+    compiler_directives={"language_level": "3"},
+)
+
+setup(
+    name="attention_scale",
+    version="0.1.0",
+    description="Attention to Scale (Chen et al., CVPR 2016) for Caffe: Python layers and tools",
+    package_dir={"": "python"},
+    packages=find_packages("python"),
+    include_package_data=True,
+    ext_modules=extensions,
+    cmdclass={"build_py": BuildPyWithProto},
+    python_requires=">=3.9",
+    install_requires=["numpy>=2", "protobuf", "tqdm"],
+    zip_safe=False,
+)

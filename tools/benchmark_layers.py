@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Time the Python fallback layers against the C++ layers (CPU, forward + backward) at the sizes of
+SPEC section 3, both in one run on the same inputs; print the Python / C++ ratios and write
+benchmarks/layers.json and benchmarks/layers.md."""
+
+import argparse
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per case (median kept)")
+    parser.add_argument("--phase", choices=("train", "test", "all"), default="all",
+                        help="which sizes: training (N=10, 41x41), test (513x513) or both")
+    parser.add_argument("--blas-threads", type=int, default=1,
+                        help="OpenBLAS threads for numpy and Caffe (1: a single-core comparison)")
+    parser.add_argument("--output-dir", type=Path, default=REPO / "benchmarks",
+                        help="where layers.json and layers.md go")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # Before numpy and libcaffe load OpenBLAS.
+    os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.blas_threads)
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    from attention_scale import benchmark
+
+    phases = ("train", "test") if args.phase == "all" else (args.phase,)
+    timings = benchmark.run_layer_benchmarks(repeats=args.repeats, phases=phases)
+    data, markdown = benchmark.layer_report(
+        timings, benchmark.environment({"repeats": args.repeats}))
+    print(markdown)
+    if not args.no_write:
+        benchmark.write_report(data, markdown, args.output_dir / "layers.json",
+                               args.output_dir / "layers.md")
+        print(f"wrote {args.output_dir / 'layers.json'} and {args.output_dir / 'layers.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+#!/usr/bin/env python3
+"""Time confusion-matrix accumulation (the evaluation hot path): the cython extension against the
+numpy path, in one run on the same labels; print the ratio and write benchmarks/metrics.json/.md."""
+
+import argparse
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--images", type=int, default=50, help="images per pass (VOC: 1449 in val)")
+    parser.add_argument("--height", type=int, default=375)
+    parser.add_argument("--width", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes (median kept)")
+    parser.add_argument("--output-dir", type=Path, default=REPO / "benchmarks",
+                        help="where metrics.json and metrics.md go")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from attention_scale import benchmark
+
+    result = benchmark.run_metrics_benchmark(num_images=args.images, height=args.height,
+                                             width=args.width, repeats=args.repeats)
+    data, markdown = benchmark.metrics_report(result, benchmark.environment())
+    print(markdown)
+    if not args.no_write:
+        benchmark.write_report(data, markdown, args.output_dir / "metrics.json",
+                               args.output_dir / "metrics.md")
+        print(f"wrote {args.output_dir / 'metrics.json'} and {args.output_dir / 'metrics.md'}")
+
+
+if __name__ == "__main__":
+    main()
