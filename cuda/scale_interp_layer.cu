@@ -6,33 +6,46 @@
 
 namespace caffe {
 
+// One forward pass: one thread per element (plane, y, x) of the dst_h x dst_w output planes.
 template <typename Dtype>
-__global__ void ScaleInterpForward(const int count, const Dtype* bottom_data,
-    const attention_scale::InterpGeometry geometry, Dtype* top_data) {
+__global__ void ScaleInterpPass(const int count, const attention_scale::InterpPass pass,
+    const attention_scale::InterpAxis<Dtype> axis, const Dtype* src, Dtype* dst) {
   CUDA_KERNEL_LOOP(index, count) {
-    top_data[index] = attention_scale::scale_interp_forward_at(index, bottom_data, geometry);
+    const int x = index % pass.dst_w;
+    const int y = (index / pass.dst_w) % pass.dst_h;
+    const int plane = index / pass.dst_w / pass.dst_h;
+    dst[index] = attention_scale::scale_interp_pass_at(plane, y, x, src, pass, axis);
   }
 }
 
-// One thread per bottom element gathers the top diffs that read it: deterministic, no atomics.
+// The backward of a pass: one thread per element (plane, y, x) of the src_h x src_w planes
+// gathers the diffs that read it: deterministic, no atomics.
 template <typename Dtype>
-__global__ void ScaleInterpBackward(const int count, const Dtype* top_diff,
-    const attention_scale::InterpGeometry geometry, Dtype* bottom_diff) {
+__global__ void ScaleInterpGather(const int count, const attention_scale::InterpPass pass,
+    const attention_scale::InterpAxis<Dtype> axis, const Dtype* dst_diff, Dtype* src_diff) {
   CUDA_KERNEL_LOOP(index, count) {
-    bottom_diff[index] = attention_scale::scale_interp_backward_at(index, top_diff, geometry);
+    const int x = index % pass.src_w;
+    const int y = (index / pass.src_w) % pass.src_h;
+    const int plane = index / pass.src_w / pass.src_h;
+    src_diff[index] = attention_scale::scale_interp_gather_at(plane, y, x, dst_diff, pass,
+        axis);
   }
 }
 
 template <typename Dtype>
 void ScaleInterpLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
-  const Dtype* bottom_data = bottom[0]->gpu_data();
-  Dtype* top_data = top[0]->mutable_gpu_data();
-  const int count = top[0]->count();
-  // NOLINT_NEXT_LINE(whitespace/operators)
-  ScaleInterpForward<Dtype><<<CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(
-      count, bottom_data, geometry_, top_data);
-  CUDA_POST_KERNEL_CHECK;
+  const int planes = bottom[0]->num() * bottom[0]->channels();
+  Dtype* mid = buffer_.mutable_gpu_data();
+  const Dtype* src[2] = {bottom[0]->gpu_data(), mid};
+  Dtype* dst[2] = {mid, top[0]->mutable_gpu_data()};
+  for (int p = 0; p < 2; ++p) {
+    const int count = planes * pass_[p].dst_h * pass_[p].dst_w;
+    // NOLINT_NEXT_LINE(whitespace/operators)
+    ScaleInterpPass<Dtype><<<CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(
+        count, pass_[p], Axis(pass_[p].along_x, true), src[p], dst[p]);
+    CUDA_POST_KERNEL_CHECK;
+  }
 }
 
 template <typename Dtype>
@@ -45,13 +58,18 @@ void ScaleInterpLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
   if (!propagate_down[0]) {
     return;
   }
-  const Dtype* top_diff = top[0]->gpu_diff();
-  Dtype* bottom_diff = bottom[0]->mutable_gpu_diff();
-  const int count = bottom[0]->count();
-  // NOLINT_NEXT_LINE(whitespace/operators)
-  ScaleInterpBackward<Dtype><<<CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(
-      count, top_diff, geometry_, bottom_diff);
-  CUDA_POST_KERNEL_CHECK;
+  // The passes in reverse order, each transposed.
+  const int planes = bottom[0]->num() * bottom[0]->channels();
+  Dtype* mid = buffer_.mutable_gpu_diff();
+  const Dtype* dst_diff[2] = {mid, top[0]->gpu_diff()};
+  Dtype* src_diff[2] = {bottom[0]->mutable_gpu_diff(), mid};
+  for (int p = 1; p >= 0; --p) {
+    const int count = planes * pass_[p].src_h * pass_[p].src_w;
+    // NOLINT_NEXT_LINE(whitespace/operators)
+    ScaleInterpGather<Dtype><<<CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(
+        count, pass_[p], Axis(pass_[p].along_x, true), dst_diff[p], src_diff[p]);
+    CUDA_POST_KERNEL_CHECK;
+  }
 }
 
 INSTANTIATE_LAYER_GPU_FUNCS(ScaleInterpLayer);

@@ -15,12 +15,16 @@ __global__ void SoftmaxOverScalesGather(const int pixels, const int s, const int
   }
 }
 
-// One thread per pixel; safe in place (in == out).
+// One thread per pixel (n, i); safe in place (in == out).
 template <typename Dtype>
 __global__ void SoftmaxOverScalesForward(const int pixels, const int num_scales,
     const int inner, const Dtype* in, Dtype* out) {
   CUDA_KERNEL_LOOP(index, pixels) {
-    attention_scale::softmax_over_scales_pixel(index, in, out, num_scales, inner);
+    const int n = index / inner;
+    const int i = index % inner;
+    const int sample = n * num_scales * inner;
+    attention_scale::softmax_over_scales_pixel(i, in + sample, out + sample, num_scales,
+        inner);
   }
 }
 
@@ -30,10 +34,12 @@ template <typename Dtype>
 __global__ void SoftmaxOverScalesBackward(const int count, const int s, const int num_scales,
     const int inner, const Dtype* top_data, const Dtype* top_diff, Dtype* bottom_diff) {
   CUDA_KERNEL_LOOP(index, count) {
-    const int top_index = (s < 0) ? index
-        : attention_scale::scale_channel_index(index, s, num_scales, inner);
-    bottom_diff[index] = attention_scale::softmax_over_scales_diff_at(top_index, top_data,
-        top_diff, num_scales, inner);
+    const int i = index % inner;
+    const int channel = (s < 0) ? (index / inner) % num_scales : s;
+    const int n = (s < 0) ? index / inner / num_scales : index / inner;
+    const int sample = n * num_scales * inner;
+    bottom_diff[index] = attention_scale::softmax_over_scales_diff_at(i, channel,
+        top_data + sample, top_diff + sample, num_scales, inner);
   }
 }
 

@@ -6,12 +6,17 @@
 namespace caffe {
 
 // Forward, one launch per scale s (each element is updated by one thread per launch).
+// The attention kernels split the flat index of an N x C x inner map into the class plane
+// (n, c) and the pixel i, as the CPU loops run over them.
 template <typename Dtype>
 __global__ void AttentionForward(const int count, const int s, const Dtype* f, const Dtype* w,
     const int channels, const int num_scales, const int inner, Dtype* top_data) {
   CUDA_KERNEL_LOOP(index, count) {
-    attention_scale::attention_accumulate_at(index, s, f, w, channels, num_scales, inner,
-        top_data);
+    const int i = index % inner;
+    const int plane = (index / inner) * inner;
+    const int n = index / inner / channels;
+    attention_scale::attention_accumulate_at(i, s, f + plane, w + (n * num_scales + s) * inner,
+        top_data + plane);
   }
 }
 
@@ -37,8 +42,11 @@ __global__ void AttentionFeatureBackward(const int count, const int s, const Dty
     const Dtype* top_diff, const int channels, const int num_scales, const int inner,
     Dtype* f_diff) {
   CUDA_KERNEL_LOOP(index, count) {
-    f_diff[index] = attention_scale::attention_feature_diff_at(index, s, w, top_diff, channels,
-        num_scales, inner);
+    const int i = index % inner;
+    const int plane = (index / inner) * inner;
+    const int n = index / inner / channels;
+    f_diff[index] = attention_scale::attention_feature_diff_at(i,
+        w + (n * num_scales + s) * inner, top_diff + plane);
   }
 }
 
@@ -58,14 +66,21 @@ __global__ void MaxFeatureBackward(const int count, const int s, const int* mask
   }
 }
 
-// Backward to channel s of the weights: one thread per pixel sums over the C classes.
+// Backward to channel s of the weights: one thread per pixel (n, i) sums over the C classes in
+// order, as the CPU loop does plane by plane.
 template <typename Dtype>
 __global__ void AttentionWeightBackward(const int pixels, const int s, const Dtype* f,
     const Dtype* top_diff, const int channels, const int num_scales, const int inner,
     Dtype* w_diff) {
   CUDA_KERNEL_LOOP(index, pixels) {
-    w_diff[attention_scale::scale_channel_index(index, s, num_scales, inner)] =
-        attention_scale::attention_weight_diff_at(index, f, top_diff, channels, inner);
+    const int i = index % inner;
+    const int n = index / inner;
+    Dtype* w_diff_s = w_diff + (n * num_scales + s) * inner;
+    for (int c = 0; c < channels; ++c) {
+      const int plane = (n * channels + c) * inner;
+      attention_scale::attention_weight_accumulate_at(i, c, f + plane, top_diff + plane,
+          w_diff_s);
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // Attention to Scale for Caffe: ScaleInterp layer, parameter/shape checks and CPU loops.
 #include <stdint.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <string>
@@ -8,6 +9,14 @@
 
 #include "caffe/layers/scale_interp_layer.hpp"
 #include "caffe/util/math_functions.hpp"
+
+// The row helpers below stay out of line: inlined into their callers, GCC 12 no longer used the
+// __restrict__ of their parameters and did not vectorize them.
+#if defined(__GNUC__)
+#define ATS_NOINLINE __attribute__((noinline))
+#else
+#define ATS_NOINLINE
+#endif
 
 namespace caffe {
 
@@ -135,17 +144,199 @@ void ScaleInterpLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   geometry_.out_h = static_cast<int>(out_h);
   geometry_.out_w = static_cast<int>(out_w);
   top[0]->Reshape(in.num(), in.channels(), geometry_.out_h, geometry_.out_w);
+  SetUpTables();
+  vector<int> buffer_shape(1, in.num() * in.channels() * pass_[0].dst_h * pass_[0].dst_w);
+  buffer_.Reshape(buffer_shape);
+}
+
+/// Estimated time of the CPU loops (forward and backward, per plane, in units of one step of a
+/// row operation, measured on x86-64) when resampling first along x or first along y. Along y
+/// the loops are row operations; along x every element reads its own cells: about 3 times the
+/// cost forward, and 3 + 2 per window output backward.
+static double ScaleInterpCost(bool x_first, const attention_scale::InterpGeometry& g,
+    const int width[2]) {
+  const double mid = x_first ? static_cast<double>(g.eff_h) * g.out_w
+      : static_cast<double>(g.out_h) * g.eff_w;
+  const double in = static_cast<double>(g.eff_h) * g.eff_w;
+  const double out = static_cast<double>(g.out_h) * g.out_w;
+  const double forward = x_first ? 3 * mid + out : mid + 3 * out;
+  const double gather_x = 3.0 + 2 * width[1];
+  const double backward = x_first ? width[0] * mid + gather_x * in
+      : gather_x * mid + width[0] * in;
+  return forward + backward;
+}
+
+template <typename Dtype>
+void ScaleInterpLayer<Dtype>::SetUpTables() {
+  const attention_scale::InterpGeometry& g = geometry_;
+  const int key_values[5] = {g.eff_h, g.eff_w, g.out_h, g.out_w, g.nearest};
+  const vector<int> key(key_values, key_values + 5);
+  if (key != tables_key_) {
+    const int in[2] = {g.eff_h, g.eff_w};
+    const int out[2] = {g.out_h, g.out_w};
+    for (int a = 0; a < 2; ++a) {
+      axis_width_[a] = attention_scale::interp_axis_width(in[a], out[a]);
+      axis_index_[a].Reshape(vector<int>(1,
+          attention_scale::interp_axis_index_count(in[a], out[a])));
+      axis_value_[a].Reshape(vector<int>(1,
+          attention_scale::interp_axis_value_count(in[a], out[a], axis_width_[a])));
+      attention_scale::fill_interp_axis(in[a], out[a], g.nearest, axis_width_[a],
+          axis_index_[a].mutable_cpu_data(), axis_value_[a].mutable_cpu_data());
+    }
+    tables_key_ = key;
+  }
+  // Resample first along x (intermediate planes eff_h x out_w) or along y (out_h x eff_w),
+  // whichever the CPU loops take less time for, unless its intermediate planes would be larger
+  // than both the bottom's and the top's (the smaller of the two never is).
+  const int64_t x_first_planes = static_cast<int64_t>(g.eff_h) * g.out_w;
+  const int64_t y_first_planes = static_cast<int64_t>(g.out_h) * g.eff_w;
+  const int64_t largest = std::max(static_cast<int64_t>(g.eff_h) * g.eff_w,
+      static_cast<int64_t>(g.out_h) * g.out_w);
+  bool x_first = ScaleInterpCost(true, g, axis_width_) <= ScaleInterpCost(false, g, axis_width_);
+  if ((x_first ? x_first_planes : y_first_planes) > largest) {
+    x_first = !x_first;
+  }
+  attention_scale::InterpPass& first = pass_[0];
+  first.src_h = g.in_h;
+  first.src_w = g.in_w;
+  first.off_y = g.off_y;
+  first.off_x = g.off_x;
+  first.eff_h = g.eff_h;
+  first.eff_w = g.eff_w;
+  first.dst_h = x_first ? g.eff_h : g.out_h;
+  first.dst_w = x_first ? g.out_w : g.eff_w;
+  first.along_x = x_first;
+  attention_scale::InterpPass& second = pass_[1];
+  second.src_h = second.eff_h = first.dst_h;
+  second.src_w = second.eff_w = first.dst_w;
+  second.off_y = second.off_x = 0;
+  second.dst_h = g.out_h;
+  second.dst_w = g.out_w;
+  second.along_x = !x_first;
+}
+
+template <typename Dtype>
+attention_scale::InterpAxis<Dtype> ScaleInterpLayer<Dtype>::Axis(bool along_x, bool gpu) {
+  const int a = along_x ? 1 : 0;
+  const int in = along_x ? geometry_.eff_w : geometry_.eff_h;
+  const int out = along_x ? geometry_.out_w : geometry_.out_h;
+  return attention_scale::interp_axis_view(
+      gpu ? axis_index_[a].gpu_data() : axis_index_[a].cpu_data(),
+      gpu ? axis_value_[a].gpu_data() : axis_value_[a].cpu_data(),
+      in, out, axis_width_[a], geometry_.nearest);
+}
+
+// The CPU loops run row by row through helpers whose output row is __restrict__ (it overlaps
+// neither the input nor the tables) and which know the pass's axis at compile time, so the
+// compiler keeps a row's table entries in registers and vectorizes along y. Each helper calls
+// the element functions of attention_scale_math.hpp that the CUDA kernels call.
+
+/// Row y of output plane `plane` of a forward pass along x (kAlongX) or y.
+template <typename Dtype, bool kAlongX>
+static ATS_NOINLINE void ScaleInterpPassRow(int plane, int y, const Dtype* __restrict__ src,
+    const attention_scale::InterpPass& pass, const attention_scale::InterpAxis<Dtype>& axis,
+    Dtype* __restrict__ row) {
+  attention_scale::InterpPass p = pass;
+  p.along_x = kAlongX;
+  const attention_scale::InterpAxis<Dtype> a = axis;
+  for (int x = 0; x < p.dst_w; ++x) {
+    row[x] = attention_scale::scale_interp_pass_at(plane, y, x, src, p, a);
+  }
+}
+
+/// Row y of source plane `plane` of the backward of a pass along x, element by element
+/// (scale_interp_gather_at); kWidth > 0: the window width, known to the compiler.
+template <typename Dtype, int kWidth>
+static ATS_NOINLINE void ScaleInterpGatherRowX(int plane, int y,
+    const Dtype* __restrict__ dst_diff, const attention_scale::InterpPass& pass,
+    const attention_scale::InterpAxis<Dtype>& axis, Dtype* __restrict__ row) {
+  attention_scale::InterpPass p = pass;
+  p.along_x = true;
+  attention_scale::InterpAxis<Dtype> a = axis;
+  if (kWidth > 0) {
+    a.width = kWidth;
+  }
+  for (int x = 0; x < p.src_w; ++x) {
+    row[x] = attention_scale::scale_interp_gather_at(plane, y, x, dst_diff, p, a);
+  }
+}
+
+/// Step k of every element of row sy of the window (source planes) of the backward of a pass
+/// along y: a row operation, window += weight * (diff row first[sy] + k).
+template <typename Dtype>
+static ATS_NOINLINE void ScaleInterpGatherRowStepY(int plane, int sy, int k,
+    const Dtype* __restrict__ dst_diff, const attention_scale::InterpPass& pass,
+    const attention_scale::InterpAxis<Dtype>& axis, Dtype* __restrict__ window) {
+  attention_scale::InterpPass p = pass;
+  p.along_x = false;
+  const attention_scale::InterpAxis<Dtype> a = axis;
+  for (int sx = 0; sx < p.eff_w; ++sx) {
+    window[sx] = attention_scale::scale_interp_gather_step(window[sx], plane, sy, sx, k,
+        dst_diff, p, a);
+  }
+}
+
+/// Forward pass over `planes` planes: dst (dense dst_h x dst_w planes) from src.
+template <typename Dtype>
+static void ScaleInterpPassCpu(int planes, const attention_scale::InterpPass& pass,
+    const attention_scale::InterpAxis<Dtype>& axis, const Dtype* src, Dtype* dst) {
+  for (int plane = 0; plane < planes; ++plane) {
+    for (int y = 0; y < pass.dst_h; ++y) {
+      Dtype* row = dst + (static_cast<size_t>(plane) * pass.dst_h + y) * pass.dst_w;
+      if (pass.along_x) {
+        ScaleInterpPassRow<Dtype, true>(plane, y, src, pass, axis, row);
+      } else {
+        ScaleInterpPassRow<Dtype, false>(plane, y, src, pass, axis, row);
+      }
+    }
+  }
+}
+
+/// Backward of a pass: src_diff (dense src_h x src_w planes) gathered from dst_diff. Along x,
+/// element by element, with the window width a compile-time constant up to 6 (the steps are
+/// then unrolled). Along y, every element of a window row takes step k before any takes step
+/// k + 1: each still sums its steps from zero in the order of scale_interp_gather_at, and the
+/// loop over the row is a plain row operation. Cells outside the window get zero, as
+/// scale_interp_gather_at gives.
+template <typename Dtype>
+static void ScaleInterpGatherCpu(int planes, const attention_scale::InterpPass& pass,
+    const attention_scale::InterpAxis<Dtype>& axis, const Dtype* dst_diff, Dtype* src_diff) {
+  for (int plane = 0; plane < planes; ++plane) {
+    for (int y = 0; y < pass.src_h; ++y) {
+      Dtype* row = src_diff + (static_cast<size_t>(plane) * pass.src_h + y) * pass.src_w;
+      if (pass.along_x) {
+        switch (axis.width) {
+        case 1: ScaleInterpGatherRowX<Dtype, 1>(plane, y, dst_diff, pass, axis, row); break;
+        case 2: ScaleInterpGatherRowX<Dtype, 2>(plane, y, dst_diff, pass, axis, row); break;
+        case 3: ScaleInterpGatherRowX<Dtype, 3>(plane, y, dst_diff, pass, axis, row); break;
+        case 4: ScaleInterpGatherRowX<Dtype, 4>(plane, y, dst_diff, pass, axis, row); break;
+        case 5: ScaleInterpGatherRowX<Dtype, 5>(plane, y, dst_diff, pass, axis, row); break;
+        case 6: ScaleInterpGatherRowX<Dtype, 6>(plane, y, dst_diff, pass, axis, row); break;
+        default: ScaleInterpGatherRowX<Dtype, 0>(plane, y, dst_diff, pass, axis, row);
+        }
+        continue;
+      }
+      caffe_set(pass.src_w, Dtype(0), row);
+      const int sy = y - pass.off_y;
+      if (sy < 0 || sy >= pass.eff_h) {
+        continue;
+      }
+      for (int k = 0; k < axis.width; ++k) {
+        ScaleInterpGatherRowStepY(plane, sy, k, dst_diff, pass, axis, row + pass.off_x);
+      }
+    }
+  }
 }
 
 template <typename Dtype>
 void ScaleInterpLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
-  const Dtype* bottom_data = bottom[0]->cpu_data();
-  Dtype* top_data = top[0]->mutable_cpu_data();
-  const int count = top[0]->count();
-  for (int i = 0; i < count; ++i) {
-    top_data[i] = attention_scale::scale_interp_forward_at(i, bottom_data, geometry_);
-  }
+  const int planes = bottom[0]->num() * bottom[0]->channels();
+  Dtype* mid = buffer_.mutable_cpu_data();
+  ScaleInterpPassCpu(planes, pass_[0], Axis(pass_[0].along_x, false), bottom[0]->cpu_data(),
+      mid);
+  ScaleInterpPassCpu(planes, pass_[1], Axis(pass_[1].along_x, false), mid,
+      top[0]->mutable_cpu_data());
 }
 
 template <typename Dtype>
@@ -158,12 +349,13 @@ void ScaleInterpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   if (!propagate_down[0]) {
     return;
   }
-  const Dtype* top_diff = top[0]->cpu_diff();
-  Dtype* bottom_diff = bottom[0]->mutable_cpu_diff();
-  const int count = bottom[0]->count();
-  for (int i = 0; i < count; ++i) {
-    bottom_diff[i] = attention_scale::scale_interp_backward_at(i, top_diff, geometry_);
-  }
+  // The passes in reverse order, each transposed.
+  const int planes = bottom[0]->num() * bottom[0]->channels();
+  Dtype* mid = buffer_.mutable_cpu_diff();
+  ScaleInterpGatherCpu(planes, pass_[1], Axis(pass_[1].along_x, false), top[0]->cpu_diff(),
+      mid);
+  ScaleInterpGatherCpu(planes, pass_[0], Axis(pass_[0].along_x, false), mid,
+      bottom[0]->mutable_cpu_diff());
 }
 
 #ifdef CPU_ONLY

@@ -1,8 +1,10 @@
 // Attention to Scale for Caffe: SoftmaxOverScales layer, shape checks and CPU loops.
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "caffe/layers/softmax_over_scales_layer.hpp"
+#include "caffe/util/math_functions.hpp"
 
 namespace caffe {
 
@@ -55,55 +57,103 @@ void SoftmaxOverScalesLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   top[0]->Reshape(first.num(), num_scales_, first.height(), first.width());
 }
 
+// The CPU loops go block by block over the pixels of a sample (kBlock of them) and take each
+// step of attention_scale_math.hpp for every pixel of the block before the next: every pixel
+// still takes the steps in the order softmax_over_scales_pixel and
+// softmax_over_scales_diff_at (what the CUDA kernels call) take them, but the loops over a
+// block are contiguous and vectorize.
+static const int kBlock = 512;
+
 template <typename Dtype>
 void SoftmaxOverScalesLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
   Dtype* top_data = top[0]->mutable_cpu_data();
-  const int pixels = top[0]->num() * inner_;
+  const int num = top[0]->num();
+  const int sample = num_scales_ * inner_;
   const Dtype* in = bottom[0]->cpu_data();
   if (bottom.size() > 1) {
     // Gather the S maps into the top's channels, then take the softmax in place there.
-    for (int s = 0; s < num_scales_; ++s) {
-      const Dtype* scale_data = bottom[s]->cpu_data();
-      for (int i = 0; i < pixels; ++i) {
-        top_data[attention_scale::scale_channel_index(i, s, num_scales_, inner_)] =
-            scale_data[i];
+    for (int n = 0; n < num; ++n) {
+      for (int s = 0; s < num_scales_; ++s) {
+        caffe_copy(inner_, bottom[s]->cpu_data() + n * inner_,
+            top_data + n * sample + s * inner_);
       }
     }
     in = top_data;
   }
-  for (int i = 0; i < pixels; ++i) {
-    attention_scale::softmax_over_scales_pixel(i, in, top_data, num_scales_, inner_);
+  Dtype peak[kBlock], sum[kBlock];
+  for (int n = 0; n < num; ++n) {
+    const Dtype* x = in + n * sample;
+    Dtype* y = top_data + n * sample;
+    for (int begin = 0; begin < inner_; begin += kBlock) {
+      const int size = std::min(kBlock, inner_ - begin);
+      for (int j = 0; j < size; ++j) {
+        peak[j] = x[begin + j];
+      }
+      for (int s = 1; s < num_scales_; ++s) {
+        for (int j = 0; j < size; ++j) {
+          peak[j] = attention_scale::softmax_max_step(peak[j], begin + j, s, x, inner_);
+        }
+      }
+      for (int j = 0; j < size; ++j) {
+        sum[j] = Dtype(0);
+      }
+      for (int s = 0; s < num_scales_; ++s) {
+        for (int j = 0; j < size; ++j) {
+          sum[j] = attention_scale::softmax_exp_step(sum[j], peak[j], begin + j, s, x, y,
+              inner_);
+        }
+      }
+      for (int s = 0; s < num_scales_; ++s) {
+        for (int j = 0; j < size; ++j) {
+          attention_scale::softmax_normalize_step(sum[j], begin + j, s, y, inner_);
+        }
+      }
+    }
   }
 }
 
 template <typename Dtype>
 void SoftmaxOverScalesLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
+  // The diff of channel s of sample n: in the one bottom, or in bottom s (NULL: not wanted).
+  vector<Dtype*> diff(num_scales_);
+  vector<int> diff_sample(num_scales_);
+  for (int s = 0; s < num_scales_; ++s) {
+    const int b = (bottom.size() == 1) ? 0 : s;
+    diff[s] = propagate_down[b] ? bottom[b]->mutable_cpu_diff() : NULL;
+    if (diff[s] && bottom.size() == 1) {
+      diff[s] += s * inner_;
+    }
+    diff_sample[s] = bottom[b]->count(1);
+  }
   const Dtype* top_data = top[0]->cpu_data();
   const Dtype* top_diff = top[0]->cpu_diff();
-  if (bottom.size() == 1) {
-    if (!propagate_down[0]) {
-      return;
-    }
-    Dtype* bottom_diff = bottom[0]->mutable_cpu_diff();
-    const int count = top[0]->count();
-    for (int i = 0; i < count; ++i) {
-      bottom_diff[i] = attention_scale::softmax_over_scales_diff_at(i, top_data, top_diff,
-          num_scales_, inner_);
-    }
-    return;
-  }
-  const int pixels = top[0]->num() * inner_;
-  for (int s = 0; s < num_scales_; ++s) {
-    if (!propagate_down[s]) {
-      continue;
-    }
-    Dtype* bottom_diff = bottom[s]->mutable_cpu_diff();
-    for (int i = 0; i < pixels; ++i) {
-      bottom_diff[i] = attention_scale::softmax_over_scales_diff_at(
-          attention_scale::scale_channel_index(i, s, num_scales_, inner_), top_data, top_diff,
-          num_scales_, inner_);
+  const int sample = num_scales_ * inner_;
+  Dtype dot[kBlock];
+  for (int n = 0; n < top[0]->num(); ++n) {
+    const Dtype* y = top_data + n * sample;
+    const Dtype* dy = top_diff + n * sample;
+    for (int begin = 0; begin < inner_; begin += kBlock) {
+      const int size = std::min(kBlock, inner_ - begin);
+      for (int j = 0; j < size; ++j) {
+        dot[j] = Dtype(0);
+      }
+      for (int t = 0; t < num_scales_; ++t) {
+        for (int j = 0; j < size; ++j) {
+          dot[j] = attention_scale::softmax_dot_step(dot[j], begin + j, t, y, dy, inner_);
+        }
+      }
+      for (int s = 0; s < num_scales_; ++s) {
+        if (!diff[s]) {
+          continue;
+        }
+        Dtype* dx = diff[s] + n * diff_sample[s];
+        for (int j = 0; j < size; ++j) {
+          dx[begin + j] = attention_scale::softmax_over_scales_diff(dot[j], begin + j, s, y,
+              dy, inner_);
+        }
+      }
     }
   }
 }

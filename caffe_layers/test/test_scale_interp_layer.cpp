@@ -485,6 +485,9 @@ TYPED_TEST(ScaleInterpLayerTest, TestBackwardMatchesScatter) {
     {12, 10, -3, 0, 2, 2, false}, {11, 9, 0, 0, 11, 9, false},
     {3, 3, 0, 0, 5, 5, true}, {9, 11, 0, 0, 17, 21, true}, {17, 15, 0, 0, 3, 4, true},
     {8, 10, -1, -2, 7, 9, true}, {5, 5, 0, 0, 1, 1, true}, {1, 1, 0, 0, 3, 2, true},
+    // Long windows along x (gathered element by element) after a crop, resampled first along
+    // y and first along x; a crop with one axis up and the other down, nearest.
+    {30, 6, -1, -1, 4, 40, false}, {5, 6, -1, -1, 20, 30, false}, {9, 8, -2, -1, 30, 2, true},
   };
   const int num_cases = sizeof(cases) / sizeof(cases[0]);
   for (int k = 0; k < num_cases; ++k) {
@@ -503,6 +506,91 @@ TYPED_TEST(ScaleInterpLayerTest, TestBackwardMatchesScatter) {
     SCOPED_TRACE(k);
     this->CheckForward(layer_param);
     this->CheckBackward(layer_param);
+  }
+}
+
+// One layer reshaped between runs (as a net does every forward) rebuilds its grid tables.
+TYPED_TEST(ScaleInterpLayerTest, TestReshapeRebuildsTables) {
+  typedef typename TypeParam::Dtype Dtype;
+  LayerParameter layer_param;
+  layer_param.mutable_scale_interp_param()->set_zoom_factor(3);
+  ScaleInterpLayer<Dtype> layer(layer_param);
+  layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+  const int sizes[][2] = {{5, 6}, {4, 9}, {5, 6}, {1, 3}, {7, 2}};
+  for (int k = 0; k < 5; ++k) {
+    this->blob_bottom_->Reshape(2, 3, sizes[k][0], sizes[k][1]);
+    this->FillGaussian(this->blob_bottom_);
+    layer.Reshape(this->blob_bottom_vec_, this->blob_top_vec_);
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    const vector<double> expected = RefInterp(*this->blob_bottom_, 0, 0,
+        this->blob_top_->height(), this->blob_top_->width(), false);
+    ASSERT_EQ(expected.size(), this->blob_top_->count());
+    for (int i = 0; i < this->blob_top_->count(); ++i) {
+      EXPECT_NEAR(this->blob_top_->cpu_data()[i], expected[i], Tolerance(expected[i]))
+          << "size " << k << " at " << i;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The per-axis tables: the forward's grid, and backward windows holding exactly the forward's
+// weights (the gather is the transpose of the forward).
+// ---------------------------------------------------------------------------------------------
+
+template <typename Dtype>
+static void CheckInterpAxisTables(int in, int out, bool nearest) {
+  SCOPED_TRACE(testing::Message() << in << " -> " << out << (nearest ? " nearest" : ""));
+  const int width = attention_scale::interp_axis_width(in, out);
+  ASSERT_GE(width, 1);
+  ASSERT_LE(width, out);
+  vector<int> index(attention_scale::interp_axis_index_count(in, out), -7);
+  vector<Dtype> value(attention_scale::interp_axis_value_count(in, out, width), Dtype(-7));
+  attention_scale::fill_interp_axis(in, out, nearest, width, &index[0], &value[0]);
+  const attention_scale::InterpAxis<Dtype> axis =
+      attention_scale::interp_axis_view(&index[0], &value[0], in, out, width, nearest);
+  EXPECT_EQ(axis.nearest, nearest);
+  for (int dst = 0; dst < out; ++dst) {
+    if (nearest) {
+      EXPECT_EQ(axis.i0[dst], attention_scale::nearest_axis(dst, in, out));
+      EXPECT_EQ(axis.i1[dst], axis.i0[dst]);
+      EXPECT_EQ(axis.lambda[dst], Dtype(0));
+    } else {
+      int i0, i1;
+      Dtype lambda;
+      attention_scale::interp_axis(dst, in, out, &i0, &i1, &lambda);
+      EXPECT_EQ(axis.i0[dst], i0);
+      EXPECT_EQ(axis.i1[dst], i1);
+      EXPECT_EQ(axis.lambda[dst], lambda);
+    }
+  }
+  for (int src = 0; src < in; ++src) {
+    const int first = axis.first[src];
+    ASSERT_GE(first, 0) << "src " << src;
+    ASSERT_LE(first + width, out) << "src " << src;
+    for (int dst = 0; dst < out; ++dst) {
+      // The weight with which the forward tables mix src into dst.
+      Dtype forward(0);
+      if (axis.i0[dst] == src) { forward += Dtype(1) - axis.lambda[dst]; }
+      if (axis.i1[dst] == src) { forward += axis.lambda[dst]; }
+      if (nearest) { forward = (axis.i0[dst] == src) ? Dtype(1) : Dtype(0); }
+      const int k = dst - first;
+      if (k >= 0 && k < width) {
+        EXPECT_EQ(axis.weight[src * width + k], forward) << "src " << src << " dst " << dst;
+      } else {
+        EXPECT_EQ(forward, Dtype(0)) << "src " << src << " dst " << dst << " outside window";
+      }
+    }
+  }
+}
+
+TEST(ScaleInterpTablesTest, TestTablesTransposeForward) {
+  const int sizes[][2] = {{1, 1}, {1, 5}, {5, 1}, {2, 2}, {2, 9}, {9, 2}, {3, 17}, {17, 3},
+      {65, 513}, {321, 241}, {321, 41}, {41, 321}, {7, 7}, {10, 11}, {11, 10}, {6, 49}};
+  for (int k = 0; k < sizeof(sizes) / sizeof(sizes[0]); ++k) {
+    for (int nearest = 0; nearest < 2; ++nearest) {
+      CheckInterpAxisTables<float>(sizes[k][0], sizes[k][1], nearest);
+      CheckInterpAxisTables<double>(sizes[k][0], sizes[k][1], nearest);
+    }
   }
 }
 

@@ -1,5 +1,8 @@
 // Attention to Scale for Caffe: tests of the SoftmaxOverScales layer (forward, gradients, errors).
+#include <string.h>
+
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <vector>
 
@@ -222,6 +225,57 @@ TYPED_TEST(SoftmaxOverScalesLayerTest, TestGradientScaleBottoms) {
   SoftmaxOverScalesLayer<Dtype> layer(layer_param);
   GradientChecker<Dtype> checker(1e-2, 1e-3);
   checker.CheckGradientExhaustive(&layer, this->blob_scales_, this->blob_top_vec_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ats_exp in float (a polynomial, so that loops vectorize) against exp in double.
+// ---------------------------------------------------------------------------------------------
+
+static int FloatUlps(float a, float b) {
+  int ia, ib;
+  memcpy(&ia, &a, sizeof(ia));
+  memcpy(&ib, &b, sizeof(ib));
+  return std::abs(ia - ib);
+}
+
+// The float at position k of all floats in order (k = 0: +0; k < 0: negative floats).
+static float OrderedFloat(int k) {
+  const unsigned int bits = (k >= 0) ? static_cast<unsigned int>(k)
+      : 0x80000000u | static_cast<unsigned int>(-k);
+  float x;
+  memcpy(&x, &bits, sizeof(x));
+  return x;
+}
+
+TEST(AtsExpTest, TestFloatWithinOneUlp) {
+  // Every 1009th float from -110 to 95 (overflow, underflow and subnormal results included).
+  int checked = 0;
+  int begin;
+  int end;
+  const float low = -110.0f, high = 95.0f;
+  memcpy(&begin, &low, sizeof(begin));
+  memcpy(&end, &high, sizeof(end));
+  begin = -(begin & 0x7fffffff);
+  for (int k = begin; k < end; k += 1009, ++checked) {
+    const float x = OrderedFloat(k);
+    const float expected = static_cast<float>(std::exp(static_cast<double>(x)));
+    const float got = attention_scale::ats_exp(x);
+    if (expected == 0 || std::isinf(expected)) {
+      ASSERT_EQ(got, expected) << "at " << x;
+    } else {
+      ASSERT_LE(FloatUlps(got, expected), 1) << "at " << x << ": " << got << " vs "
+          << expected;
+    }
+  }
+  EXPECT_GT(checked, 2000000);
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(attention_scale::ats_exp(0.0f), 1.0f);
+  EXPECT_EQ(attention_scale::ats_exp(-0.0f), 1.0f);
+  EXPECT_EQ(attention_scale::ats_exp(-inf), 0.0f);
+  EXPECT_EQ(attention_scale::ats_exp(-1e30f), 0.0f);
+  EXPECT_EQ(attention_scale::ats_exp(inf), inf);
+  EXPECT_EQ(attention_scale::ats_exp(1e30f), inf);
+  EXPECT_TRUE(std::isnan(attention_scale::ats_exp(std::numeric_limits<float>::quiet_NaN())));
 }
 
 // ---------------------------------------------------------------------------------------------

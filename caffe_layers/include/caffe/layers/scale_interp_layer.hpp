@@ -32,8 +32,11 @@ namespace caffe {
  *   - the second bottom.
  * interpolation NEAREST picks the source floor(src + 0.5) and never mixes values (label maps).
  *
- * The grid is computed exactly in integers. Backward is a gather: every bottom element sums the
- * top diffs that read it, with the forward's own weights, so it needs no atomics on the GPU.
+ * The grid is computed exactly in integers, once per shape, into per-axis tables (Reshape). The
+ * resize runs as two separable passes, along x and along y, in the order the CPU loops take
+ * less time for (intermediate planes never larger than both bottom and top). Backward is a
+ * gather: every element sums the diffs that read it, with the forward's own weights, so it
+ * needs no atomics on the GPU.
  */
 template <typename Dtype>
 class ScaleInterpLayer : public Layer<Dtype> {
@@ -69,6 +72,23 @@ class ScaleInterpLayer : public Layer<Dtype> {
   SizeMode size_mode_;
   int pad_beg_, pad_end_;
   attention_scale::InterpGeometry geometry_;
+
+  /// Fills the per-axis tables for geometry_ (only when its grid changed) and sets the passes.
+  void SetUpTables();
+  /// The tables of the y (along_x false) or x axis, as CPU or GPU pointers.
+  attention_scale::InterpAxis<Dtype> Axis(bool along_x, bool gpu);
+
+  /// Index 0: the y axis (eff_h -> out_h), 1: the x axis (eff_w -> out_w); laid out as
+  /// attention_scale::fill_interp_axis writes them.
+  Blob<int> axis_index_[2];
+  Blob<Dtype> axis_value_[2];
+  int axis_width_[2];
+  /// eff_h, eff_w, out_h, out_w, nearest of the tables now filled (empty: none yet).
+  vector<int> tables_key_;
+  /// The first pass (bottom -> buffer_) and the second (buffer_ -> top).
+  attention_scale::InterpPass pass_[2];
+  /// The planes between the passes (data forward, diff backward).
+  Blob<Dtype> buffer_;
 };
 
 }  // namespace caffe
