@@ -84,3 +84,15 @@ def test_bad_input_stops_with_a_message_naming_layer_bottom_and_shapes(tmp_path,
     text = "\n".join(failure)
     for pattern in patterns:
         assert re.search(pattern, text), f"{pattern!r} not in:\n{text}"
+
+
+def test_tool_runs_the_python_fallbacks_from_the_venv(tmp_path):
+    # The wrapper gives the tool's embedded Python the venv: attention_scale.layers must import.
+    from attention_scale import convert
+    python_net, count = convert.convert_text(NET, "python", convert.load_protos())
+    assert count == 4 and 'module: "attention_scale.layers"' in python_net
+    res = run_caffe(tmp_path, python_net)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Top shape: 2 3 5 5" in res.stderr
+    for layer in ("half", "back", "attention", "merge"):
+        assert re.search(rf"{layer}\s+backward: [\d.]+ ms", res.stderr), layer
