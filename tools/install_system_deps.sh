@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(cmake g++ make ccache libboost-system-dev libboost-thread-dev libboost-filesystem-dev
       libboost-python-dev libprotobuf-dev protobuf-compiler libgoogle-glog-dev libgflags-dev
-      libhdf5-dev libopenblas-dev)
+      libhdf5-dev libopenblas-dev dpkg-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,5 +17,5 @@ if ! command -v apt-get >/dev/null; then
   exit 1
 fi
 $SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
   "${missing[@]}" >/dev/null
