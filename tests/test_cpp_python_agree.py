@@ -72,7 +72,9 @@ def test_scale_interp_random(seed):
 @pytest.mark.parametrize("param_text, in_hw", [
     ("zoom_factor: 8", (41, 41)), ("shrink_factor: 8", (321, 321)), ("scale: 0.75", (321, 321)),
     ("scale: 0.5", (321, 321)), ("height: 513 width: 513", (65, 65)),
-    ("shrink_factor: 8 interpolation: NEAREST", (321, 321))])
+    ("shrink_factor: 8 interpolation: NEAREST", (321, 321)),
+    ("height: 41 width: 41 pad_beg: -3 pad_end: -2 interpolation: NEAREST", (326, 326)),
+    ("zoom_factor: 8 interpolation: NEAREST", (41, 41))])
 def test_scale_interp_network_sizes(param_text, in_hw):
     _agree("ScaleInterp", {"x": (1, 2) + in_hw}, param_text, seed=1)
 

@@ -184,3 +184,21 @@ def test_out_argument_is_written_in_place():
     assert interp.forward(x, (9, 9), out=out) is out
     with pytest.raises(ValueError, match="C-contiguous"):
         interp.forward(x, (9, 9), out=np.empty((2, 2, 9, 18), np.float32)[..., ::2])
+
+
+@pytest.mark.parametrize("n_in, n_out, nearest", [
+    (321, 241, False), (65, 513, False), (41, 41, False), (321, 41, True), (7, 1, False),
+    (1, 9, True), (100, 33, True)])
+@pytest.mark.parametrize("transpose", [False, True])
+def test_band_blocks_rebuild_the_matrix(n_in, n_out, nearest, transpose):
+    # The blocks plus the zeros they leave out must be exactly the interpolation matrix.
+    dense = interp.interp_matrix(n_in, n_out, nearest, "float64")
+    want = dense.T if transpose else dense
+    rebuilt = np.zeros_like(want)
+    covered = 0
+    for r0, r1, c0, c1, block in interp.band_blocks(n_in, n_out, nearest, "float64", transpose):
+        assert r0 == covered and block.shape == (r1 - r0, c1 - c0)
+        rebuilt[r0:r1, c0:c1] = block
+        covered = r1
+    assert covered == want.shape[0]
+    np.testing.assert_array_equal(rebuilt, want)

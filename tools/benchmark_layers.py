@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Time the Python fallback layers against the C++ layers (CPU, forward + backward) at the sizes of
-SPEC section 3, both in one run on the same inputs; print the Python / C++ ratios and write
-benchmarks/layers.json and benchmarks/layers.md."""
+SPEC section 3, both in one run on the same inputs; then (unless --no-memory) the peak memory each
+form needs beyond the net's blobs, each measured in a fresh child process against a baseline child
+of the same run; print the Python / C++ ratios and write benchmarks/layers.json and
+benchmarks/layers.md."""
 
 import argparse
 import os
@@ -19,6 +21,10 @@ def parse_args(argv=None):
                         help="OpenBLAS threads for numpy and Caffe (1: a single-core comparison)")
     parser.add_argument("--output-dir", type=Path, default=REPO / "benchmarks",
                         help="where layers.json and layers.md go")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the memory measurement (three child processes per case and round)")
+    parser.add_argument("--memory-repeats", type=int, default=3,
+                        help="rounds of baseline, C++ and Python children per case (median kept)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     return parser.parse_args(argv)
 
@@ -32,8 +38,12 @@ def main(argv=None):
 
     phases = ("train", "test") if args.phase == "all" else (args.phase,)
     timings = benchmark.run_layer_benchmarks(repeats=args.repeats, phases=phases)
+    memory = None
+    if not args.no_memory:
+        from attention_scale import benchmark_memory
+        memory = benchmark_memory.run_memory_benchmarks(phases=phases, repeats=args.memory_repeats)
     data, markdown = benchmark.layer_report(
-        timings, benchmark.environment({"repeats": args.repeats}))
+        timings, benchmark.environment({"repeats": args.repeats}), memory, args.memory_repeats)
     print(markdown)
     if not args.no_write:
         benchmark.write_report(data, markdown, args.output_dir / "layers.json",

@@ -156,8 +156,9 @@ def run_layer_benchmarks(repeats=10, phases=("train", "test"), progress=True):
     return timings
 
 
-def layer_report(timings, env):
-    """(json-ready dict, markdown text) of layer timings."""
+def layer_report(timings, env, memory=None, memory_repeats=1):
+    """(json-ready dict, markdown text) of layer timings and, if given, of the LayerMemory
+    results of attention_scale.benchmark_memory (under "memory" and in a second table)."""
     data = {"environment": env, "results": [asdict(t) for t in timings],
             "ratio_python_over_cpp_max": max(t.ratio for t in timings)}
     lines = [
@@ -173,7 +174,12 @@ def layer_report(timings, env):
     ]
     lines += [f"| {t.phase} | {t.layer} | {t.case} | {t.cpp_ms:.2f} | {t.python_ms:.2f} | "
               f"{t.ratio:.2f} | {t.max_abs_diff:.1e} |" for t in timings]
-    return data, "\n".join(lines) + "\n"
+    markdown = "\n".join(lines) + "\n"
+    if memory is not None:
+        from .benchmark_memory import memory_data, memory_markdown
+        data["memory"] = memory_data(memory, memory_repeats)
+        markdown += "\n" + memory_markdown(memory, memory_repeats)
+    return data, markdown
 
 
 def run_metrics_benchmark(num_images=50, height=375, width=500, num_classes=21, repeats=5,

@@ -2,7 +2,9 @@
 
 The resize is separable, so it is applied as two small interpolation matrices (rows x rows and
 columns x columns, built once per shape and cached) multiplied into the N*C planes; the backward
-pass is the same products with the transposed matrices. Nothing here needs Caffe or protobuf.
+pass is the same products with the transposed matrices. Each output reads at most two inputs, so
+the matrices are banded: they are applied in blocks of rows restricted to their non-zero columns,
+which skips most of the zeros a dense product would multiply. Nothing here needs Caffe or protobuf.
 """
 
 import functools
@@ -152,17 +154,89 @@ def interp_matrix(n_in, n_out, nearest=False, dtype="float32"):
     return matrix
 
 
-def _resize_planes(x3, m_h, m_w, out3):
-    """out3[b] = m_h @ x3[b] @ m_w.T for every plane b, in the cheaper of the two orders."""
-    planes, h_in, w_in = x3.shape
-    h_out, w_out = m_h.shape[0], m_w.shape[0]
-    if h_out * w_in * (h_in + w_out) <= h_in * w_out * (w_in + h_out):
-        rows = np.matmul(m_h, x3)  # planes x h_out x w_in
-        np.matmul(rows.reshape(-1, w_in), m_w.T, out=out3.reshape(-1, w_out))
-    else:
-        cols = np.matmul(x3.reshape(-1, w_in), m_w.T).reshape(planes, h_in, w_out)
-        np.matmul(m_h, cols, out=out3)
+# Output rows per band block: small enough that a block skips most of the matrix's zeros (each
+# output reads at most two inputs), large enough for BLAS to run at speed.
+_BAND_ROWS = 32
+
+
+@functools.lru_cache(maxsize=256)
+def band_blocks(n_in, n_out, nearest=False, dtype="float32", transpose=False):
+    """The interpolation matrix (its transpose for the backward pass) cut into blocks of rows,
+    each keeping only the columns it has non-zeros in: a tuple of (r0, r1, c0, c1, block), with
+    M[r0:r1, c0:c1] = block and M[r0:r1, everything else] = 0 (c0 == c1: an all-zero block)."""
+    matrix = interp_matrix(n_in, n_out, nearest, dtype)
+    if transpose:
+        matrix = matrix.T
+    blocks = []
+    for r0 in range(0, matrix.shape[0], _BAND_ROWS):
+        r1 = min(r0 + _BAND_ROWS, matrix.shape[0])
+        cols = np.flatnonzero((matrix[r0:r1] != 0).any(axis=0))
+        c0, c1 = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 0)
+        block = np.ascontiguousarray(matrix[r0:r1, c0:c1])
+        block.flags.writeable = False
+        blocks.append((r0, r1, c0, c1, block))
+    # Where the band saves less than half of the dense work, or the dense product is short
+    # anyway (few columns: BLAS runs small inner dimensions slowly), one product is faster.
+    if matrix.shape[1] <= 2 * _BAND_ROWS or 2 * sum(b.size for *_, b in blocks) > matrix.size:
+        whole = np.ascontiguousarray(matrix)
+        whole.flags.writeable = False
+        blocks = [(0, matrix.shape[0], 0, matrix.shape[1], whole)]
+    return tuple(blocks)
+
+
+def _apply_rows(blocks, x3, out3):
+    """out3 = M @ x3[b] for every plane b (M given as band blocks)."""
+    for r0, r1, c0, c1, block in blocks:
+        if c0 == c1:
+            out3[:, r0:r1, :] = 0
+        else:
+            np.matmul(block, x3[:, c0:c1, :], out=out3[:, r0:r1, :])
     return out3
+
+
+def _apply_cols(blocks, x3, out3):
+    """out3 = x3[b] @ M.T for every plane b (M given as band blocks). The planes are stacked
+    into one 2-D product per block: one large GEMM instead of one small one per plane."""
+    x2 = x3.reshape(-1, x3.shape[2])
+    out2 = out3.reshape(-1, out3.shape[2])
+    for r0, r1, c0, c1, block in blocks:
+        if c0 == c1:
+            out2[:, r0:r1] = 0
+        elif r1 - r0 == out2.shape[1]:
+            np.matmul(x2[:, c0:c1], block.T, out=out2)
+        else:
+            out2[:, r0:r1] = np.matmul(x2[:, c0:c1], block.T)
+    return out3
+
+
+def _resize_planes(x3, rows, cols, out3):
+    """out3[b] = M_h @ x3[b] @ M_w.T for every plane b, in the cheaper of the two orders (M_h, M_w
+    given as band blocks; the cost model counts multiply-adds of the dense products)."""
+    planes, h_in, w_in = x3.shape
+    h_out, w_out = out3.shape[1:]
+    if h_out * w_in * (h_in + w_out) <= h_in * w_out * (w_in + h_out):
+        mid = _apply_rows(rows, x3, np.empty((planes, h_out, w_in), x3.dtype))
+        _apply_cols(cols, mid, out3)
+    else:
+        mid = _apply_cols(cols, x3, np.empty((planes, h_in, w_out), x3.dtype))
+        _apply_rows(rows, mid, out3)
+    return out3
+
+
+@functools.lru_cache(maxsize=128)
+def _nearest_index(n_in, n_out):
+    dst = np.arange(n_out, dtype=np.int64)
+    if n_out == 1:
+        return np.zeros(1, np.int64)
+    return (2 * dst * (n_in - 1) + (n_out - 1)) // (2 * (n_out - 1))
+
+
+def _nearest_picks(h_eff, w_eff, h_out, w_out, nearest):
+    """NEAREST without upsampling selects each source cell at most once (the source index grows
+    by >= 1 per output step): the row and column indices, else None."""
+    if not nearest or h_out > h_eff or w_out > w_eff:
+        return None
+    return _nearest_index(h_eff, h_out), _nearest_index(w_eff, w_out)
 
 
 def _output(out, shape, dtype):
@@ -186,10 +260,14 @@ def forward(x, out_hw, pad_beg=0, pad_end=0, nearest=False, out=None):
     out = _output(out, (n, c, h_out, w_out), x.dtype)
     if pad_beg or pad_end:
         x = x[:, :, _crop(pad_beg, h_eff), _crop(pad_beg, w_eff)]
+    picks = _nearest_picks(h_eff, w_eff, h_out, w_out, nearest)
+    if picks is not None:  # a pure selection: index instead of multiplying
+        out[...] = x[:, :, picks[0][:, None], picks[1]]
+        return out
     x3 = np.ascontiguousarray(x).reshape(n * c, h_eff, w_eff)
-    m_h = interp_matrix(h_eff, h_out, nearest, x.dtype.name)
-    m_w = interp_matrix(w_eff, w_out, nearest, x.dtype.name)
-    _resize_planes(x3, m_h, m_w, out.reshape(n * c, h_out, w_out))
+    rows = band_blocks(h_eff, h_out, nearest, x.dtype.name)
+    cols = band_blocks(w_eff, w_out, nearest, x.dtype.name)
+    _resize_planes(x3, rows, cols, out.reshape(n * c, h_out, w_out))
     return out
 
 
@@ -199,14 +277,20 @@ def backward(dy, in_hw, pad_beg=0, pad_end=0, nearest=False, out=None):
     h_in, w_in = in_hw
     h_eff, w_eff = effective_size(h_in, pad_beg, pad_end), effective_size(w_in, pad_beg, pad_end)
     out = _output(out, (n, c, h_in, w_in), dy.dtype)
-    m_h = interp_matrix(h_eff, h_out, nearest, dy.dtype.name)
-    m_w = interp_matrix(w_eff, w_out, nearest, dy.dtype.name)
+    picks = _nearest_picks(h_eff, w_eff, h_out, w_out, nearest)
+    if picks is not None:  # every source cell is read at most once: scatter, nothing to add
+        out[...] = 0
+        rows, cols = picks[0] - pad_beg, picks[1] - pad_beg
+        out[:, :, rows[:, None], cols] = dy
+        return out
+    rows = band_blocks(h_eff, h_out, nearest, dy.dtype.name, transpose=True)
+    cols = band_blocks(w_eff, w_out, nearest, dy.dtype.name, transpose=True)
     dy3 = np.ascontiguousarray(dy).reshape(n * c, h_out, w_out)
     if pad_beg or pad_end:
         inner = np.empty((n * c, h_eff, w_eff), dy.dtype)
-        _resize_planes(dy3, m_h.T, m_w.T, inner)
+        _resize_planes(dy3, rows, cols, inner)
         out[...] = 0
         out[:, :, _crop(pad_beg, h_eff), _crop(pad_beg, w_eff)] = inner.reshape(n, c, h_eff, w_eff)
     else:
-        _resize_planes(dy3, m_h.T, m_w.T, out.reshape(n * c, h_in, w_in))
+        _resize_planes(dy3, rows, cols, out.reshape(n * c, h_in, w_in))
     return out
