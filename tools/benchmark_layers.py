@@ -44,11 +44,7 @@ def main(argv=None):
         memory = benchmark_memory.run_memory_benchmarks(phases=phases, repeats=args.memory_repeats)
     data, markdown = benchmark.layer_report(
         timings, benchmark.environment({"repeats": args.repeats}), memory, args.memory_repeats)
-    print(markdown)
-    if not args.no_write:
-        benchmark.write_report(data, markdown, args.output_dir / "layers.json",
-                               args.output_dir / "layers.md")
-        print(f"wrote {args.output_dir / 'layers.json'} and {args.output_dir / 'layers.md'}")
+    benchmark.publish_report(data, markdown, args.output_dir, "layers", write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -27,11 +27,7 @@ def main(argv=None):
     result = benchmark.run_metrics_benchmark(num_images=args.images, height=args.height,
                                              width=args.width, repeats=args.repeats)
     data, markdown = benchmark.metrics_report(result, benchmark.environment())
-    print(markdown)
-    if not args.no_write:
-        benchmark.write_report(data, markdown, args.output_dir / "metrics.json",
-                               args.output_dir / "metrics.md")
-        print(f"wrote {args.output_dir / 'metrics.json'} and {args.output_dir / 'metrics.md'}")
+    benchmark.publish_report(data, markdown, args.output_dir, "metrics", write=not args.no_write)
 
 
 if __name__ == "__main__":

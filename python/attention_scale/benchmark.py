@@ -10,8 +10,11 @@ import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_write
 
 # (phase, layer type, label, input shapes, parameter text) at SPEC section 3's sizes:
 # training N=10, C=21, 41 x 41 scores, S=3 scales of a 321 x 321 crop; test 513 x 513, N=1.
@@ -240,10 +243,12 @@ def metrics_report(data, env):
     return data, "\n".join(lines) + "\n"
 
 
-def write_report(data, markdown, json_path, md_path):
-    os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-    with open(json_path, "w") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-    with open(md_path, "w") as handle:
-        handle.write(markdown)
+def publish_report(data, markdown, output_dir, stem, write=True):
+    """Print the markdown report and, with `write`, save it and its data as output_dir/stem.md
+    and output_dir/stem.json (each written whole or not at all)."""
+    print(markdown)
+    if write:
+        json_path, md_path = Path(output_dir) / f"{stem}.json", Path(output_dir) / f"{stem}.md"
+        atomic_write(json_path, json.dumps(data, indent=2) + "\n")
+        atomic_write(md_path, markdown)
+        print(f"wrote {json_path} and {md_path}")

@@ -14,7 +14,6 @@ Comments in the input prototxt are not kept.
 
 import ast
 import importlib.util
-import os
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
 from . import attention_scale_pb2 as our_pb2
+from .files import atomic_write
 from .params import FIELDS, MESSAGES
 
 PYTHON_MODULE = "attention_scale.layers"
@@ -297,9 +297,5 @@ def convert_file(src, dst, target, caffe_proto=None):
     The output is written to a temporary file first and renamed, so dst is never half-written.
     """
     text, count = convert_text(Path(src).read_text(), target, load_protos(caffe_proto))
-    dst = Path(dst)
-    with tempfile.NamedTemporaryFile("w", dir=dst.parent, prefix=f".{dst.name}.", delete=False) as tmp:
-        tmp.write(text)
-    os.chmod(tmp.name, dst.stat().st_mode & 0o777 if dst.exists() else 0o644)
-    Path(tmp.name).replace(dst)
+    atomic_write(dst, text)
     return count

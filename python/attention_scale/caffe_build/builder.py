@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ..files import atomic_write
 from . import compat, debian_source
 from . import tree_injection as ti
 
@@ -140,12 +141,6 @@ def _injected_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 _PERCENT = re.compile(r"^\[\s*(\d+)%\]\s*(.*)$")
 
 
@@ -229,6 +224,6 @@ def _build_locked(cfg, base, work: Path, python: Path, py) -> BuildResult:
                     "caffe build", progress=True)
         _run_logged(["cmake", "--install", str(build_dir)], work, logfile, "install",
                     progress=False)
-    _atomic_json(stamp_path, stamp)
+    atomic_write(stamp_path, json.dumps(stamp, indent=2, sort_keys=True) + "\n")
     log(f"Caffe with the layers installed in {prefix}")
     return BuildResult(prefix, tree, build_dir, rebuilt=True)

@@ -5,12 +5,11 @@ refuses to overwrite anybody else's. A manifest in the tree lists what was added
 file that the project no longer ships is removed on the next run. Writes are atomic (temporary
 file and rename) and nothing is written before every check has passed.
 """
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from ..files import atomic_write
 from .proto_injection import (ProjectProto, ProtoConflict, find_conflicts, inject,
                               injection_state, load_project_proto, strip_injection)
 
@@ -126,28 +125,11 @@ def plan_removal(tree: Path, root: Path) -> Plan:
     return plan
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def apply_plan(tree: Path, plan: Plan) -> None:
     if plan.conflicts:
         raise InjectionConflict(f"refusing to touch {tree}:\n  - " + "\n  - ".join(plan.conflicts))
     for rel, data in plan.writes.items():
-        _atomic_write(tree / rel, data)
+        atomic_write(tree / rel, data)
     for rel in plan.deletes:
         (tree / rel).unlink()
     manifest = tree / MANIFEST_REL
@@ -155,7 +137,7 @@ def apply_plan(tree: Path, plan: Plan) -> None:
         if manifest.exists():
             manifest.unlink()
     elif not manifest.is_file() or manifest.read_text().split() != plan.manifest:
-        _atomic_write(manifest, ("\n".join(plan.manifest) + "\n").encode())
+        atomic_write(manifest, ("\n".join(plan.manifest) + "\n").encode())
 
 
 def tree_state(tree: Path, root: Path) -> Dict[str, str]:

@@ -4,9 +4,10 @@ pycaffe is put on the venv's path with a .pth file (nothing is copied, so a rebu
 once), and `<venv>/bin/caffe` becomes a small wrapper around the built tool that lets the tool's
 embedded Python (used by `type: "Python"` layers) import from the same venv.
 """
-import os
 import subprocess
 from pathlib import Path
+
+from ..files import atomic_write
 
 PTH_NAME = "caffe_built_from_source.pth"
 
@@ -41,7 +42,4 @@ def wire_venv(venv: Path, prefix: Path, python_version: str) -> None:
     (site / PTH_NAME).write_text(f"{pycaffe}\n")
     wrapper = venv / "bin" / "caffe"
     text = _WRAPPER.format(site=site, pycaffe=pycaffe, tool=prefix / "bin" / "caffe")
-    tmp = wrapper.with_name(".caffe.tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, wrapper)
+    atomic_write(wrapper, text, mode=0o755)
