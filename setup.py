@@ -3,7 +3,7 @@
 Besides the pure-Python modules under python/, the build
   * generates attention_scale/attention_scale_pb2.py from caffe_layers/proto/attention_scale.proto
     with protoc (Debian: protobuf-compiler), so the parameters are declared in one place only;
-  * compiles the cython extension attention_scale._confusion (confusion-matrix accumulation).
+  * compiles the cython extension attention_scale.evaluation._confusion (confusion-matrix accumulation).
 """
 
 import os
@@ -47,7 +47,7 @@ class BuildPyWithProto(build_py):
 
 
 extensions = cythonize(
-    [Extension("attention_scale._confusion", ["python/attention_scale/_confusion.pyx"],
+    [Extension("attention_scale.evaluation._confusion", ["python/attention_scale/evaluation/_confusion.pyx"],
                include_dirs=[numpy.get_include()],
                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])],
     compiler_directives={"language_level": "3"},

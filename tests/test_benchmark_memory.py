@@ -6,14 +6,14 @@ import math
 
 import pytest
 
-from attention_scale import benchmark_memory as bm
+from attention_scale.benchmarks import layer_memory as bm
 from pyhelpers import import_caffe
 
 
 @pytest.fixture(scope="module")
 def protos():
     import_caffe()
-    from attention_scale.convert import load_protos
+    from attention_scale.nets.convert import load_protos
     return load_protos()
 
 

@@ -88,7 +88,7 @@ def test_bad_input_stops_with_a_message_naming_layer_bottom_and_shapes(tmp_path,
 
 def test_tool_runs_the_python_fallbacks_from_the_venv(tmp_path):
     # The wrapper gives the tool's embedded Python the venv: attention_scale.layers must import.
-    from attention_scale import convert
+    from attention_scale.nets import convert
     python_net, count = convert.convert_text(NET, "python", convert.load_protos())
     assert count == 4 and 'module: "attention_scale.layers"' in python_net
     res = run_caffe(tmp_path, python_net)
@@ -96,3 +96,23 @@ def test_tool_runs_the_python_fallbacks_from_the_venv(tmp_path):
     assert "Top shape: 2 3 5 5" in res.stderr
     for layer in ("half", "back", "attention", "merge"):
         assert re.search(rf"{layer}\s+backward: [\d.]+ ms", res.stderr), layer
+
+
+PYTHON_BAD = [
+    pytest.param(("scale: 0.5", "scale: -1"), [r"ScaleInterp", r"scale must be a finite number > 0",
+                                               r"-1"], id="bad-param-str"),
+    pytest.param(('bottom: "data" bottom: "back" bottom: "w"', 'bottom: "data" bottom: "half" bottom: "w"'),
+                 [r"WeightedScaleSum", r"bottom\[1\]", r"\(2, 3, 5, 5\)"], id="mismatched-bottoms"),
+]
+
+
+@pytest.mark.parametrize("edit,patterns", PYTHON_BAD)
+def test_python_layer_errors_reach_the_terminal_under_the_tool(tmp_path, edit, patterns):
+    # Under the tool the exception leaves the embedded interpreter as a C++ exception; the
+    # layer's own message must still be printed (issue 9, item 1).
+    from attention_scale.nets import convert
+    python_net, _ = convert.convert_text(NET.replace(*edit), "python", convert.load_protos())
+    res = run_caffe(tmp_path, python_net)
+    assert res.returncode != 0
+    for pattern in patterns:
+        assert re.search(pattern, res.stderr), f"{pattern!r} not in:\n{res.stderr[-3000:]}"

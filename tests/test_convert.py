@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pool, message_factory, text_format
 
-from attention_scale import convert
+from attention_scale.nets import convert
 from pyhelpers import import_caffe
 
 REPO = Path(__file__).resolve().parents[1]

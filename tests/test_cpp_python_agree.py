@@ -1,11 +1,11 @@
 """The C++ layers and their Python fallbacks in pycaffe: one net written with the C++ layers,
-converted by attention_scale.convert, run on the same inputs; outputs and bottom diffs agree."""
+converted by attention_scale.nets.convert, run on the same inputs; outputs and bottom diffs agree."""
 
 import numpy as np
 import pytest
 
-from attention_scale import convert
-from attention_scale.params import FIELDS
+from attention_scale.nets import convert
+from attention_scale.layers.params import FIELDS
 from pyhelpers import cpp_layer, import_caffe, input_layers, make_net, run_net
 
 CASES_PER_LAYER = 12

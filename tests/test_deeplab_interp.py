@@ -6,7 +6,7 @@ so the expected output is the same linear function at the source coordinates."""
 import numpy as np
 import pytest
 
-from attention_scale import convert
+from attention_scale.nets import convert
 from pyhelpers import import_caffe, input_layers, make_net, run_net
 
 

@@ -1,6 +1,4 @@
 """tools/inject_layers.py and the proto injection, on synthetic BVLC- and DeepLab-style trees."""
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from attention_scale import metrics
+from attention_scale.evaluation import metrics
 from pyhelpers import ref_confusion
 
 BACKENDS = ["numpy", "cython"]

@@ -30,7 +30,7 @@ def _net(layer_type, shapes, param_str=""):
 ])
 def test_scale_interp(param_str, in_hw, pad_beg, pad_end, nearest):
     from attention_scale.attention_scale_pb2 import ScaleInterpParameter
-    from attention_scale.interp import spec_from_param
+    from attention_scale.layers.scale_interp import spec_from_param
     from google.protobuf import text_format
     spec = spec_from_param(text_format.Parse(param_str, ScaleInterpParameter()), 1)
     out_hw = spec.output_hw(in_hw)

@@ -34,17 +34,16 @@ def main(argv=None):
     # Before numpy and libcaffe load OpenBLAS.
     os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.blas_threads)
     os.environ.setdefault("GLOG_minloglevel", "2")
-    from attention_scale import benchmark
+    from attention_scale.benchmarks import common, layer_memory, layer_timing
 
     phases = ("train", "test") if args.phase == "all" else (args.phase,)
-    timings = benchmark.run_layer_benchmarks(repeats=args.repeats, phases=phases)
+    timings = layer_timing.run_layer_benchmarks(repeats=args.repeats, phases=phases)
     memory = None
     if not args.no_memory:
-        from attention_scale import benchmark_memory
-        memory = benchmark_memory.run_memory_benchmarks(phases=phases, repeats=args.memory_repeats)
-    data, markdown = benchmark.layer_report(
-        timings, benchmark.environment({"repeats": args.repeats}), memory, args.memory_repeats)
-    benchmark.publish_report(data, markdown, args.output_dir, "layers", write=not args.no_write)
+        memory = layer_memory.run_memory_benchmarks(phases=phases, repeats=args.memory_repeats)
+    data, markdown = layer_timing.layer_report(
+        timings, common.environment({"repeats": args.repeats}), memory, args.memory_repeats)
+    common.publish_report(data, markdown, args.output_dir, "layers", write=not args.no_write)
 
 
 if __name__ == "__main__":

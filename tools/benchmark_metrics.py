@@ -22,12 +22,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from attention_scale import benchmark
+    from attention_scale.benchmarks import common, metrics_timing
 
-    result = benchmark.run_metrics_benchmark(num_images=args.images, height=args.height,
-                                             width=args.width, repeats=args.repeats)
-    data, markdown = benchmark.metrics_report(result, benchmark.environment())
-    benchmark.publish_report(data, markdown, args.output_dir, "metrics", write=not args.no_write)
+    result = metrics_timing.run_metrics_benchmark(num_images=args.images, height=args.height,
+                                                  width=args.width, repeats=args.repeats)
+    data, markdown = metrics_timing.metrics_report(result, common.environment())
+    common.publish_report(data, markdown, args.output_dir, "metrics", write=not args.no_write)
 
 
 if __name__ == "__main__":

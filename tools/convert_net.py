@@ -9,7 +9,7 @@ DeepLab `Interp` layers in the input become ScaleInterp in either direction.
 import argparse
 import sys
 
-from attention_scale.convert import TARGETS, ConversionError, convert_file
+from attention_scale.nets.convert import TARGETS, ConversionError, convert_file
 
 
 def parse_args(argv=None):

@@ -1,7 +1,7 @@
 """Segmentation metrics from one confusion matrix accumulated over a whole split (SPEC section 4).
 
 mIOU is the mean over classes of TP / (TP + FP + FN) computed from the summed matrix, not a mean
-of per-image IoUs. Accumulation has a cython path (`attention_scale._confusion`) and a numpy one.
+of per-image IoUs. Accumulation has a cython path (`attention_scale.evaluation._confusion`) and a numpy one.
 """
 
 import json
@@ -50,7 +50,7 @@ def accumulate_numpy(conf, gt, pred, ignore_label=IGNORE_LABEL):
 def accumulate_cython(conf, gt, pred, ignore_label=IGNORE_LABEL):
     """The same as accumulate_numpy, in one compiled pass."""
     if _confusion is None:
-        raise ImportError("attention_scale._confusion is not built; run `pip install .`")
+        raise ImportError("attention_scale.evaluation._confusion is not built; run `pip install .`")
     gt, pred = _flat_labels(gt, "gt"), _flat_labels(pred, "pred")
     if gt.dtype not in _CYTHON_DTYPES:
         gt = gt.astype(np.int64)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
-from . import attention_scale_pb2 as our_pb2
-from .files import atomic_write
-from .params import FIELDS, MESSAGES
+from .. import attention_scale_pb2 as our_pb2
+from ..files import atomic_write
+from ..layers.params import FIELDS, MESSAGES
 
 PYTHON_MODULE = "attention_scale.layers"
 LAYER_TYPES = tuple(MESSAGES)

@@ -1,6 +1,6 @@
 """Peak memory of the Python fallback layers and the C++ layers, beyond the blobs of the net.
 
-Every measurement runs in a fresh child process (`python -m attention_scale.benchmark_memory`, the
+Every measurement runs in a fresh child process (`python -m attention_scale.benchmarks.layer_memory`, the
 net's prototxt text as JSON on stdin), so no peak leaks from one case or form into the next. The
 child imports numpy, caffe and attention_scale.layers (in every child, whichever form it runs, so
 the fixed cost of the imports is not charged to one form), builds the one-layer net, writes random
@@ -55,7 +55,7 @@ def measure_in_this_process(net_text, passes=MEMORY_PASSES, seed=0):
 
     import caffe
     after_caffe = _maxrss_kib()
-    import attention_scale.layers  # noqa: F401  (in every child: the import is not a form's cost)
+    import attention_scale.layers.python_layers  # noqa: F401  (in every child: not a form's cost)
     after_imports = _maxrss_kib()
 
     caffe.set_mode_cpu()
@@ -101,7 +101,7 @@ def measure_net(net_text, passes=MEMORY_PASSES, seed=0, timeout=600):
     """Run measure_in_this_process in a fresh child of this Python; its result dict."""
     env = dict(os.environ)
     env.setdefault("GLOG_minloglevel", "2")
-    proc = subprocess.run([sys.executable, "-m", "attention_scale.benchmark_memory"],
+    proc = subprocess.run([sys.executable, "-m", "attention_scale.benchmarks.layer_memory"],
                           input=json.dumps({"net": net_text, "passes": passes, "seed": seed}),
                           capture_output=True, text=True, env=env, timeout=timeout)
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
@@ -110,17 +110,10 @@ def measure_net(net_text, passes=MEMORY_PASSES, seed=0, timeout=600):
     return json.loads(lines[-1])
 
 
-def input_layers_text(shapes):
-    lines = ['name: "bench" force_backward: true']
-    for name, shape in shapes.items():
-        dims = " ".join(f"dim: {d}" for d in shape)
-        lines.append(f'layer {{ name: "{name}" type: "Input" top: "{name}" '
-                     f'input_param {{ shape {{ {dims} }} }} }}')
-    return "\n".join(lines) + "\n"
-
-
 def baseline_text(shapes, top_shape):
     """The same Input blobs and a top blob of top_shape, made by an Input layer: no work."""
+    from .common import input_layers_text
+
     return input_layers_text(dict(shapes, **{TOP: tuple(top_shape)}))
 
 
@@ -151,10 +144,10 @@ def memory_ratio(python_extra_mib, cpp_extra_mib):
 def measure_case(phase, layer_type, label, shapes, param_text, protos, repeats=1,
                  passes=MEMORY_PASSES):
     """Baseline, C++ and Python children for one case, `repeats` rounds; a LayerMemory."""
-    from .benchmark import _net_text
-    from .convert import convert_text
+    from ..nets.convert import convert_text
+    from .common import one_layer_net
 
-    cpp_text = _net_text(layer_type, shapes, param_text)
+    cpp_text = one_layer_net(layer_type, shapes, param_text)
     python_text, _ = convert_text(cpp_text, "python", protos)
     peaks = {"baseline": [], "cpp": [], "python": []}
     base_text = None
@@ -183,11 +176,11 @@ def measure_case(phase, layer_type, label, shapes, param_text, protos, repeats=1
 
 
 def run_memory_benchmarks(phases=("train", "test"), repeats=1, passes=MEMORY_PASSES, progress=True):
-    """measure_case for every case of benchmark.LAYER_CASES in the phases; list of LayerMemory."""
+    """measure_case for every case of common.LAYER_CASES in the phases; list of LayerMemory."""
     from tqdm import tqdm
 
-    from .benchmark import LAYER_CASES
-    from .convert import load_protos
+    from ..nets.convert import load_protos
+    from .common import LAYER_CASES
 
     protos = load_protos()
     cases = [case for case in LAYER_CASES if case[0] in phases]
@@ -220,7 +213,7 @@ def memory_markdown(results, repeats, passes=MEMORY_PASSES):
     lines = [
         "## Peak memory beyond the net's blobs (CPU, forward + backward)",
         "",
-        "Every number comes from a fresh child process (`python -m attention_scale.benchmark_memory`),",
+        "Every number comes from a fresh child process (`python -m attention_scale.benchmarks.layer_memory`),",
         "so no peak leaks between cases or forms. The child imports numpy, caffe and",
         "`attention_scale.layers` (in every child, whichever form it runs), builds the one-layer net",
         "(the same prototxt text as the timing above), writes random values into the data and the",

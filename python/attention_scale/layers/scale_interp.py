@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import LayerConfigError
+from ..attention_scale_pb2 import ScaleInterpParameter
+from ..errors import LayerConfigError
 
 LAYER = "ScaleInterp"
 # Added before the floor so that a float-stored scale (0.7f * 10 = 6.9999999) lands on the integer.
@@ -99,7 +100,7 @@ def spec_from_param(param, num_bottoms):
             raise LayerConfigError(
                 f"{LAYER}: {field} must be <= 0 (cropping), got {getattr(param, field)}")
     common = dict(pad_beg=param.pad_beg, pad_end=param.pad_end,
-                  nearest=param.interpolation == 1)
+                  nearest=param.interpolation == ScaleInterpParameter.NEAREST)
     if rules[0] == "zoom_factor/shrink_factor":
         for field in ("zoom_factor", "shrink_factor"):
             if has(field) and getattr(param, field) < 1:

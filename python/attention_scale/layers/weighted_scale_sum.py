@@ -5,8 +5,11 @@
 
 import numpy as np
 
-ATTENTION, AVERAGE, MAX = 0, 1, 2  # WeightedScaleSumParameter.MergeMethod
-MERGE_NAMES = {ATTENTION: "ATTENTION", AVERAGE: "AVERAGE", MAX: "MAX"}
+from ..attention_scale_pb2 import WeightedScaleSumParameter
+
+ATTENTION = WeightedScaleSumParameter.ATTENTION
+AVERAGE = WeightedScaleSumParameter.AVERAGE
+MAX = WeightedScaleSumParameter.MAX
 
 
 def attention_forward(scores, weights, out=None):

@@ -9,16 +9,17 @@ This pycaffe's boost bindings cannot iterate or slice the bottom/top vectors, so
 below indexes them by position.
 """
 
-import caffe
 import numpy as np
 
-from . import interp, scale_merge, softmax_scales
-from .errors import LayerConfigError
+from ..errors import LayerConfigError
+from ..python_layer import ReportingLayer
+from . import scale_interp, softmax_over_scales, weighted_scale_sum
 from .params import parse_param_str
+from .weighted_scale_sum import ATTENTION, AVERAGE
 
 
-class _ScaleLayer(caffe.Layer):
-    """Shared error reporting: every message names the layer type and its param_str."""
+class _ScaleLayer(ReportingLayer):
+    """Shared error messages: every one names the layer type and its param_str."""
 
     TYPE = None
 
@@ -64,7 +65,7 @@ class ScaleInterp(_ScaleLayer):
         self._check_counts(bottom, top, 1)  # spec_from_param explains the 1-or-2 rule
         param = self._param()
         try:
-            self.spec = interp.spec_from_param(param, len(bottom))
+            self.spec = scale_interp.spec_from_param(param, len(bottom))
         except LayerConfigError as exc:
             self._fail(exc)
 
@@ -80,13 +81,13 @@ class ScaleInterp(_ScaleLayer):
 
     def forward(self, bottom, top):
         spec = self.spec
-        interp.forward(bottom[0].data, self.out_hw, spec.pad_beg, spec.pad_end, spec.nearest,
+        scale_interp.forward(bottom[0].data, self.out_hw, spec.pad_beg, spec.pad_end, spec.nearest,
                        out=top[0].data)
 
     def backward(self, top, propagate_down, bottom):
         spec = self.spec
         if propagate_down[0]:
-            interp.backward(top[0].diff, bottom[0].data.shape[2:], spec.pad_beg, spec.pad_end,
+            scale_interp.backward(top[0].diff, bottom[0].data.shape[2:], spec.pad_beg, spec.pad_end,
                             spec.nearest, out=bottom[0].diff)
         if len(bottom) == 2 and propagate_down[1]:
             bottom[1].diff[...] = 0  # the reference bottom only lends its size
@@ -118,17 +119,17 @@ class SoftmaxOverScales(_ScaleLayer):
 
     def forward(self, bottom, top):
         if len(bottom) == 1:
-            softmax_scales.forward(bottom[0].data, out=top[0].data)
+            softmax_over_scales.forward(bottom[0].data, out=top[0].data)
         else:
             stacked = np.concatenate([bottom[i].data for i in range(len(bottom))], axis=1)
-            softmax_scales.forward(stacked, out=top[0].data)
+            softmax_over_scales.forward(stacked, out=top[0].data)
 
     def backward(self, top, propagate_down, bottom):
         if len(bottom) == 1:
             if propagate_down[0]:
-                softmax_scales.backward(top[0].data, top[0].diff, out=bottom[0].diff)
+                softmax_over_scales.backward(top[0].data, top[0].diff, out=bottom[0].diff)
             return
-        grad = softmax_scales.backward(top[0].data, top[0].diff)
+        grad = softmax_over_scales.backward(top[0].data, top[0].diff)
         for i in range(len(bottom)):
             if propagate_down[i]:
                 bottom[i].diff[...] = grad[:, i:i + 1]
@@ -141,7 +142,7 @@ class WeightedScaleSum(_ScaleLayer):
 
     def setup(self, bottom, top):
         self.merge = self._param().merge
-        attention = self.merge == scale_merge.ATTENTION
+        attention = self.merge == ATTENTION
         self._check_counts(bottom, top, 2 if attention else 1)
         self.num_scales = len(bottom) - 1 if attention else len(bottom)
 
@@ -152,7 +153,7 @@ class WeightedScaleSum(_ScaleLayer):
             if shape != first:
                 self._fail(f"score bottoms must have one shape: bottom[0] is {first}, "
                            f"bottom[{s}] is {shape}")
-        if self.merge == scale_merge.ATTENTION:
+        if self.merge == ATTENTION:
             expected = (first[0], self.num_scales, first[2], first[3])
             shape = bottom[self.num_scales].data.shape
             if tuple(shape) != expected:
@@ -166,30 +167,30 @@ class WeightedScaleSum(_ScaleLayer):
         return [bottom[s].data for s in range(self.num_scales)]
 
     def forward(self, bottom, top):
-        if self.merge == scale_merge.ATTENTION:
-            scale_merge.attention_forward(self._scores(bottom), bottom[self.num_scales].data,
+        if self.merge == ATTENTION:
+            weighted_scale_sum.attention_forward(self._scores(bottom), bottom[self.num_scales].data,
                                           out=top[0].data)
-        elif self.merge == scale_merge.AVERAGE:
-            scale_merge.average_forward(self._scores(bottom), out=top[0].data)
+        elif self.merge == AVERAGE:
+            weighted_scale_sum.average_forward(self._scores(bottom), out=top[0].data)
         else:
-            _, self.argmax = scale_merge.max_forward(self._scores(bottom), out=top[0].data)
+            _, self.argmax = weighted_scale_sum.max_forward(self._scores(bottom), out=top[0].data)
 
     def backward(self, top, propagate_down, bottom):
         num = self.num_scales
         dg = top[0].diff
-        if self.merge == scale_merge.ATTENTION:
+        if self.merge == ATTENTION:
             weights = bottom[num].data
             for s in range(num):
                 if propagate_down[s]:
-                    scale_merge.attention_backward_scores(weights, dg, s, out=bottom[s].diff)
+                    weighted_scale_sum.attention_backward_scores(weights, dg, s, out=bottom[s].diff)
             if propagate_down[num]:
-                scale_merge.attention_backward_weights(self._scores(bottom), dg,
+                weighted_scale_sum.attention_backward_weights(self._scores(bottom), dg,
                                                        out=bottom[num].diff)
-        elif self.merge == scale_merge.AVERAGE:
+        elif self.merge == AVERAGE:
             for s in range(num):
                 if propagate_down[s]:
-                    scale_merge.average_backward(dg, num, out=bottom[s].diff)
+                    weighted_scale_sum.average_backward(dg, num, out=bottom[s].diff)
         else:
             for s in range(num):
                 if propagate_down[s]:
-                    scale_merge.max_backward(dg, self.argmax, s, out=bottom[s].diff)
+                    weighted_scale_sum.max_backward(dg, self.argmax, s, out=bottom[s].diff)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from attention_scale import scale_merge
+from attention_scale.layers import weighted_scale_sum
 from pyhelpers import numeric_gradient, ref_merge, ref_merge_backward
 
 
@@ -20,16 +20,16 @@ def test_hand_worked():
     f1 = np.array([1.0, 5.0, 2.0]).reshape(1, 3, 1, 1)
     f2 = np.array([3.0, 5.0, 0.0]).reshape(1, 3, 1, 1)
     w = np.array([0.25, 0.75]).reshape(1, 2, 1, 1)
-    np.testing.assert_allclose(scale_merge.attention_forward([f1, f2], w).ravel(), [2.5, 5, 0.5])
-    np.testing.assert_allclose(scale_merge.average_forward([f1, f2]).ravel(), [2, 5, 1])
-    g, argmax = scale_merge.max_forward([f1, f2])
+    np.testing.assert_allclose(weighted_scale_sum.attention_forward([f1, f2], w).ravel(), [2.5, 5, 0.5])
+    np.testing.assert_allclose(weighted_scale_sum.average_forward([f1, f2]).ravel(), [2, 5, 1])
+    g, argmax = weighted_scale_sum.max_forward([f1, f2])
     np.testing.assert_array_equal(g.ravel(), [3, 5, 2])
     np.testing.assert_array_equal(argmax.ravel(), [1, 0, 0])  # the tie (5, 5) goes to scale 0
     dg = np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1, 1)
-    np.testing.assert_array_equal(scale_merge.max_backward(dg, argmax, 0).ravel(), [0, 2, 3])
-    np.testing.assert_array_equal(scale_merge.max_backward(dg, argmax, 1).ravel(), [1, 0, 0])
+    np.testing.assert_array_equal(weighted_scale_sum.max_backward(dg, argmax, 0).ravel(), [0, 2, 3])
+    np.testing.assert_array_equal(weighted_scale_sum.max_backward(dg, argmax, 1).ravel(), [1, 0, 0])
     # dw^s = sum_c f^s_c dg_c: 1 + 10 + 6 and 3 + 10 + 0
-    np.testing.assert_allclose(scale_merge.attention_backward_weights([f1, f2], dg).ravel(), [17, 13])
+    np.testing.assert_allclose(weighted_scale_sum.attention_backward_weights([f1, f2], dg).ravel(), [17, 13])
 
 
 SHAPES = [((2, 3, 4, 5), 3), ((1, 1, 2, 2), 2), ((3, 2, 1, 3), 1), ((1, 4, 3, 2), 4)]
@@ -43,17 +43,17 @@ def test_matches_loops(merge, shape, num, dtype, tol):
     g_ref, argmax_ref = ref_merge(scores, weights, merge)
     df_ref, dw_ref = ref_merge_backward(scores, weights, dg, merge)
     if merge == "ATTENTION":
-        g = scale_merge.attention_forward(scores, weights)
-        df = [scale_merge.attention_backward_scores(weights, dg, s) for s in range(num)]
-        np.testing.assert_allclose(scale_merge.attention_backward_weights(scores, dg), dw_ref,
+        g = weighted_scale_sum.attention_forward(scores, weights)
+        df = [weighted_scale_sum.attention_backward_scores(weights, dg, s) for s in range(num)]
+        np.testing.assert_allclose(weighted_scale_sum.attention_backward_weights(scores, dg), dw_ref,
                                    atol=tol)
     elif merge == "AVERAGE":
-        g = scale_merge.average_forward(scores)
-        df = [scale_merge.average_backward(dg, num)] * num
+        g = weighted_scale_sum.average_forward(scores)
+        df = [weighted_scale_sum.average_backward(dg, num)] * num
     else:
-        g, argmax = scale_merge.max_forward(scores)
+        g, argmax = weighted_scale_sum.max_forward(scores)
         np.testing.assert_array_equal(argmax, argmax_ref)
-        df = [scale_merge.max_backward(dg, argmax, s) for s in range(num)]
+        df = [weighted_scale_sum.max_backward(dg, argmax, s) for s in range(num)]
     assert g.dtype == dtype
     np.testing.assert_allclose(g, g_ref, atol=tol)
     for s in range(num):
@@ -62,11 +62,11 @@ def test_matches_loops(merge, shape, num, dtype, tol):
 
 def test_max_ties_go_to_the_first_scale():
     same = np.ones((1, 2, 2, 2))
-    g, argmax = scale_merge.max_forward([same, same.copy(), same.copy()])
+    g, argmax = weighted_scale_sum.max_forward([same, same.copy(), same.copy()])
     assert (argmax == 0).all()
     mixed = [np.zeros((1, 1, 1, 3)), np.array([0, 1, 1.0]).reshape(1, 1, 1, 3),
              np.array([0, 1, 2.0]).reshape(1, 1, 1, 3)]
-    np.testing.assert_array_equal(scale_merge.max_forward(mixed)[1].ravel(), [0, 1, 2])
+    np.testing.assert_array_equal(weighted_scale_sum.max_forward(mixed)[1].ravel(), [0, 1, 2])
 
 
 def test_attention_finite_differences():
@@ -74,28 +74,28 @@ def test_attention_finite_differences():
     probe = np.random.default_rng(12).standard_normal(scores[0].shape)
     for s in range(3):
         def loss_f(v, s=s):
-            return scale_merge.attention_forward(scores[:s] + [v] + scores[s + 1:], weights) * probe
+            return weighted_scale_sum.attention_forward(scores[:s] + [v] + scores[s + 1:], weights) * probe
         numeric = numeric_gradient(loss_f, scores[s].copy())
-        np.testing.assert_allclose(scale_merge.attention_backward_scores(weights, probe, s),
+        np.testing.assert_allclose(weighted_scale_sum.attention_backward_scores(weights, probe, s),
                                    numeric, atol=1e-8)
-    numeric_w = numeric_gradient(lambda v: scale_merge.attention_forward(scores, v) * probe,
+    numeric_w = numeric_gradient(lambda v: weighted_scale_sum.attention_forward(scores, v) * probe,
                                  weights.copy())
-    np.testing.assert_allclose(scale_merge.attention_backward_weights(scores, probe), numeric_w,
+    np.testing.assert_allclose(weighted_scale_sum.attention_backward_weights(scores, probe), numeric_w,
                                atol=1e-8)
 
 
 def test_average_and_max_finite_differences():
     scores, _, _ = _data((1, 2, 2, 2), 3, seed=21)
     probe = np.random.default_rng(22).standard_normal(scores[0].shape)
-    _, argmax = scale_merge.max_forward(scores)
+    _, argmax = weighted_scale_sum.max_forward(scores)
     for s in range(3):
         def loss_avg(v, s=s):
-            return scale_merge.average_forward(scores[:s] + [v] + scores[s + 1:]) * probe
+            return weighted_scale_sum.average_forward(scores[:s] + [v] + scores[s + 1:]) * probe
 
         def loss_max(v, s=s):
-            return scale_merge.max_forward(scores[:s] + [v] + scores[s + 1:])[0] * probe
+            return weighted_scale_sum.max_forward(scores[:s] + [v] + scores[s + 1:])[0] * probe
 
-        np.testing.assert_allclose(scale_merge.average_backward(probe, 3),
+        np.testing.assert_allclose(weighted_scale_sum.average_backward(probe, 3),
                                    numeric_gradient(loss_avg, scores[s].copy()), atol=1e-8)
-        np.testing.assert_allclose(scale_merge.max_backward(probe, argmax, s),
+        np.testing.assert_allclose(weighted_scale_sum.max_backward(probe, argmax, s),
                                    numeric_gradient(loss_max, scores[s].copy()), atol=1e-8)

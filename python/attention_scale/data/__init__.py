@@ -1,0 +1,1 @@
+"""Data: DeepLab-style list files, image and label reading, the VOC palette."""

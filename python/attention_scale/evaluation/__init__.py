@@ -1,0 +1,1 @@
+"""Evaluation: segmentation metrics from one confusion matrix per split."""

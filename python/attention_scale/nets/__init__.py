@@ -1,0 +1,1 @@
+"""Networks: prototxt conversion between the layers' C++ and Python forms."""

@@ -1,0 +1,102 @@
+"""List files, image and label reading, the VOC palette: by hand-made files and by hand-worked values."""
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from attention_scale.data import images, lists, palette
+from attention_scale.errors import DataError
+
+
+def test_palette_first_classes_by_hand():
+    pal = palette.voc_palette()
+    # VOC: background black, aeroplane (128,0,0), bicycle (0,128,0), bird (128,128,0),
+    # boat (0,0,128), person = 15 -> (192,128,128), void 255 -> (224,224,192).
+    assert pal[0].tolist() == [0, 0, 0]
+    assert pal[1].tolist() == [128, 0, 0]
+    assert pal[2].tolist() == [0, 128, 0]
+    assert pal[3].tolist() == [128, 128, 0]
+    assert pal[4].tolist() == [0, 0, 128]
+    assert pal[15].tolist() == [192, 128, 128]
+    assert pal[255].tolist() == [224, 224, 192]
+    assert len({tuple(c) for c in pal.tolist()}) == 256
+
+
+def test_label_png_round_trip_keeps_ids_and_palette(tmp_path):
+    label = np.array([[0, 1, 2], [20, 255, 7]], np.uint8)
+    path = tmp_path / "x.png"
+    palette.write_label_png(path, label)
+    with Image.open(path) as img:
+        assert img.mode == "P"
+        assert img.getpalette()[3:6] == [128, 0, 0]
+    np.testing.assert_array_equal(images.read_label(path, num_classes=21), label)
+    assert not [p for p in tmp_path.iterdir() if p.name != "x.png"]  # no temporary left
+
+
+def test_read_list_resolves_against_root_and_names_lines(tmp_path):
+    lst = tmp_path / "train.txt"
+    lst.write_text("# comment\n/JPEGImages/a.jpg /Seg/a.png\n\nJPEGImages/b.jpg Seg/b.png\n")
+    entries = lists.read_list(lst, tmp_path / "root")
+    assert [e.image for e in entries] == [tmp_path / "root/JPEGImages/a.jpg",
+                                          tmp_path / "root/JPEGImages/b.jpg"]
+    assert entries[0].label == tmp_path / "root/Seg/a.png"
+    assert [e.line_number for e in entries] == [2, 4]
+    assert entries[1].name == "b" and entries[1].where == f"{lst} line 4"
+
+
+@pytest.mark.parametrize("text,pattern", [
+    ("", "holds no samples"),
+    ("# only a comment\n", "holds no samples"),
+    ("/a.jpg /a.png /extra\n", "line 1: expected 'image \\[label\\]', got 3 fields"),
+    ("/a.jpg /a.png\n/b.jpg\n", "line 2: no label path after the image '/b.jpg'"),
+])
+def test_bad_lists_are_named(tmp_path, text, pattern):
+    lst = tmp_path / "l.txt"
+    lst.write_text(text)
+    with pytest.raises(DataError, match=pattern):
+        lists.read_list(lst, tmp_path)
+
+
+def test_missing_list(tmp_path):
+    with pytest.raises(DataError, match="cannot read list file .*nope.txt"):
+        lists.read_list(tmp_path / "nope.txt", tmp_path)
+
+
+def test_unlabelled_list_allowed_when_asked(tmp_path):
+    lst = tmp_path / "test.txt"
+    lst.write_text("/JPEGImages/a.jpg\n")
+    assert lists.read_list(lst, tmp_path, require_labels=False)[0].label is None
+
+
+def test_read_image_and_label_errors_name_file_and_line(tmp_path):
+    where = "val.txt line 3"
+    with pytest.raises(DataError, match=r"image .*missing.jpg \(val.txt line 3\): no such file"):
+        images.read_image(tmp_path / "missing.jpg", where)
+    (tmp_path / "corrupt.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match="corrupt.jpg .*not a readable image"):
+        images.read_image(tmp_path / "corrupt.jpg", where)
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(DataError, match="corrupt.png .*not a readable image"):
+        images.read_label(tmp_path / "corrupt.png", where)
+    rgb = tmp_path / "rgb.png"
+    cv2.imwrite(str(rgb), np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(DataError, match="rgb.png .*mode 'RGB'"):
+        images.read_label(rgb, where)
+
+
+def test_label_values_checked(tmp_path):
+    label = np.zeros((3, 4), np.uint8)
+    label[2, 1] = 30
+    path = tmp_path / "l.png"
+    palette.write_label_png(path, label)
+    with pytest.raises(DataError, match="value 30 at row 2, column 1 .*0..20.*ignore label 255"):
+        images.read_label(path, "x.txt line 1", num_classes=21)
+    label[2, 1] = 255
+    palette.write_label_png(path, label)
+    assert images.read_label(path, num_classes=21)[2, 1] == 255
+
+
+def test_size_mismatch_named(tmp_path):
+    with pytest.raises(DataError, match=r"label l.png \(t line 2\) is 3x4 but its image i.jpg is 5x4"):
+        images.check_same_size(np.zeros((5, 4, 3)), np.zeros((3, 4)), "i.jpg", "l.png", "t line 2")
