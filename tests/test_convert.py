@@ -501,7 +501,7 @@ def test_deeplab_interp_keeps_deeplabs_precedence(plain_proto):
     assert text_format.MessageToString(up.scale_interp_param, as_one_line=True) == \
         "zoom_factor: 8 pad_end: -1"
     assert result.notes == ["layer 'up': DeepLab's Interp ignores height and width when "
-                            "zoom_factor is set, so the ScaleInterp leaves it out"]
+                            "zoom_factor is set, so the ScaleInterp leaves them out"]
     # Without a factor, height and width stay; an empty interp_param stays an (empty) block.
     text = 'layer { name: "up" type: "Interp" interp_param { height: 5 width: 7 } }'
     assert _layers(protos, convert.convert_text(text, "cpp", protos)[0])["up"] \

@@ -99,7 +99,8 @@ def _interp_to_scale_interp(layer, protos, notes):
         for name in size:
             message.ClearField(name)
         notes.append(f"layer {layer.name!r}: DeepLab's Interp ignores {' and '.join(size)} when "
-                     f"{' and '.join(factors)} is set, so the ScaleInterp leaves it out")
+                     f"{' and '.join(factors)} is set, so the ScaleInterp leaves "
+                     f"{'them' if len(size) > 1 else 'it'} out")
     _set_block(layer, "scale_interp_param", message, present, f"{DEEPLAB_FIELD} {{ {text} }}")
     layer.type = "ScaleInterp"
 

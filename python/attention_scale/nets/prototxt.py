@@ -45,25 +45,32 @@ def read_prototxt(path, protos):
             "it (e.g. `iconv -f latin1 -t utf-8`)") from None
 
 
-def _describe_binary(data, offset, protos):
-    offset = f" (byte {offset})"
+def _layer_names_of_binary_net(data, protos):
+    """Layer names when `data` parses as a binary NetParameter with named layers, else []."""
     net = protos.net_parameter()
     try:
         net.ParseFromString(data)
     except DecodeError:
-        net = None
-    names = [layer.name for layer in net.layer] if net is not None else []
-    if "layers" in (net.DESCRIPTOR.fields_by_name if net is not None else {}):
-        names += [layer.name for layer in net.layers]
+        return []
+    layers = list(net.layer)
+    if "layers" in net.DESCRIPTOR.fields_by_name:  # V1 layers, in old .caffemodel files
+        layers += list(net.layers)
+    names = [layer.name for layer in layers]
+    return names if names and all(names) else []
+
+
+def _describe_binary(data, offset, protos):
+    names = _layer_names_of_binary_net(data, protos)
     if names:
         shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
-        return (f"this is a binary NetParameter{offset} with {len(names)} layer(s) ({shown}): a "
-                ".caffemodel (trained weights), not a network definition. The converter reads "
-                "text prototxt files (the net you pass to `caffe train --model` or caffe.Net). "
-                "Weights need no conversion: Caffe copies them into a net by layer name, "
-                "whichever form the net's layers have, and the project's layers have none")
-    return (f"this is not a text prototxt: it holds binary data{offset}. The converter reads "
-            "network definitions in protobuf text format (.prototxt)")
+        return (f"this is a binary NetParameter (byte {offset}) with {len(names)} layer(s) "
+                f"({shown}): a .caffemodel (trained weights), not a network definition. The "
+                "converter reads text prototxt files (the net you pass to `caffe train --model` "
+                "or caffe.Net). Weights need no conversion: Caffe copies them into a net by "
+                "layer name, whichever form the net's layers have, and the project's layers have "
+                "none")
+    return (f"this is not a text prototxt: it holds binary data (byte {offset}). The converter "
+            "reads network definitions in protobuf text format (.prototxt)")
 
 
 def template_placeholders(text):
