@@ -1,6 +1,7 @@
 """The prototxt converter: C++ <-> Python forms, DeepLab Interp, unpatched and patched caffe.proto."""
 
 import os
+import re
 import subprocess
 import sys
 import types
@@ -9,8 +10,8 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pool, message_factory, text_format
 
-from attention_scale.nets import convert
-from pyhelpers import import_caffe
+from attention_scale.nets import caffe_proto, convert
+from pyhelpers import import_caffe, make_net
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -149,11 +150,11 @@ def test_generated_caffe_pb2_source_is_read_without_import(plain_proto, tmp_path
     text, count = convert.convert_text(CPP_NET, "python", protos)
     assert count == 4
     # protoc before 3.20 wrote the descriptor as serialized_pb=_b('...') (latin-1 text).
-    data = convert._descriptor_from_pb2_source(pb2).SerializeToString()
+    data = caffe_proto._descriptor_from_pb2_source(pb2).SerializeToString()
     old = tmp_path / "old_caffe_pb2.py"
     old.write_text("_b = lambda s: s.encode('latin1')\nDESCRIPTOR = _descriptor.FileDescriptor(\n"
                    f"  name='caffe.proto', serialized_pb=_b({data.decode('latin-1')!r}))\n")
-    assert convert._descriptor_from_pb2_source(old) == convert._descriptor_from_pb2_source(pb2)
+    assert caffe_proto._descriptor_from_pb2_source(old) == caffe_proto._descriptor_from_pb2_source(pb2)
 
 
 def test_deeplab_interp_with_and_without_interp_param(tmp_path, plain_proto):
@@ -218,3 +219,312 @@ def test_command_line_tool(tmp_path, plain_proto):
     assert _layers(protos, (tmp_path / "py.prototxt").read_text()) == _layers(protos, CPP_NET)
     result = _tool(str(tmp_path / "missing.prototxt"), "--to", "cpp", "--in-place")
     assert result.returncode != 0 and "convert_net:" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Hardening: what a user gets for input the converter cannot take as it is
+# ---------------------------------------------------------------------------------------------
+
+def _message_of(protos, text):
+    net = protos.net_parameter()
+    text_format.Parse(text, net)
+    return net
+
+
+# Every way a block can be present: with fields, empty, absent; param_str set, "" and absent.
+ROUND_TRIP_CPP = CPP_NET + """
+layer { name: "w_empty" type: "SoftmaxOverScales" bottom: "data" top: "w2" softmax_over_scales_param { } }
+layer { name: "g_empty" type: "WeightedScaleSum" bottom: "data" bottom: "w2" top: "g2" weighted_scale_sum_param { } }
+layer { name: "g_bare" type: "WeightedScaleSum" bottom: "data" bottom: "w2" top: "g3" }
+layer { name: "i_empty" type: "ScaleInterp" bottom: "data" bottom: "g3" top: "i2" scale_interp_param { } }
+"""
+ROUND_TRIP_PYTHON = """
+layer { name: "a" type: "Python" bottom: "x" top: "a" python_param { module: "attention_scale.layers" layer: "SoftmaxOverScales" } }
+layer { name: "b" type: "Python" bottom: "x" top: "b" python_param { module: "attention_scale.layers" layer: "SoftmaxOverScales" param_str: "" } }
+layer { name: "c" type: "Python" bottom: "x" top: "c" python_param { module: "attention_scale.layers" layer: "ScaleInterp" param_str: "zoom_factor: 2 pad_beg: -1" } }
+layer { name: "d" type: "Python" bottom: "x" bottom: "c" top: "d" python_param { module: "attention_scale.layers" layer: "WeightedScaleSum" param_str: "merge: AVERAGE" } }
+layer { name: "e" type: "Python" bottom: "x" top: "e" python_param { module: "my.layers" layer: "ScaleInterp" param_str: "anything" } }
+"""
+
+
+@pytest.mark.parametrize("which", ["pycaffe", "plain"])
+def test_round_trips_give_back_the_same_message(which, plain_proto):
+    if which == "pycaffe":
+        import_caffe()
+        protos = convert.load_protos()
+    else:
+        protos = convert.load_protos(plain_proto)
+    # C++ -> Python -> C++
+    python_text, count = convert.convert_text(ROUND_TRIP_CPP, "python", protos)
+    assert count == 8
+    python = _layers(protos, python_text)
+    assert python["w_empty"].python_param.HasField("param_str")
+    assert python["w_empty"].python_param.param_str == ""
+    assert not python["g_bare"].python_param.HasField("param_str")
+    back, _ = convert.convert_text(python_text, "cpp", protos)
+    assert _message_of(protos, back) == _message_of(protos, ROUND_TRIP_CPP)
+    # Python -> C++ -> Python
+    cpp_text, count = convert.convert_text(ROUND_TRIP_PYTHON, "cpp", protos)
+    assert count == 4
+    cpp = _layers(protos, cpp_text)
+    assert not cpp["a"].HasField("softmax_over_scales_param")
+    assert cpp["b"].HasField("softmax_over_scales_param")
+    assert cpp["c"].scale_interp_param.zoom_factor == 2
+    back, _ = convert.convert_text(cpp_text, "python", protos)
+    assert _message_of(protos, back) == _message_of(protos, ROUND_TRIP_PYTHON)
+
+
+def test_the_python_layers_own_module_path_is_recognized(plain_proto):
+    protos = convert.load_protos(plain_proto)
+    text = ROUND_TRIP_PYTHON.replace('"attention_scale.layers" layer: "ScaleInterp"',
+                                     '"attention_scale.layers.python_layers" layer: "ScaleInterp"')
+    cpp_text, count = convert.convert_text(text, "cpp", protos)
+    assert count == 4 and _layers(protos, cpp_text)["c"].type == "ScaleInterp"
+
+
+def test_param_str_and_a_conflicting_block_are_not_merged(plain_proto):
+    protos = convert.load_protos(plain_proto)
+    both = ('layer { name: "r" type: "Python" bottom: "x" top: "y" python_param { module: '
+            '"attention_scale.layers" layer: "ScaleInterp" param_str: "scale: 0.5" } '
+            'scale_interp_param { %s } }')
+    # Caffe reads only one of them (the C++ layer the block, the Python layer the param_str), so
+    # a block that says anything else, even an empty one (all defaults), is refused.
+    for block in ("scale: 0.75", "pad_beg: -1 scale: 0.5", ""):
+        with pytest.raises(convert.ConversionError,
+                           match=r"layer 'r' \(Python\) has both param_str 'scale: 0.5' and a "
+                                 r"scale_interp_param block \{ " + re.escape(block)):
+            convert.convert_text(both % block, "cpp", protos)
+    # The same parameters twice are no conflict.
+    text, _ = convert.convert_text(both % "scale: 0.5", "cpp", protos)
+    assert _layers(protos, text)["r"].scale_interp_param.scale == 0.5
+    # The other direction: a C++ layer with a python_param that the Python form would replace.
+    stale = ('layer { name: "s" type: "ScaleInterp" bottom: "x" bottom: "z" top: "y" '
+             'python_param { param_str: "scale: 2" } }')
+    with pytest.raises(convert.ConversionError, match=r"layer 's' \(ScaleInterp\) already has a "
+                                                      r"python_param block .*scale: 2"):
+        convert.convert_text(stale, "python", protos)
+    # Fields of python_param that the C++ form cannot carry are named, not dropped.
+    shared = ('layer { name: "t" type: "Python" python_param { module: "attention_scale.layers" '
+              'layer: "SoftmaxOverScales" share_in_parallel: true } }')
+    import_caffe()
+    with pytest.raises(convert.ConversionError, match="layer 't'.*share_in_parallel"):
+        convert.convert_text(shared, "cpp", convert.load_protos())
+
+
+def test_a_caffemodel_is_refused_with_what_it_is(tmp_path):
+    import_caffe()
+    net = make_net('layer { name: "data" type: "Input" top: "data" '
+                   'input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } } }\n'
+                   'layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" '
+                   'convolution_param { num_output: 2 kernel_size: 3 } }\n')
+    model = tmp_path / "weights.caffemodel"
+    net.save(str(model))
+    out = tmp_path / "out.prototxt"
+    with pytest.raises(convert.ConversionError,
+                       match=r"weights.caffemodel: this is a binary NetParameter .* 'conv1'.*"
+                             r"\.caffemodel \(trained weights\), not a network definition"):
+        convert.convert_file(model, out, "python")
+    assert not out.exists()
+    # Other binary data, and text that is not UTF-8.
+    junk = tmp_path / "junk.prototxt"
+    junk.write_bytes(bytes(range(256)))
+    with pytest.raises(convert.ConversionError, match=r"junk.prototxt: this is not a text "
+                                                      r"prototxt: it holds binary data \(byte 0\)"):
+        convert.convert_file(junk, out, "python")
+    latin = tmp_path / "latin.prototxt"
+    latin.write_bytes('# caf\xe9\nname: "n"\n'.encode("latin-1"))
+    with pytest.raises(convert.ConversionError, match=r"latin.prototxt: not UTF-8 text \(byte 5\)"):
+        convert.convert_file(latin, out, "python")
+    assert not out.exists()
+    result = _tool(str(model), "--to", "cpp", "-o", str(out))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "binary NetParameter" in result.stderr and not out.exists()
+
+
+V1_NET = """name: "v1"
+input: "data" input_dim: 1 input_dim: 3 input_dim: 9 input_dim: 9
+layers { name: "conv1" type: CONVOLUTION bottom: "data" top: "conv1"
+         convolution_param { num_output: 2 kernel_size: 3 } }
+layers { name: "relu1" type: RELU bottom: "conv1" top: "conv1" }
+"""
+
+
+def test_a_v1_net_is_refused_by_name_with_the_upgrade_command(tmp_path, plain_proto):
+    import_caffe()
+    src = tmp_path / "v1.prototxt"
+    src.write_text(V1_NET)
+    out = tmp_path / "out.prototxt"
+    with pytest.raises(convert.ConversionError) as info:
+        convert.convert_file(src, out, "python")
+    message = str(info.value)
+    assert re.search(r"v1.prototxt uses the V1 `layers \{ \}` format \(2 layer\(s\): 'conv1' "
+                     r"\(CONVOLUTION\), 'relu1' \(RELU\)\)", message), message
+    assert not out.exists()
+    # The command it names works, and its output converts.
+    command = re.search(r"`(\S+upgrade_net_proto_text) IN.prototxt OUT.prototxt`", message)
+    assert command, message
+    upgraded = tmp_path / "v2.prototxt"
+    subprocess.run([command.group(1), str(src), str(upgraded)], check=True, capture_output=True)
+    convert.convert_file(upgraded, out, "python")
+    assert _layers(convert.load_protos(), out.read_text())["conv1"].type == "Convolution"
+    # A caffe.proto without V1 support: the parse error says what the `layers` field is.
+    with pytest.raises(convert.ConversionError,
+                       match=r'no field named "layers".*Upgrade it first with Caffe'):
+        convert.convert_text(V1_NET.replace("input:", "# input:"), "python",
+                             convert.load_protos(plain_proto))
+
+
+def test_a_caffe_proto_with_its_own_scale_interp_parameter_is_refused(tmp_path):
+    own = tmp_path / "own.proto"
+    own.write_text(PLAIN_PROTO + "message ScaleInterpParameter { optional float factor = 1; }\n")
+    with pytest.raises(convert.ConversionError) as info:
+        convert.load_protos(own)
+    message = str(info.value)
+    assert f"--caffe-proto {own} defines its own message ScaleInterpParameter" in message
+    assert "lacks zoom_factor = 3 (int32)" in message
+    assert "has factor = 1 (float), which the project's lacks" in message
+    # An injection from an older project version (no `scale`, no NEAREST) is told apart the same
+    # way, with the way out.
+    ours = (REPO / "caffe_layers/proto/attention_scale.proto").read_text()
+    body = ours[ours.index("message ScaleInterpParameter"):ours.index("// Softmax over")]
+    old = body.replace("optional float scale = 7;", "").replace("NEAREST = 1;", "")
+    outdated = tmp_path / "outdated.proto"
+    outdated.write_text(PLAIN_PROTO + old)
+    with pytest.raises(convert.ConversionError,
+                       match=r"lacks scale = 7 \(float\).*enum Interpolation is \[\('BILINEAR', 0\)\]"
+                             r".*injection is out of date: run `tools/inject_layers.py"):
+        convert.load_protos(outdated)
+    # The current injection's message is the project's: accepted as it is.
+    current = tmp_path / "current.proto"
+    current.write_text(PLAIN_PROTO + body)
+    assert convert.load_protos(current).extended
+    # A field of ours typed with another message.
+    typed = tmp_path / "typed.proto"
+    typed.write_text(PLAIN_PROTO.replace(
+        "repeated bool propagate_down = 11;",
+        "repeated bool propagate_down = 11; optional InputParameter scale_interp_param = 2016001;"))
+    with pytest.raises(convert.ConversionError,
+                       match=r"declares LayerParameter.scale_interp_param with type "
+                             r"\.caffe\.InputParameter, but the project's is "
+                             r"\.caffe\.ScaleInterpParameter"):
+        convert.load_protos(typed)
+
+
+FORK_PROTO = DEEPLAB_PROTO.replace(
+    "optional InputParameter input_param = 142;",
+    "optional InputParameter input_param = 142; optional ImageDataParameter image_data_param = 115;"
+    " optional ConvolutionParameter convolution_param = 106;") + """
+message ImageDataParameter {
+  optional string source = 1;
+  enum LabelType { NONE = 0; IMAGE = 1; PIXEL = 2; }
+  optional LabelType label_type = 16 [default = IMAGE];
+}
+message ConvolutionParameter { optional uint32 num_output = 1; }
+"""
+
+FORK_NET = """name: "${NET_ID}"
+layer { name: "data" type: "ImageSegData" top: "data"
+        image_data_param { source: "${EXP}/list/${TRAIN_SET}.txt" label_type: PIXEL } }
+# a comment: ${NOT_A_PLACEHOLDER}
+layer { name: "fc8" type: "Convolution" bottom: "data" top: "fc8"
+        convolution_param { num_output: ${NUM_LABELS} } }
+layer { name: "fc8_up" type: "Interp" bottom: "fc8" top: "fc8_up"
+        interp_param { zoom_factor: 8 } }
+layer { name: "fc8b" type: "Convolution" bottom: "data" top: "fc8b"
+        convolution_param { num_output: $NUM_LABELS } }
+"""
+
+
+def test_a_forks_prototxt_asks_for_its_caffe_proto_and_its_template_values(tmp_path):
+    import_caffe()
+    fork_proto = tmp_path / "fork" / "caffe.proto"
+    fork_proto.parent.mkdir()
+    fork_proto.write_text(FORK_PROTO)
+    src = tmp_path / "train.prototxt"
+    src.write_text(FORK_NET)
+    out = tmp_path / "out.prototxt"
+    # A template: the placeholders standing where values go are named with their lines.
+    with pytest.raises(convert.ConversionError) as info:
+        convert.convert_file(src, out, "cpp", caffe_proto=fork_proto)
+    message = str(info.value)
+    assert re.search(r"train.prototxt is a template: \$\{NUM_LABELS\} \(line 6\), \$NUM_LABELS "
+                     r"\(line 10\) must be filled in first", message), message
+    assert "NOT_A_PLACEHOLDER" not in message and "${EXP}" not in message
+    # Filled in: pycaffe's stock caffe.proto lacks the fork's fields, and the message says what
+    # to pass; with it the conversion works.
+    src.write_text(FORK_NET.replace("${NUM_LABELS}", "21").replace("$NUM_LABELS", "21"))
+    with pytest.raises(convert.ConversionError) as info:
+        convert.convert_file(src, out, "cpp")
+    message = str(info.value)
+    assert 'has no field named "label_type"' in message
+    assert "pycaffe's caffe_pb2" in message and "--caffe-proto PATH" in message
+    assert not out.exists()
+    result = convert.convert_file(src, out, "cpp", caffe_proto=fork_proto)
+    assert result.count == 1
+    # Placeholders left inside strings parse; they are kept and reported.
+    assert result.notes == [f"{src} still holds template placeholders inside strings, kept as "
+                            "they are: ${NET_ID} (line 1), ${EXP} (line 3), ${TRAIN_SET} (line 3)"]
+    layers = _layers(convert.load_protos(fork_proto), out.read_text())
+    assert layers["fc8_up"].type == "ScaleInterp"
+    assert layers["fc8_up"].scale_interp_param.zoom_factor == 8
+    assert layers["data"].image_data_param.label_type == 2
+    # The given caffe.proto lacks a field: the message asks whether it is the right one.
+    src.write_text('layer { name: "x" type: "Input" input_param { bogus: 1 } }')
+    with pytest.raises(convert.ConversionError,
+                       match=rf"--caffe-proto {re.escape(str(fork_proto))} lacks that field: is "
+                             "it the caffe.proto of the Caffe"):
+        convert.convert_file(src, out, "cpp", caffe_proto=fork_proto)
+    # Through the tool: the message and the note reach the terminal, exit status 1 on error.
+    src.write_text(FORK_NET.replace("${NUM_LABELS}", "21").replace("$NUM_LABELS", "21"))
+    result = _tool(str(src), "--to", "cpp", "-o", str(out))
+    assert result.returncode == 1 and "--caffe-proto PATH" in result.stderr
+    result = _tool(str(src), "--to", "python", "-o", str(out), "--caffe-proto", str(fork_proto))
+    assert result.returncode == 0, result.stderr
+    assert "convert_net: note: " in result.stderr and "${TRAIN_SET}" in result.stderr
+
+
+def test_a_solver_is_recognized(plain_proto):
+    solver = 'net: "train.prototxt"\nbase_lr: 0.001\nlr_policy: "poly"\n'
+    with pytest.raises(convert.ConversionError,
+                       match=r"looks like a solver prototxt: convert the network file it names"):
+        convert.convert_text(solver, "python", convert.load_protos(plain_proto))
+
+
+def test_deeplab_interp_keeps_deeplabs_precedence(plain_proto):
+    # DeepLab's Interp takes the factors when one is set and ignores height/width; ScaleInterp
+    # refuses two size rules, so the converted layer leaves out what DeepLab ignored.
+    protos = convert.load_protos(plain_proto)
+    text = ('layer { name: "up" type: "Interp" bottom: "x" top: "y" '
+            'interp_param { height: 5 width: 7 zoom_factor: 8 pad_end: -1 } }')
+    result = convert.convert_net(text, "cpp", protos)
+    up = _layers(protos, result.text)["up"]
+    assert text_format.MessageToString(up.scale_interp_param, as_one_line=True) == \
+        "zoom_factor: 8 pad_end: -1"
+    assert result.notes == ["layer 'up': DeepLab's Interp ignores height and width when "
+                            "zoom_factor is set, so the ScaleInterp leaves them out"]
+    # Without a factor, height and width stay; an empty interp_param stays an (empty) block.
+    text = 'layer { name: "up" type: "Interp" interp_param { height: 5 width: 7 } }'
+    assert _layers(protos, convert.convert_text(text, "cpp", protos)[0])["up"] \
+        .scale_interp_param.height == 5
+    text = 'layer { name: "up" type: "Interp" interp_param { } }'
+    assert _layers(protos, convert.convert_text(text, "cpp", protos)[0])["up"] \
+        .HasField("scale_interp_param")
+    # interp_param beside a scale_interp_param that says something else: refused.
+    text = ('layer { name: "up" type: "Interp" interp_param { zoom_factor: 2 } '
+            'scale_interp_param { zoom_factor: 4 } }')
+    with pytest.raises(convert.ConversionError,
+                       match=r"layer 'up' \(Interp\) has both interp_param \{ zoom_factor: 2 \} "
+                             r"and a scale_interp_param block \{ zoom_factor: 4 \}"):
+        convert.convert_text(text, "python", protos)
+
+
+def test_a_failed_conversion_in_place_leaves_the_file_as_it_was(tmp_path, plain_proto):
+    src = tmp_path / "net.prototxt"
+    original = (CPP_NET + 'layer { name: "bad" type: "Python" python_param { module: '
+                '"attention_scale.layers" layer: "ScaleInterp" param_str: "zoom: 2" } }\n')
+    src.write_text(original)
+    result = _tool(str(src), "--to", "cpp", "--in-place", "--caffe-proto", str(plain_proto))
+    assert result.returncode == 1
+    assert "layer 'bad' (Python): cannot read param_str 'zoom: 2'" in result.stderr
+    assert src.read_text() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["caffe.proto", "net.prototxt"]

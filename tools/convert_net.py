@@ -3,7 +3,10 @@
 
   tools/convert_net.py net.prototxt --to python -o net_py.prototxt   # for an unpatched pycaffe
   tools/convert_net.py net_py.prototxt --to cpp --in-place            # back to the C++ layers
-DeepLab `Interp` layers in the input become ScaleInterp in either direction.
+DeepLab `Interp` layers in the input become ScaleInterp in either direction. The network is
+parsed with your pycaffe's caffe.proto; a prototxt written for a fork (DeepLab's, with fields such
+as ImageDataParameter.label_type) needs the fork's: --caffe-proto FORK/src/caffe/proto/caffe.proto.
+Templates (${NUM_LABELS}) must be filled in first. Exit status 1 on any error; nothing is written.
 """
 
 import argparse
@@ -31,10 +34,12 @@ def main(argv=None):
     args = parse_args(argv)
     output = args.prototxt if args.in_place else args.output
     try:
-        count = convert_file(args.prototxt, output, args.to, caffe_proto=args.caffe_proto)
+        result = convert_file(args.prototxt, output, args.to, caffe_proto=args.caffe_proto)
     except (ConversionError, OSError) as exc:
         sys.exit(f"convert_net: {exc}")
-    print(f"{output}: {count} layer(s) converted to the {args.to} form")
+    for note in result.notes:
+        print(f"convert_net: note: {note}", file=sys.stderr)
+    print(f"{output}: {result.count} layer(s) converted to the {args.to} form")
 
 
 if __name__ == "__main__":

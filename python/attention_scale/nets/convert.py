@@ -6,296 +6,194 @@ Python form:  type: "Python"  python_param { module: "attention_scale.layers"
 DeepLab's `type: "Interp" interp_param {...}` is accepted as input and becomes ScaleInterp (its
 fields are a subset of ScaleInterpParameter's, with the same names and numbers).
 
-The prototxt is parsed with the Caffe's own caffe.proto. When that Caffe was not patched with our
-layers, its file descriptor is extended at run time (our messages and LayerParameter fields added,
-built in a private descriptor pool), so the converter works with any pycaffe or a bare caffe.proto.
-Comments in the input prototxt are not kept.
+The two forms map one to one, so Python -> C++ -> Python and C++ -> Python -> C++ give back the
+same NetParameter: a parameter block, even an empty one, is a `param_str`, even an empty one, and
+no block is no `param_str`. A layer whose other block would be overwritten or dropped (a C++ layer
+that already has a different python_param, a Python layer whose param_str disagrees with a block of
+the C++ form it also carries) is refused by name rather than merged.
+
+The prototxt is parsed with the Caffe's own caffe.proto (caffe_proto.py). Comments are not kept.
 """
 
-import ast
-import importlib.util
-import shutil
-import subprocess
-import sys
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import List
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from google.protobuf import text_format
 
-from .. import attention_scale_pb2 as our_pb2
 from ..files import atomic_write
 from ..layers.params import FIELDS, MESSAGES
+from .caffe_proto import (DEEPLAB_FIELD, ConversionError, NetProtos, caffe_file_descriptor,
+                          extend_caffe_descriptor, load_protos)
+from .prototxt import parse_net, read_prototxt
+
+__all__ = ["ConversionError", "NetProtos", "Conversion", "caffe_file_descriptor",
+           "extend_caffe_descriptor", "load_protos", "to_python", "to_cpp", "convert_net",
+           "convert_text", "convert_file", "TARGETS", "LAYER_TYPES", "PYTHON_MODULE"]
 
 PYTHON_MODULE = "attention_scale.layers"
+# Module names under which a Python layer of ours is recognized (the second one imports the
+# same classes); the Python form written is always PYTHON_MODULE.
+_OUR_MODULES = (PYTHON_MODULE, PYTHON_MODULE + ".python_layers")
 LAYER_TYPES = tuple(MESSAGES)
-DEEPLAB_TYPE, DEEPLAB_FIELD = "Interp", "interp_param"
+DEEPLAB_TYPE = "Interp"
 TARGETS = ("python", "cpp")
-# Number given to interp_param when the Caffe lacks it: used for text parsing only, never written.
-_SPARE_INTERP_NUMBER = 2016099
-
-
-class ConversionError(ValueError):
-    """The prototxt or the Caffe proto cannot be converted; the message says which layer."""
+_PYTHON_FIELDS = {"module", "layer", "param_str"}  # what the Python form of our layers uses
 
 
 @dataclass
-class NetProtos:
-    """Message classes able to hold a network with both forms of our layers."""
-    net_parameter: type  # caffe.NetParameter
-    extended: bool  # True when the Caffe proto lacked our layers and was extended here
-    interp_field: str = DEEPLAB_FIELD
+class Conversion:
+    """The converted network and what the user should know about it."""
+    text: str
+    count: int  # layers changed
+    notes: List[str] = field(default_factory=list)
 
-
-# ---------------------------------------------------------------------------------------------
-# Finding caffe.proto's descriptor
-# ---------------------------------------------------------------------------------------------
-
-def _descriptor_from_proto_file(path):
-    """Compile a caffe.proto with protoc and return its FileDescriptorProto."""
-    path = Path(path)
-    protoc = shutil.which("protoc")
-    if protoc is None:
-        raise ConversionError("`protoc` is needed to read a caffe.proto (apt-get install "
-                              "protobuf-compiler); or omit --caffe-proto to use pycaffe's caffe_pb2")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "caffe.desc"
-        result = subprocess.run(
-            [protoc, f"--proto_path={path.parent.resolve()}", f"--descriptor_set_out={out}",
-             "--include_imports", path.name], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise ConversionError(f"protoc could not compile {path}:\n{result.stderr}")
-        files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
-    for fdp in files:
-        if any(m.name == "NetParameter" for m in fdp.message_type):
-            return fdp
-    raise ConversionError(f"{path} declares no NetParameter message: not a caffe.proto")
-
-
-def _bytes_literal(node):
-    if isinstance(node, ast.Constant) and isinstance(node.value, bytes):
-        return node.value
-    # protoc < 3.20 wrote serialized_pb=_b('...') with _b = latin-1 encode
-    if (isinstance(node, ast.Call) and len(node.args) == 1 and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str)):
-        return node.args[0].value.encode("latin-1")
-    return None
-
-
-def _descriptor_from_pb2_source(path):
-    """Read the serialized descriptor out of a generated caffe_pb2.py without importing it.
-
-    Importing caffe_pb2 imports the caffe package and with it libcaffe; reading the literal does
-    not, so conversion needs no working pycaffe.
-    """
-    tree = ast.parse(Path(path).read_text(encoding="utf-8"))
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        name = getattr(node.func, "attr", getattr(node.func, "id", None))
-        candidates = list(node.args[:1]) if name == "AddSerializedFile" else []
-        candidates += [kw.value for kw in node.keywords if kw.arg == "serialized_pb"]
-        for candidate in candidates:
-            data = _bytes_literal(candidate)
-            if data is not None:
-                return descriptor_pb2.FileDescriptorProto.FromString(data)
-    raise ConversionError(f"no serialized file descriptor found in {path}")
-
-
-def _find_caffe_pb2_file():
-    spec = importlib.util.find_spec("caffe")  # finds the package without running its __init__
-    if spec is None or not spec.submodule_search_locations:
-        raise ConversionError(
-            "pycaffe (the `caffe` package) is not importable, so its caffe.proto is unknown: "
-            "put Caffe's python/ on PYTHONPATH or pass the Caffe's caffe.proto (--caffe-proto)")
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "proto" / "caffe_pb2.py"
-        if candidate.is_file():
-            return candidate
-    raise ConversionError("the caffe package has no proto/caffe_pb2.py (was pycaffe built?)")
-
-
-def caffe_file_descriptor(caffe_proto=None):
-    """caffe.proto's FileDescriptorProto: from a .proto path, a loaded caffe_pb2 or pycaffe's file."""
-    if caffe_proto is not None:
-        if str(caffe_proto).endswith(".py"):
-            return _descriptor_from_pb2_source(caffe_proto)
-        return _descriptor_from_proto_file(caffe_proto)
-    module = sys.modules.get("caffe.proto.caffe_pb2")
-    if module is not None:
-        return descriptor_pb2.FileDescriptorProto.FromString(module.DESCRIPTOR.serialized_pb)
-    return _descriptor_from_pb2_source(_find_caffe_pb2_file())
-
-
-# ---------------------------------------------------------------------------------------------
-# Extending it with our layers
-# ---------------------------------------------------------------------------------------------
-
-def _our_file_descriptor():
-    return descriptor_pb2.FileDescriptorProto.FromString(our_pb2.DESCRIPTOR.serialized_pb)
-
-
-def _message(fdp, name):
-    for message in fdp.message_type:
-        if message.name == name:
-            return message
-    raise ConversionError(f"{fdp.name} has no message {name}: not a caffe.proto")
-
-
-def extend_caffe_descriptor(caffe_fdp):
-    """(FileDescriptorProto, changed): caffe.proto plus whatever of our messages/fields it lacks.
-
-    Mirrors what tools/inject_layers.py does to the C++ build's caffe.proto: messages copied into
-    the caffe package, fields added to LayerParameter with their fixed numbers.
-    """
-    fdp = descriptor_pb2.FileDescriptorProto()
-    fdp.CopyFrom(caffe_fdp)
-    ours = _our_file_descriptor()
-    our_prefix, caffe_prefix = f".{ours.package}.", f".{fdp.package}." if fdp.package else "."
-    layer = _message(fdp, "LayerParameter")
-    by_name = {f.name: f for f in layer.field}
-    by_number = {f.number: f for f in layer.field}
-    have_messages = {m.name for m in fdp.message_type}
-    changed = False
-
-    for message in ours.message_type:
-        if message.name == "LayerParameterFields" or message.name in have_messages:
-            continue
-        copy = fdp.message_type.add()
-        copy.CopyFrom(message)
-        for field in copy.field:
-            if field.type_name.startswith(our_prefix):
-                field.type_name = caffe_prefix + field.type_name[len(our_prefix):]
-        changed = True
-
-    for field in _message(ours, "LayerParameterFields").field:
-        existing = by_name.get(field.name)
-        if existing is not None:
-            if existing.number != field.number:
-                raise ConversionError(
-                    f"this caffe.proto declares LayerParameter.{field.name} = {existing.number}, "
-                    f"but the project uses number {field.number}")
-            continue
-        if field.number in by_number:
-            raise ConversionError(
-                f"this caffe.proto already uses LayerParameter field number {field.number} for "
-                f"{by_number[field.number].name}; the project needs it for {field.name}")
-        added = layer.field.add()
-        added.CopyFrom(field)
-        added.type_name = caffe_prefix + field.type_name[len(our_prefix):]
-        changed = True
-
-    if DEEPLAB_FIELD not in by_name:  # a BVLC caffe.proto: let DeepLab's Interp blocks parse
-        number = _SPARE_INTERP_NUMBER
-        while number in by_number:
-            number += 1
-        added = layer.field.add(name=DEEPLAB_FIELD, number=number,
-                                label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
-                                type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
-                                type_name=caffe_prefix + "ScaleInterpParameter")
-        changed = True
-    return fdp, changed
-
-
-def load_protos(caffe_proto=None):
-    """NetProtos for the Caffe at hand (pycaffe's caffe_pb2, or the given caffe.proto / pb2 file)."""
-    fdp, changed = extend_caffe_descriptor(caffe_file_descriptor(caffe_proto))
-    module = sys.modules.get("caffe.proto.caffe_pb2")
-    if not changed and caffe_proto is None and module is not None:
-        return NetProtos(module.NetParameter, extended=False)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    name = f"{fdp.package}.NetParameter" if fdp.package else "NetParameter"
-    return NetProtos(message_factory.GetMessageClass(pool.FindMessageTypeByName(name)),
-                     extended=changed)
-
-
-# ---------------------------------------------------------------------------------------------
-# Conversion
-# ---------------------------------------------------------------------------------------------
 
 def _text(message):
     return text_format.MessageToString(message, as_one_line=True)
 
 
-def _parse_into(text, message, layer, what):
+def _layer_label(layer):
+    return f"layer {layer.name!r} ({layer.type})"
+
+
+def _parsed(text, message_class, layer, what):
+    message = message_class()
     try:
         text_format.Parse(text, message)
     except text_format.ParseError as exc:
-        raise ConversionError(f"layer {layer.name!r} ({layer.type}): cannot read {what} "
-                              f"{text!r} as {message.DESCRIPTOR.name}: {exc}") from None
+        raise ConversionError(f"{_layer_label(layer)}: cannot read {what} {text!r} as "
+                              f"{message.DESCRIPTOR.name}: {exc}") from None
+    return message
 
 
-def _interp_to_scale_interp(layer, protos):
-    """DeepLab Interp -> ScaleInterp: same fields under a new name."""
-    if layer.HasField(protos.interp_field):
-        text = _text(getattr(layer, protos.interp_field))
-        layer.ClearField(protos.interp_field)
-        _parse_into(text, layer.scale_interp_param, layer, "interp_param")
+def _set_block(layer, field_name, message, present, source_what):
+    """Put `message` into layer.<field_name> (present: even when empty); refuse to overwrite a
+    block the layer already has with different contents."""
+    if layer.HasField(field_name):
+        existing = getattr(layer, field_name)
+        if existing != message:
+            raise ConversionError(
+                f"{_layer_label(layer)} has both {source_what} and a {field_name} block "
+                f"{{ {_text(existing)} }} that says something else; Caffe reads only one of them. "
+                "Keep the one you mean, delete the other, then convert")
+        present = True
+    if present:
+        getattr(layer, field_name).CopyFrom(message)
+        getattr(layer, field_name).SetInParent()  # CopyFrom of an empty message may not
+    else:  # nothing given (message is empty): no block, as no param_str
+        layer.ClearField(field_name)
+
+
+def _interp_to_scale_interp(layer, protos, notes):
+    """DeepLab Interp -> ScaleInterp: same fields under a new name, DeepLab's precedence kept."""
+    field_name = protos.interp_field
+    present = layer.HasField(field_name)
+    text = _text(getattr(layer, field_name)) if present else ""
+    layer.ClearField(field_name)
+    message = _parsed(text, type(layer.scale_interp_param), layer, DEEPLAB_FIELD)
+    factors = [f for f in ("zoom_factor", "shrink_factor") if message.HasField(f)]
+    size = [f for f in ("height", "width") if message.HasField(f)]
+    if factors and size:
+        # DeepLab's Interp uses the factors and ignores height/width; ScaleInterp refuses both.
+        for name in size:
+            message.ClearField(name)
+        notes.append(f"layer {layer.name!r}: DeepLab's Interp ignores {' and '.join(size)} when "
+                     f"{' and '.join(factors)} is set, so the ScaleInterp leaves "
+                     f"{'them' if len(size) > 1 else 'it'} out")
+    _set_block(layer, "scale_interp_param", message, present, f"{DEEPLAB_FIELD} {{ {text} }}")
     layer.type = "ScaleInterp"
 
 
 def _is_our_python_layer(layer):
-    return (layer.type == "Python" and layer.python_param.module == PYTHON_MODULE
+    return (layer.type == "Python" and layer.python_param.module in _OUR_MODULES
             and layer.python_param.layer in LAYER_TYPES)
 
 
-def to_python(net, protos):
+def _python_param_for(layer, layer_type, param_str):
+    wanted = type(layer.python_param)()
+    wanted.module, wanted.layer = PYTHON_MODULE, layer_type
+    if param_str is not None:
+        wanted.param_str = param_str
+    return wanted
+
+
+def to_python(net, protos, notes=None):
     """In place: every C++ layer of ours (and DeepLab Interp) -> Python layer. Returns the count."""
+    notes = [] if notes is None else notes
     count = 0
     for layer in net.layer:
         if layer.type == DEEPLAB_TYPE:
-            _interp_to_scale_interp(layer, protos)
+            _interp_to_scale_interp(layer, protos, notes)
         if layer.type not in LAYER_TYPES:
             continue
-        field = FIELDS[layer.type]
-        param_str = _text(getattr(layer, field)) if layer.HasField(field) else ""
-        layer.ClearField(field)
-        python = layer.python_param
-        python.module, python.layer = PYTHON_MODULE, layer.type
-        if param_str:
-            python.param_str = param_str
+        field_name = FIELDS[layer.type]
+        param_str = _text(getattr(layer, field_name)) if layer.HasField(field_name) else None
+        wanted = _python_param_for(layer, layer.type, param_str)
+        if layer.HasField("python_param") and layer.python_param != wanted:
+            raise ConversionError(
+                f"{_layer_label(layer)} already has a python_param block "
+                f"{{ {_text(layer.python_param)} }}, which the Python form would replace with "
+                f"{{ {_text(wanted)} }}; delete it (a C++ layer does not read it), then convert")
+        layer.ClearField(field_name)
+        layer.python_param.CopyFrom(wanted)
         layer.type = "Python"
         count += 1
     return count
 
 
-def to_cpp(net, protos):
+def to_cpp(net, protos, notes=None):
     """In place: every Python layer of ours (and DeepLab Interp) -> C++ layer. Returns the count."""
+    notes = [] if notes is None else notes
     count = 0
     for layer in net.layer:
         if layer.type == DEEPLAB_TYPE:
-            _interp_to_scale_interp(layer, protos)
+            _interp_to_scale_interp(layer, protos, notes)
             count += 1
         elif _is_our_python_layer(layer):
-            layer_type, param_str = layer.python_param.layer, layer.python_param.param_str
-            field = FIELDS[layer_type]
+            python = layer.python_param
+            extra = [f.name for f, _ in python.ListFields() if f.name not in _PYTHON_FIELDS]
+            if extra:
+                raise ConversionError(
+                    f"layer {layer.name!r} (Python {python.layer}): python_param "
+                    f"{' and '.join(extra)} has no C++ equivalent and would be lost; delete it, "
+                    "then convert")
+            layer_type = python.layer
+            field_name = FIELDS[layer_type]
+            present = python.HasField("param_str")
+            message = _parsed(python.param_str, type(getattr(layer, field_name)), layer,
+                              "param_str")
+            _set_block(layer, field_name, message, present, f"param_str {python.param_str!r}")
             layer.ClearField("python_param")
             layer.type = layer_type
-            _parse_into(param_str, getattr(layer, field), layer, "param_str")
             count += 1
     return count
+
+
+def convert_net(text, target, protos=None, source="the network"):
+    """Conversion of prototxt text; target is "python" or "cpp"; source names it in messages."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    protos = protos or load_protos()
+    net, note = parse_net(text, protos, source)
+    notes = [note] if note else []
+    count = (to_python if target == "python" else to_cpp)(net, protos, notes)
+    return Conversion(text_format.MessageToString(net), count, notes)
 
 
 def convert_text(text, target, protos=None):
     """(converted prototxt text, number of layers changed); target is "python" or "cpp"."""
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-    protos = protos or load_protos()
-    net = protos.net_parameter()
-    try:
-        text_format.Parse(text, net)
-    except text_format.ParseError as exc:
-        raise ConversionError(f"cannot parse the network: {exc}") from None
-    count = (to_python if target == "python" else to_cpp)(net, protos)
-    return text_format.MessageToString(net), count
+    result = convert_net(text, target, protos)
+    return result.text, result.count
 
 
 def convert_file(src, dst, target, caffe_proto=None):
-    """Convert the prototxt at src and write it to dst (may be src); returns layers changed.
+    """Convert the prototxt at src and write it to dst (may be src); returns the Conversion.
 
-    The output is written to a temporary file first and renamed, so dst is never half-written.
+    Nothing is written unless the whole network converts; the output goes to a temporary file
+    first and is renamed, so dst is never half-written.
     """
-    text, count = convert_text(Path(src).read_text(), target, load_protos(caffe_proto))
-    atomic_write(dst, text)
-    return count
+    protos = load_protos(caffe_proto)
+    result = convert_net(read_prototxt(src, protos), target, protos, source=str(src))
+    atomic_write(Path(dst), result.text)
+    return result
