@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..data.lists import read_list
 from ..errors import DataError
-from .inference import DEEPLAB_MEAN_BGR, LAYER_FORMS, NetPredictor, TestOptions
+from .inference import DEEPLAB_MEAN_BGR, LAYER_FORMS, NetPredictor, InferenceOptions
 from .metrics import VOC_CLASSES
 from .runner import Evaluation
 from .segments import DEFAULT_AREA_BINS, DEFAULT_DISTANCE_BINS, parse_edges
@@ -67,7 +67,7 @@ def make_evaluation(args):
 def make_predictor(args):
     if args.weights is None:
         raise ValueError("--net needs --weights (the .caffemodel)")
-    options = TestOptions(mean_bgr=args.mean, scales=args.scales, flip=args.flip)
+    options = InferenceOptions(mean_bgr=args.mean, scales=args.scales, flip=args.flip)
     return NetPredictor(args.net, args.weights, options, args.layer_form, args.gpu)
 
 

@@ -94,7 +94,7 @@ class Prediction:
 
 
 @dataclass
-class TestOptions:
+class InferenceOptions:
     """How an image is fed: mean, test-time scales and mirroring, input growth step."""
     mean_bgr: Sequence[float] = DEEPLAB_MEAN_BGR
     scales: Sequence[float] = (1.0,)
@@ -113,13 +113,13 @@ class TestOptions:
 class NetPredictor:
     """A test-form Caffe net with its weights, giving a Prediction per BGR image."""
 
-    def __init__(self, prototxt, weights, options: TestOptions = None, layer_form="cpp", gpu=None):
+    def __init__(self, prototxt, weights, options: InferenceOptions = None, layer_form="cpp", gpu=None):
         if layer_form not in LAYER_FORMS:
             raise ValueError(f"layer_form must be one of {LAYER_FORMS}, got {layer_form!r}")
         for what, path in (("network prototxt", prototxt), ("weights", weights)):
             if not Path(path).is_file():
                 raise FileNotFoundError(f"{what} {path}: no such file")
-        self.options = options or TestOptions()
+        self.options = options or InferenceOptions()
         if not self.options.scales or min(self.options.scales) <= 0:
             raise ValueError(f"test scales must be > 0, got {list(self.options.scales)}")
         self.prototxt, self.weights, self.layer_form = str(prototxt), str(weights), layer_form

@@ -82,7 +82,7 @@ class PredictionFolder:
 
     def load_prediction(self, name, gt_shape, num_classes, where=None) -> np.ndarray:
         path = self.prediction_path(name)
-        label = read_label(path, where=where, num_classes=num_classes)
+        label = read_label(path, where=where, num_classes=num_classes, what="prediction")
         if label.shape != tuple(gt_shape):
             raise DataError(f"prediction {path} is {label.shape[0]}x{label.shape[1]} but its "
                             f"ground truth is {gt_shape[0]}x{gt_shape[1]}"
