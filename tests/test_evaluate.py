@@ -257,7 +257,7 @@ def test_missing_image_and_size_mismatch_are_named(setup, tmp_path):
                       predictor, progress=False)
     from attention_scale.data.palette import write_label_png
     write_label_png(data / "labels" / "img000.png", np.zeros((21, 20), np.uint8))
-    with pytest.raises(DataError, match=r"img000.png is 21x20 but its image .* is 20x20"):
+    with pytest.raises(DataError, match=r"label .*img000.png .*line 1\) is 21x20 but its image .* is 20x20"):
         evaluate_list(entries, Evaluation(NAMES), PredictionFolder.under(tmp_path / "o2"),
                       predictor, progress=False)
 
