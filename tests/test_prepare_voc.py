@@ -82,7 +82,7 @@ def test_prepare_writes_lists_labels_and_names_problems(layout):
     assert sorted(problems) == ["e", "f", "g", "h"]
     assert "e.mat" in problems["e"] and "not a readable .mat" in problems["e"]
     assert "f.jpg: no such file" in problems["f"]
-    assert "21x20 but the image is 20x20" in problems["g"]
+    assert "g.mat is 21x20 but the image is 20x20" in problems["g"]
     assert "no label" in problems["h"]
     saved = json.loads((out / "prepare_report.json").read_text())
     assert saved["lists"] == {"train_aug": 3, "val": 1, "train": 1}

@@ -242,8 +242,9 @@ class SyntheticDataset:
             low = high = (n - 1) / 2.0
         for _ in range(spec.placement_tries):
             cy, cx = rng.uniform(low, high), rng.uniform(low, high)
-            y0, y1 = max(int(np.floor(cy - half)) - spec.margin, 0), min(int(np.ceil(cy + half)) + spec.margin + 1, n)
-            x0, x1 = max(int(np.floor(cx - half)) - spec.margin, 0), min(int(np.ceil(cx + half)) + spec.margin + 1, n)
+            reach = half + spec.margin  # the object and its margin
+            y0, y1 = max(int(np.floor(cy - reach)), 0), min(int(np.ceil(cy + reach)) + 1, n)
+            x0, x1 = max(int(np.floor(cx - reach)), 0), min(int(np.ceil(cx + reach)) + 1, n)
             by, bx = np.ogrid[y0:y1, x0:x1]
             depth = _depth(shape, size, angle, cy, cx, by, bx)
             mask = depth >= 0

@@ -155,18 +155,18 @@ def prepare(voc, sbd, out, progress=True) -> PrepareReport:
                 continue
             voc_label = voc / "SegmentationClass" / f"{image_id}.png"
             if voc_label.is_file():
-                label, source = read_label(voc_label, num_classes=NUM_CLASSES), "voc"
+                label, source = read_label(voc_label, num_classes=NUM_CLASSES), voc_label
             elif image_id in sbd_ids:
-                mat = sbd / "cls" / f"{image_id}.mat"
-                label, source = read_sbd_label(mat), "sbd"
-                check_label_values(label, NUM_CLASSES, what=f"SBD label {mat}")
+                source = sbd / "cls" / f"{image_id}.mat"
+                label = read_sbd_label(source)
+                check_label_values(label, NUM_CLASSES, what=f"SBD label {source}")
             else:
                 raise DataError(f"no label: neither {voc_label} nor an SBD .mat exists")
             if label.shape != size:
-                raise DataError(f"label from {source.upper()} is {label.shape[0]}x{label.shape[1]} "
+                raise DataError(f"label {source} is {label.shape[0]}x{label.shape[1]} "
                                 f"but the image is {size[0]}x{size[1]}")
             write_label_png(target, label)
-            if source == "voc":
+            if source == voc_label:
                 report.labels_written_from_voc += 1
             else:
                 report.labels_written_from_sbd += 1

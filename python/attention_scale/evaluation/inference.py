@@ -113,7 +113,8 @@ class InferenceOptions:
 class NetPredictor:
     """A test-form Caffe net with its weights, giving a Prediction per BGR image."""
 
-    def __init__(self, prototxt, weights, options: InferenceOptions = None, layer_form="cpp", gpu=None):
+    def __init__(self, prototxt, weights, options: InferenceOptions = None, layer_form="cpp",
+                 gpu=None):
         if layer_form not in LAYER_FORMS:
             raise ValueError(f"layer_form must be one of {LAYER_FORMS}, got {layer_form!r}")
         for what, path in (("network prototxt", prototxt), ("weights", weights)):

@@ -35,7 +35,8 @@ class SizeBinnedConfusion:
         gt, pred = np.asarray(gt), np.asarray(pred)
         if gt.shape != pred.shape or gt.ndim != 2:
             raise ValueError(f"gt {gt.shape} and pred {pred.shape} must be H x W of one size")
-        segments = segments if segments is not None else find_segments(gt, ignore_label=self.ignore_label)
+        if segments is None:
+            segments = find_segments(gt, ignore_label=self.ignore_label)
         if segments.count == 0:
             self.no_object.update(gt, pred)
             return self
