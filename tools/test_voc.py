@@ -21,10 +21,8 @@ from attention_scale.errors import DataError
 from attention_scale.evaluation import crf as dense_crf
 from attention_scale.evaluation.cli import (add_data_arguments, add_net_arguments,
                                             make_evaluation, make_predictor, read_entries)
-from attention_scale.evaluation.outputs import PredictionFolder, claim_output
 from attention_scale.evaluation.report import full_report
-from attention_scale.evaluation.runner import evaluate_list
-from attention_scale.files import atomic_write
+from attention_scale.evaluation.runner import METRICS_JSON, METRICS_MD, evaluate_into
 
 
 def parse_args(argv=None):
@@ -59,34 +57,22 @@ def main(argv=None):
     try:
         evaluation = make_evaluation(args)
         entries = read_entries(args)
-        settings = {"list": args.list}
-        if args.net is not None:
-            predictor = make_predictor(args)
-            folder = PredictionFolder.under(output)
-            settings.update(predictor.settings())
-            refine = None
-            if args.crf:
-                params = dense_crf.CrfParams(args.bi_w, args.bi_xy_std, args.bi_rgb_std,
-                                             args.pos_w, args.pos_xy_std, args.iterations)
-                refine = dense_crf.DenseCRF(params)
-                settings["crf"] = params.settings()
-            claim_output(output, settings)
-        else:
-            predictor, refine = None, None
-            folder = PredictionFolder(args.predictions)
-            settings["predictions"] = args.predictions
-        counts = evaluate_list(entries, evaluation, folder, predictor, refine,
-                               progress=not args.quiet)
+        predictor = make_predictor(args) if args.net is not None else None
+        refine = None
+        if args.crf:
+            refine = dense_crf.DenseCRF(dense_crf.CrfParams(
+                args.bi_w, args.bi_xy_std, args.bi_rgb_std, args.pos_w, args.pos_xy_std,
+                args.iterations))
+        summary, counts, folder = evaluate_into(output, entries, evaluation, predictor, refine,
+                                                args.predictions, {"list": args.list},
+                                                progress=not args.quiet)
     except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
         sys.exit(f"test_voc: {exc}")
-    summary = evaluation.summary(settings)
-    evaluation.save(output / "metrics.json", settings)
-    atomic_write(output / "metrics.md", full_report(summary, markdown=True))
     print(full_report(summary))
     print(f"{len(entries)} images: {counts.computed} predicted, {counts.reused} reused from "
           f"{folder.predictions} ({counts.seconds:.1f} s)")
     print(f"mean IoU {100 * (summary['metrics']['mean_iou'] or 0):.2f}%; metrics in "
-          f"{output / 'metrics.json'} and {output / 'metrics.md'}")
+          f"{output / METRICS_JSON} and {output / METRICS_MD}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ evaluated as they are and a missing file is an error.
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -21,7 +22,8 @@ from ..errors import DataError
 from ..files import atomic_write
 from .attention_stats import AttentionStatistics
 from .metrics import IGNORE_LABEL, ConfusionMatrix
-from .outputs import PredictionFolder, dequantize_attention, quantize_attention
+from .outputs import PredictionFolder, claim_output, dequantize_attention, quantize_attention
+from .report import full_report
 from .segments import DEFAULT_AREA_BINS, DEFAULT_DISTANCE_BINS, Bins, find_segments
 from .size_metrics import SizeBinnedConfusion
 
@@ -134,3 +136,32 @@ def evaluate_list(entries, evaluation: Evaluation, folder: PredictionFolder, pre
     counts.seconds = time.monotonic() - start
     return counts
 
+
+
+METRICS_JSON, METRICS_MD = "metrics.json", "metrics.md"
+
+
+def evaluate_into(output, entries, evaluation: Evaluation, predictor=None, crf=None,
+                  predictions=None, settings=None, progress=True):
+    """What tools/test_voc.py does, for callers such as the demo: with a predictor, predict into
+    <output>/predictions (and attention/), resuming, after checking that the folder was made with
+    the same settings (outputs.claim_output); without one, evaluate the PNGs in `predictions`.
+    Writes <output>/metrics.json and metrics.md; returns (summary, RunCounts, PredictionFolder)."""
+    output = Path(output)
+    settings = dict(settings or {})
+    if predictor is not None:
+        folder = PredictionFolder.under(output)
+        settings.update(predictor.settings())
+        if crf is not None:
+            settings["crf"] = crf.params.settings() if hasattr(crf, "params") else repr(crf)
+        claim_output(output, settings)
+    else:
+        if predictions is None:
+            raise ValueError("give a predictor or a folder of predictions")
+        folder = PredictionFolder(predictions)
+        settings["predictions"] = str(predictions)
+    counts = evaluate_list(entries, evaluation, folder, predictor, crf, progress=progress)
+    summary = evaluation.summary(settings)
+    evaluation.save(output / METRICS_JSON, settings)
+    atomic_write(output / METRICS_MD, full_report(summary, markdown=True))
+    return summary, counts, folder
