@@ -33,7 +33,7 @@ def conv(name, bottom, num_output, kernel=3, pad=1, shared=True, relu=True, fill
 
 def branch(suffix):
     """conv 16, pool, conv 32, pool, three conv 32 (the last one is fc7), 1x1 scores (fc8)."""
-    data = f"data{suffix}" if suffix else "data"
+    data = f"data{suffix}" if suffix else "data_scaled"
     layers, previous = [], data
     plan = [("conv1_1", 16), ("pool1", None), ("conv2_1", 32), ("pool2", None),
             ("conv3_1", 32), ("conv3_2", 32), ("fc7", 32)]
@@ -68,8 +68,12 @@ def net(train, batch, size):
     if train:
         text += (f'layer {{ name: "label" type: "Input" top: "label" input_param {{ shape {{ '
                  f'dim: {batch} dim: 1 dim: {size} dim: {size} }} }} }}\n')
+    # The mean-subtracted input spans about +-128: brought to about +-2 so that no unit
+    # saturates at the start (the attention softmax did, and stayed at one scale).
+    text += ('layer { name: "data_scaled" type: "Power" bottom: "data" top: "data_scaled" '
+             'power_param { scale: 0.015625 } }\n')
     text += branch("")
-    text += interp("data_res05", ["data"], "scale: 0.5")
+    text += interp("data_res05", ["data_scaled"], "scale: 0.5")
     text += branch("_res05")
     text += interp("fc8_res05_interp", ["fc8_res05", "fc8"])
     text += interp("fc7_res05_interp", ["fc7_res05", "fc7"])
@@ -77,7 +81,8 @@ def net(train, batch, size):
              'top: "fc7_concat" }\n')
     for name, bottom, width, kernel, pad in (("att_conv1", "fc7_concat", 32, 3, 1),
                                              ("att_conv2", "att_conv1", 2, 1, 0)):
-        t, _ = conv(name, bottom, width, kernel, pad, shared=False)
+        t, _ = conv(name, bottom, width, kernel, pad, shared=False,
+                    filler='type: "msra"' if name == "att_conv1" else 'type: "gaussian" std: 0.01')
         text += t.replace("{n}", name)
         if name == "att_conv1":
             text += ('layer { name: "att_relu" type: "ReLU" bottom: "att_conv1" '
