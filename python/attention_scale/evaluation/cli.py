@@ -11,8 +11,8 @@ from .runner import Evaluation
 from .segments import DEFAULT_AREA_BINS, DEFAULT_DISTANCE_BINS, parse_edges
 
 
-def _edges(text):
-    return ",".join(f"{e:g}" for e in text.edges)
+def _edges(bins):
+    return ",".join(f"{e:g}" for e in bins.edges)
 
 
 def add_data_arguments(parser):
@@ -72,5 +72,7 @@ def make_predictor(args):
 
 
 def read_entries(args):
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
     entries = read_list(args.list, args.root)
     return entries[:args.limit] if args.limit is not None else entries
