@@ -154,10 +154,10 @@ def _count_pngs(folder):
 
 
 def test_killed_run_resumes_to_the_same_json(tmp_path):
-    """A slower net over 24 images; the run is killed (SIGKILL) after a few predictions, started
+    """A slower net over 32 images; the run is killed (SIGKILL) after a few predictions, started
     again, and must reuse them (not rewrite) and end with the JSON of an uninterrupted run."""
     net = evalnets.write_net(tmp_path / "net", evalnets.attention_net(size=97, width=24), seed=3)
-    list_path = evalnets.write_dataset(tmp_path / "data", [(97, 97)] * 24, seed=5)
+    list_path = evalnets.write_dataset(tmp_path / "data", [(97, 97)] * 32, seed=5)
     classes = tmp_path / "classes.txt"
     classes.write_text("\n".join(NAMES) + "\n")
     common = ["--net", net[0], "--weights", net[1], "--list", list_path, "--root",
@@ -178,12 +178,12 @@ def test_killed_run_resumes_to_the_same_json(tmp_path):
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     first = {p.name: p.stat().st_mtime_ns for p in (resumed / "predictions").glob("*.png")}
-    assert 3 <= len(first) < 24, f"the run was not stopped part-way ({len(first)} of 24 done)"
+    assert 3 <= len(first) < 32, f"the run was not stopped part-way ({len(first)} of 32 done)"
     assert not (resumed / "metrics.json").exists()
 
     again = _tool(*common, "--output", resumed)
     assert again.returncode == 0, again.stderr
-    assert f"{24 - len(first)} predicted, {len(first)} reused" in again.stdout
+    assert f"{32 - len(first)} predicted, {len(first)} reused" in again.stdout
     for name, mtime in first.items():  # reused, not recomputed
         assert (resumed / "predictions" / name).stat().st_mtime_ns == mtime
     assert not [p for p in (resumed / "predictions").iterdir() if p.name.startswith(".")]
