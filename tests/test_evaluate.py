@@ -63,7 +63,12 @@ def reference_forward(prototxt, weights, image, base=33):
     if "attention" in net.blobs:
         full = ref_interp_forward(net.blobs["attention"].data.astype(np.float64), size)[0]
         attention = full[:, :h, :w]
-    return score, attention
+    branches = {}
+    for name, blob in (("1", "fc8"), ("0.5", "fc8_res05_interp")):
+        if blob in net.blobs and "fc8_res05_interp" in net.blobs:
+            branches[name] = ref_interp_forward(
+                net.blobs[blob].data.astype(np.float64), size)[0][:, :h, :w]
+    return score, attention, branches
 
 
 def ref_softmax_channels(score):
@@ -87,7 +92,7 @@ def test_predictions_follow_the_contract(setup, tmp_path, net):
     assert predictor.has_attention == (net == "att")
     expected = np.zeros((4, 4), np.int64)
     for entry in setup["entries"]:
-        score, attention = reference_forward(*setup[net], read_image(entry.image))
+        score, attention, _ = reference_forward(*setup[net], read_image(entry.image))
         pred = read_label(folder.prediction_path(entry.name))
         np.testing.assert_array_equal(pred, score.argmax(axis=0))
         gt = read_label(entry.label)
@@ -104,6 +109,29 @@ def test_predictions_follow_the_contract(setup, tmp_path, net):
     assert summary["images"] == len(SIZES)
     assert (summary["attention"] is not None) == (net == "att")
     assert set(summary["metrics"]["per_class"]) == set(NAMES)
+
+
+def test_each_scale_branch_is_evaluated_and_resumed(setup, tmp_path):
+    options = InferenceOptions(branches=True)
+    evaluation, folder, counts, predictor = run_eval(setup, tmp_path, "att", options=options)
+    assert predictor.branch_names == ["1", "0.5"]
+    expected = {"1": np.zeros((4, 4), np.int64), "0.5": np.zeros((4, 4), np.int64)}
+    for entry in setup["entries"]:
+        _, _, branches = reference_forward(*setup["att"], read_image(entry.image))
+        gt = read_label(entry.label)
+        for name, scores in branches.items():
+            stored = read_label(folder.branch_path(name, entry.name))
+            np.testing.assert_array_equal(stored, scores.argmax(axis=0))
+            expected[name] += ref_confusion(gt, stored, 4)
+    for name in expected:
+        np.testing.assert_array_equal(evaluation.branches[name].matrix, expected[name])
+    summary = evaluation.summary()
+    assert list(summary["branches"]) == ["1", "0.5"]
+    again, _, counts, _ = run_eval(setup, tmp_path, "att", options=options)
+    assert counts.reused == len(SIZES)
+    assert again.summary()["branches"] == summary["branches"]
+    with pytest.raises(ValueError, match="no `fc8` and `fc8_res..._interp` blobs"):
+        NetPredictor(*setup["single"], InferenceOptions(branches=True))
 
 
 def test_python_layer_form_gives_the_same_result(setup, tmp_path):
@@ -133,7 +161,8 @@ def test_test_time_scales_and_flip_average_probabilities(setup):
             scaled = ref_interp_forward(scaled.transpose(2, 0, 1)[None], size)[0].transpose(1, 2, 0)
         for mirror in (False, True):
             source = scaled[:, ::-1] if mirror else scaled
-            score, attention = reference_forward(*setup["att"], np.ascontiguousarray(source))
+            score, attention, _ = reference_forward(*setup["att"],
+                                                    np.ascontiguousarray(source))
             prob = ref_softmax_channels(score)
             if mirror:
                 prob, attention = prob[:, :, ::-1], attention[:, :, ::-1]

@@ -46,8 +46,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if (args.net is None) == (args.predictions is None):
         parser.error("give either --net (with --weights) or --predictions")
-    if args.predictions and (args.crf or args.flip or args.scales != [1.0]):
-        parser.error("--crf, --flip and --scales apply to a net, not to --predictions")
+    if args.predictions and (args.crf or args.flip or args.branches or args.scales != [1.0]):
+        parser.error("--crf, --flip, --branches and --scales apply to a net, not to --predictions")
     return args
 
 

@@ -44,6 +44,9 @@ def add_net_arguments(parser, required=False):
                             "(e.g. 0.75 1 1.25; default 1)")
     group.add_argument("--flip", action="store_true",
                        help="also average the mirrored image's probabilities")
+    group.add_argument("--branches", action="store_true",
+                       help="also evaluate each scale's own scores (fc8, fc8_res..._interp) of a "
+                            "multi-scale net, stored under <output>/branches/")
     return group
 
 
@@ -67,7 +70,8 @@ def make_evaluation(args):
 def make_predictor(args):
     if args.weights is None:
         raise ValueError("--net needs --weights (the .caffemodel)")
-    options = InferenceOptions(mean_bgr=args.mean, scales=args.scales, flip=args.flip)
+    options = InferenceOptions(mean_bgr=args.mean, scales=args.scales, flip=args.flip,
+                               branches=getattr(args, "branches", False))
     return NetPredictor(args.net, args.weights, options, args.layer_form, args.gpu)
 
 

@@ -71,6 +71,18 @@ def softmax(scores, axis=0) -> np.ndarray:
     return shifted
 
 
+def branch_blobs(blob_names) -> list:
+    """[(scale name, blob)] of a multi-scale net's per-scale scores at the scale-1 score
+    resolution (CONTRACT: `fc8` for scale 1, `fc8_res<digits>_interp` for the others); [] for a
+    net without such branches."""
+    names = list(blob_names)
+    others = [(f"{m.group(1)[0]}.{m.group(1)[1:]}", m.group(0))
+              for m in map(_BRANCH_BLOB.match, names) if m]
+    if "fc8" not in names or not others:
+        return []
+    return [("1", "fc8")] + [(f"{float(scale):g}", blob) for scale, blob in others]
+
+
 def scale_names_from_blobs(blob_names, num_scales) -> list:
     """The attention maps' scales from the CONTRACT's branch names: scale 1 first, then each
     `fc8_res<digits>_interp` in net order, the digits being the scale without its point
@@ -87,6 +99,7 @@ class Prediction:
     """A network's output for one image, at the image's own size."""
     probabilities: np.ndarray            # C x H x W float32, sums to 1 over C
     attention: Optional[np.ndarray]      # S x H x W float32, or None for nets without attention
+    branches: dict = None                # scale name -> C x H x W probabilities of that branch
 
     @property
     def label(self) -> np.ndarray:
@@ -102,12 +115,13 @@ class InferenceOptions:
     size_step: int = 8
     score_blob: str = "score"
     attention_blob: str = "attention"
+    branches: bool = False  # also predict from each scale's own scores (fc8, fc8_res..._interp)
 
     def settings(self):
         """JSON-ready description (goes into the metrics file)."""
         return {"mean_bgr": [float(m) for m in self.mean_bgr],
                 "test_scales": [float(s) for s in self.scales], "flip": self.flip,
-                "size_step": self.size_step}
+                "size_step": self.size_step, "branches": self.branches}
 
 
 class NetPredictor:
@@ -137,6 +151,10 @@ class NetPredictor:
         self.scale_names = (scale_names_from_blobs(list(blobs.keys()),
                                                    blobs[self.options.attention_blob].data.shape[1])
                             if self.has_attention else [])
+        self.branches = branch_blobs(blobs.keys()) if self.options.branches else []
+        if self.options.branches and not self.branches:
+            raise ValueError(f"{prototxt}: per-scale branches asked for, but the net has no "
+                             f"`fc8` and `fc8_res..._interp` blobs (a multi-scale net has them)")
 
     def _load(self, caffe):
         if self.layer_form == "cpp":
@@ -156,8 +174,13 @@ class NetPredictor:
         return {"net": self.prototxt, "weights": self.weights, "layer_form": self.layer_form,
                 **self.options.settings()}
 
+    @property
+    def branch_names(self):
+        return [name for name, _ in self.branches]
+
     def forward(self, image_bgr):
-        """One pass: (scores C x h x w, attention S x h x w or None) at the image's size."""
+        """One pass: (scores C x h x w, attention S x h x w or None, {branch: scores}) at the
+        image's size."""
         h, w = image_bgr.shape[:2]
         size = tuple(padded_size(n, base, self.options.size_step)
                      for n, base in zip((h, w), self.base_hw))
@@ -178,13 +201,16 @@ class NetPredictor:
             # At the scale-1 score resolution, which the input's H x W maps onto corner to corner.
             full = resize_maps(self.net.blobs[self.options.attention_blob].data[0], size)
             attention = full[:, :h, :w].copy()
-        return score, attention
+        branches = {name: resize_maps(self.net.blobs[blob].data[0], size)[:, :h, :w].copy()
+                    for name, blob in self.branches}
+        return score, attention, branches
 
     def predict(self, image_bgr) -> Prediction:
-        """Average of softmax(score) (and of the attention) over test scales and mirroring."""
+        """Average of softmax(score) (and of the attention and the branches' softmax) over test
+        scales and mirroring, each pass resized back to the image."""
         h, w = image_bgr.shape[:2]
         image = image_bgr.astype(np.float32)
-        prob_sum, att_sum, passes = None, None, 0
+        sums, att_sum, passes = {}, None, 0
         for scale in self.options.scales:
             if scale == 1:
                 scaled = image
@@ -193,15 +219,15 @@ class NetPredictor:
                 scaled = resize_maps(image.transpose(2, 0, 1), size).transpose(1, 2, 0)
             for mirror in ((False, True) if self.options.flip else (False,)):
                 source = scaled[:, ::-1] if mirror else scaled
-                score, attention = self.forward(np.ascontiguousarray(source))
-                prob = softmax(score.astype(np.float64)).astype(np.float32)
-                if mirror:
-                    prob = prob[:, :, ::-1]
-                    attention = attention[:, :, ::-1] if attention is not None else None
-                prob = resize_maps(prob, (h, w))
-                prob_sum = prob if prob_sum is None else prob_sum + prob
+                score, attention, branches = self.forward(np.ascontiguousarray(source))
+                for key, scores in [(None, score)] + list(branches.items()):
+                    prob = softmax(scores.astype(np.float64)).astype(np.float32)
+                    prob = resize_maps(prob[:, :, ::-1] if mirror else prob, (h, w))
+                    sums[key] = prob if key not in sums else sums[key] + prob
                 if attention is not None:
-                    attention = resize_maps(attention, (h, w))
+                    attention = resize_maps(attention[:, :, ::-1] if mirror else attention, (h, w))
                     att_sum = attention if att_sum is None else att_sum + attention
                 passes += 1
-        return Prediction(prob_sum / passes, None if att_sum is None else att_sum / passes)
+        return Prediction(sums.pop(None) / passes,
+                          None if att_sum is None else att_sum / passes,
+                          {name: total / passes for name, total in sums.items()})

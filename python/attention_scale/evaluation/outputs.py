@@ -3,6 +3,7 @@
     <folder>/predictions/<name>.png   the predicted class ids as a VOC palette PNG
     <folder>/attention/<name>.npz     attention nets: the S x H x W weights at the image's size,
                                       quantised to 1/255 (uint8), with the scales' names
+    <folder>/branches/scale-<s>/<name>.png   with per-scale branches: each scale's own prediction
 
 The metrics are always computed from these files' contents (a fresh prediction is quantised the
 same way before it is counted), so a run resumed from them gives the same numbers as a run
@@ -22,6 +23,7 @@ from ..files import atomic_write
 
 PREDICTIONS = "predictions"
 ATTENTION = "attention"
+BRANCHES = "branches"
 _LEVELS = 255
 
 
@@ -36,15 +38,16 @@ def dequantize_attention(quantized) -> np.ndarray:
 class PredictionFolder:
     """Prediction PNGs (and attention maps, when `attention` is set) of one evaluation."""
 
-    def __init__(self, predictions, attention=None):
+    def __init__(self, predictions, attention=None, branches=None):
         self.predictions = Path(predictions)
         self.attention = Path(attention) if attention is not None else None
+        self.branches = Path(branches) if branches is not None else None
 
     @classmethod
     def under(cls, root):
         """The layout tools/test_voc.py writes under its --output folder."""
         root = Path(root)
-        return cls(root / PREDICTIONS, root / ATTENTION)
+        return cls(root / PREDICTIONS, root / ATTENTION, root / BRANCHES)
 
     def prediction_path(self, name) -> Path:
         return self.predictions / f"{name}.png"
@@ -52,14 +55,22 @@ class PredictionFolder:
     def attention_path(self, name) -> Path:
         return self.attention / f"{name}.npz"
 
-    def has(self, name, with_attention) -> bool:
+    def branch_path(self, branch, name) -> Path:
+        return self.branches / f"scale-{branch}" / f"{name}.png"
+
+    def has(self, name, with_attention, branches=()) -> bool:
         if not self.prediction_path(name).is_file():
             return False
-        return not with_attention or self.attention_path(name).is_file()
+        if with_attention and not self.attention_path(name).is_file():
+            return False
+        return all(self.branch_path(b, name).is_file() for b in branches)
 
     def remove_stale_temporaries(self):
         """atomic_write's temporaries ('.<name>.<random>') left by a killed run: never results."""
-        for folder in (self.predictions, self.attention):
+        folders = [self.predictions, self.attention]
+        if self.branches is not None and self.branches.is_dir():
+            folders += [p for p in self.branches.iterdir() if p.is_dir()]
+        for folder in folders:
             if folder is not None and folder.is_dir():
                 for pattern in (".*.png.*", ".*.npz.*"):
                     for path in folder.glob(pattern):
@@ -67,8 +78,11 @@ class PredictionFolder:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def save(self, name, label, attention=None, scale_names=None):
-        """Attention first, the prediction last: the PNG's presence means the image is done."""
+    def save(self, name, label, attention=None, scale_names=None, branches=None):
+        """Attention and branches first, the prediction last: the prediction PNG's presence
+        means the image is done."""
+        for branch, branch_label in (branches or {}).items():
+            write_label_png(self.branch_path(branch, name), branch_label)
         if attention is not None:
             if self.attention is None:
                 raise ValueError("this prediction folder keeps no attention maps")
@@ -80,8 +94,9 @@ class PredictionFolder:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def load_prediction(self, name, gt_shape, num_classes, where=None) -> np.ndarray:
-        path = self.prediction_path(name)
+    def load_prediction(self, name, gt_shape, num_classes, where=None, branch=None) -> np.ndarray:
+        """The stored prediction (of the merged scores, or of one branch), checked."""
+        path = self.prediction_path(name) if branch is None else self.branch_path(branch, name)
         label = read_label(path, where=where, num_classes=num_classes, what="prediction")
         if label.shape != tuple(gt_shape):
             raise DataError(f"prediction {path} is {label.shape[0]}x{label.shape[1]} but its "
@@ -110,7 +125,8 @@ class PredictionFolder:
 
 RUN_SETTINGS = "run.json"
 # What shapes the predictions: a folder made with other values must not be resumed.
-_PREDICTION_KEYS = ("net", "weights", "mean_bgr", "test_scales", "flip", "size_step", "crf")
+_PREDICTION_KEYS = ("net", "weights", "mean_bgr", "test_scales", "flip", "size_step", "crf",
+                    "branches")
 
 
 def claim_output(root, settings):

@@ -57,11 +57,26 @@ def attention_distance_table(attention, markdown=False):
     return _table(header, rows, markdown)
 
 
+def branches_table(summary, markdown=False):
+    """Each scale's own prediction next to the merged one: mIOU and per-class IoU."""
+    branches = summary["branches"]
+    names = list(summary["metrics"]["per_class"])
+    header = ["prediction", "mIOU %"] + names
+    merged = summary["metrics"]
+    rows = [["merged (score)", _pct(merged["mean_iou"])]
+            + [_pct(merged["per_class"][n]["iou"]) for n in names]]
+    rows += [[f"scale {b}", _pct(v["mean_iou"])] + [_pct(v["per_class_iou"][n]) for n in names]
+             for b, v in branches.items()]
+    return _table(header, rows, markdown)
+
+
 def full_report(summary, markdown=False):
     """Everything: class table, IoU by object size and, for attention nets, the weights."""
     heading = (lambda text: f"## {text}\n") if markdown else (lambda text: f"{text}\n")
     parts = [heading(f"Segmentation ({summary['images']} images)") + metrics_table(summary, markdown),
              heading("IoU by object size (ground-truth segment area)") + size_table(summary, markdown)]
+    if summary.get("branches"):
+        parts.append(heading("Each scale's own scores (IoU %)") + branches_table(summary, markdown))
     attention = summary.get("attention")
     if attention:
         scales = " / ".join(attention["scales"])

@@ -40,13 +40,16 @@ class Evaluation:
         self.confusion = ConfusionMatrix(len(self.class_names), ignore_label)
         self.by_size = SizeBinnedConfusion(len(self.class_names), area_bins, ignore_label)
         self.attention = None
+        self.branches = {}  # scale name -> ConfusionMatrix of that scale's own prediction
         self.images = 0
 
     @property
     def num_classes(self):
         return len(self.class_names)
 
-    def add(self, gt, pred, attention=None, scale_names=None):
+    def add(self, gt, pred, attention=None, scale_names=None, branches=None):
+        """One image: ground truth, prediction, optionally the attention maps (S x H x W) and
+        the per-scale branches' predictions ({scale name: H x W})."""
         segments = find_segments(gt, ignore_label=self.ignore_label)
         self.confusion.update(gt, pred)
         self.by_size.update(gt, pred, segments)
@@ -56,6 +59,10 @@ class Evaluation:
                     scale_names or [f"scale {i + 1}" for i in range(len(attention))],
                     self.area_bins, self.distance_bins, ignore_label=self.ignore_label)
             self.attention.update(attention, gt, segments)
+        for branch, branch_pred in (branches or {}).items():
+            if branch not in self.branches:
+                self.branches[branch] = ConfusionMatrix(self.num_classes, self.ignore_label)
+            self.branches[branch].update(gt, branch_pred)
         self.images += 1
 
     def summary(self, settings=None):
@@ -66,10 +73,18 @@ class Evaluation:
                 "metrics": self.confusion.summary(self.class_names),
                 "by_object_size": self.by_size.summary(self.class_names),
                 "attention": self.attention.summary() if self.attention is not None else None,
+                "branches": {name: _brief(matrix, self.class_names)
+                             for name, matrix in self.branches.items()} or None,
                 "settings": settings or {}}
 
     def save(self, path, settings=None):
         atomic_write(path, json.dumps(self.summary(settings), indent=2) + "\n")
+
+
+def _brief(matrix, class_names):
+    full = matrix.summary(class_names)
+    return {"mean_iou": full["mean_iou"], "pixel_accuracy": full["pixel_accuracy"],
+            "per_class_iou": {name: v["iou"] for name, v in full["per_class"].items()}}
 
 
 @dataclass
@@ -103,6 +118,9 @@ def evaluate_list(entries, evaluation: Evaluation, folder: PredictionFolder, pre
         raise ValueError("attention maps requested but the prediction folder keeps none")
     if with_attention and predictor is not None and not predictor.has_attention:
         raise ValueError("attention maps requested but the net has no attention blob")
+    branches = getattr(predictor, "branch_names", []) if predictor is not None else []
+    if branches and folder.branches is None:
+        raise ValueError("per-scale branches requested but the prediction folder keeps none")
     _check_unique_names(entries)
     if predictor is not None:
         folder.remove_stale_temporaries()
@@ -113,11 +131,13 @@ def evaluate_list(entries, evaluation: Evaluation, folder: PredictionFolder, pre
             raise DataError(f"{entry.where}: no ground-truth label path")
         gt = read_label(entry.label, where=entry.where, num_classes=evaluation.num_classes,
                         ignore_label=evaluation.ignore_label)
-        if predictor is None or folder.has(entry.name, with_attention):
+        if predictor is None or folder.has(entry.name, with_attention, branches):
             pred = folder.load_prediction(entry.name, gt.shape, evaluation.num_classes, entry.where)
             attention, scales = None, None
             if with_attention:
                 attention, scales = folder.load_attention(entry.name, gt.shape, entry.where)
+            branch_preds = {b: folder.load_prediction(entry.name, gt.shape, evaluation.num_classes,
+                                                      entry.where, branch=b) for b in branches}
             counts.reused += 1
         else:
             image = read_image(entry.image, where=entry.where)
@@ -129,9 +149,12 @@ def evaluate_list(entries, evaluation: Evaluation, folder: PredictionFolder, pre
                 scales = predictor.scale_names
                 # Counted as it is stored, so that a resumed run reads back the same numbers.
                 attention = dequantize_attention(quantize_attention(prediction.attention))
-            folder.save(entry.name, pred, attention if with_attention else None, scales)
+            branch_preds = {b: prediction.branches[b].argmax(axis=0).astype("uint8")
+                            for b in branches}
+            folder.save(entry.name, pred, attention if with_attention else None, scales,
+                        branch_preds)
             counts.computed += 1
-        evaluation.add(gt, pred, attention, scales)
+        evaluation.add(gt, pred, attention, scales, branch_preds)
         bar.set_postfix(reused=counts.reused, computed=counts.computed, refresh=False)
     counts.seconds = time.monotonic() - start
     return counts
