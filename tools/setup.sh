@@ -13,6 +13,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements.txt
+.venv/bin/python -m pip install -q -r requirements-crf.txt \
+  || echo "[setup] pydensecrf2 did not install: tools/test_voc.py --crf is unavailable" >&2
 "$PYTHON" tools/build_caffe.py --venv .venv "$@"
 # The package: cython extension and the generated parameter module (uses the venv's cython).
 .venv/bin/python -m pip install -q --no-build-isolation --no-deps .

@@ -29,30 +29,32 @@ def read_image(path, where=None) -> np.ndarray:
     return image
 
 
-def read_label(path, where=None, num_classes=None, ignore_label=IGNORE_LABEL) -> np.ndarray:
+def read_label(path, where=None, num_classes=None, ignore_label=IGNORE_LABEL,
+               what="label") -> np.ndarray:
     """H x W uint8 class ids. With num_classes, values must lie in [0, num_classes) or equal
-    ignore_label. DataError if missing, undecodable, not one channel, or out of range."""
+    ignore_label. DataError if missing, undecodable, not one channel, or out of range; its message
+    calls the file `what` ("label", "prediction")."""
     if not os.path.isfile(path):
-        raise DataError(f"label {_where(path, where)}: no such file")
+        raise DataError(f"{what} {_where(path, where)}: no such file")
     try:
         with Image.open(path) as img:
             img.load()
             if img.mode not in ("P", "L", "I", "I;16"):
-                raise DataError(f"label {_where(path, where)}: mode {img.mode!r}; expected a "
+                raise DataError(f"{what} {_where(path, where)}: mode {img.mode!r}; expected a "
                                 f"palette or single-channel PNG of class ids")
             label = np.array(img)
     except DataError:
         raise
     except Exception as exc:  # Pillow raises several types for corrupt files
-        raise DataError(f"label {_where(path, where)}: not a readable image "
+        raise DataError(f"{what} {_where(path, where)}: not a readable image "
                         f"({type(exc).__name__}: {exc})") from None
     if label.dtype != np.uint8:
         if label.min() < 0 or label.max() > 255:
-            raise DataError(f"label {_where(path, where)}: values {label.min()}..{label.max()} "
+            raise DataError(f"{what} {_where(path, where)}: values {label.min()}..{label.max()} "
                             f"do not fit class ids 0..255")
         label = label.astype(np.uint8)
     if num_classes is not None:
-        check_label_values(label, num_classes, ignore_label, f"label {_where(path, where)}")
+        check_label_values(label, num_classes, ignore_label, f"{what} {_where(path, where)}")
     return label
 
 

@@ -1,0 +1,82 @@
+"""Command-line pieces shared by tools/test_voc.py and tools/visualize_attention.py: the data
+and network arguments and what they build (the tools stay argument parsing and printing)."""
+
+from pathlib import Path
+
+from ..data.lists import read_list
+from ..errors import DataError
+from .inference import DEEPLAB_MEAN_BGR, LAYER_FORMS, NetPredictor, InferenceOptions
+from .metrics import VOC_CLASSES
+from .runner import Evaluation
+from .segments import DEFAULT_AREA_BINS, DEFAULT_DISTANCE_BINS, parse_edges
+
+
+def _edges(bins):
+    return ",".join(f"{e:g}" for e in bins.edges)
+
+
+def add_data_arguments(parser):
+    """--list, --root, --classes, --limit and the bins: shared with visualize_attention.py."""
+    parser.add_argument("--list", required=True, help="DeepLab list file (image and label paths)")
+    parser.add_argument("--root", required=True, help="folder the list's paths are relative to")
+    parser.add_argument("--classes", metavar="FILE",
+                        help="class names, one per line (default: the 21 VOC classes)")
+    parser.add_argument("--limit", type=int, metavar="N", help="only the first N images")
+    parser.add_argument("--area-bins", default=_edges(DEFAULT_AREA_BINS), metavar="EDGES",
+                        help="object-area bin edges in pixels, comma separated "
+                             "(default %(default)s: log-scale, factor 4)")
+    parser.add_argument("--distance-bins", default=_edges(DEFAULT_DISTANCE_BINS), metavar="EDGES",
+                        help="distance-from-edge bin edges in pixels (default %(default)s)")
+
+
+def add_net_arguments(parser, required=False):
+    group = parser.add_argument_group("network")
+    group.add_argument("--net", required=required, help="test-form prototxt (CONTRACT)")
+    group.add_argument("--weights", help=".caffemodel for --net")
+    group.add_argument("--gpu", type=int, metavar="ID", help="run on this GPU (default: CPU)")
+    group.add_argument("--layer-form", choices=LAYER_FORMS, default="cpp",
+                       help="python: convert the net to the Python-layer form at load time, "
+                            "for a pycaffe without the C++ layers (default %(default)s)")
+    group.add_argument("--mean", type=float, nargs=3, default=DEEPLAB_MEAN_BGR,
+                       metavar=("B", "G", "R"), help="mean subtracted from the image")
+    group.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
+                       help="test-time image scales whose probabilities are averaged "
+                            "(e.g. 0.75 1 1.25; default 1)")
+    group.add_argument("--flip", action="store_true",
+                       help="also average the mirrored image's probabilities")
+    group.add_argument("--branches", action="store_true",
+                       help="also evaluate each scale's own scores (fc8, fc8_res..._interp) of a "
+                            "multi-scale net, stored under <output>/branches/")
+    return group
+
+
+def read_class_names(path):
+    if path is None:
+        return list(VOC_CLASSES)
+    try:
+        names = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise DataError(f"cannot read class names from {path}: {exc.strerror}") from None
+    if len(names) < 2:
+        raise DataError(f"{path}: needs at least two class names, one per line")
+    return names
+
+
+def make_evaluation(args):
+    return Evaluation(read_class_names(args.classes), parse_edges(args.area_bins, " px"),
+                      parse_edges(args.distance_bins, " px"))
+
+
+def make_predictor(args):
+    if args.weights is None:
+        raise ValueError("--net needs --weights (the .caffemodel)")
+    options = InferenceOptions(mean_bgr=args.mean, scales=args.scales, flip=args.flip,
+                               branches=getattr(args, "branches", False))
+    return NetPredictor(args.net, args.weights, options, args.layer_form, args.gpu)
+
+
+def read_entries(args):
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    entries = read_list(args.list, args.root)
+    return entries[:args.limit] if args.limit is not None else entries

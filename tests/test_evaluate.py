@@ -1,0 +1,313 @@
+"""Running test nets over a list: predictions against references built here from the CONTRACT's
+protocol (plain-loop padding, a net forward, crop, arg-max), the Python-layer form, test-time
+scales and mirroring, resume after a kill, and clear errors for bad predictions."""
+
+import json
+import math
+import re
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import evalnets
+from attention_scale.data.images import read_image, read_label
+from attention_scale.data.lists import read_list
+from attention_scale.errors import DataError
+from attention_scale.evaluation.inference import NetPredictor, InferenceOptions
+from attention_scale.evaluation.outputs import PredictionFolder
+from attention_scale.evaluation.runner import Evaluation, evaluate_list
+from attention_scale.evaluation.segments import Bins
+from pyhelpers import import_caffe, ref_confusion, ref_interp_forward
+
+REPO = Path(__file__).resolve().parents[1]
+MEAN = (104.008, 116.669, 122.675)
+NAMES = ["bg", "a", "b", "c"]
+SIZES = [(20, 25), (33, 33), (40, 30), (12, 50), (7, 9)]  # (40, 30), (12, 50) grow the input
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    att = evalnets.write_net(root / "att", evalnets.attention_net(), seed=1)
+    single = evalnets.write_net(root / "single", evalnets.single_scale_net(), seed=2)
+    list_path = evalnets.write_dataset(root / "data", SIZES)
+    (root / "classes.txt").write_text("\n".join(NAMES) + "\n")
+    return {"root": root, "att": att, "single": single, "list": list_path,
+            "data": root / "data", "entries": read_list(list_path, root / "data")}
+
+
+def reference_forward(prototxt, weights, image, base=33):
+    """Scores and attention for one image, following the CONTRACT step by step with plain loops."""
+    caffe = import_caffe()
+    h, w = image.shape[:2]
+    # the input: 513-style base size, grown to 8k + 1 when the image is larger
+    size = [base if n <= base else 8 * math.ceil((n - 1) / 8) + 1 for n in (h, w)]
+    data = np.zeros((3, *size), np.float32)
+    for c in range(3):
+        for y in range(h):
+            for x in range(w):
+                data[c, y, x] = float(image[y, x, c]) - MEAN[c]
+    net = caffe.Net(str(prototxt), str(weights), caffe.TEST)
+    net.blobs["data"].reshape(1, 3, *size)
+    net.reshape()
+    net.blobs["data"].data[0] = data
+    net.forward()
+    score = net.blobs["score"].data[0, :, :h, :w].astype(np.float64)
+    attention = None
+    if "attention" in net.blobs:
+        full = ref_interp_forward(net.blobs["attention"].data.astype(np.float64), size)[0]
+        attention = full[:, :h, :w]
+    branches = {}
+    for name, blob in (("1", "fc8"), ("0.5", "fc8_res05_interp")):
+        if blob in net.blobs and "fc8_res05_interp" in net.blobs:
+            branches[name] = ref_interp_forward(
+                net.blobs[blob].data.astype(np.float64), size)[0][:, :h, :w]
+    return score, attention, branches
+
+
+def ref_softmax_channels(score):
+    e = np.exp(score - score.max(axis=0))
+    return e / e.sum(axis=0)
+
+
+def run_eval(setup, out, net="att", layer_form="cpp", options=None, progress=False):
+    prototxt, weights = setup[net]
+    predictor = NetPredictor(prototxt, weights, options or InferenceOptions(), layer_form)
+    evaluation = Evaluation(NAMES, Bins((16, 64)), Bins((2, 4)))
+    folder = PredictionFolder.under(out)
+    counts = evaluate_list(setup["entries"], evaluation, folder, predictor, progress=progress)
+    return evaluation, folder, counts, predictor
+
+
+@pytest.mark.parametrize("net", ["att", "single"])
+def test_predictions_follow_the_contract(setup, tmp_path, net):
+    evaluation, folder, counts, predictor = run_eval(setup, tmp_path, net)
+    assert counts.computed == len(SIZES) and counts.reused == 0
+    assert predictor.has_attention == (net == "att")
+    expected = np.zeros((4, 4), np.int64)
+    for entry in setup["entries"]:
+        score, attention, _ = reference_forward(*setup[net], read_image(entry.image))
+        pred = read_label(folder.prediction_path(entry.name))
+        np.testing.assert_array_equal(pred, score.argmax(axis=0))
+        gt = read_label(entry.label)
+        expected += ref_confusion(gt, pred, 4)
+        if net == "att":
+            with np.load(folder.attention_path(entry.name)) as archive:
+                stored = archive["attention"] / 255.0
+                assert list(archive["scales"]) == ["1", "0.5"]
+            np.testing.assert_allclose(stored, attention, atol=0.5 / 255 + 1e-5)
+        else:
+            assert not folder.attention_path(entry.name).exists()
+    np.testing.assert_array_equal(evaluation.confusion.matrix, expected)
+    summary = evaluation.summary()
+    assert summary["images"] == len(SIZES)
+    assert (summary["attention"] is not None) == (net == "att")
+    assert set(summary["metrics"]["per_class"]) == set(NAMES)
+
+
+def test_each_scale_branch_is_evaluated_and_resumed(setup, tmp_path):
+    options = InferenceOptions(branches=True)
+    evaluation, folder, counts, predictor = run_eval(setup, tmp_path, "att", options=options)
+    assert predictor.branch_names == ["1", "0.5"]
+    expected = {"1": np.zeros((4, 4), np.int64), "0.5": np.zeros((4, 4), np.int64)}
+    for entry in setup["entries"]:
+        _, _, branches = reference_forward(*setup["att"], read_image(entry.image))
+        gt = read_label(entry.label)
+        for name, scores in branches.items():
+            stored = read_label(folder.branch_path(name, entry.name))
+            np.testing.assert_array_equal(stored, scores.argmax(axis=0))
+            expected[name] += ref_confusion(gt, stored, 4)
+    for name in expected:
+        np.testing.assert_array_equal(evaluation.branches[name].matrix, expected[name])
+    summary = evaluation.summary()
+    assert list(summary["branches"]) == ["1", "0.5"]
+    again, _, counts, _ = run_eval(setup, tmp_path, "att", options=options)
+    assert counts.reused == len(SIZES)
+    assert again.summary()["branches"] == summary["branches"]
+    with pytest.raises(ValueError, match="no `fc8` and `fc8_res..._interp` blobs"):
+        NetPredictor(*setup["single"], InferenceOptions(branches=True))
+
+
+def test_python_layer_form_gives_the_same_result(setup, tmp_path):
+    cpp = NetPredictor(*setup["att"], layer_form="cpp")
+    python = NetPredictor(*setup["att"], layer_form="python")
+    assert python.scale_names == cpp.scale_names == ["1", "0.5"]
+    for entry in setup["entries"][:3]:
+        image = read_image(entry.image)
+        a, b = cpp.predict(image), python.predict(image)
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-4)
+        np.testing.assert_allclose(a.attention, b.attention, atol=1e-4)
+    # The prototxt on disk is left in its C++ form.
+    assert 'type: "ScaleInterp"' in Path(setup["att"][0]).read_text()
+
+
+def test_test_time_scales_and_flip_average_probabilities(setup):
+    options = InferenceOptions(scales=(0.75, 1.0), flip=True)
+    predictor = NetPredictor(*setup["att"], options)
+    image = read_image(setup["entries"][0].image)
+    h, w = image.shape[:2]
+    got = predictor.predict(image)
+    prob_sum, att_sum = 0, 0
+    for scale in (0.75, 1.0):
+        size = (math.floor((h - 1) * scale) + 1, math.floor((w - 1) * scale) + 1)
+        scaled = image.astype(np.float64)
+        if scale != 1:
+            scaled = ref_interp_forward(scaled.transpose(2, 0, 1)[None], size)[0].transpose(1, 2, 0)
+        for mirror in (False, True):
+            source = scaled[:, ::-1] if mirror else scaled
+            score, attention, _ = reference_forward(*setup["att"],
+                                                    np.ascontiguousarray(source))
+            prob = ref_softmax_channels(score)
+            if mirror:
+                prob, attention = prob[:, :, ::-1], attention[:, :, ::-1]
+            prob_sum = prob_sum + ref_interp_forward(prob[None], (h, w))[0]
+            att_sum = att_sum + ref_interp_forward(attention[None], (h, w))[0]
+    np.testing.assert_allclose(got.probabilities, prob_sum / 4, atol=2e-5)
+    np.testing.assert_allclose(got.attention, att_sum / 4, atol=2e-5)
+    np.testing.assert_allclose(got.probabilities.sum(axis=0), 1, atol=1e-5)
+
+
+def _tool(*args, **kwargs):
+    return subprocess.run([sys.executable, str(REPO / "tools/test_voc.py"), *map(str, args)],
+                          capture_output=True, text=True, env=evalnets.tool_env(), **kwargs)
+
+
+def _count_pngs(folder):
+    return len(list(folder.glob("*.png"))) if folder.is_dir() else 0
+
+
+def test_killed_run_resumes_to_the_same_json(tmp_path):
+    """A slower net over 32 images; the run is killed (SIGKILL) after a few predictions, started
+    again, and must reuse them (not rewrite) and end with the JSON of an uninterrupted run."""
+    net = evalnets.write_net(tmp_path / "net", evalnets.attention_net(size=97, width=24), seed=3)
+    list_path = evalnets.write_dataset(tmp_path / "data", [(97, 97)] * 32, seed=5)
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(NAMES) + "\n")
+    common = ["--net", net[0], "--weights", net[1], "--list", list_path, "--root",
+              tmp_path / "data", "--classes", classes, "--area-bins", "16,64,256",
+              "--distance-bins", "2,4", "--quiet"]
+    whole = tmp_path / "whole"
+    done = _tool(*common, "--output", whole)
+    assert done.returncode == 0, done.stderr
+
+    resumed = tmp_path / "resumed"
+    child = subprocess.Popen([sys.executable, str(REPO / "tools/test_voc.py"), *map(str, common),
+                              "--output", str(resumed)], env=evalnets.tool_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _count_pngs(resumed / "predictions") < 3 and child.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    first = {p.name: p.stat().st_mtime_ns for p in (resumed / "predictions").glob("*.png")}
+    assert 3 <= len(first) < 32, f"the run was not stopped part-way ({len(first)} of 32 done)"
+    assert not (resumed / "metrics.json").exists()
+
+    again = _tool(*common, "--output", resumed)
+    assert again.returncode == 0, again.stderr
+    assert f"{32 - len(first)} predicted, {len(first)} reused" in again.stdout
+    for name, mtime in first.items():  # reused, not recomputed
+        assert (resumed / "predictions" / name).stat().st_mtime_ns == mtime
+    assert not [p for p in (resumed / "predictions").iterdir() if p.name.startswith(".")]
+    assert json.loads((resumed / "metrics.json").read_text()) == \
+        json.loads((whole / "metrics.json").read_text())
+    assert (resumed / "metrics.json").read_bytes() == (whole / "metrics.json").read_bytes()
+
+
+def test_tool_prints_table_and_refuses_other_settings(setup, tmp_path):
+    common = ["--net", setup["att"][0], "--weights", setup["att"][1], "--list", setup["list"],
+              "--root", setup["data"], "--classes", setup["root"] / "classes.txt", "--quiet",
+              "--output", tmp_path]
+    result = _tool(*common, "--limit", 2)
+    assert result.returncode == 0, result.stderr
+    assert "mean IoU" in result.stdout and "2 images: 2 predicted, 0 reused" in result.stdout
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["images"] == 2 and summary["settings"]["layer_form"] == "cpp"
+    assert 0 <= summary["metrics"]["mean_iou"] <= 1
+    assert summary["attention"]["scales"] == ["1", "0.5"]
+    assert "## IoU by object size" in (tmp_path / "metrics.md").read_text()
+    other = _tool(*common, "--flip")
+    assert other.returncode != 0
+    assert "other settings" in other.stderr and "flip" in other.stderr
+
+
+def test_folder_of_predictions_and_its_errors(setup, tmp_path):
+    evaluation, folder, _, _ = run_eval(setup, tmp_path / "run")
+    again = Evaluation(NAMES, Bins((16, 64)), Bins((2, 4)))
+    counts = evaluate_list(setup["entries"], again, PredictionFolder(folder.predictions),
+                           progress=False)
+    assert counts.reused == len(SIZES) and counts.computed == 0
+    np.testing.assert_array_equal(again.confusion.matrix, evaluation.confusion.matrix)
+    assert again.summary()["attention"] is None
+
+    entries = setup["entries"]
+    victim = folder.prediction_path(entries[1].name)
+
+    def evaluate():
+        evaluate_list(entries, Evaluation(NAMES), PredictionFolder(folder.predictions),
+                      progress=False)
+
+    victim.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(DataError, match=f"prediction {re.escape(str(victim))} .*line 2.*not a readable image"):
+        evaluate()
+    from attention_scale.data.palette import write_label_png
+    write_label_png(victim, np.zeros((5, 5), np.uint8))
+    with pytest.raises(DataError, match=f"prediction {re.escape(str(victim))} is 5x5 but its ground truth is 33x33"):
+        evaluate()
+    victim.unlink()
+    with pytest.raises(DataError, match=f"prediction {re.escape(str(victim))} .*: no such file"):
+        evaluate()
+    write_label_png(victim, np.full((33, 33), 9, np.uint8))
+    with pytest.raises(DataError, match=f"{re.escape(str(victim))}.*value 9 .* is not a class id"):
+        evaluate()
+
+    result = _tool("--predictions", folder.predictions, "--list", setup["list"], "--root",
+                   setup["data"], "--classes", setup["root"] / "classes.txt", "--output",
+                   tmp_path / "eval", "--quiet")
+    assert result.returncode == 1
+    assert "test_voc:" in result.stderr and str(victim) in result.stderr
+
+
+def test_missing_image_and_size_mismatch_are_named(setup, tmp_path):
+    data = tmp_path / "data"
+    list_path = evalnets.write_dataset(data, [(20, 20), (20, 20)])
+    entries = read_list(list_path, data)
+    predictor = NetPredictor(*setup["att"])
+    (data / "images" / "img001.png").unlink()
+    with pytest.raises(DataError, match=r"image .*img001.png .*line 2\): no such file"):
+        evaluate_list(entries, Evaluation(NAMES), PredictionFolder.under(tmp_path / "o1"),
+                      predictor, progress=False)
+    from attention_scale.data.palette import write_label_png
+    write_label_png(data / "labels" / "img000.png", np.zeros((21, 20), np.uint8))
+    with pytest.raises(DataError, match=r"label .*img000.png .*line 1\) is 21x20 but its image .* is 20x20"):
+        evaluate_list(entries, Evaluation(NAMES), PredictionFolder.under(tmp_path / "o2"),
+                      predictor, progress=False)
+
+
+def test_duplicate_names_and_class_count_mismatch(setup, tmp_path):
+    lst = tmp_path / "dup.txt"
+    lst.write_text("/images/img000.png /labels/img000.png\n/images/img000.png /labels/img001.png\n")
+    entries = read_list(lst, setup["data"])
+    with pytest.raises(DataError, match="line 2 and .* line 1: two images named 'img000'"):
+        evaluate_list(entries, Evaluation(NAMES), PredictionFolder.under(tmp_path), progress=False)
+    predictor = NetPredictor(*setup["single"])
+    with pytest.raises(ValueError, match="4 classes but the evaluation has 21"):
+        evaluate_list(setup["entries"], Evaluation([str(i) for i in range(21)]),
+                      PredictionFolder.under(tmp_path), predictor, progress=False)
+
+
+def test_net_without_score_blob_is_named(setup, tmp_path):
+    text = evalnets.single_scale_net().replace('name: "score"', 'name: "scores"').replace(
+        'top: "score"', 'top: "scores"')
+    prototxt, weights = evalnets.write_net(tmp_path, text)
+    with pytest.raises(ValueError, match="no blob 'score'"):
+        NetPredictor(prototxt, weights)
+    with pytest.raises(FileNotFoundError, match="weights .*nothing.caffemodel"):
+        NetPredictor(prototxt, tmp_path / "nothing.caffemodel")

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Evaluate a segmentation net (or a folder of predictions) on a list: mIOU and friends.
+
+  # a test-form net with its weights: predicts, writes <output>/predictions/*.png, resumes
+  tools/test_voc.py --net prototxt/baseline/test.prototxt --weights snapshots/baseline/x.caffemodel \\
+      --list data/voc/lists/val.txt --root data/voc --output results/baseline
+  # a folder of prediction PNGs, no net
+  tools/test_voc.py --predictions results/baseline/predictions --list ... --root ... --output DIR
+
+Prints per-class IoU, mIOU, pixel and mean class accuracy (one confusion matrix over the list),
+IoU by object size and, for attention nets, the mean attention per scale; writes the same as
+<output>/metrics.json and <output>/metrics.md. A stopped run started again reuses the predictions
+on disk and gives the same metrics.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from attention_scale.errors import DataError
+from attention_scale.evaluation import crf as dense_crf
+from attention_scale.evaluation.cli import (add_data_arguments, add_net_arguments,
+                                            make_evaluation, make_predictor, read_entries)
+from attention_scale.evaluation.report import full_report
+from attention_scale.evaluation.runner import METRICS_JSON, METRICS_MD, evaluate_into
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(parser)
+    parser.add_argument("--output", required=True,
+                        help="folder for predictions/, attention/, metrics.json and metrics.md")
+    add_net_arguments(parser)
+    parser.add_argument("--predictions", metavar="DIR",
+                        help="evaluate these prediction PNGs (<name>.png) instead of running a net")
+    crf = parser.add_argument_group("dense CRF (DeepLab-LargeFOV's settings by default)")
+    defaults = dense_crf.CrfParams()
+    crf.add_argument("--crf", action="store_true", help="refine each prediction with a dense CRF")
+    for name in ("bi_w", "bi_xy_std", "bi_rgb_std", "pos_w", "pos_xy_std"):
+        crf.add_argument(f"--crf-{name.replace('_', '-')}", dest=name, type=float,
+                         default=getattr(defaults, name), help="default %(default)s")
+    crf.add_argument("--crf-iterations", dest="iterations", type=int,
+                     default=defaults.iterations, help="default %(default)s")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if (args.net is None) == (args.predictions is None):
+        parser.error("give either --net (with --weights) or --predictions")
+    if args.predictions and (args.crf or args.flip or args.branches or args.scales != [1.0]):
+        parser.error("--crf, --flip, --branches and --scales apply to a net, not to --predictions")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    output = Path(args.output)
+    try:
+        evaluation = make_evaluation(args)
+        entries = read_entries(args)
+        predictor = make_predictor(args) if args.net is not None else None
+        refine = None
+        if args.crf:
+            refine = dense_crf.DenseCRF(dense_crf.CrfParams(
+                args.bi_w, args.bi_xy_std, args.bi_rgb_std, args.pos_w, args.pos_xy_std,
+                args.iterations))
+        summary, counts, folder = evaluate_into(output, entries, evaluation, predictor, refine,
+                                                args.predictions, {"list": args.list},
+                                                progress=not args.quiet)
+    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
+        sys.exit(f"test_voc: {exc}")
+    print(full_report(summary))
+    print(f"{len(entries)} images: {counts.computed} predicted, {counts.reused} reused from "
+          f"{folder.predictions} ({counts.seconds:.1f} s)")
+    print(f"mean IoU {100 * (summary['metrics']['mean_iou'] or 0):.2f}%; metrics in "
+          f"{output / METRICS_JSON} and {output / METRICS_MD}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Attention pictures: per image, input / ground truth / prediction / each scale's attention map;
+over a list, the mean attention per scale against object size (plot + markdown and JSON table).
+
+  # from the folder tools/test_voc.py wrote for an attention net
+  tools/visualize_attention.py --results results/attention --list data/voc/lists/val.txt \\
+      --root data/voc --images 2007_000129 2007_000323
+  # or let it run the net for whatever is missing there (same files as test_voc.py writes)
+  tools/visualize_attention.py --results results/attention --net prototxt/.../test.prototxt \\
+      --weights snapshots/.../x.caffemodel --list ... --root ...
+
+Writes <figures>/<name>.png per image and <figures>/attention_by_size.{png,md,json};
+<figures> is <results>/figures unless --figures says otherwise.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from attention_scale.data.images import read_image, read_label
+from attention_scale.errors import DataError
+from attention_scale.evaluation.cli import (add_data_arguments, add_net_arguments,
+                                            make_evaluation, make_predictor, read_entries)
+from attention_scale.evaluation.figures import (attention_figure, attention_size_plot,
+                                                save_figure)
+from attention_scale.evaluation.outputs import PredictionFolder, claim_output
+from attention_scale.evaluation.report import attention_distance_table, attention_size_table
+from attention_scale.evaluation.runner import evaluate_list
+from attention_scale.files import atomic_write
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(parser)
+    parser.add_argument("--results", required=True,
+                        help="a tools/test_voc.py --output folder (predictions/, attention/)")
+    parser.add_argument("--figures", help="where the pictures go (default <results>/figures)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--images", nargs="+", metavar="NAME",
+                       help="images (list names, e.g. 2007_000129) to draw one figure each")
+    which.add_argument("--num-images", type=int, default=4, metavar="K",
+                       help="draw the first K images of the list (default %(default)s)")
+    add_net_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    results = Path(args.results)
+    figures = Path(args.figures) if args.figures else results / "figures"
+    folder = PredictionFolder.under(results)
+    try:
+        evaluation = make_evaluation(args)
+        entries = read_entries(args)
+        predictor = None
+        if args.net is not None:
+            predictor = make_predictor(args)
+            if not predictor.has_attention:
+                raise ValueError(f"{args.net} has no `attention` blob: not an attention net")
+            claim_output(results, predictor.settings())
+        evaluate_list(entries, evaluation, folder, predictor, with_attention=True,
+                      progress=not args.quiet)
+        by_name = {entry.name: entry for entry in entries}
+        chosen = args.images or [entry.name for entry in entries[:args.num_images]]
+        unknown = [name for name in chosen if name not in by_name]
+        if unknown:
+            raise DataError(f"not in {args.list} (first {len(entries)} entries): "
+                            f"{', '.join(unknown)}")
+        written = []
+        for name in chosen:
+            entry = by_name[name]
+            image = read_image(entry.image, where=entry.where)
+            gt_shape = image.shape[:2]
+            gt = read_label(entry.label, where=entry.where)
+            pred = folder.load_prediction(name, gt_shape, evaluation.num_classes, entry.where)
+            attention, scales = folder.load_attention(name, gt_shape, entry.where)
+            path = figures / f"{name}.png"
+            save_figure(attention_figure(image, gt, pred, attention, scales, title=name), path)
+            written.append(path)
+    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
+        sys.exit(f"visualize_attention: {exc}")
+
+    stats = evaluation.attention.summary()
+    save_figure(attention_size_plot(stats, title=f"{args.list} ({evaluation.images} images)"),
+                figures / "attention_by_size.png")
+    atomic_write(figures / "attention_by_size.json", json.dumps(stats, indent=2) + "\n")
+    markdown = (f"# Mean attention per scale ({evaluation.images} images of {args.list})\n\n"
+                "## By object size\n\n" + attention_size_table(stats, markdown=True)
+                + "\n\n## By distance from the object's edge\n\n"
+                + attention_distance_table(stats, markdown=True) + "\n")
+    atomic_write(figures / "attention_by_size.md", markdown)
+    print(attention_size_table(stats))
+    print()
+    print(attention_distance_table(stats))
+    print(f"\n{len(written)} attention figures and attention_by_size.png/.md/.json in {figures}")
+
+
+if __name__ == "__main__":
+    main()
