@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Write every network variant of the paper (train, test, deploy, solver) into prototxt/.
+
+With no options it regenerates the checked-in files (C++ layer form, VGG-16); --check only
+compares and exits 1 when a file differs. --form python writes the Python-layer form for an
+unpatched pycaffe, --backbone small the small backbone; give those an --output-dir of their own.
+Run from the repository root: the paths inside the files are relative to it.
+"""
+
+import argparse
+import os
+import sys
+
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--output-dir", default="prototxt", help="folder the variants go to "
+                   "(repository-relative; default prototxt)")
+    p.add_argument("--form", choices=("cpp", "python"), default="cpp",
+                   help="our layers as C++ types (default) or as type \"Python\" fallbacks")
+    p.add_argument("--backbone", choices=("vgg16", "small"), default="vgg16")
+    p.add_argument("--data-root", default="data/voc", help="folder the list's paths are joined to")
+    p.add_argument("--train-list", default="data/voc/lists/train_aug.txt")
+    p.add_argument("--snapshot-root", default="snapshots",
+                   help="snapshots go to <this>/<variant>/train_iter_N.caffemodel")
+    p.add_argument("--random-scale", nargs=2, type=float, metavar=("MIN", "MAX"),
+                   default=(1.0, 1.0), help="random image scaling in training (default 1 1: "
+                   "none, as DeepLab-LargeFOV; e.g. 0.5 1.5)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 listing the files that differ from the generator")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    from attention_scale.nets import generate
+
+    options = generate.GeneratorOptions(
+        output_dir=args.output_dir, form=args.form, backbone=args.backbone,
+        data_root=args.data_root, train_list=args.train_list, snapshot_root=args.snapshot_root,
+        random_scale=tuple(args.random_scale))
+    files = generate.all_files(options)
+    if args.check:
+        stale = generate.differences(files)
+        for path in stale:
+            print(f"differs from the generator: {path}")
+        if stale:
+            print("run: python tools/generate_prototxt.py", file=sys.stderr)
+        return 1 if stale else 0
+    changed = generate.write(files)
+    print(f"{len(files)} files, {len(changed)} written"
+          + "".join(f"\n  {path}" for path in changed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
