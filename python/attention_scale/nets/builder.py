@@ -184,8 +184,8 @@ class _Builder:
 
     # -----------------------------------------------------------------------------------------
 
-    def branch(self, data, t):
-        """One scale's backbone and fc8; returns (fc7, fc8) tops."""
+    def branch(self, data, t, with_fc8=True):
+        """One scale's backbone and fc8; returns (fc7, fc8) tops (fc8 None without it)."""
         bb = self.o.backbone
         top = data
         for s, (widths, pool_stride, dilation) in enumerate(
@@ -201,6 +201,8 @@ class _Builder:
         top = self.conv(f"fc7{t}", top, bb.fc7_channels, 1, base="fc7")
         top = self.relu(f"relu7{t}", top)
         fc7 = self.dropout(f"drop7{t}", top, bb.dropout)
+        if not with_fc8:
+            return fc7, None
         fc8 = self.conv(f"fc8{t}", fc7, self.o.num_classes, 1, lr=HEAD_LR,
                         filler=dict(type="gaussian", std=0.01), base="fc8")
         return fc7, fc8
@@ -295,6 +297,17 @@ def build(options: NetOptions, stage="train", data_param=None, name=None):
         builder.test(deploy=stage == "deploy")
     net = builder.n.to_proto()
     net.name = name or default_name(options)
+    return net
+
+
+def backbone_net(backbone="vgg16", input_size=65):
+    """Input `data` (1 x 3 x input_size^2) and the scale-1 backbone up to fc7, no fc8: the layers
+    an initial-weights .caffemodel holds (tools/init_from_vgg16.py)."""
+    builder = _Builder(NetOptions(backbone=backbone))
+    builder.n.data = builder.L.Input(shape=[dict(dim=[1, 3, input_size, input_size])])
+    builder.branch(builder.n.data, "", with_fc8=False)
+    net = builder.n.to_proto()
+    net.name = f"{builder.o.backbone.name}-backbone"
     return net
 
 
