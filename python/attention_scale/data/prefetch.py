@@ -106,9 +106,10 @@ class SlotLayout:
 
 
 class WorkerPool:
-    """Batches 0, 1, 2, ... made by `workers` processes, `depth` batches ahead each."""
+    """Batches start, start + 1, ... made by `workers` processes, `depth` batches ahead each."""
 
-    def __init__(self, spec: BatchSpec, samples, workers, depth, name="SegmentationData"):
+    def __init__(self, spec: BatchSpec, samples, workers, depth, name="SegmentationData",
+                 start=0):
         if workers < 1 or depth < 1:
             raise ValueError("WorkerPool needs workers >= 1 and depth >= 1")
         self.spec, self.workers, self.depth, self.name = spec, workers, depth, name
@@ -130,8 +131,8 @@ class WorkerPool:
         except BaseException:
             self.close()
             raise
-        self._next = 0
-        for k in range(self.layout.count):
+        self._next = start
+        for k in range(start, start + self.layout.count):
             self._submit(k)
 
     def _start(self, python, env, config):
@@ -212,6 +213,10 @@ class WorkerPool:
 
     def close(self):
         self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
 
 
 def _shutdown(procs, to_worker, from_worker, fd):
