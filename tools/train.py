@@ -50,12 +50,12 @@ def main(argv=None):
         return 1
     log = result.log
     state = "stopped early" if log.stopped_early else "done" if log.done else "ended"
-    print(f"{state} at iteration {result.last_iteration}; log {result.log_path}"
+    print(f"{state} after iteration {result.last_iteration}; log {result.log_path}"
           + (f", curves {result.plot_path}" if result.plot_path else ""))
     if result.snapshots:
-        print(f"latest snapshot: {result.snapshots[-1]}")
+        print(f"latest snapshot: {result.snapshots[-1]} (iteration {result.snapshot_iteration})")
     if log.stopped_early:
-        print("run the same command again to continue from the latest snapshot")
+        print("run the same command again to continue from there")
     return 0
 
 

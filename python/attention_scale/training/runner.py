@@ -110,6 +110,11 @@ class TrainResult:
     def last_iteration(self):
         return self.log.last_iteration
 
+    @property
+    def snapshot_iteration(self):
+        """Iteration of the latest snapshot written (where a resumed run continues)."""
+        return snapshot_iteration(self.log.solverstates[-1]) if self.log.solverstates else None
+
 
 def build_command(caffe, solver, weights=None, resume_from=None, gpu=None, extra=()):
     command = [caffe, "train", "-solver", str(solver)]
@@ -201,7 +206,6 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         bar.write(f"resuming from {resume_from} (iteration {start_iter})")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     parser = LogParser()
-    interrupted = 0
     with open(log_path, "a") as log_file:
         log_file.write(f"# tools/train.py {time.strftime('%Y-%m-%d %H:%M:%S')}: "
                        f"{' '.join(command)}\n")
@@ -209,35 +213,23 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace", bufsize=1,
                                 env=dict(os.environ, **(env or {})))
-        lr = None
-        while True:
-            try:
-                line = proc.stdout.readline()
-            except KeyboardInterrupt:
-                interrupted += 1
-                if interrupted == 1:  # the same SIGINT reached Caffe: it snapshots and stops
-                    bar.write("Ctrl-C: Caffe finishes this iteration, snapshots and stops "
-                              "(Ctrl-C again to kill it)")
-                    continue
-                proc.send_signal(signal.SIGKILL)
-                continue
-            if not line:
-                break
-            log_file.write(line)
-            if verbose:
-                bar.write(line.rstrip("\n"))
-            elif _echo_worthy(line):
-                bar.write(line.rstrip("\n"))
-            for event in parser.feed(line):
-                if event.kind == "max_iter":
-                    bar.set_total(int(event.value))
-                elif event.kind == "lr":
-                    lr = event.value
-                elif event.kind == "display":
-                    bar.update(event.iteration, event.value, lr)
-                elif event.kind == "snapshot" and event.text.endswith(".caffemodel") and plot_path:
-                    log_file.flush()
-                    _plot(log_path, plot_path)
+        with _CtrlC(proc, bar):
+            lr = None
+            for line in proc.stdout:
+                log_file.write(line)
+                if verbose or _echo_worthy(line):
+                    bar.write(line.rstrip("\n"))
+                for event in parser.feed(line):
+                    if event.kind == "max_iter":
+                        bar.set_total(int(event.value))
+                    elif event.kind == "lr":
+                        lr = event.value
+                    elif event.kind == "display":
+                        bar.update(event.iteration, event.value, lr)
+                    elif (event.kind == "snapshot" and event.text.endswith(".caffemodel")
+                          and plot_path):
+                        log_file.flush()
+                        _plot(log_path, plot_path)
         returncode = proc.wait()
     bar.close()
     log = parser.log
@@ -250,6 +242,35 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         raise TrainingError(f"caffe train exited with code {returncode}:\n{fatal}\n"
                             f"full log: {log_path}")
     return result
+
+
+class _CtrlC:
+    """While Caffe runs, Ctrl-C (which the terminal sends to Caffe too) does not stop this
+    process: Caffe snapshots and exits, and the output is read to the end. A second Ctrl-C
+    kills Caffe. Outside the main thread signals cannot be caught: nothing changes there."""
+
+    def __init__(self, proc, bar):
+        self.proc, self.bar, self.count, self.previous = proc, bar, 0, None
+
+    def _handler(self, signum, frame):
+        self.count += 1
+        if self.count == 1:
+            self.bar.write("Ctrl-C: Caffe finishes this iteration, snapshots and stops "
+                           "(Ctrl-C again to kill it)")
+        elif self.proc.poll() is None:
+            self.proc.kill()
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
 
 
 def _plot(log_path, plot_path):
