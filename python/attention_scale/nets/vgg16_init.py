@@ -105,7 +105,8 @@ def _net_from_text(caffe, text, weights=None):
         os.unlink(handle.name)
 
 
-def read_vgg16(caffemodel, source_prototxt=None, backbone: Backbone = VGG16):
+def read_vgg16(caffemodel, source_prototxt=None, backbone: Backbone = VGG16,
+               fc_channels=VGG_FC_CHANNELS):
     """{layer: [weights, bias]} (numpy copies) of a VGG-16 .caffemodel, read with pycaffe."""
     import caffe
     caffemodel = Path(caffemodel)
@@ -114,7 +115,7 @@ def read_vgg16(caffemodel, source_prototxt=None, backbone: Backbone = VGG16):
     if source_prototxt:
         net = caffe.Net(str(source_prototxt), caffe.TEST, weights=str(caffemodel))
     else:
-        net = _net_from_text(caffe, vgg16_classifier_text(backbone), caffemodel)
+        net = _net_from_text(caffe, vgg16_classifier_text(backbone, fc_channels), caffemodel)
     return {name: [np.array(blob.data) for blob in blobs] for name, blobs in net.params.items()}
 
 
@@ -148,8 +149,11 @@ def write_init(params, output, backbone: Backbone = VGG16):
     return output
 
 
-def init_from_vgg16(caffemodel, output, source_prototxt=None, backbone: Backbone = VGG16):
-    """The whole conversion; returns {layer: (shapes...)} of what was written."""
-    params = convert_params(read_vgg16(caffemodel, source_prototxt, backbone), backbone)
+def init_from_vgg16(caffemodel, output, source_prototxt=None, backbone: Backbone = VGG16,
+                    fc_channels=VGG_FC_CHANNELS):
+    """The whole conversion; returns {layer: (shapes...)} of what was written. backbone and
+    fc_channels describe other widths than VGG-16's (the tests use a narrow one)."""
+    params = convert_params(read_vgg16(caffemodel, source_prototxt, backbone, fc_channels),
+                            backbone)
     write_init(params, output, backbone)
     return {name: tuple(a.shape for a in blobs) for name, blobs in params.items()}
