@@ -172,6 +172,13 @@ def test_ctrl_c_stops_with_a_snapshot_and_leaves_no_worker(tmp_path, toy):
     assert not any(Path(f"/proc/{p}").exists() for p in pids)
 
 
+def test_a_diverging_run_is_stopped_with_a_message(tmp_path, toy):
+    wild = TEST_SOLVER.with_(type="SGD", base_lr=50.0, momentum2=None, max_iter=200)
+    folder = small_files(tmp_path, "cpp", toy, wild)
+    with pytest.raises(runner.TrainingError, match=r"loss became NaN at iteration \d+"):
+        runner.train(folder / "baseline/solver.prototxt", progress=False, plot=False)
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading and plotting logs
 # ---------------------------------------------------------------------------------------------

@@ -44,7 +44,8 @@ def main(argv=None):
     from attention_scale.benchmarks import common, data_throughput, net_timing
     from attention_scale.training.runner import find_caffe
 
-    environment = common.environment()
+    # The load average says how busy the machine was (these numbers move with it).
+    environment = common.environment({"load_average_1_5_15_min": list(os.getloadavg())})
     seconds_per_image, note = None, ""
     if "nets" in args.what:
         timings = net_timing.run_net_timing(size=args.size, repeats=args.repeats)

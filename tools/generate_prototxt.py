@@ -28,6 +28,18 @@ def parse_args(argv=None):
     p.add_argument("--random-scale", nargs=2, type=float, metavar=("MIN", "MAX"),
                    default=(1.0, 1.0), help="random image scaling in training (default 1 1: "
                    "none, as DeepLab-LargeFOV; e.g. 0.5 1.5)")
+    p.add_argument("--num-classes", type=int, default=21)
+    p.add_argument("--batch-size", type=int, default=10, help="train net's batch (default 10)")
+    p.add_argument("--crop-size", type=int, default=321, help="training crop (default 321)")
+    solver = p.add_argument_group("solver (defaults: the paper's schedule, see README)")
+    solver.add_argument("--solver-type", default="SGD", help="SGD, Adam, ...")
+    solver.add_argument("--base-lr", type=float, default=0.001)
+    solver.add_argument("--lr-policy", default="step", help="step (x0.1 every --stepsize), fixed, ...")
+    solver.add_argument("--stepsize", type=int, default=2000)
+    solver.add_argument("--max-iter", type=int, default=6000)
+    solver.add_argument("--iter-size", type=int, default=3, help="batches per update (default 3: "
+                        "mini-batch 30)")
+    solver.add_argument("--snapshot", type=int, default=2000, help="snapshot interval")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 listing the files that differ from the generator")
     return p.parse_args(argv)
@@ -37,11 +49,17 @@ def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault("GLOG_minloglevel", "2")
     from attention_scale.nets import generate
+    from attention_scale.nets.solver import PAPER
 
+    solver = PAPER.with_(type=args.solver_type, base_lr=args.base_lr, lr_policy=args.lr_policy,
+                         stepsize=args.stepsize, max_iter=args.max_iter,
+                         iter_size=args.iter_size, snapshot=args.snapshot,
+                         momentum2=0.999 if args.solver_type == "Adam" else None)
     options = generate.GeneratorOptions(
         output_dir=args.output_dir, form=args.form, backbone=args.backbone,
         data_root=args.data_root, train_list=args.train_list, snapshot_root=args.snapshot_root,
-        random_scale=tuple(args.random_scale))
+        random_scale=tuple(args.random_scale), num_classes=args.num_classes,
+        batch_size=args.batch_size, crop_size=args.crop_size, solver=solver)
     files = generate.all_files(options)
     if args.check:
         stale = generate.differences(files)

@@ -36,12 +36,14 @@ def _auto_window(n):
     return max(1, n // 20)
 
 
-def _plot_series(ax, iterations, values, label, color, window):
+def _plot_series(ax, iterations, values, label, color, window, width=1.8, zorder=2):
     if not iterations:
         return 0
     window = _auto_window(len(values)) if window is None else window
-    ax.plot(iterations, values, color=color, alpha=0.3, linewidth=0.8)
-    ax.plot(iterations, moving_average(values, window), color=color, linewidth=1.8, label=label)
+    if window > 1:
+        ax.plot(iterations, values, color=color, alpha=0.3, linewidth=0.8, zorder=zorder)
+    ax.plot(iterations, moving_average(values, window), color=color, linewidth=width,
+            label=label, zorder=zorder)
     return 1
 
 
@@ -69,9 +71,10 @@ def curves_figure(logs, labels=None, window=None, title=None):
                                   label if not single else "displayed loss",
                                   colors[index % len(colors)], window)
         for k, name in enumerate(names):
-            color = colors[(k if single else index) % len(colors)]
+            merged = single and name == "loss"  # the merged scores' loss, drawn on top
+            color = "black" if merged else colors[(k if single else index) % len(colors)]
             drawn += _plot_series(loss_ax, *log.series(name), name if single else label, color,
-                                  window)
+                                  window, width=2.4 if merged else 1.4, zorder=3 if merged else 2)
     loss_ax.set_xlabel("iteration")
     loss_ax.set_ylabel("loss" if single else "loss (merged scores)")
     loss_ax.set_yscale("log" if drawn and _all_positive(logs) else "linear")

@@ -13,6 +13,7 @@ Ctrl-C: Caffe stops after the current iteration and snapshots (its -sigint_effec
 runner waits for that and reports where to resume from. A second Ctrl-C kills Caffe.
 """
 
+import math
 import os
 import re
 import shutil
@@ -176,8 +177,12 @@ def _echo_worthy(line):
 
 def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None,
           plot_path=None, progress=True, verbose=False, extra_args=(), env=None,
-          plot=True) -> TrainResult:
+          plot=True, stop_on_nan=True) -> TrainResult:
     """Run caffe train on `solver` from the current directory; see the module's documentation.
+
+    stop_on_nan: a NaN loss means training diverged; Caffe would go on (and BVLC Caffe's max
+    pooling then writes out of bounds: "double free or corruption"), so Caffe is stopped and
+    TrainingError names the iteration.
 
     resume: True resumes from the latest <snapshot_prefix>_iter_N.solverstate when one exists
     (then `weights` is not used: the snapshot holds the weights); False starts afresh; a path
@@ -213,6 +218,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace", bufsize=1,
                                 env=dict(os.environ, **(env or {})))
+        diverged = None
         with _CtrlC(proc, bar):
             lr = None
             for line in proc.stdout:
@@ -226,6 +232,9 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
                         lr = event.value
                     elif event.kind == "display":
                         bar.update(event.iteration, event.value, lr)
+                        if stop_on_nan and diverged is None and math.isnan(event.value):
+                            diverged = event.iteration
+                            proc.kill()
                     elif (event.kind == "snapshot" and event.text.endswith(".caffemodel")
                           and plot_path):
                         log_file.flush()
@@ -237,6 +246,9 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         _plot(log_path, plot_path)
     result = TrainResult(returncode, command, log_path, plot_path if plot_path and
                          plot_path.exists() else None, resume_from, log, list(log.snapshots))
+    if diverged is not None:
+        raise TrainingError(f"the loss became NaN at iteration {diverged}: training diverged "
+                            f"(lower base_lr?); Caffe was stopped. Full log: {log_path}")
     if returncode != 0:
         fatal = "\n".join(log.fatal[-10:]) or "(no fatal line; see the log)"
         raise TrainingError(f"caffe train exited with code {returncode}:\n{fatal}\n"
