@@ -100,6 +100,14 @@ def test_checked_in_prototxt_is_what_the_generator_writes():
     assert len([f for f in files if f.endswith(".prototxt")]) == 13 * 4 + 1
 
 
+def test_generate_prototxt_check_passes_on_the_clone():
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, str(REPO / "tools/generate_prototxt.py"), "--check"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 def test_the_generator_check_fails_on_an_edited_file(tmp_path):
     files = generate.all_files(generate.GeneratorOptions())
     generate.write(files, tmp_path)

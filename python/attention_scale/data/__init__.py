@@ -4,6 +4,7 @@ data layer.
     lists, images, palette        reading lists, images and labels (no caffe)
     data_params, batches, prefetch  SegmentationData's parameters, batch making, worker processes
     segmentation_data             the caffe Python layer
+    toy_voc                       a tiny VOC-layout data set (tests, benchmarks, trying things)
 
 A prototxt names this package as the module of the data layer:
     python_param { module: "attention_scale.data" layer: "SegmentationData" param_str: "..." }

@@ -72,7 +72,8 @@ def validate(param, param_str="") -> None:
     if param.workers > 64:
         problems.append(f"workers must lie in 0..64, got {param.workers}")
     if param.prefetch < 1:
-        problems.append(f"prefetch (batches in flight per worker) must be >= 1, got {param.prefetch}")
+        problems.append(f"prefetch (batches in flight per worker) must be >= 1, got "
+                        f"{param.prefetch}")
     if problems:
         _fail(param_str, "; ".join(problems))
 
