@@ -2,7 +2,8 @@
 
 Besides the pure-Python modules under python/, the build
   * generates attention_scale/attention_scale_pb2.py from caffe_layers/proto/attention_scale.proto
-    with protoc (Debian: protobuf-compiler), so the parameters are declared in one place only;
+    with protoc (Debian: protobuf-compiler), so the parameters are declared in one place only,
+    and attention_scale/data/segmentation_data_pb2.py from the data layer's own .proto;
   * compiles the cython extension attention_scale.evaluation._confusion (confusion-matrix accumulation).
 """
 
@@ -19,20 +20,27 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 PROTO = ROOT / "caffe_layers" / "proto" / "attention_scale.proto"
 PACKAGE_SRC = ROOT / "python" / "attention_scale"
+# (.proto, subpackage of attention_scale its _pb2 module goes to)
+PROTOS = [(PROTO, ""), (PACKAGE_SRC / "data" / "segmentation_data.proto", "data")]
 
 
-def generate_pb2(dest):
-    """Run protoc on the project's .proto, writing attention_scale_pb2.py into dest."""
+def generate_pb2(package_dir):
+    """Run protoc on every .proto of PROTOS, writing each _pb2.py into its place under package_dir."""
+    for proto, subpackage in PROTOS:
+        _protoc(proto, Path(package_dir) / subpackage)
+
+
+def _protoc(proto, dest):
     protoc = shutil.which(os.environ.get("PROTOC", "protoc"))
     if protoc is None:
         raise SystemExit(
-            "setup.py: `protoc` not found on PATH; it generates attention_scale_pb2.py from "
-            f"{PROTO.relative_to(ROOT)}. Install it (Debian/Ubuntu: apt-get install "
+            f"setup.py: `protoc` not found on PATH; it generates {proto.stem}_pb2.py from "
+            f"{proto.relative_to(ROOT)}. Install it (Debian/Ubuntu: apt-get install "
             "protobuf-compiler) or point the PROTOC environment variable at it.")
-    if not PROTO.is_file():
-        raise SystemExit(f"setup.py: {PROTO} is missing")
+    if not proto.is_file():
+        raise SystemExit(f"setup.py: {proto} is missing")
     dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run([protoc, f"--proto_path={PROTO.parent}", f"--python_out={dest}", PROTO.name],
+    subprocess.run([protoc, f"--proto_path={proto.parent}", f"--python_out={dest}", proto.name],
                    check=True)
 
 

@@ -1,0 +1,98 @@
+"""SegmentationData's parameters: param_str (protobuf text or JSON) -> checked message.
+
+The message, SegmentationDataParameter, is declared in data/segmentation_data.proto; setup.py
+generates segmentation_data_pb2 from it. Nothing here imports caffe.
+"""
+
+import json
+
+from google.protobuf import json_format, text_format
+
+from ..errors import LayerConfigError
+
+try:
+    from . import segmentation_data_pb2 as pb2
+except ImportError as exc:  # a source tree that was never built
+    raise ImportError(
+        "attention_scale.data.segmentation_data_pb2 is missing: it is generated from "
+        "python/attention_scale/data/segmentation_data.proto when the package is built; "
+        "run `pip install .` in the repository root") from exc
+
+SegmentationDataParameter = pb2.SegmentationDataParameter
+AUTO, TRAIN, TEST = (SegmentationDataParameter.AUTO, SegmentationDataParameter.TRAIN,
+                     SegmentationDataParameter.TEST)
+VOC_MEAN_BGR = (104.008, 116.669, 122.675)
+LAYER = "SegmentationData"
+
+
+def _fail(param_str, problem):
+    raise LayerConfigError(f"{LAYER} (Python layer, param_str {param_str!r}): {problem}") from None
+
+
+def parse(param_str) -> SegmentationDataParameter:
+    """Protobuf text, or a JSON object (first character "{"), of SegmentationDataParameter."""
+    message = SegmentationDataParameter()
+    text = (param_str or "").strip()
+    try:
+        if text.startswith("{"):
+            json_format.Parse(text, message)
+        else:
+            text_format.Parse(text, message)
+    except (text_format.ParseError, json_format.ParseError, json.JSONDecodeError) as exc:
+        kind = "JSON" if text.startswith("{") else "protobuf text"
+        _fail(param_str, f"cannot read it as {kind} of {message.DESCRIPTOR.full_name}: {exc}")
+    return message
+
+
+def mean_bgr(param) -> tuple:
+    return tuple(param.mean_bgr) if len(param.mean_bgr) else VOC_MEAN_BGR
+
+
+def validate(param, param_str="") -> None:
+    """LayerConfigError naming every field that cannot work; files are checked by the layer."""
+    problems = []
+    if not param.source:
+        problems.append("source (the list file) is required")
+    if not param.HasField("root"):
+        problems.append("root (the folder the list's paths are joined to) is required")
+    if param.batch_size < 1:
+        problems.append(f"batch_size must be >= 1, got {param.batch_size}")
+    if param.crop_size < 1:
+        problems.append(f"crop_size must be >= 1, got {param.crop_size}")
+    if len(param.mean_bgr) not in (0, 3):
+        problems.append(f"mean_bgr needs 3 values (B, G, R), got {len(param.mean_bgr)}")
+    if not 0 < param.scale_min <= param.scale_max:
+        problems.append(f"need 0 < scale_min <= scale_max, got scale_min {param.scale_min}, "
+                        f"scale_max {param.scale_max}")
+    if not 1 <= param.num_classes <= 255:
+        problems.append(f"num_classes must lie in 1..255, got {param.num_classes}")
+    if param.ignore_label > 255 or param.ignore_label < param.num_classes:
+        problems.append(f"ignore_label must lie in num_classes..255 ({param.num_classes}..255), "
+                        f"got {param.ignore_label}")
+    if param.workers > 64:
+        problems.append(f"workers must lie in 0..64, got {param.workers}")
+    if param.prefetch < 1:
+        problems.append(f"prefetch (batches in flight per worker) must be >= 1, got "
+                        f"{param.prefetch}")
+    if problems:
+        _fail(param_str, "; ".join(problems))
+
+
+def to_text(param) -> str:
+    """One-line protobuf text, as it goes into a prototxt's param_str."""
+    return text_format.MessageToString(param, as_one_line=True)
+
+
+def make(**fields) -> SegmentationDataParameter:
+    """A message from keyword arguments (mode may be "TRAIN"/"TEST"/"AUTO" or a pb2 constant)."""
+    message = SegmentationDataParameter()
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if name == "mean_bgr":
+            message.mean_bgr.extend(value)
+        elif name == "mode" and isinstance(value, str):
+            message.mode = SegmentationDataParameter.Mode.Value(value)
+        else:
+            setattr(message, name, value)
+    return message

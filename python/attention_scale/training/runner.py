@@ -1,0 +1,293 @@
+"""Run `caffe train` the way a researcher wants it run: resumed from the latest snapshot, logged
+to a file, with a progress bar (iterations per second, ETA, loss) and a loss-curve PNG.
+
+The real tool does the training (`.venv/bin/caffe`, a --caffe path, or `caffe` on PATH), so a
+run here is exactly `caffe train -solver ...` as a user types it; this module only adds
+arguments (-snapshot / -weights / -gpu) and reads its output.
+
+Files (solver's snapshot_prefix P, e.g. snapshots/<variant>/train, relative to the working dir):
+    P_iter_N.caffemodel / .solverstate   Caffe's snapshots; the latest .solverstate is resumed
+    <P's folder>/train.log               Caffe's output, appended run after run
+    <P's folder>/loss.png                the curves, redrawn at every snapshot and at the end
+Ctrl-C: Caffe stops after the current iteration and snapshots (its -sigint_effect stop); this
+runner waits for that and reports where to resume from. A second Ctrl-C kills Caffe.
+"""
+
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+from .caffe_log import LogParser, TrainingLog
+
+SNAPSHOT_ITER = re.compile(r"_iter_(\d+)\.solverstate$")
+
+
+class TrainingError(RuntimeError):
+    """caffe train failed; the message holds its fatal lines and the log's path."""
+
+
+@dataclass
+class SolverInfo:
+    path: Path
+    net: Optional[str]
+    max_iter: int
+    snapshot: int
+    snapshot_prefix: Optional[str]
+
+
+def read_solver(path) -> SolverInfo:
+    """The fields of a solver prototxt that running it needs (parsed as caffe.SolverParameter)."""
+    from google.protobuf import text_format
+    from caffe.proto import caffe_pb2
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TrainingError(f"cannot read the solver {path}: {exc.strerror}") from None
+    solver = caffe_pb2.SolverParameter()
+    try:
+        text_format.Parse(text, solver)
+    except text_format.ParseError as exc:
+        raise TrainingError(f"{path} is not a solver prototxt: {exc}") from None
+    return SolverInfo(path, solver.net or solver.train_net or None, solver.max_iter,
+                      solver.snapshot, solver.snapshot_prefix or None)
+
+
+def latest_solverstate(snapshot_prefix) -> Optional[Path]:
+    """The <prefix>_iter_N.solverstate with the largest N, or None."""
+    prefix = Path(snapshot_prefix)
+    folder = prefix.parent if str(prefix.parent) else Path(".")
+    if not folder.is_dir():
+        return None
+    best, best_iter = None, -1
+    for candidate in folder.glob(prefix.name + "_iter_*.solverstate"):
+        match = SNAPSHOT_ITER.search(candidate.name)
+        if match and int(match.group(1)) > best_iter:
+            best, best_iter = candidate, int(match.group(1))
+    return best
+
+
+def snapshot_iteration(path) -> Optional[int]:
+    match = SNAPSHOT_ITER.search(str(path))
+    return int(match.group(1)) if match else None
+
+
+def find_caffe(explicit=None) -> str:
+    """--caffe, else the caffe beside this Python (.venv/bin/caffe), else caffe on PATH."""
+    if explicit:
+        if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
+            raise TrainingError(f"--caffe {explicit}: not an executable file")
+        return explicit
+    beside = Path(sys.prefix) / "bin" / "caffe"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    on_path = shutil.which("caffe")
+    if on_path:
+        return on_path
+    raise TrainingError("no caffe tool found: run `bash tools/setup.sh` (it makes .venv/bin/caffe), "
+                        "put caffe on PATH or pass --caffe PATH")
+
+
+@dataclass
+class TrainResult:
+    returncode: int
+    command: List[str]
+    log_path: Path
+    plot_path: Optional[Path]
+    resumed_from: Optional[Path]
+    log: TrainingLog
+    snapshots: List[str] = field(default_factory=list)
+
+    @property
+    def last_iteration(self):
+        return self.log.last_iteration
+
+    @property
+    def snapshot_iteration(self):
+        """Iteration of the latest snapshot written (where a resumed run continues)."""
+        return snapshot_iteration(self.log.solverstates[-1]) if self.log.solverstates else None
+
+
+def build_command(caffe, solver, weights=None, resume_from=None, gpu=None, extra=()):
+    command = [caffe, "train", "-solver", str(solver)]
+    if resume_from is not None:
+        command += ["-snapshot", str(resume_from)]
+    elif weights:
+        command += ["-weights", str(weights)]
+    if gpu is not None:
+        command += ["-gpu", str(gpu)]
+    return command + list(extra)
+
+
+class _Progress:
+    """tqdm bar driven by the log's display lines (or silent)."""
+
+    def __init__(self, enabled, total, initial):
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total or None, initial=initial, unit="iter", dynamic_ncols=True,
+                            desc="caffe train", file=sys.stderr)
+        self.position = initial
+
+    def update(self, iteration, loss=None, lr=None):
+        if self.bar is None:
+            return
+        if iteration > self.position:
+            self.bar.update(iteration - self.position)
+            self.position = iteration
+        postfix = {}
+        if loss is not None:
+            postfix["loss"] = f"{loss:.4g}"
+        if lr is not None:
+            postfix["lr"] = f"{lr:.3g}"
+        if postfix:
+            self.bar.set_postfix(postfix, refresh=False)
+
+    def set_total(self, total):
+        if self.bar is not None and total and self.bar.total != total:
+            self.bar.total = total
+            self.bar.refresh()
+
+    def write(self, text):
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _echo_worthy(line):
+    return ("SegmentationData:" in line or "Snapshotting to" in line or "Resuming from" in line
+            or line.startswith("F") or "Check failed" in line or "Error" in line
+            or "Traceback" in line or "failed" in line)
+
+
+def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None,
+          plot_path=None, progress=True, verbose=False, extra_args=(), env=None,
+          plot=True, stop_on_nan=True) -> TrainResult:
+    """Run caffe train on `solver` from the current directory; see the module's documentation.
+
+    stop_on_nan: a NaN loss means training diverged; Caffe would go on (and BVLC Caffe's max
+    pooling then writes out of bounds: "double free or corruption"), so Caffe is stopped and
+    TrainingError names the iteration.
+
+    resume: True resumes from the latest <snapshot_prefix>_iter_N.solverstate when one exists
+    (then `weights` is not used: the snapshot holds the weights); False starts afresh; a path
+    resumes from that .solverstate.
+    """
+    info = read_solver(solver)
+    caffe = find_caffe(caffe)
+    resume_from = None
+    if resume is True and info.snapshot_prefix:
+        resume_from = latest_solverstate(info.snapshot_prefix)
+    elif resume not in (True, False, None):
+        resume_from = Path(resume)
+        if not resume_from.is_file():
+            raise TrainingError(f"--resume {resume_from}: no such .solverstate")
+    if weights and not resume_from and not Path(weights).is_file():
+        raise TrainingError(f"--weights {weights}: no such file")
+    out_dir = Path(info.snapshot_prefix).parent if info.snapshot_prefix else Path(".")
+    out_dir.mkdir(parents=True, exist_ok=True)  # Caffe refuses to start when it cannot write there
+    log_path = Path(log_path) if log_path else out_dir / "train.log"
+    plot_path = (Path(plot_path) if plot_path else out_dir / "loss.png") if plot else None
+    command = build_command(caffe, solver, weights, resume_from, gpu, extra_args)
+
+    start_iter = snapshot_iteration(resume_from) if resume_from else 0
+    bar = _Progress(progress, info.max_iter, start_iter or 0)
+    if resume_from:
+        bar.write(f"resuming from {resume_from} (iteration {start_iter})")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    parser = LogParser()
+    with open(log_path, "a") as log_file:
+        log_file.write(f"# tools/train.py {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                       f"{' '.join(command)}\n")
+        log_file.flush()
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors="replace", bufsize=1,
+                                env=dict(os.environ, **(env or {})))
+        diverged = None
+        with _CtrlC(proc, bar):
+            lr = None
+            for line in proc.stdout:
+                log_file.write(line)
+                if verbose or _echo_worthy(line):
+                    bar.write(line.rstrip("\n"))
+                for event in parser.feed(line):
+                    if event.kind == "max_iter":
+                        bar.set_total(int(event.value))
+                    elif event.kind == "lr":
+                        lr = event.value
+                    elif event.kind == "display":
+                        bar.update(event.iteration, event.value, lr)
+                        if stop_on_nan and diverged is None and math.isnan(event.value):
+                            diverged = event.iteration
+                            proc.kill()
+                    elif (event.kind == "snapshot" and event.text.endswith(".caffemodel")
+                          and plot_path):
+                        log_file.flush()
+                        _plot(log_path, plot_path)
+        returncode = proc.wait()
+    bar.close()
+    log = parser.log
+    if plot_path:
+        _plot(log_path, plot_path)
+    result = TrainResult(returncode, command, log_path, plot_path if plot_path and
+                         plot_path.exists() else None, resume_from, log, list(log.snapshots))
+    if diverged is not None:
+        raise TrainingError(f"the loss became NaN at iteration {diverged}: training diverged "
+                            f"(lower base_lr?); Caffe was stopped. Full log: {log_path}")
+    if returncode != 0:
+        fatal = "\n".join(log.fatal[-10:]) or "(no fatal line; see the log)"
+        raise TrainingError(f"caffe train exited with code {returncode}:\n{fatal}\n"
+                            f"full log: {log_path}")
+    return result
+
+
+class _CtrlC:
+    """While Caffe runs, Ctrl-C (which the terminal sends to Caffe too) does not stop this
+    process: Caffe snapshots and exits, and the output is read to the end. A second Ctrl-C
+    kills Caffe. Outside the main thread signals cannot be caught: nothing changes there."""
+
+    def __init__(self, proc, bar):
+        self.proc, self.bar, self.count, self.previous = proc, bar, 0, None
+
+    def _handler(self, signum, frame):
+        self.count += 1
+        if self.count == 1:
+            self.bar.write("Ctrl-C: Caffe finishes this iteration, snapshots and stops "
+                           "(Ctrl-C again to kill it)")
+        elif self.proc.poll() is None:
+            self.proc.kill()
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+def _plot(log_path, plot_path):
+    from .plots import plot_logs
+    try:
+        plot_logs([log_path], plot_path)
+    except ValueError:
+        pass  # no iteration logged yet

@@ -1,0 +1,264 @@
+"""Training through the real `caffe train`: every merge, with and without E-Supv, in both layer
+forms, learns a tiny VOC-layout data set (its loss falls); snapshot and resume continue at the
+same iteration; Ctrl-C stops cleanly with a snapshot and no worker left behind; Caffe logs are
+read and plotted.
+"""
+
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from attention_scale.data.toy_voc import make_toy_voc
+from attention_scale.nets import generate, variants
+from attention_scale.nets.solver import SolverOptions
+from attention_scale.training import caffe_log, plots, runner
+from pyhelpers import import_caffe
+
+import_caffe()
+REPO = Path(__file__).resolve().parents[1]
+CAFFE = REPO / ".venv" / "bin" / "caffe"
+ITERATIONS = 30
+SMALL_VARIANTS = [v for v in variants.paper_variants() if v.scales in ((1.0,), (1.0, 0.75, 0.5))]
+TEST_SOLVER = SolverOptions(type="Adam", base_lr=0.002, lr_policy="fixed", momentum=0.9,
+                            momentum2=0.999, weight_decay=0.0005, iter_size=1,
+                            max_iter=ITERATIONS, display=1, average_loss=1, snapshot=0,
+                            random_seed=3)
+
+
+def small_files(tmp, form, data, solver=TEST_SOLVER):
+    root, train_list = data
+    options = generate.GeneratorOptions(
+        output_dir=str(tmp / f"prototxt-{form}"), form=form, backbone="small",
+        data_root=str(root), train_list=str(train_list), snapshot_root=str(tmp / f"snap-{form}"),
+        num_classes=4, batch_size=4, crop_size=49, seed=11, solver=solver)
+    files = {}
+    for variant in SMALL_VARIANTS:
+        files.update(generate.variant_files(variant, options))
+    # One prefetch worker each: two trainings run side by side on two cores.
+    files = {path: text.replace("num_classes: 4", "num_classes: 4 workers: 1")
+             for path, text in files.items()}
+    generate.write(files, "/")
+    return tmp / f"prototxt-{form}"
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    train_list, _ = make_toy_voc(root, train=24, val=4, size=(56, 88), num_classes=4, seed=0)
+    return root, train_list
+
+
+def run_caffe_train(solver):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    return subprocess.run([str(CAFFE), "train", "-solver", str(solver)], capture_output=True,
+                          text=True, timeout=600, env=env)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, toy):
+    """{(form, variant folder): CompletedProcess} of every small variant, two at a time."""
+    tmp = tmp_path_factory.mktemp("train")
+    jobs = {}
+    for form in ("cpp", "python"):
+        folder = small_files(tmp, form, toy)
+        for variant in SMALL_VARIANTS:
+            if form == "python" and variant.merge is None:
+                continue  # the baseline has none of our layers: its Python form is the same net
+            jobs[(form, variant.folder)] = folder / variant.folder / "solver.prototxt"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(jobs, pool.map(run_caffe_train, jobs.values())))
+    return results
+
+
+CASES = [(form, v.folder) for form in ("cpp", "python") for v in SMALL_VARIANTS
+         if not (form == "python" and v.merge is None)]
+
+
+@pytest.mark.parametrize("form,folder", CASES, ids=[f"{f}-{v}" for f, v in CASES])
+def test_every_variant_trains_and_its_loss_falls(trained, form, folder):
+    result = trained[(form, folder)]
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = caffe_log.parse_text(result.stderr)
+    assert log.done and not log.fatal, log.fatal
+    iterations, loss = log.series("loss")  # the merged scores' loss
+    assert iterations == list(range(ITERATIONS))
+    first, last = np.mean(loss[:5]), np.mean(loss[-5:])
+    assert last < 0.6 * first, f"loss {first:.3f} -> {last:.3f}"
+    if "esupv" in folder:
+        assert {"loss_res1", "loss_res075", "loss_res05"} <= set(log.outputs)
+    if form == "python":
+        assert 'module: "attention_scale.layers"' in result.stderr  # the net Caffe printed
+        # Same data, seeds and numerics: the Python layers train like the C++ ones.
+        _, cpp_loss = caffe_log.parse_text(trained[("cpp", folder)].stderr).series("loss")
+        np.testing.assert_allclose(loss[:10], cpp_loss[:10], rtol=0.02)
+
+
+# ---------------------------------------------------------------------------------------------
+# Snapshot, resume, Ctrl-C
+# ---------------------------------------------------------------------------------------------
+
+def test_snapshot_then_resume_continues_at_the_same_iteration(tmp_path, toy):
+    schedule = TEST_SOLVER.with_(type="SGD", base_lr=0.001, lr_policy="step", gamma=0.1,
+                                 stepsize=15, momentum2=None, max_iter=10, snapshot=10)
+    folder = small_files(tmp_path, "cpp", toy, schedule)
+    solver = folder / "scales-1-0.75-0.5/attention/solver.prototxt"
+    first = runner.train(solver, progress=False)
+    prefix = tmp_path / "snap-cpp/scales-1-0.75-0.5/attention/train"
+    assert first.last_iteration == 10
+    assert Path(f"{prefix}_iter_10.solverstate").is_file()
+    assert first.plot_path and first.plot_path.stat().st_size > 0
+
+    longer = solver.with_name("solver20.prototxt")
+    longer.write_text(solver.read_text().replace("max_iter: 10", "max_iter: 20"))
+    second = runner.train(longer, progress=False)
+    assert second.resumed_from == Path(f"{prefix}_iter_10.solverstate")
+    assert "-snapshot" in second.command
+    text = second.log_path.read_text().split("# tools/train.py")[-1]  # the second run's part
+    resumed = caffe_log.parse_text(text)
+    iterations = sorted(resumed.display_loss)
+    assert iterations[0] == 10 and iterations[-1] == 20
+    # The restored iteration counter drives the schedule: 0.001 until 15, then 0.0001.
+    assert resumed.learning_rate[14] == pytest.approx(0.001)
+    assert resumed.learning_rate[15] == pytest.approx(0.0001)
+    assert Path(f"{prefix}_iter_20.caffemodel").is_file()
+    whole = caffe_log.parse_file(second.log_path)  # the log holds both runs
+    assert sorted(whole.display_loss) == list(range(21))
+
+
+def test_ctrl_c_stops_with_a_snapshot_and_leaves_no_worker(tmp_path, toy):
+    long_run = TEST_SOLVER.with_(max_iter=100000, display=1)
+    folder = small_files(tmp_path, "cpp", toy, long_run)
+    solver = folder / "scales-1-0.75-0.5/max/solver.prototxt"
+    proc = subprocess.Popen([sys.executable, str(REPO / "tools/train.py"), str(solver),
+                             "--no-progress", "--verbose"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    pids, lines = [], []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            match = re.search(r"prefetch worker \(pid (\d+)\)", line)
+            if match:
+                pids.append(int(match.group(1)))
+            if re.search(r"Iteration 3\b", line):
+                break
+        assert pids, "".join(lines[-30:])
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    output = "".join(lines) + rest
+    (tmp_path / "output.txt").write_text(output)
+    assert proc.returncode == 0, output[-1500:]
+    assert "Optimization stopped early" in output
+    stopped = re.search(r"latest snapshot: \S+ \(iteration (\d+)\)", output)
+    assert stopped and "stopped early after iteration" in output, output[-2000:]
+    snapshot = tmp_path / f"snap-cpp/scales-1-0.75-0.5/max/train_iter_{stopped.group(1)}.solverstate"
+    assert snapshot.is_file()
+    assert "Traceback" not in output  # the workers ignore the terminal's SIGINT
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{p}").exists() for p in pids)
+
+
+def test_a_diverging_run_is_stopped_with_a_message(tmp_path, toy):
+    wild = TEST_SOLVER.with_(type="SGD", base_lr=50.0, momentum2=None, max_iter=200)
+    folder = small_files(tmp_path, "cpp", toy, wild)
+    with pytest.raises(runner.TrainingError, match=r"loss became NaN at iteration \d+"):
+        runner.train(folder / "baseline/solver.prototxt", progress=False, plot=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and plotting logs
+# ---------------------------------------------------------------------------------------------
+
+LOG = """I1125 10:00:00.000000  1 solver.cpp:48] Initializing solver from parameters:
+base_lr: 0.001
+max_iter: 6000
+net: "prototxt/x/train.prototxt"
+I1125 10:00:01.000000  1 caffe.cpp:239] Starting Optimization
+I1125 10:00:02.000000  1 solver.cpp:239] Iteration 0 (0 iter/s, 1.2s/20 iters), loss = 3.5
+I1125 10:00:02.000000  1 solver.cpp:258]     Train net output #0: accuracy = 0.25
+I1125 10:00:02.000000  1 solver.cpp:258]     Train net output #1: loss = 3.0 (* 1 = 3.0 loss)
+I1125 10:00:02.000000  1 solver.cpp:258]     Train net output #2: loss_res1 = 0.5 (* 1 = 0.5 loss)
+I1125 10:00:02.000000  1 sgd_solver.cpp:112] Iteration 0, lr = 0.001
+I1125 10:00:09.000000  1 solver.cpp:239] Iteration 20 (2.5 iter/s, 8s/20 iters), loss = 1.5
+I1125 10:00:09.000000  1 solver.cpp:258]     Train net output #0: accuracy = 0.75
+I1125 10:00:09.000000  1 solver.cpp:258]     Train net output #1: loss = 1.25 (* 1 = 1.25 loss)
+I1125 10:00:09.000000  1 solver.cpp:258]     Train net output #2: loss_res1 = nan (* 1 = nan loss)
+I1125 10:00:09.000000  1 sgd_solver.cpp:112] Iteration 20, lr = 1e-05
+I1125 10:00:10.000000  1 solver.cpp:330] Iteration 20, Testing net (#0)
+I1125 10:00:11.000000  1 solver.cpp:397]     Test net output #0: accuracy = 0.8
+I1125 10:00:12.000000  1 solver.cpp:464] Snapshotting to binary proto file snap/x_iter_20.caffemodel
+I1125 10:00:12.000000  1 sgd_solver.cpp:284] Snapshotting solver state to binary proto file snap/x_iter_20.solverstate
+# tools/train.py 2026-11-25 10:01:00: caffe train -solver s -snapshot snap/x_iter_20.solverstate
+I1125 10:01:01.000000  2 caffe.cpp:235] Resuming from snap/x_iter_20.solverstate
+I1125 10:01:02.000000  2 solver.cpp:239] Iteration 20, loss = 1.0
+I1125 10:01:02.000000  2 solver.cpp:258]     Train net output #1: loss = 0.75 (* 1 = 0.75 loss)
+I1125 10:01:03.000000  2 solver.cpp:311] Optimization stopped early.
+"""
+
+
+def test_log_parser_by_hand():
+    log = caffe_log.parse_text(LOG)
+    assert log.max_iter == 6000
+    assert log.display_loss == {0: 3.5, 20: 1.0}  # a repeated iteration: the later run wins
+    assert log.iter_per_s == {0: 0.0, 20: 2.5}
+    assert log.series("loss") == ([0, 20], [3.0, 0.75])
+    assert log.series("accuracy") == ([0, 20], [0.25, 0.75])
+    assert math.isnan(log.outputs["loss_res1"][20])
+    assert log.series("accuracy", test=True) == ([20], [0.8])
+    assert log.learning_rate == {0: 0.001, 20: 1e-05}
+    assert log.snapshots == ["snap/x_iter_20.caffemodel"]
+    assert log.solverstates == ["snap/x_iter_20.solverstate"]
+    assert log.restored_from == ["snap/x_iter_20.solverstate"]
+    assert log.stopped_early and not log.done and not log.fatal
+    assert log.loss_names() == ["loss", "loss_res1"]
+    fatal = caffe_log.parse_text("F1125 10:00:00.0 1 net.cpp:1] Check failed: x == y\n")
+    assert fatal.fatal and fatal.last_iteration is None
+
+
+def test_plots_of_one_and_of_several_logs(tmp_path):
+    log = caffe_log.parse_text(LOG)
+    one = plots.curves_figure([log])
+    loss_ax, acc_ax = one.axes
+    assert [line.get_label() for line in loss_ax.lines if not line.get_label().startswith("_")] \
+        == ["loss", "loss_res1"]
+    assert any("test accuracy" in line.get_label() for line in acc_ax.lines)
+    paths = []
+    for k in range(3):
+        path = tmp_path / f"run{k}.log"
+        path.write_text(LOG.replace("loss = 0.75", f"loss = {0.5 + k}"))
+        paths.append(path)
+    out = plots.plot_logs(paths, tmp_path / "compare.png", labels=["a", "b", "c"])
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    several = plots.curves_figure([caffe_log.parse_file(p) for p in paths], ["a", "b", "c"])
+    labels = [line.get_label() for line in several.axes[0].lines]
+    assert [label for label in labels if not label.startswith("_")] == ["a", "b", "c"]
+
+
+def test_plot_log_tool(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text(LOG)
+    out = subprocess.run([sys.executable, str(REPO / "tools/plot_log.py"), str(log), str(log),
+                          "-o", str(tmp_path / "p.png"), "--labels", "x", "y"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    empty = tmp_path / "empty.log"
+    empty.write_text("nothing here\n")
+    bad = subprocess.run([sys.executable, str(REPO / "tools/plot_log.py"), str(empty), "-o",
+                          str(tmp_path / "q.png")], capture_output=True, text=True)
+    assert bad.returncode == 1 and "no training iterations" in bad.stderr
+    assert not (tmp_path / "q.png").exists()

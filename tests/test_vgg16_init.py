@@ -1,0 +1,140 @@
+"""tools/init_from_vgg16.py: every copied and decimated tensor checked by value.
+
+No VGG-16 file exists here, so the tests make VGG-16-shaped models: one with VGG-16's real
+shapes (written by pycaffe, V2 format) through the command-line tool, and a narrow one in the
+V1 format of the released VGG_ILSVRC_16_layers.caffemodel through the module. The expected
+tensors are DeepLab's decimation written out here with numpy slicing: fc6 filters 0, 4, 8, ...
+and taps 0, 3, 6 of the 7 x 7 grid; fc7 every 4th output and input.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from attention_scale.nets import backbones, builder, vgg16_init
+from pyhelpers import import_caffe
+
+caffe = import_caffe()
+REPO = Path(__file__).resolve().parents[1]
+CONVS = [f"conv{s}_{i}" for s, n in enumerate((2, 2, 3, 3, 3), start=1) for i in range(1, n + 1)]
+
+
+def pattern(shape, salt):
+    """Distinct-looking exact float32 values: a multiplicative hash of the position."""
+    n = int(np.prod(shape))
+    index = np.arange(n, dtype=np.uint32) + np.uint32(salt * 7919)
+    hashed = (index * np.uint32(2654435761)) >> np.uint32(8)  # wraps mod 2^32: a bijection
+    return (hashed.astype(np.float32) / np.float32(1 << 24) - np.float32(0.5)).reshape(shape)
+
+
+def net_from_text(text, weights=None):
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
+        handle.write(text)
+    try:
+        kwargs = {"weights": str(weights)} if weights else {}
+        return caffe.Net(handle.name, caffe.TEST, **kwargs)
+    finally:
+        os.unlink(handle.name)
+
+
+def expected_init(source, fc6_side=7):
+    out = {name: [w.copy(), b.copy()] for name, (w, b) in source.items() if name in CONVS}
+    w6, b6 = source["fc6"]
+    w6 = w6.reshape(w6.shape[0], -1, fc6_side, fc6_side)
+    out["fc6"] = [w6[0::4][:, :, 0::3, :][:, :, :, 0::3], b6[0::4]]
+    w7, b7 = source["fc7"]
+    out["fc7"] = [w7[0::4, 0::4].reshape(w7.shape[0] // 4, w7.shape[1] // 4, 1, 1), b7[0::4]]
+    return out
+
+
+def check_written(path, expected, backbone):
+    net = net_from_text(text_format.MessageToString(builder.backbone_net(backbone)), path)
+    assert sorted(net.params) == sorted(expected)
+    for name, blobs in expected.items():
+        for k, value in enumerate(blobs):
+            np.testing.assert_array_equal(net.params[name][k].data, value, err_msg=f"{name}[{k}]")
+
+
+def test_full_size_vgg16_through_the_tool(tmp_path):
+    source_net = net_from_text(vgg16_init.vgg16_classifier_text())
+    source = {}
+    for salt, (name, blobs) in enumerate(source_net.params.items()):
+        for k, blob in enumerate(blobs):
+            blob.data[...] = pattern(blob.data.shape, 2 * salt + k)
+        source[name] = [blobs[0].data, blobs[1].data]
+    assert source["fc6"][0].shape == (4096, 25088) and source["fc7"][0].shape == (4096, 4096)
+    model = tmp_path / "VGG_ILSVRC_16_layers.caffemodel"
+    source_net.save(str(model))
+    expected = expected_init(source)
+    del source_net, source
+    out = tmp_path / "init.caffemodel"
+    res = subprocess.run([sys.executable, str(REPO / "tools/init_from_vgg16.py"), str(model),
+                          "-o", str(out)], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "fc6      1024x512x3x3  1024" in res.stdout
+    check_written(out, expected, backbones.VGG16)
+    # The train nets load it by layer name; every branch shares the scale-1 weights.
+    options = builder.NetOptions(scales=(1, 0.5), merge="MAX", batch_size=1)
+    train = net_from_text(builder.to_text(options, "train"), out)
+    np.testing.assert_array_equal(train.params["fc6_res05"][0].data, expected["fc6"][0])
+    np.testing.assert_array_equal(train.params["conv1_1"][0].data, expected["conv1_1"][0])
+    assert np.abs(train.params["fc8"][0].data).max() < 0.2  # fresh: the gaussian(0.01) filler
+
+
+def narrow_vgg():
+    stages = ((4, 4), (8, 8), (8, 8, 8), (16, 16, 16), (16, 16, 16))
+    return backbones.Backbone(name="narrow-vgg", stages=stages, pool_strides=(2, 2, 2, 1, 1),
+                              stage_dilations=(1, 1, 1, 1, 2), fc6_channels=16, fc6_kernel=3,
+                              fc6_dilation=12, fc7_channels=16)
+
+
+def write_v1_model(path, params):
+    """The old `layers { type: CONVOLUTION blobs { num: .. channels: .. } }` format."""
+    caffe_pb2 = caffe.proto.caffe_pb2
+    net = caffe_pb2.NetParameter(name="VGG_ILSVRC_16_layers")
+    for name, blobs in params.items():
+        layer = net.layers.add(name=name)
+        layer.type = (caffe_pb2.V1LayerParameter.INNER_PRODUCT if name.startswith("fc")
+                      else caffe_pb2.V1LayerParameter.CONVOLUTION)
+        for value in blobs:
+            blob = layer.blobs.add()
+            dims = (1,) * (4 - value.ndim) + value.shape
+            blob.num, blob.channels, blob.height, blob.width = dims
+            blob.data.extend(value.ravel().tolist())
+    Path(path).write_bytes(net.SerializeToString())
+
+
+def test_narrow_vgg16_in_the_v1_format(tmp_path):
+    backbone = narrow_vgg()
+    widths = [w for stage in backbone.stages for w in stage]
+    source, previous = {}, 3
+    for salt, (name, width) in enumerate(zip(CONVS, widths)):
+        source[name] = [pattern((width, previous, 3, 3), 2 * salt),
+                        pattern((width,), 2 * salt + 1)]
+        previous = width
+    source["fc6"] = [pattern((64, 16 * 7 * 7), 100), pattern((64,), 101)]
+    source["fc7"] = [pattern((64, 64), 102), pattern((64,), 103)]
+    source["fc8"] = [pattern((10, 64), 104), pattern((10,), 105)]  # ignored, as VGG's 1000-way
+    model = tmp_path / "vgg_v1.caffemodel"
+    write_v1_model(model, source)
+    written = caffe.proto.caffe_pb2.NetParameter.FromString(model.read_bytes())
+    assert len(written.layers) == 16 and len(written.layer) == 0  # really the old format
+    shapes = vgg16_init.init_from_vgg16(model, tmp_path / "init.caffemodel", backbone=backbone,
+                                        fc_channels=64)
+    assert shapes["fc6"] == ((16, 16, 3, 3), (16,)) and "fc8" not in shapes
+    check_written(tmp_path / "init.caffemodel", expected_init(source), backbone)
+
+
+def test_missing_layer_is_named(tmp_path):
+    backbone = narrow_vgg()
+    params = {"conv1_1": [np.zeros((4, 3, 3, 3), np.float32), np.zeros(4, np.float32)]}
+    with pytest.raises(Exception, match="conv1_2"):
+        vgg16_init.convert_params(params, backbone)
+    with pytest.raises(Exception, match="no such file"):
+        vgg16_init.init_from_vgg16(tmp_path / "absent.caffemodel", tmp_path / "x.caffemodel")

@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Loss and accuracy curves from Caffe training logs, one PNG; several logs share the axes.
+
+  python tools/plot_log.py snapshots/baseline/train.log -o baseline.png
+  python tools/plot_log.py snapshots/scales-1-0.75-0.5/*/train.log -o compare.png
+
+One log: every loss of the train net (with E-Supv also the per-scale ones) and the pixel
+accuracy. Several logs: the merged scores' `loss` and the accuracy, one colour per log.
+"""
+
+import argparse
+import sys
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("logs", nargs="+", help="Caffe training logs (caffe train's output)")
+    p.add_argument("-o", "--output", required=True, help="PNG to write")
+    p.add_argument("--labels", nargs="+", help="one legend label per log (default: from the paths)")
+    p.add_argument("--smooth", type=int, metavar="N",
+                   help="moving-average window in displayed iterations (default: 1/20 of them)")
+    p.add_argument("--title", help="figure title")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from attention_scale.training.plots import plot_logs
+
+    try:
+        path = plot_logs(args.logs, args.output, args.labels, args.smooth, args.title)
+    except (OSError, ValueError) as exc:
+        print(f"plot_log.py: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
