@@ -74,6 +74,11 @@ class SyntheticSpec:
     fill_range: Tuple[float, float] = (60.0, 195.0)   # object fill colours, per channel
     background_range: Tuple[float, float] = (40.0, 215.0)
     background_gradient: float = 20.0    # +/- grey levels of a linear ramp across the background
+    # A smooth random pattern on the background (std in grey levels, Gaussian smoothing in px):
+    # coarse enough to survive a 0.5x resize, so that every scale can tell background from an
+    # object's flat inside, and only the class is left to the scale that sees its cue.
+    background_texture: float = 0.0
+    background_texture_sigma: float = 2.0
     min_contrast: float = 30.0           # |mean fill - mean background| at least this
     margin: int = 2                      # pixels kept free between objects
     placement_tries: int = 30
@@ -202,6 +207,13 @@ class SyntheticDataset:
         raise ValueError(f"no fill colour in {spec.fill_range} is {spec.min_contrast} grey levels "
                          f"from the background mean {background_mean:.0f}; widen fill_range")
 
+    def _smooth_field(self, rng):
+        """n x n Gaussian-smoothed white noise scaled to std background_texture."""
+        n, spec = self.spec.image_size, self.spec
+        field_ = cv2.GaussianBlur(rng.normal(size=(n, n)), (0, 0), spec.background_texture_sigma,
+                                  borderType=cv2.BORDER_REFLECT)
+        return field_ * (spec.background_texture / max(field_.std(), 1e-9))
+
     def sample(self, split, index) -> Sample:
         spec, rng = self.spec, self._rng(split, index)
         n = spec.image_size
@@ -210,6 +222,8 @@ class SyntheticDataset:
         ramp = rng.uniform(-1, 1, size=2) * spec.background_gradient
         gradient = (ys / (n - 1) - 0.5) * ramp[0] + (xs / (n - 1) - 0.5) * ramp[1]
         image = base[None, None, :] + gradient[:, :, None]  # H x W x 3 float64
+        if spec.background_texture > 0:
+            image += self._smooth_field(rng)[:, :, None]
         label = np.zeros((n, n), np.uint8)
         taken = np.zeros((n, n), bool)  # object pixels and their margins
         objects = []

@@ -63,6 +63,7 @@ class NetOptions:
     backbone: Union[str, Backbone] = "vgg16"
     attention_channels: int = 512
     attention_dropout: float = 0.5
+    input_scale: float = 1.0   # != 1: a Power layer `data_scaled` multiplies `data` by it first
 
     def __post_init__(self):
         object.__setattr__(self, "scales", naming.check_scales(self.scales))
@@ -80,6 +81,8 @@ class NetOptions:
             raise LayerConfigError(f"form must be one of {FORMS}, got {self.form!r}")
         if not 1 <= self.num_classes <= 255:
             raise LayerConfigError(f"num_classes must lie in 1..255, got {self.num_classes}")
+        if not (math.isfinite(self.input_scale) and self.input_scale > 0):
+            raise LayerConfigError(f"input_scale must be a positive number, got {self.input_scale}")
         for name in ("crop_size", "batch_size", "test_size", "attention_channels"):
             if getattr(self, name) < 1:
                 raise LayerConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -230,6 +233,11 @@ class _Builder:
     def scores(self, data):
         """Every branch; returns the merged scores (fc8 for one scale) and the per-scale ones."""
         o = self.o
+        if o.input_scale != 1:
+            # Mean-subtracted pixels span about +-128; small nets trained from scratch (the demo)
+            # want inputs of order 1, or the 10x head learning rates make the first steps huge.
+            self.n.data_scaled = self.L.Power(data, power_param=dict(scale=o.input_scale))
+            data = self.n.data_scaled
         fc7s, fc8s = {}, {}
         for scale, t in zip(o.scales, o.suffixes):
             branch_data = data if t == "" else self.interp(f"data{t}", data, scale=scale)

@@ -177,7 +177,7 @@ def _echo_worthy(line):
 
 def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None,
           plot_path=None, progress=True, verbose=False, extra_args=(), env=None,
-          plot=True, stop_on_nan=True) -> TrainResult:
+          plot=True, stop_on_nan=True, on_event=None) -> TrainResult:
     """Run caffe train on `solver` from the current directory; see the module's documentation.
 
     stop_on_nan: a NaN loss means training diverged; Caffe would go on (and BVLC Caffe's max
@@ -187,6 +187,9 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     resume: True resumes from the latest <snapshot_prefix>_iter_N.solverstate when one exists
     (then `weights` is not used: the snapshot holds the weights); False starts afresh; a path
     resumes from that .solverstate.
+
+    on_event: called with every caffe_log.Event as it is read (e.g. a caller's own progress
+    display for several trainings at once).
     """
     info = read_solver(solver)
     caffe = find_caffe(caffe)
@@ -226,6 +229,8 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
                 if verbose or _echo_worthy(line):
                     bar.write(line.rstrip("\n"))
                 for event in parser.feed(line):
+                    if on_event is not None:
+                        on_event(event)
                     if event.kind == "max_iter":
                         bar.set_total(int(event.value))
                     elif event.kind == "lr":

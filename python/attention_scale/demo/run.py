@@ -1,0 +1,295 @@
+"""Running the demo: the data set, every (seed, variant) trained with `caffe train` and evaluated
+with tools/test_voc.py's code, then the results table and figures (demo.report, demo.figures).
+
+Trainings run `config.jobs` at a time, each with one BLAS thread (on two cores, two one-thread
+jobs side by side were faster than one two-thread job: shared/DEMO-FACTS.md). One progress bar
+counts the iterations of all of them, with the running variants and an ETA. A run that was
+stopped continues where it was when the same command is run again: finished trainings and
+evaluations are kept, a stopped training resumes from its snapshot.
+"""
+
+import json
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from tqdm import tqdm
+
+from ..data.lists import read_list
+from ..data.synthetic import write_dataset
+from ..errors import DataError
+from ..files import atomic_write
+from ..training import caffe_log, runner
+from .experiment import DemoConfig, DemoVariant
+from .layout import DemoLayout, RunPaths, write_run_files
+
+# For each `caffe train`: one BLAS thread, and glog's INFO lines, which the runner reads for
+# progress and losses (pycaffe in this process is made quiet through the same variable).
+TRAIN_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+             "GLOG_minloglevel": "0"}
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on; the message says why and what to do."""
+
+
+@dataclass
+class JobResult:
+    seed: int
+    variant: DemoVariant
+    paths: RunPaths
+    train: dict        # train.json: seconds, iterations, first/last loss
+    metrics: dict      # the evaluation summary (metrics.json)
+
+
+# -- progress ------------------------------------------------------------------------------------
+
+class Progress:
+    """One bar over the iterations of every training; the running jobs in its postfix."""
+
+    def __init__(self, total, enabled=True):
+        self.lock = threading.Lock()
+        self.done = {}       # job name -> iterations counted
+        self.status = {}     # job name -> short text
+        self.bar = tqdm(total=total, unit="iter", desc="demo", dynamic_ncols=True,
+                        disable=not enabled, smoothing=0.05)
+        self.enabled = enabled
+
+    def advance(self, job, iteration, text=None):
+        with self.lock:
+            step = max(0, iteration - self.done.get(job, 0))
+            self.done[job] = max(iteration, self.done.get(job, 0))
+            if text is not None:
+                self.status[job] = text
+            self._postfix()
+            self.bar.update(step)
+
+    def set_status(self, job, text):
+        with self.lock:
+            if text is None:
+                self.status.pop(job, None)
+            else:
+                self.status[job] = text
+            self._postfix()
+
+    def _postfix(self):
+        self.bar.set_postfix_str(" | ".join(f"{k}: {v}" for k, v in self.status.items()),
+                                 refresh=False)
+        self.bar.refresh()
+
+    def write(self, text):
+        with self.lock:
+            if self.enabled:
+                self.bar.write(text)
+            else:
+                print(text, flush=True)
+
+    def close(self):
+        self.bar.close()
+
+
+# -- one job -------------------------------------------------------------------------------------
+
+def _loss_ends(log_path, points=3):
+    """(mean of the first, mean of the last `points`) displayed values of the merged `loss`."""
+    log = caffe_log.parse_file(log_path)
+    _, values = log.series("loss")
+    if not values:
+        iterations = sorted(log.display_loss)
+        values = [log.display_loss[i] for i in iterations]
+    if not values:
+        return None, None
+    head, tail = values[:points], values[-points:]
+    return sum(head) / len(head), sum(tail) / len(tail)
+
+
+def train_job(config: DemoConfig, layout: DemoLayout, seed, variant: DemoVariant, progress,
+              caffe=None, protos=None) -> dict:
+    """Train one (seed, variant), or read back its train.json when it is done; returns it."""
+    paths = layout.run(seed, variant)
+    job = f"s{seed} {variant.key}"
+    weights = paths.weights(config.iterations)
+    if paths.train_json.is_file() and weights.is_file():
+        record = json.loads(paths.train_json.read_text())
+        progress.advance(job, config.iterations)
+        progress.set_status(job, None)
+        return record
+    write_run_files(config, layout, seed, variant, protos)
+    start_state = runner.latest_solverstate(paths.snapshot_prefix)
+    earlier = runner.snapshot_iteration(start_state) if start_state else 0
+    progress.advance(job, earlier or 0, f"{earlier or 0}/{config.iterations}")
+
+    def on_event(event):
+        if event.kind == "display":
+            progress.advance(job, event.iteration,
+                             f"{event.iteration}/{config.iterations} loss {event.value:.3g}")
+
+    started = time.monotonic()
+    result = runner.train(paths.solver, resume=True, caffe=caffe, progress=False,
+                          env=TRAIN_ENV, on_event=on_event, log_path=paths.log,
+                          plot_path=paths.loss_plot)
+    seconds = time.monotonic() - started
+    if result.log.stopped_early or not weights.is_file():
+        raise DemoError(f"{variant.label}, seed {seed}: training stopped at iteration "
+                        f"{result.last_iteration}; run the same command again to continue")
+    first, last = _loss_ends(paths.log)
+    record = {"variant": variant.key, "seed": seed, "iterations": config.iterations,
+              "seconds": round(seconds, 1), "resumed_from": earlier or None,
+              "seconds_per_iteration": round(seconds / max(1, config.iterations - earlier), 4),
+              "first_loss": first, "last_loss": last, "weights": str(weights)}
+    atomic_write(paths.train_json, json.dumps(record, indent=2) + "\n")
+    progress.advance(job, config.iterations)
+    return record
+
+
+def evaluate_job(config: DemoConfig, layout: DemoLayout, seed, variant: DemoVariant,
+                 progress) -> dict:
+    """tools/test_voc.py's evaluation of one trained net on the val list (resumable; metrics.json
+    read back when complete). Multi-scale nets also get each scale's own prediction."""
+    from ..evaluation.inference import InferenceOptions, NetPredictor
+    from ..evaluation.runner import Evaluation, evaluate_into
+    from ..evaluation.segments import Bins
+
+    distance_labels = Bins(config.distance_bins, " px").labels()
+    paths = layout.run(seed, variant)
+    weights = paths.weights(config.iterations)
+    entries = read_list(layout.val_list, layout.data)
+    area_bins = Bins(config.area_bins, " px")
+    if paths.metrics.is_file():
+        summary = json.loads(paths.metrics.read_text())
+        bins = [b["bin"] for b in summary["by_object_size"]["bins"]]
+        if summary.get("images") == len(entries) and bins == area_bins.labels() and \
+                summary["settings"].get("weights") == str(weights) and \
+                (summary["attention"] or {}).get("distance_bins", distance_labels) == \
+                distance_labels:
+            return summary
+    job = f"s{seed} {variant.key}"
+    progress.set_status(job, "evaluating")
+    evaluation = Evaluation(config.class_names, area_bins, Bins(config.distance_bins, " px"))
+    predictor = NetPredictor(paths.test_net, weights,
+                             InferenceOptions(branches=variant.merge is not None))
+    summary, _, _ = evaluate_into(paths.eval_dir, entries, evaluation, predictor,
+                                  settings={"list": str(layout.val_list)}, progress=False)
+    progress.set_status(job, None)
+    return summary
+
+
+# -- the whole run -------------------------------------------------------------------------------
+
+def prepare(config: DemoConfig, layout: DemoLayout, fresh=False, progress=True):
+    """Check or record the run's config (a folder made with another config is refused unless
+    fresh, which deletes its runs), and write the data set."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    record = {"digest": config.digest(), "config": config.to_json()}
+    if layout.config.is_file():
+        existing = json.loads(layout.config.read_text())
+        if existing.get("digest") != record["digest"]:
+            if not fresh:
+                raise DemoError(f"{layout.root} holds a demo run made with another configuration "
+                                f"(digest {existing.get('digest')}, now {record['digest']}); "
+                                f"pass --fresh to delete its runs and start again, or choose "
+                                f"another --output")
+            for sub in ("runs", "data", "figures"):
+                if (layout.root / sub).exists():
+                    shutil.rmtree(layout.root / sub)
+    atomic_write(layout.config, json.dumps(record, indent=2) + "\n")
+    try:
+        write_dataset(layout.data, config.spec, config.data_seed, config.num_train,
+                      config.num_val, num_samples=8, progress=progress, force=True)
+    except DataError as exc:
+        raise DemoError(str(exc)) from None
+
+
+def run_jobs(config: DemoConfig, layout: DemoLayout, seeds, caffe=None,
+             progress=True) -> List[JobResult]:
+    """Train and evaluate every (seed, variant), config.jobs at a time; results in job order."""
+    os.environ.setdefault("GLOG_minloglevel", "2")  # before pycaffe loads glog: quiet nets
+    from ..nets import convert
+    protos = convert.load_protos()
+    jobs = [(seed, variant) for seed in seeds for variant in config.variants]
+    bar = Progress(total=len(jobs) * config.iterations, enabled=progress)
+    failures: Dict[str, BaseException] = {}
+
+    stopping = threading.Event()
+
+    def one(job):
+        seed, variant = job
+        if stopping.is_set():
+            return None
+        try:
+            train = train_job(config, layout, seed, variant, bar, caffe, protos)
+            metrics = evaluate_job(config, layout, seed, variant, bar)
+        except BaseException as exc:  # reported below, after the other jobs stop
+            failures[f"{variant.label}, seed {seed}"] = exc
+            return None
+        miou = metrics["metrics"]["mean_iou"]
+        bar.write(f"seed {seed} {variant.label}: {config.iterations} iterations in "
+                  f"{train['seconds']:.0f} s, val mIOU {100 * miou:.2f}%")
+        return JobResult(seed, variant, layout.run(seed, variant), train, metrics)
+
+    pool = ThreadPoolExecutor(max_workers=config.jobs)
+    futures = [pool.submit(one, job) for job in jobs]
+    try:
+        results = [future.result() for future in futures]
+    except KeyboardInterrupt:
+        # The terminal's Ctrl-C reached the caffe processes too: they snapshot and stop.
+        stopping.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+        raise DemoError("stopped by Ctrl-C: run the same command again to continue (finished "
+                        "trainings and snapshots are kept)") from None
+    pool.shutdown()
+    bar.close()
+    if failures:
+        detail = "\n".join(f"  {name}: {exc}" for name, exc in failures.items())
+        raise DemoError(f"{len(failures)} of {len(jobs)} jobs failed:\n{detail}")
+    return results
+
+
+def caffe_available(caffe: Optional[str]) -> str:
+    try:
+        return runner.find_caffe(caffe)
+    except runner.TrainingError as exc:
+        raise DemoError(str(exc)) from None
+
+
+def environment_note() -> dict:
+    """What the timings depend on: cores and the load when the run ended."""
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {"cpu_count": os.cpu_count(), "load_average": [round(v, 2) for v in load] if load
+            else None}
+
+
+def run_demo(config: DemoConfig, output, seeds, caffe=None, fresh=False, progress=True):
+    """The whole demo into `output`; returns (results dict, {figure name: path})."""
+    from . import figures, report
+
+    started = time.monotonic()
+    layout = DemoLayout(output)
+    caffe = caffe_available(caffe)
+    seeds = list(seeds)
+    if not seeds:
+        raise DemoError("at least one seed is needed")
+    prepare(config, layout, fresh=fresh, progress=progress)
+    jobs = run_jobs(config, layout, seeds, caffe=caffe, progress=progress)
+    extra = {"digest": config.digest(), "config": config.to_json(),
+             "resumed": any(job.train.get("resumed_from") for job in jobs)}
+    results = report.aggregate(config, jobs, seeds, extra)
+    pictures = figures.write_all(results, layout, config, seeds[0], config.figure_examples)
+    results["figures"] = {name: str(path.relative_to(layout.root))
+                          for name, path in pictures.items()}
+    results["wall_seconds"] = round(time.monotonic() - started, 1)
+    results["environment"] = environment_note()
+    text = report.markdown(results)
+    text += "\n## Figures\n\n" + "\n".join(f"![{name}]({rel})"
+                                            for name, rel in results["figures"].items()) + "\n"
+    atomic_write(layout.results_json, json.dumps(results, indent=2) + "\n")
+    atomic_write(layout.results_md, text)
+    return results, pictures

@@ -1,0 +1,202 @@
+"""The demo (tools/demo.py): the --quick path end to end through `caffe train` and the evaluation,
+a second run that reuses everything, a changed configuration refused; the results' statistics
+and the paper's-ordering verdicts on hand-made numbers."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import pytest
+
+from attention_scale.demo import experiment, report
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = experiment.QUICK
+
+
+def run_demo(output, *extra):
+    return subprocess.run([sys.executable, str(REPO / "tools/demo.py"), "--quick", "--quiet",
+                           "--output", str(output), *extra], capture_output=True, text=True,
+                          timeout=600, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    output = tmp_path_factory.mktemp("demo") / "out"
+    started = time.monotonic()
+    done = run_demo(output)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return output, done, time.monotonic() - started
+
+
+def test_every_variant_trained(quick):
+    output, _, _ = quick
+    results = json.loads((output / "results.json").read_text())
+    assert [v["key"] for v in results["variants"]] == [v.key for v in CONFIG.variants]
+    for variant in results["variants"]:
+        (run,) = variant["runs"]
+        assert run["seed"] == 0
+        # the merged scores' loss fell from its start (about ln 7 = 1.95)
+        assert run["last_loss"] < 0.8 * run["first_loss"], (variant["key"], run)
+        assert run["train_seconds"] > 0
+        folder = output / "runs" / "seed-0" / variant["key"]
+        assert (folder / f"snapshot_iter_{CONFIG.iterations}.caffemodel").is_file()
+        log = (folder / "train.log").read_text()
+        assert f"Iteration {CONFIG.iterations}, loss = " in log
+        assert cv2.imread(str(folder / "loss.png")) is not None
+
+
+def test_every_variant_evaluated(quick):
+    output, done, _ = quick
+    results = json.loads((output / "results.json").read_text())
+    names = CONFIG.class_names
+    for variant in results["variants"]:
+        metrics = json.loads((output / "runs" / "seed-0" / variant["key"] / "eval" /
+                              "metrics.json").read_text())
+        assert metrics["images"] == CONFIG.num_val
+        assert 0 <= metrics["metrics"]["mean_iou"] <= 1
+        assert set(metrics["metrics"]["per_class"]) == set(names)
+        assert variant["mean_iou"]["values"] == [metrics["metrics"]["mean_iou"]]
+        assert set(variant["per_class_iou"]) == set(names)
+        assert len(variant["size_bins"]) == len(CONFIG.area_bins) + 1
+        multi = variant["merge"] is not None
+        assert ("branches" in variant) == multi
+        if multi:
+            assert set(variant["branches"]) == {"1", "0.5"}
+        assert ("attention" in variant) == (variant["merge"] == "ATTENTION")
+        if variant["merge"] == "ATTENTION":
+            for row in variant["attention"]["by_size"]:
+                if row["pixel_mean"] is not None:
+                    assert abs(sum(row["pixel_mean"]) - 1) < 1e-3
+    table = (output / "results.md").read_text()
+    for variant in CONFIG.variants:
+        assert f"| {variant.label} |" in table
+    assert "## The paper's ordering, checked" in table
+    assert {c["verdict"] for c in results["claims"]} <= {"yes", "no", "mixed"}
+    assert len(results["claims"]) >= 7
+    assert "results.md" in done.stdout and "figures" in done.stdout
+
+
+def test_figures_drawn(quick):
+    output, _, _ = quick
+    for name in ("miou.png", "loss_curves.png", "attention_examples.png",
+                 "attention_by_size.png", "samples.png"):
+        image = cv2.imread(str(output / "figures" / name))
+        assert image is not None and min(image.shape[:2]) > 100, name
+        assert f"figures/{name}" in (output / "results.md").read_text()
+
+
+def test_second_run_reuses_everything(quick):
+    output, _, first_seconds = quick
+    before = json.loads((output / "results.json").read_text())
+    logs = {p: p.stat().st_mtime for p in (output / "runs").rglob("train.log")}
+    done = run_demo(output)
+    assert done.returncode == 0, done.stderr
+    after = json.loads((output / "results.json").read_text())
+    assert [v["mean_iou"] for v in after["variants"]] == [v["mean_iou"] for v in before["variants"]]
+    assert {p: p.stat().st_mtime for p in logs} == logs  # nothing trained again
+
+
+def test_other_configuration_refused(quick):
+    output, _, _ = quick
+    done = run_demo(output, "--iterations", "7")
+    assert done.returncode == 1
+    assert "another configuration" in done.stderr and "--fresh" in done.stderr
+    assert (output / "runs" / "seed-0" / "single" / "train.log").is_file()
+
+
+# -- statistics and verdicts on hand-made numbers ------------------------------------------------
+
+def _job(key, seed, miou):
+    variant = CONFIG.variant(key)
+    per_class = {name: {"iou": miou, "accuracy": miou} for name in CONFIG.class_names}
+    metrics = {"metrics": {"mean_iou": miou, "pixel_accuracy": 0.9, "per_class": per_class},
+               "by_object_size": {"bins": [{"bin": "all", "segments": 3, "mean_iou": miou}]},
+               "branches": None, "attention": None}
+    train = {"seconds": 10.0 + seed, "seconds_per_iteration": 0.1, "first_loss": 2.0,
+             "last_loss": 0.5}
+    return SimpleNamespace(seed=seed, variant=variant, train=train, metrics=metrics)
+
+
+def test_aggregate_and_verdicts():
+    values = {"single": (0.60, 0.62, 0.64), "max-esupv": (0.61, 0.63, 0.66),
+              "average-esupv": (0.59, 0.63, 0.63), "attention-esupv": (0.70, 0.72, 0.70),
+              "attention": (0.70, 0.70, 0.71)}
+    jobs = [_job(key, seed, v[seed]) for key, v in values.items() for seed in range(3)]
+    results = report.aggregate(CONFIG, jobs, [0, 1, 2])
+    single = results["variants"][0]
+    assert single["mean_iou"]["mean"] == pytest.approx(0.62)
+    assert single["mean_iou"]["std"] == pytest.approx(0.02)  # sample std of 0.60, 0.62, 0.64
+    assert single["train_seconds"]["values"] == [10.0, 11.0, 12.0]
+    verdicts = {c["claim"]: c for c in results["claims"]}
+    assert verdicts["MAX + E-Supv > single scale"]["verdict"] == "yes"
+    average = verdicts["AVERAGE + E-Supv > single scale"]
+    assert average["verdict"] == "mixed" and average["seeds_agreeing"] == 1
+    assert average["difference_pp"]["values"] == pytest.approx([-1.0, 1.0, -1.0])
+    assert verdicts["E-Supv helps ATTENTION"]["verdict"] == "mixed"  # +0, +2, -1: 0 is not >
+    assert verdicts["ATTENTION + E-Supv >= MAX + E-Supv"]["verdict"] == "yes"
+    lower = [_job(key, seed, 0.5 if key == "attention-esupv" else v[seed])
+             for key, v in values.items() for seed in range(3)]
+    verdicts = {c["claim"]: c["verdict"] for c in report.claims(
+        report.aggregate(CONFIG, lower, [0, 1, 2]))}
+    assert verdicts["ATTENTION + E-Supv >= AVERAGE + E-Supv"] == "no"
+    text = report.markdown(results)
+    assert "62.00 ± 2.00" in text and "| yes |" in text and "| mixed |" in text
+
+
+def test_attention_verdict_reads_size_and_depth():
+    def summary(small_w1, large_rim_w1, large_inside_w1):
+        rows = [{"bin": "< 64 px", "pixels": 10, "segments": 2, "pixel_mean": [small_w1, 1 - small_w1],
+                 "segment_mean": None},
+                {"bin": ">= 1024 px", "pixels": 10, "segments": 1,
+                 "pixel_mean": [0.5, 0.5], "segment_mean": None}]
+        cells = [[[small_w1, 1 - small_w1], None],
+                 [[large_rim_w1, 1 - large_rim_w1], [large_inside_w1, 1 - large_inside_w1]]]
+        return {"scales": ["1", "0.5"], "by_size": rows, "by_size_and_distance": cells,
+                "distance_bins": ["< 4 px", ">= 4 px"]}
+
+    def verdict(att):
+        results = {"variants": [{"key": "attention-esupv", "label": "A", "attention": att}]}
+        return report._attention_claim(results, "attention-esupv")["verdict"]
+
+    assert verdict(summary(0.9, 0.7, 0.2)) == "yes"
+    assert verdict(summary(0.4, 0.7, 0.2)) == "no"    # small objects not on scale 1
+    assert verdict(summary(0.9, 0.7, 0.8)) == "no"    # insides not on the coarse scale
+
+
+def test_input_scale_multiplies_the_data_first():
+    """The demo's nets scale `data` by input_scale in front of every branch (a Power layer): the
+    same weights on data * s without it give the same scores and attention."""
+    import numpy as np
+    from attention_scale.nets import builder
+    from pyhelpers import make_net
+
+    variant = CONFIG.variant("attention-esupv")
+    scaled = CONFIG.net_options(variant).with_(form="python", test_size=33)
+    plain = scaled.with_(input_scale=1.0)
+    assert scaled.input_scale == pytest.approx(1 / 64)
+    text = {}
+    for name, options in (("scaled", scaled), ("plain", plain)):
+        net = builder.build(options, "test")
+        body = str(net).split("\n", 1)[1]  # without the net's name line
+        text[name] = body
+    assert 'name: "data_scaled"' in text["scaled"] and "Power" in text["scaled"]
+    assert "data_scaled" not in text["plain"]
+    nets = {name: make_net(body) for name, body in text.items()}
+    rng = np.random.default_rng(0)
+    for layer, blobs in nets["scaled"].params.items():
+        for i, blob in enumerate(blobs):
+            blob.data[...] = rng.normal(0, 0.3, blob.data.shape)
+            nets["plain"].params[layer][i].data[...] = blob.data
+    x = rng.uniform(-128, 128, (1, 3, 33, 33)).astype(np.float32)
+    nets["scaled"].blobs["data"].data[...] = x
+    nets["plain"].blobs["data"].data[...] = x / 64
+    for net in nets.values():
+        net.forward()
+    for blob in ("score", "attention", "fc8_res05_interp"):
+        np.testing.assert_allclose(nets["scaled"].blobs[blob].data, nets["plain"].blobs[blob].data,
+                                   rtol=1e-4, atol=1e-5)
