@@ -191,3 +191,52 @@ def test_tool(tmp_path):
                           "--quiet"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "4 train + 2 val images, 7 classes" in run.stdout and "samples.png" in run.stdout
+
+
+def test_background_texture_survives_half_scale_and_stays_off_objects():
+    """The background's smooth pattern is there at full and at half resolution (so either scale
+    can tell background from an object's flat inside); inside large objects only the noise is."""
+    textured = SPEC if SPEC.background_texture > 0 else synthetic.SyntheticSpec(
+        background_texture=18.0)
+    flat = synthetic.SyntheticSpec(**{**textured.__dict__, "background_texture": 0.0})
+    measured = {}
+    for name, spec in (("textured", textured), ("flat", flat)):
+        data = synthetic.SyntheticDataset(spec, seed=5)
+        back_full, back_half, inside_full, inside_half = [], [], [], []
+        for i in range(20):
+            sample = data.sample("val", i)
+            gray = sample.image.astype(np.float64).mean(axis=2)
+            half_gray, half_label = _half(sample)
+            for g, lab, back, inside in ((gray, sample.label, back_full, inside_full),
+                                         (half_gray, half_label, back_half, inside_half)):
+                # away from every object (3 px), and deep inside large objects
+                far = ~ndimage.binary_dilation(lab > 0, iterations=3)
+                back.extend(np.concatenate(_interior_diffs(g, far)))
+                deep = ndimage.distance_transform_edt(lab >= 4) > SPEC.rim_width + 3
+                inside.extend(np.concatenate(_interior_diffs(g, deep)))
+        measured[name] = [np.mean(v) for v in (back_full, back_half, inside_full, inside_half)]
+    noise = measured["flat"]
+    # a flat background differs between neighbours by the noise only (about 2 / sqrt(pi) x 6
+    # grey levels x (gradient is negligible)); the texture adds clearly more, at both scales
+    assert noise[0] < 5 and noise[1] < 5
+    assert measured["textured"][0] > noise[0] + 2 and measured["textured"][1] > noise[1] + 4
+    # inside objects nothing changes: noise only, with or without the background's texture
+    for got in (measured["textured"][2:], noise[2:]):
+        assert max(got) < 5
+
+
+def test_background_contrasts_with_the_fill_range():
+    spec = synthetic.SyntheticSpec(fill_range=(110.0, 150.0), background_range=(30.0, 225.0),
+                                   min_contrast=40.0)
+    data = synthetic.SyntheticDataset(spec, seed=1)
+    for i in range(40):
+        sample = data.sample("train", i)
+        background = sample.image[sample.label == 0].astype(np.float64).mean()
+        # the base colour's mean keeps 40 from 130; texture, ramp and noise average out mostly
+        assert abs(background - 130) > 40 - 8
+    with pytest.raises(ValueError, match="background_range"):
+        synthetic.SyntheticDataset(synthetic.SyntheticSpec(
+            fill_range=(100.0, 140.0), background_range=(110.0, 130.0), min_contrast=40.0),
+            seed=0).sample("train", 0)
+    with pytest.raises(ValueError, match="background_texture"):
+        synthetic.SyntheticSpec(background_texture=-1.0).validate()

@@ -42,6 +42,10 @@ def parse_args(argv=None):
     p.add_argument("--caffe", help="caffe binary (default: .venv/bin/caffe, then caffe on PATH)")
     p.add_argument("--print-config", action="store_true",
                    help="print the configuration as JSON and stop")
+    p.add_argument("--benchmark-layout", action="store_true",
+                   help="instead of the demo: time one training with one thread, with all cores' "
+                        "threads, and one training per core side by side (--iterations, default "
+                        "200); writes benchmarks/demo-layout.md and .json")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.seeds < 1:
@@ -66,6 +70,17 @@ def main(argv=None):
         config = config.with_(jobs=args.jobs)
     if args.print_config:
         print(json.dumps(config.to_json(), indent=2))
+        return 0
+    if args.benchmark_layout:
+        from pathlib import Path
+
+        from attention_scale.benchmarks.common import environment, publish_report
+        from attention_scale.demo import benchmark
+        result = benchmark.run_layouts(experiment.DEFAULT, args.iterations or 200,
+                                       caffe=args.caffe)
+        env = environment()
+        publish_report({"result": result, "environment": env}, benchmark.markdown(result, env),
+                       Path(__file__).resolve().parents[1] / "benchmarks", "demo-layout")
         return 0
     try:
         results, pictures = run.run_demo(config, args.output, range(args.seeds),

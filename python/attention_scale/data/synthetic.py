@@ -115,6 +115,14 @@ class SyntheticSpec:
                 raise ValueError(f"group {group.classes}: probability must lie in 0..1")
         if self.image_size < 8:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+        if self.background_texture < 0 or self.background_texture_sigma <= 0:
+            raise ValueError(f"background_texture must be >= 0 and background_texture_sigma > 0, "
+                             f"got {self.background_texture} and "
+                             f"{self.background_texture_sigma}")
+        for key in ("fill_range", "background_range"):
+            lo, hi = getattr(self, key)
+            if not 0 <= lo <= hi <= 255:
+                raise ValueError(f"{key} must satisfy 0 <= low <= high <= 255, got {(lo, hi)}")
         return self
 
     def to_json(self) -> dict:
@@ -207,6 +215,19 @@ class SyntheticDataset:
         raise ValueError(f"no fill colour in {spec.fill_range} is {spec.min_contrast} grey levels "
                          f"from the background mean {background_mean:.0f}; widen fill_range")
 
+    def _background(self, rng):
+        """The background's base colour: its mean keeps min_contrast from the middle of the fill
+        range, so that every object can be given a fill that stands out from it."""
+        spec = self.spec
+        middle = sum(spec.fill_range) / 2.0
+        for _ in range(100):
+            base = rng.uniform(*spec.background_range, size=3)
+            if abs(base.mean() - middle) >= spec.min_contrast:
+                return base
+        raise ValueError(f"background_range {spec.background_range} seldom gives a colour "
+                         f"{spec.min_contrast} grey levels from the fill range's middle {middle:g}; "
+                         f"widen it or lower min_contrast")
+
     def _smooth_field(self, rng):
         """n x n Gaussian-smoothed white noise scaled to std background_texture."""
         n, spec = self.spec.image_size, self.spec
@@ -218,7 +239,7 @@ class SyntheticDataset:
         spec, rng = self.spec, self._rng(split, index)
         n = spec.image_size
         ys, xs = np.ogrid[0:n, 0:n]
-        base = rng.uniform(*spec.background_range, size=3)
+        base = self._background(rng)
         ramp = rng.uniform(-1, 1, size=2) * spec.background_gradient
         gradient = (ys / (n - 1) - 0.5) * ramp[0] + (xs / (n - 1) - 0.5) * ramp[1]
         image = base[None, None, :] + gradient[:, :, None]  # H x W x 3 float64

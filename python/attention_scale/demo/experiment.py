@@ -121,4 +121,5 @@ class DemoConfig:
 DEFAULT = DemoConfig()
 
 # The same path in under two minutes (the test suite's): few images, few iterations.
-QUICK = DEFAULT.with_(num_train=60, num_val=12, iterations=40, display=5, figure_examples=2)
+QUICK = DEFAULT.with_(num_train=40, num_val=8, batch_size=4, iterations=30, display=5,
+                      figure_examples=2)

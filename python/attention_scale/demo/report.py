@@ -173,7 +173,7 @@ def _attention_claim(results, key):
     sizes = [(i, row) for i, row in enumerate(att["by_size"]) if row["pixel_mean"] is not None]
     if len(sizes) < 2:
         return None
-    (small_i, small), (large_i, large) = sizes[0], sizes[-1]
+    (_, small), (large_i, large) = sizes[0], sizes[-1]
     cells = att["by_size_and_distance"][large_i]
     depths = [(d, cell) for d, cell in enumerate(cells) if cell is not None]
     rim, inside = depths[0], depths[-1]
@@ -242,7 +242,13 @@ def markdown(results) -> str:
         env = results.get("environment", {})
         parts[0] += (f" Whole run: {results['wall_seconds'] / 60:.1f} min on "
                      f"{env.get('cpu_count')} CPU cores, load average at the end "
-                     f"{env.get('load_average')}.")
+                     f"{env.get('load_average')}")
+        cpu = env.get("cpu_seconds")
+        if cpu:
+            parts[0] += (f"; CPU time {sum(cpu.values()) / 60:.1f} min (trainings "
+                         f"{cpu['trainings'] / 60:.1f}, evaluation, data and figures "
+                         f"{cpu['demo_process'] / 60:.1f})")
+        parts[0] += "."
     groups = list(results["groups"])
     header = ["variant", "mIOU %"] + [f"{g} IoU %" for g in groups]
     header += ["per seed (mIOU %)", "train time per net (s)", "s / iteration"]

@@ -10,6 +10,7 @@ evaluations are kept, a stopped training resumes from its snapshot.
 
 import json
 import os
+import resource
 import shutil
 import threading
 import time
@@ -130,7 +131,7 @@ def train_job(config: DemoConfig, layout: DemoLayout, seed, variant: DemoVariant
 
     started = time.monotonic()
     result = runner.train(paths.solver, resume=True, caffe=caffe, progress=False,
-                          env=TRAIN_ENV, on_event=on_event, log_path=paths.log,
+                          env=TRAIN_ENV, on_event=on_event, echo=False, log_path=paths.log,
                           plot_path=paths.loss_plot)
     seconds = time.monotonic() - started
     if result.log.stopped_early or not weights.is_file():
@@ -257,21 +258,34 @@ def caffe_available(caffe: Optional[str]) -> str:
         raise DemoError(str(exc)) from None
 
 
-def environment_note() -> dict:
-    """What the timings depend on: cores and the load when the run ended."""
+def cpu_seconds() -> dict:
+    """CPU time of this process and of its finished children (the caffe trainings and their
+    data workers): unlike wall time, it hardly depends on what else the machine runs."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"demo_process": own.ru_utime + own.ru_stime,
+            "trainings": children.ru_utime + children.ru_stime}
+
+
+def environment_note(cpu_before=None) -> dict:
+    """What the timings depend on: cores, the load when the run ended, CPU seconds used."""
     try:
         load = os.getloadavg()
     except OSError:
         load = None
-    return {"cpu_count": os.cpu_count(), "load_average": [round(v, 2) for v in load] if load
-            else None}
+    note = {"cpu_count": os.cpu_count(),
+            "load_average": [round(v, 2) for v in load] if load else None}
+    if cpu_before is not None:
+        now = cpu_seconds()
+        note["cpu_seconds"] = {k: round(now[k] - cpu_before[k], 1) for k in now}
+    return note
 
 
 def run_demo(config: DemoConfig, output, seeds, caffe=None, fresh=False, progress=True):
     """The whole demo into `output`; returns (results dict, {figure name: path})."""
     from . import figures, report
 
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), cpu_seconds()
     layout = DemoLayout(output)
     caffe = caffe_available(caffe)
     seeds = list(seeds)
@@ -286,7 +300,7 @@ def run_demo(config: DemoConfig, output, seeds, caffe=None, fresh=False, progres
     results["figures"] = {name: str(path.relative_to(layout.root))
                           for name, path in pictures.items()}
     results["wall_seconds"] = round(time.monotonic() - started, 1)
-    results["environment"] = environment_note()
+    results["environment"] = environment_note(cpu_before)
     text = report.markdown(results)
     text += "\n## Figures\n\n" + "\n".join(f"![{name}]({rel})"
                                             for name, rel in results["figures"].items()) + "\n"

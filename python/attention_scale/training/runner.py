@@ -177,7 +177,7 @@ def _echo_worthy(line):
 
 def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None,
           plot_path=None, progress=True, verbose=False, extra_args=(), env=None,
-          plot=True, stop_on_nan=True, on_event=None) -> TrainResult:
+          plot=True, stop_on_nan=True, on_event=None, echo=True) -> TrainResult:
     """Run caffe train on `solver` from the current directory; see the module's documentation.
 
     stop_on_nan: a NaN loss means training diverged; Caffe would go on (and BVLC Caffe's max
@@ -189,7 +189,8 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     resumes from that .solverstate.
 
     on_event: called with every caffe_log.Event as it is read (e.g. a caller's own progress
-    display for several trainings at once).
+    display for several trainings at once); echo=False keeps Caffe's notable lines (data layer,
+    snapshots, errors) out of the terminal, which such a caller draws on (the log has them).
     """
     info = read_solver(solver)
     caffe = find_caffe(caffe)
@@ -226,7 +227,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
             lr = None
             for line in proc.stdout:
                 log_file.write(line)
-                if verbose or _echo_worthy(line):
+                if verbose or (echo and _echo_worthy(line)):
                     bar.write(line.rstrip("\n"))
                 for event in parser.feed(line):
                     if on_event is not None:
