@@ -3,6 +3,7 @@
 
 #include "caffe/layers/scale_interp_layer.hpp"
 #include "caffe/util/math_functions.hpp"
+#include "caffe/util/scale_interp.hpp"
 
 namespace caffe {
 

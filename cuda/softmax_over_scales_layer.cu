@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "caffe/layers/softmax_over_scales_layer.hpp"
+#include "caffe/util/softmax_over_scales.hpp"
 
 namespace caffe {
 

@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "caffe/layers/weighted_scale_sum_layer.hpp"
+#include "caffe/util/weighted_scale_sum.hpp"
 
 namespace caffe {
 

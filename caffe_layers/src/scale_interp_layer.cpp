@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "caffe/layers/scale_interp_layer.hpp"
+#include "caffe/util/attention_scale_common.hpp"
 #include "caffe/util/math_functions.hpp"
+#include "caffe/util/scale_interp.hpp"
 
 // The row helpers below stay out of line: inlined into their callers, GCC 12 no longer used the
 // __restrict__ of their parameters and did not vectorize them.
@@ -229,7 +231,7 @@ attention_scale::InterpAxis<Dtype> ScaleInterpLayer<Dtype>::Axis(bool along_x, b
 // The CPU loops run row by row through helpers whose output row is __restrict__ (it overlaps
 // neither the input nor the tables) and which know the pass's axis at compile time, so the
 // compiler keeps a row's table entries in registers and vectorizes along y. Each helper calls
-// the element functions of attention_scale_math.hpp that the CUDA kernels call.
+// the element functions of caffe/util/scale_interp.hpp that the CUDA kernels call.
 
 /// Row y of output plane `plane` of a forward pass along x (kAlongX) or y.
 template <typename Dtype, bool kAlongX>

@@ -4,7 +4,9 @@
 #include <vector>
 
 #include "caffe/layers/softmax_over_scales_layer.hpp"
+#include "caffe/util/attention_scale_common.hpp"
 #include "caffe/util/math_functions.hpp"
+#include "caffe/util/softmax_over_scales.hpp"
 
 namespace caffe {
 
@@ -58,7 +60,7 @@ void SoftmaxOverScalesLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
 }
 
 // The CPU loops go block by block over the pixels of a sample (kBlock of them) and take each
-// step of attention_scale_math.hpp for every pixel of the block before the next: every pixel
+// step of caffe/util/softmax_over_scales.hpp for every pixel of the block before the next: every pixel
 // still takes the steps in the order softmax_over_scales_pixel and
 // softmax_over_scales_diff_at (what the CUDA kernels call) take them, but the loops over a
 // block are contiguous and vectorize.

@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "caffe/layers/weighted_scale_sum_layer.hpp"
+#include "caffe/util/attention_scale_common.hpp"
+#include "caffe/util/weighted_scale_sum.hpp"
 
 namespace caffe {
 
@@ -65,7 +67,7 @@ void WeightedScaleSumLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   }
 }
 
-// The CPU loops. Every element takes the element functions of attention_scale_math.hpp for the
+// The CPU loops. Every element takes the element functions of caffe/util/weighted_scale_sum.hpp for
 // scales s = 0, 1, .. in order, as in the CUDA kernels (one launch per scale there); here one
 // pass over the elements takes up to kGroup consecutive scales, so a partial result stays in a
 // register instead of going through memory once per scale.

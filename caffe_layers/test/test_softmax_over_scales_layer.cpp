@@ -12,6 +12,7 @@
 #include "caffe/common.hpp"
 #include "caffe/filler.hpp"
 #include "caffe/layers/softmax_over_scales_layer.hpp"
+#include "caffe/util/softmax_over_scales.hpp"
 
 #include "caffe/test/test_caffe_main.hpp"
 #include "caffe/test/test_gradient_check_util.hpp"

@@ -8,7 +8,7 @@
 #include "caffe/layer.hpp"
 #include "caffe/proto/caffe.pb.h"
 
-#include "caffe/layers/attention_scale_math.hpp"
+#include "caffe/util/scale_interp.hpp"
 
 namespace caffe {
 

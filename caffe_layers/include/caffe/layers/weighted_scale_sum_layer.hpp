@@ -8,8 +8,6 @@
 #include "caffe/layer.hpp"
 #include "caffe/proto/caffe.pb.h"
 
-#include "caffe/layers/attention_scale_math.hpp"
-
 namespace caffe {
 
 /**
