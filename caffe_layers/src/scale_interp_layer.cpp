@@ -34,6 +34,12 @@ void ScaleInterpLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
       << ": takes 1 bottom (the maps) or 2 (the maps and a reference blob giving the output"
       << " size), got " << bottom.size();
   CHECK_EQ(top.size(), 1) << layer << ": takes exactly 1 top, got " << top.size();
+  // In place, the top would take the output size and the next forward would read the resized
+  // blob as its input.
+  for (int i = 0; i < bottom.size(); ++i) {
+    CHECK(top[0] != bottom[i]) << layer << ": cannot run in place (top[0] is "
+        << BottomLabel(this->layer_param_, i) << ")";
+  }
 
   // Exactly one way of giving the output size.
   const bool by_factors = p.has_zoom_factor() || p.has_shrink_factor();
@@ -87,21 +93,13 @@ static int64_t ScaleInterpOutputSize(const ScaleInterpParameter& p, int in) {
   return out;
 }
 
-/// floor((in - 1) * scale + 1e-4) + 1 in double; the 1e-4 absorbs the float rounding of scale
-/// (0.7f * 10 = 6.9999999). Sizes beyond an int come back as INT_MAX + 1, which Reshape rejects.
-static int64_t ScaleInterpScaledSize(float scale, int in) {
-  const double out = std::floor((in - 1) * static_cast<double>(scale) + 1e-4) + 1;
-  return out > INT_MAX ? static_cast<int64_t>(INT_MAX) + 1 : static_cast<int64_t>(out);
-}
-
 template <typename Dtype>
 void ScaleInterpLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
       const vector<Blob<Dtype>*>& top) {
   const std::string layer = LayerLabel(type(), this->layer_param_);
   const ScaleInterpParameter& p = this->layer_param_.scale_interp_param();
   for (int i = 0; i < bottom.size(); ++i) {
-    CHECK_EQ(bottom[i]->num_axes(), 4) << layer << ": " << BottomLabel(this->layer_param_, i)
-        << " has shape " << bottom[i]->shape_string() << ", expected 4 axes (N x C x H x W)";
+    attention_scale::CheckBottom4D(layer, this->layer_param_, *bottom[i], i, "N x C x H x W");
   }
   const Blob<Dtype>& in = *bottom[0];
   geometry_.in_h = in.height();
@@ -125,24 +123,30 @@ void ScaleInterpLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
     out_w = p.width();
     break;
   case SIZE_SCALE:
-    out_h = ScaleInterpScaledSize(p.scale(), geometry_.eff_h);
-    out_w = ScaleInterpScaledSize(p.scale(), geometry_.eff_w);
+    out_h = attention_scale::scaled_output_size(p.scale(), geometry_.eff_h);
+    out_w = attention_scale::scaled_output_size(p.scale(), geometry_.eff_w);
     break;
   case SIZE_REFERENCE:
-    out_h = bottom[1]->height();
+    out_h = bottom[1]->height();  // >= 1: checked above
     out_w = bottom[1]->width();
-    CHECK(out_h >= 1 && out_w >= 1) << layer << ": " << BottomLabel(this->layer_param_, 1)
-        << " has shape " << bottom[1]->shape_string() << ", expected height and width >= 1";
     break;
   }
-  // The integer grid forms products up to 2 * in * out; keep them inside an int.
+  // The per-axis tables hold fewer than 5 * out + 2 * in entries (interp_axis_value_count);
+  // each must fit in a blob. (The same limits and messages in the Python layer.)
   const int64_t limit = INT_MAX;
   CHECK(out_h >= 1 && out_w >= 1 && out_h <= limit && out_w <= limit
-      && 2 * out_h * geometry_.eff_h <= limit && 2 * out_w * geometry_.eff_w <= limit)
+      && 5 * out_h + 2 * geometry_.eff_h <= limit && 5 * out_w + 2 * geometry_.eff_w <= limit)
       << layer << ": output size " << out_h << " x " << out_w << " for "
       << BottomLabel(this->layer_param_, 0) << " of shape " << in.shape_string()
       << " (cropped " << geometry_.eff_h << " x " << geometry_.eff_w
-      << ") is empty or too large for integer indexing";
+      << ") is out of range: each output side must be >= 1 and 5 x output side + 2 x cropped"
+      << " input side <= " << limit;
+  // A blob holds at most INT_MAX elements (Blob::Reshape would stop without naming the layer).
+  // in.count() <= INT_MAX and out_h, out_w < INT_MAX: no product below overflows.
+  const int64_t planes_rows = static_cast<int64_t>(in.num()) * in.channels() * out_h;
+  CHECK(planes_rows <= limit / out_w) << layer << ": the top would have shape " << in.num()
+      << " " << in.channels() << " " << out_h << " " << out_w << ", more than a blob holds ("
+      << limit << " elements)";
   geometry_.out_h = static_cast<int>(out_h);
   geometry_.out_w = static_cast<int>(out_w);
   top[0]->Reshape(in.num(), in.channels(), geometry_.out_h, geometry_.out_w);
@@ -178,10 +182,11 @@ void ScaleInterpLayer<Dtype>::SetUpTables() {
     const int out[2] = {g.out_h, g.out_w};
     for (int a = 0; a < 2; ++a) {
       axis_width_[a] = attention_scale::interp_axis_width(in[a], out[a]);
-      axis_index_[a].Reshape(vector<int>(1,
-          attention_scale::interp_axis_index_count(in[a], out[a])));
-      axis_value_[a].Reshape(vector<int>(1,
-          attention_scale::interp_axis_value_count(in[a], out[a], axis_width_[a])));
+      // Below 5 * out + 2 * in <= INT_MAX (Reshape's check).
+      axis_index_[a].Reshape(vector<int>(1, static_cast<int>(
+          attention_scale::interp_axis_index_count(in[a], out[a]))));
+      axis_value_[a].Reshape(vector<int>(1, static_cast<int>(
+          attention_scale::interp_axis_value_count(in[a], out[a], axis_width_[a]))));
       attention_scale::fill_interp_axis(in[a], out[a], g.nearest, axis_width_[a],
           axis_index_[a].mutable_cpu_data(), axis_value_[a].mutable_cpu_data());
     }

@@ -32,14 +32,11 @@ void SoftmaxOverScalesLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
       const vector<Blob<Dtype>*>& top) {
   const std::string layer = LayerLabel(type(), this->layer_param_);
   for (int i = 0; i < bottom.size(); ++i) {
-    CHECK_EQ(bottom[i]->num_axes(), 4) << layer << ": " << BottomLabel(this->layer_param_, i)
-        << " has shape " << bottom[i]->shape_string() << ", expected 4 axes (N x S x H x W)";
+    attention_scale::CheckBottom4D(layer, this->layer_param_, *bottom[i], i, "N x S x H x W");
   }
   const Blob<Dtype>& first = *bottom[0];
   if (bottom.size() == 1) {
-    num_scales_ = first.channels();
-    CHECK_GE(num_scales_, 1) << layer << ": " << BottomLabel(this->layer_param_, 0)
-        << " has shape " << first.shape_string() << ", expected at least one scale channel";
+    num_scales_ = first.channels();  // >= 1: checked above
   } else {
     // One N x 1 x H x W map per scale, all shaped like bottom[0].
     num_scales_ = bottom.size();

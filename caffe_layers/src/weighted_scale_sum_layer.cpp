@@ -39,8 +39,9 @@ void WeightedScaleSumLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
       const vector<Blob<Dtype>*>& top) {
   const std::string layer = LayerLabel(type(), this->layer_param_);
   for (int i = 0; i < bottom.size(); ++i) {
-    CHECK_EQ(bottom[i]->num_axes(), 4) << layer << ": " << BottomLabel(this->layer_param_, i)
-        << " has shape " << bottom[i]->shape_string() << ", expected 4 axes (N x C x H x W)";
+    attention_scale::CheckBottom4D(layer, this->layer_param_, *bottom[i], i,
+        (merge_ == WeightedScaleSumParameter_MergeMethod_ATTENTION && i == num_scales_)
+        ? "N x S x H x W" : "N x C x H x W");
   }
   const Blob<Dtype>& first = *bottom[0];
   for (int s = 1; s < num_scales_; ++s) {

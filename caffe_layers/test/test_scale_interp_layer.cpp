@@ -1,6 +1,10 @@
 // Attention to Scale for Caffe: tests of the ScaleInterp layer (forward, gradients, errors).
+#include <limits.h>
+#include <stdint.h>
+
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 #include <vector>
 
@@ -88,8 +92,10 @@ static vector<double> RefInterpBackward(const Blob<Dtype>& top, const Blob<Dtype
           RefTaps(x, eff_w, top.width(), nearest, ix, wx);
           for (int a = 0; a < 2; ++a) {
             for (int b = 0; b < 2; ++b) {
-              diff[bottom.offset(n, c, iy[a] - pad_beg, ix[b] - pad_beg)] +=
-                  wy[a] * wx[b] * top.diff_at(n, c, y, x);
+              if (wy[a] * wx[b] != 0) {  // a zero weight reads nothing, not even a NaN
+                diff[bottom.offset(n, c, iy[a] - pad_beg, ix[b] - pad_beg)] +=
+                    wy[a] * wx[b] * top.diff_at(n, c, y, x);
+              }
             }
           }
         }
@@ -101,6 +107,18 @@ static vector<double> RefInterpBackward(const Blob<Dtype>& top, const Blob<Dtype
 
 static double Tolerance(double expected) {
   return 1e-4 * std::max(1.0, std::fabs(expected));
+}
+
+// actual == expected where expected is NaN or infinite (the same NaN / inf, at the same place),
+// else within Tolerance.
+static void ExpectMatches(double actual, double expected, const char* what, int i) {
+  if (std::isnan(expected)) {
+    EXPECT_TRUE(std::isnan(actual)) << what << " at " << i << ": " << actual << ", expected NaN";
+  } else if (std::isinf(expected)) {
+    EXPECT_EQ(actual, expected) << what << " at " << i;
+  } else {
+    EXPECT_NEAR(actual, expected, Tolerance(expected)) << what << " at " << i;
+  }
 }
 
 // f(n, c, y, x) = a y + b x + plane + 0.25: bilinear interpolation of it is exact.
@@ -156,12 +174,14 @@ class ScaleInterpLayerTest : public MultiDeviceTest<TypeParam> {
         p.interpolation() == ScaleInterpParameter_Interpolation_NEAREST);
     ASSERT_EQ(expected.size(), blob_top_->count());
     for (int i = 0; i < blob_top_->count(); ++i) {
-      EXPECT_NEAR(blob_top_->cpu_data()[i], expected[i], Tolerance(expected[i])) << "at " << i;
+      ExpectMatches(blob_top_->cpu_data()[i], expected[i], "top", i);
     }
   }
 
-  // Runs backward with a random top diff and compares with the scatter reference.
-  void CheckBackward(const LayerParameter& layer_param) {
+  // Runs backward with a random top diff (with the given non-finite values at the given top
+  // elements) and compares with the scatter reference.
+  void CheckBackward(const LayerParameter& layer_param,
+      const vector<int>& special = vector<int>(), Dtype special_value = Dtype(0)) {
     ScaleInterpLayer<Dtype> layer(layer_param);
     layer.SetUp(blob_bottom_vec_, blob_top_vec_);
     layer.Forward(blob_bottom_vec_, blob_top_vec_);
@@ -169,6 +189,9 @@ class ScaleInterpLayerTest : public MultiDeviceTest<TypeParam> {
     GaussianFiller<Dtype> filler(filler_param);
     Blob<Dtype> top_diff(blob_top_->shape());
     filler.Fill(&top_diff);
+    for (int k = 0; k < special.size(); ++k) {
+      top_diff.mutable_cpu_data()[special[k]] = special_value;
+    }
     caffe_copy(top_diff.count(), top_diff.cpu_data(), blob_top_->mutable_cpu_diff());
     vector<bool> propagate_down(blob_bottom_vec_.size(), false);
     propagate_down[0] = true;
@@ -177,8 +200,7 @@ class ScaleInterpLayerTest : public MultiDeviceTest<TypeParam> {
     const vector<double> expected = RefInterpBackward(*blob_top_, *blob_bottom_, p.pad_beg(),
         p.pad_end(), p.interpolation() == ScaleInterpParameter_Interpolation_NEAREST);
     for (int i = 0; i < blob_bottom_->count(); ++i) {
-      EXPECT_NEAR(blob_bottom_->cpu_diff()[i], expected[i], Tolerance(expected[i]))
-          << "at " << i << " for top " << blob_top_->shape_string();
+      ExpectMatches(blob_bottom_->cpu_diff()[i], expected[i], "bottom diff", i);
     }
   }
 
@@ -534,6 +556,180 @@ TYPED_TEST(ScaleInterpLayerTest, TestReshapeRebuildsTables) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// NaN and inf: a non-finite input cell reaches exactly the outputs that read it with a non-zero
+// weight (RefInterp skips zero weights), NEAREST copies it where it copies that cell, and the
+// backward is the transpose (a non-finite top diff reaches the cells its output reads).
+// ---------------------------------------------------------------------------------------------
+
+TYPED_TEST(ScaleInterpLayerTest, TestNonFiniteInputsReachOnlyTheirReaders) {
+  typedef typename TypeParam::Dtype Dtype;
+  const Dtype nan = std::numeric_limits<Dtype>::quiet_NaN();
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  struct Case { int in_h, in_w, pad_beg, pad_end, out_h, out_w; bool nearest; };
+  const Case cases[] = {
+    {8, 8, 0, 0, 15, 15, false}, {8, 8, 0, 0, 15, 15, true},   // zoom 2: the issue's 64 / 225
+    {9, 9, 0, 0, 5, 5, false}, {9, 9, 0, 0, 3, 3, true},       // shrink
+    {5, 7, 0, 0, 13, 4, false}, {6, 6, -1, -1, 9, 9, false},   // mixed, cropped
+    {7, 5, 0, 0, 7, 5, false}, {4, 4, 0, 0, 1, 1, false},      // identity, a single output
+  };
+  const int num_cases = sizeof(cases) / sizeof(cases[0]);
+  for (int k = 0; k < num_cases; ++k) {
+    const Case& c = cases[k];
+    SCOPED_TRACE(k);
+    this->blob_bottom_->Reshape(2, 2, c.in_h, c.in_w);
+    this->FillGaussian(this->blob_bottom_);
+    Dtype* x = this->blob_bottom_->mutable_cpu_data();
+    // NaN, +inf and -inf in three planes, at cells read and (when shrinking) not read; +inf and
+    // -inf next to each other in the fourth plane.
+    x[this->blob_bottom_->offset(0, 0, c.in_h / 2, c.in_w / 2)] = nan;
+    x[this->blob_bottom_->offset(0, 1, 1, c.in_w - 1)] = inf;
+    x[this->blob_bottom_->offset(1, 0, c.in_h - 1, 0)] = -inf;
+    x[this->blob_bottom_->offset(1, 1, 1, 1)] = inf;
+    x[this->blob_bottom_->offset(1, 1, 1, 2)] = -inf;
+    LayerParameter layer_param;
+    ScaleInterpParameter* p = layer_param.mutable_scale_interp_param();
+    p->set_height(c.out_h);
+    p->set_width(c.out_w);
+    p->set_pad_beg(c.pad_beg);
+    p->set_pad_end(c.pad_end);
+    if (c.nearest) {
+      p->set_interpolation(ScaleInterpParameter_Interpolation_NEAREST);
+    }
+    this->CheckForward(layer_param);
+  }
+}
+
+TYPED_TEST(ScaleInterpLayerTest, TestNonFiniteSpreadCounts) {
+  typedef typename TypeParam::Dtype Dtype;
+  // One NaN pixel of an 8 x 8 map zoomed 2x (15 x 15). Bilinear: output j reads source j / 2,
+  // so the NaN at (3, 3) is read with a non-zero weight by outputs 5, 6, 7 along each axis
+  // (3 x 3 = 9; output 4 reads source 3 with weight 0, which must not make it NaN); NEAREST
+  // copies it to outputs 5 and 6 only (2 x 2 = 4).
+  for (int nearest = 0; nearest < 2; ++nearest) {
+    this->blob_bottom_->Reshape(1, 1, 8, 8);
+    caffe_set(64, Dtype(1), this->blob_bottom_->mutable_cpu_data());
+    this->blob_bottom_->mutable_cpu_data()[3 * 8 + 3] =
+        std::numeric_limits<Dtype>::quiet_NaN();
+    LayerParameter layer_param;
+    layer_param.mutable_scale_interp_param()->set_zoom_factor(2);
+    if (nearest) {
+      layer_param.mutable_scale_interp_param()->set_interpolation(
+          ScaleInterpParameter_Interpolation_NEAREST);
+    }
+    ScaleInterpLayer<Dtype> layer(layer_param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    ASSERT_EQ(this->blob_top_->count(), 225);
+    int nans = 0;
+    for (int i = 0; i < 225; ++i) {
+      const Dtype v = this->blob_top_->cpu_data()[i];
+      if (std::isnan(v)) {
+        ++nans;
+      } else {
+        EXPECT_NEAR(v, 1, 1e-6) << "at " << i;
+      }
+    }
+    EXPECT_EQ(nans, nearest ? 4 : 9);
+    // An inf copied without mixing stays inf.
+    this->blob_bottom_->mutable_cpu_data()[3 * 8 + 3] = std::numeric_limits<Dtype>::infinity();
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    EXPECT_EQ(this->blob_top_->data_at(0, 0, 6, 6), std::numeric_limits<Dtype>::infinity());
+  }
+}
+
+TYPED_TEST(ScaleInterpLayerTest, TestNonFiniteTopDiffReachesOnlyTheCellsItsOutputReads) {
+  typedef typename TypeParam::Dtype Dtype;
+  struct Case { int in_h, in_w, pad_beg, pad_end, out_h, out_w; bool nearest; };
+  const Case cases[] = {
+    {8, 8, 0, 0, 15, 15, false}, {5, 6, 0, 0, 41, 49, false}, {17, 17, 0, 0, 3, 3, false},
+    {9, 11, 0, 0, 17, 21, true}, {8, 10, -1, -2, 9, 13, false}, {30, 6, -1, -1, 4, 40, false},
+  };
+  const int num_cases = sizeof(cases) / sizeof(cases[0]);
+  const Dtype values[3] = {std::numeric_limits<Dtype>::quiet_NaN(),
+      std::numeric_limits<Dtype>::infinity(), -std::numeric_limits<Dtype>::infinity()};
+  for (int k = 0; k < num_cases; ++k) {
+    for (int v = 0; v < 3; ++v) {
+      const Case& c = cases[k];
+      SCOPED_TRACE(testing::Message() << "case " << k << " value " << values[v]);
+      this->blob_bottom_->Reshape(2, 1, c.in_h, c.in_w);
+      this->FillGaussian(this->blob_bottom_);
+      LayerParameter layer_param;
+      ScaleInterpParameter* p = layer_param.mutable_scale_interp_param();
+      p->set_height(c.out_h);
+      p->set_width(c.out_w);
+      p->set_pad_beg(c.pad_beg);
+      p->set_pad_end(c.pad_end);
+      if (c.nearest) {
+        p->set_interpolation(ScaleInterpParameter_Interpolation_NEAREST);
+      }
+      vector<int> special;
+      special.push_back((c.out_h / 2) * c.out_w + c.out_w / 3);
+      special.push_back(c.out_h * c.out_w + c.out_w - 1);
+      this->CheckBackward(layer_param, special, values[v]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output size by `scale`: floor((H_in_eff - 1) * scale) + 1 with scale the decimal written in the
+// prototxt (the shortest one that reads back as the stored float), computed exactly: sizes up to
+// 10^5 against integer arithmetic on that decimal.
+// ---------------------------------------------------------------------------------------------
+
+TEST(ScaleInterpScaleTest, TestScaledSizesUpTo1e5) {
+  struct Scale { float value; int64_t num, den; };
+  const Scale scales[] = {
+    {0.7f, 7, 10}, {0.75f, 3, 4}, {0.5f, 1, 2}, {0.333f, 333, 1000}, {1.3f, 13, 10},
+    {2.5f, 5, 2}, {0.123456f, 123456, 1000000}, {0.05f, 1, 20}, {3.0f, 3, 1},
+    {0.125f, 1, 8}, {0.1f, 1, 10}, {0.9f, 9, 10}, {0.999999f, 999999, 1000000},
+  };
+  for (int k = 0; k < sizeof(scales) / sizeof(scales[0]); ++k) {
+    const Scale& s = scales[k];
+    for (int h = 1; h <= 100001; ++h) {
+      const int64_t expected = (static_cast<int64_t>(h) - 1) * s.num / s.den + 1;
+      ASSERT_EQ(attention_scale::scaled_output_size(s.value, h), expected)
+          << h << " at scale " << s.num << "/" << s.den;
+    }
+  }
+  // The same through the layer, where a float product goes wrong first: 8400 * 0.7f is
+  // 5879.9999 (the issue's 8401 -> 5881), 99990 * 0.7f is 69992.9999.
+  const int sizes[][3] = {{8401, 5881, 0}, {99991, 69994, 0}, {8461, 5923, 0},
+                          {100001, 75001, 1}, {321, 241, 1}};
+  for (int k = 0; k < sizeof(sizes) / sizeof(sizes[0]); ++k) {
+    Blob<float> bottom(1, 1, sizes[k][0], 2), top;
+    vector<Blob<float>*> bottom_vec(1, &bottom), top_vec(1, &top);
+    LayerParameter layer_param;
+    layer_param.mutable_scale_interp_param()->set_scale(sizes[k][2] ? 0.75f : 0.7f);
+    ScaleInterpLayer<float> layer(layer_param);
+    layer.SetUp(bottom_vec, top_vec);
+    EXPECT_EQ(top.height(), sizes[k][1]) << sizes[k][0];
+  }
+  // Large and tiny scales: no overflow, the limit INT_MAX + 1 beyond an int.
+  EXPECT_EQ(attention_scale::scaled_output_size(1e30f, 5), int64_t(INT_MAX) + 1);
+  EXPECT_EQ(attention_scale::scaled_output_size(3e38f, 2), int64_t(INT_MAX) + 1);
+  EXPECT_EQ(attention_scale::scaled_output_size(1e-30f, 1000000), 1);
+  EXPECT_EQ(attention_scale::scaled_output_size(1e-45f, 2147483647), 1);
+  EXPECT_EQ(attention_scale::scaled_output_size(1e9f, 3), 2000000001);
+}
+
+// The decimal a float reads back as: the number written in the prototxt.
+TEST(ScaleInterpScaleTest, TestShortestDecimal) {
+  struct Case { float value; int64_t mantissa; int exponent; };
+  const Case cases[] = {
+    {0.7f, 7, -1}, {0.75f, 75, -2}, {2.0f, 2, 0}, {0.333f, 333, -3}, {1e30f, 1, 30},
+    {0.123456f, 123456, -6}, {123456.0f, 123456, 0}, {0.33333334f, 33333334, -8},
+    {16777216.0f, 16777216, 0}, {1e-45f, 1, -45},
+  };
+  for (int k = 0; k < sizeof(cases) / sizeof(cases[0]); ++k) {
+    int64_t mantissa;
+    int exponent;
+    attention_scale::shortest_decimal(cases[k].value, &mantissa, &exponent);
+    EXPECT_EQ(mantissa, cases[k].mantissa) << k;
+    EXPECT_EQ(exponent, cases[k].exponent) << k;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The per-axis tables: the forward's grid, and backward windows holding exactly the forward's
 // weights (the gather is the transpose of the forward).
 // ---------------------------------------------------------------------------------------------
@@ -544,6 +740,9 @@ static void CheckInterpAxisTables(int in, int out, bool nearest) {
   const int width = attention_scale::interp_axis_width(in, out);
   ASSERT_GE(width, 1);
   ASSERT_LE(width, out);
+  // The bound Reshape relies on for the table sizes.
+  EXPECT_LT(attention_scale::interp_axis_index_count(in, out), 5 * out + 2 * in);
+  EXPECT_LT(attention_scale::interp_axis_value_count(in, out, width), 5 * out + 2 * in);
   vector<int> index(attention_scale::interp_axis_index_count(in, out), -7);
   vector<Dtype> value(attention_scale::interp_axis_value_count(in, out, width), Dtype(-7));
   attention_scale::fill_interp_axis(in, out, nearest, width, &index[0], &value[0]);
@@ -586,7 +785,8 @@ static void CheckInterpAxisTables(int in, int out, bool nearest) {
 
 TEST(ScaleInterpTablesTest, TestTablesTransposeForward) {
   const int sizes[][2] = {{1, 1}, {1, 5}, {5, 1}, {2, 2}, {2, 9}, {9, 2}, {3, 17}, {17, 3},
-      {65, 513}, {321, 241}, {321, 41}, {41, 321}, {7, 7}, {10, 11}, {11, 10}, {6, 49}};
+      {65, 513}, {321, 241}, {321, 41}, {41, 321}, {7, 7}, {10, 11}, {11, 10}, {6, 49},
+      {2, 1000}, {1000, 2}, {3, 1001}, {400, 401}};
   for (int k = 0; k < sizeof(sizes) / sizeof(sizes[0]); ++k) {
     for (int nearest = 0; nearest < 2; ++nearest) {
       CheckInterpAxisTables<float>(sizes[k][0], sizes[k][1], nearest);
@@ -806,11 +1006,71 @@ TEST_F(ScaleInterpLayerDeathTest, TestTooManyBottoms) {
 }
 
 TEST_F(ScaleInterpLayerDeathTest, TestTooLarge) {
-  param()->set_height(100000);
-  param()->set_width(100000);
+  // 5 x 429496730 > INT_MAX: the tables of the y axis would not fit in a blob.
+  param()->set_height(429496730);
+  param()->set_width(1);
   blob_bottom_->Reshape(1, 1, 20000, 2);
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': output size 100000 x 100000 "
-               "for bottom\\[0\\] 'fc8' of shape 1 1 20000 2 \\(40000\\) .*too large");
+  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': output size 429496730 x 1 "
+               "for bottom\\[0\\] 'fc8' of shape 1 1 20000 2 \\(40000\\) \\(cropped 20000 x 2\\) "
+               "is out of range: each output side must be >= 1 and 5 x output side \\+ 2 x "
+               "cropped input side <= 2147483647");
+}
+
+// The cases of issue 9: each stops at setup with the same message.
+TEST_F(ScaleInterpLayerDeathTest, TestHugeOutputs) {
+  param()->set_zoom_factor(2000000000);
+  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': output size 8000000001 x "
+               "10000000001 for bottom\\[0\\] 'fc8' of shape 2 3 5 6 \\(180\\) \\(cropped 5 x 6\\) "
+               "is out of range");
+  param()->clear_zoom_factor();
+  param()->set_scale(1e30f);
+  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': output size 2147483648 x "
+               "2147483648 for bottom\\[0\\] 'fc8' .* is out of range");
+  param()->clear_scale();
+  param()->set_height(1);
+  param()->set_width(2000000000);
+  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': output size 1 x 2000000000 "
+               "for bottom\\[0\\] 'fc8' .* is out of range");
+}
+
+TEST_F(ScaleInterpLayerDeathTest, TestTopCountTooLarge) {
+  // Each side is fine for the grid, but the top would hold more than INT_MAX elements.
+  param()->set_height(50000);
+  param()->set_width(50000);
+  blob_bottom_->Reshape(1, 1000, 4, 4);
+  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': the top would have shape "
+               "1 1000 50000 50000, more than a blob holds \\(2147483647 elements\\)");
+}
+
+TEST_F(ScaleInterpLayerDeathTest, TestInPlace) {
+  param()->set_zoom_factor(2);
+  blob_top_vec_[0] = blob_bottom_;
+  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': cannot run in place "
+               "\\(top\\[0\\] is bottom\\[0\\] 'fc8'\\)");
+  // Nor on the reference bottom.
+  param()->clear_zoom_factor();
+  blob_bottom_vec_.push_back(blob_ref_);
+  blob_top_vec_[0] = blob_ref_;
+  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': cannot run in place "
+               "\\(top\\[0\\] is bottom\\[1\\] 'label'\\)");
+}
+
+TEST_F(ScaleInterpLayerDeathTest, TestEmptyBottoms) {
+  param()->set_zoom_factor(2);
+  const int shapes[4][4] = {{0, 3, 5, 6}, {2, 0, 5, 6}, {2, 3, 0, 6}, {2, 3, 5, 0}};
+  for (int k = 0; k < 4; ++k) {
+    blob_bottom_->Reshape(shapes[k][0], shapes[k][1], shapes[k][2], shapes[k][3]);
+    EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': bottom\\[0\\] 'fc8' "
+                 "has shape [0-9 ]+ \\(0\\), expected every axis >= 1 \\(N x C x H x W; empty "
+                 "blobs are not supported\\)");
+  }
+  // The reference bottom too, whose values are never read.
+  blob_bottom_->Reshape(2, 3, 5, 6);
+  param()->clear_zoom_factor();
+  blob_ref_->Reshape(0, 3, 7, 9);
+  blob_bottom_vec_.push_back(blob_ref_);
+  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': bottom\\[1\\] 'label' "
+               "has shape 0 3 7 9 \\(0\\), expected every axis >= 1");
 }
 
 }  // namespace caffe

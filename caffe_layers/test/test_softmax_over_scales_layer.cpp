@@ -82,6 +82,39 @@ class SoftmaxOverScalesLayerTest : public MultiDeviceTest<TypeParam> {
     }
   }
 
+  // Runs backward with a random top diff and compares with y_s (dy_s - sum_t y_t dy_t),
+  // computed here in double from the top.
+  void CheckBackward(const vector<Blob<Dtype>*>& bottom) {
+    LayerParameter layer_param;
+    SoftmaxOverScalesLayer<Dtype> layer(layer_param);
+    layer.SetUp(bottom, blob_top_vec_);
+    layer.Forward(bottom, blob_top_vec_);
+    FillerParameter filler_param;
+    GaussianFiller<Dtype> filler(filler_param);
+    Blob<Dtype> top_diff(blob_top_->shape());
+    filler.Fill(&top_diff);
+    caffe_copy(top_diff.count(), top_diff.cpu_data(), blob_top_->mutable_cpu_diff());
+    layer.Backward(blob_top_vec_, vector<bool>(bottom.size(), true), bottom);
+    const Blob<Dtype>& top = *blob_top_;
+    const int num_scales = top.channels();
+    for (int n = 0; n < top.num(); ++n) {
+      for (int y = 0; y < top.height(); ++y) {
+        for (int x = 0; x < top.width(); ++x) {
+          double dot = 0;
+          for (int t = 0; t < num_scales; ++t) {
+            dot += top.data_at(n, t, y, x) * top.diff_at(n, t, y, x);
+          }
+          for (int s = 0; s < num_scales; ++s) {
+            const double expected = top.data_at(n, s, y, x) * (top.diff_at(n, s, y, x) - dot);
+            const Dtype actual = bottom.size() == 1 ? bottom[0]->diff_at(n, s, y, x)
+                                                    : bottom[s]->diff_at(n, 0, y, x);
+            EXPECT_NEAR(actual, expected, 1e-5) << n << " " << s << " " << y << " " << x;
+          }
+        }
+      }
+    }
+  }
+
   Blob<Dtype>* const blob_bottom_;
   Blob<Dtype>* const blob_top_;
   vector<Blob<Dtype>*> blob_scales_;
@@ -151,6 +184,105 @@ TYPED_TEST(SoftmaxOverScalesLayerTest, TestForwardStable) {
   layer.Backward(this->blob_top_vec_, vector<bool>(1, true), bottom);
   for (int i = 0; i < this->blob_bottom_->count(); ++i) {
     EXPECT_TRUE(std::isfinite(this->blob_bottom_->cpu_diff()[i])) << "at " << i;
+  }
+}
+
+// +inf logits: the limit of the softmax, the +inf scales sharing the weight; all -inf: the
+// weights of equal logits, 1 / S; a NaN logit: NaN weights for its pixel only.
+TYPED_TEST(SoftmaxOverScalesLayerTest, TestForwardInfiniteAndNaN) {
+  typedef typename TypeParam::Dtype Dtype;
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  const Dtype nan = std::numeric_limits<Dtype>::quiet_NaN();
+  const Dtype third = Dtype(1) / 3;
+  const int kPixels = 9;
+  const Dtype in[kPixels][3] = {
+    {inf, 0, inf}, {inf, -inf, 5}, {-inf, -inf, -inf}, {inf, inf, inf}, {1e30, inf, -inf},
+    {nan, 0, 1}, {0, nan, 1}, {-inf, -inf, 2}, {0, 0, 0},
+  };
+  const Dtype expected[kPixels][3] = {
+    {0.5, 0, 0.5}, {1, 0, 0}, {third, third, third}, {third, third, third}, {0, 1, 0},
+    {nan, nan, nan}, {nan, nan, nan}, {0, 0, 1}, {third, third, third},
+  };
+  this->blob_bottom_->Reshape(1, 3, 3, 3);
+  for (int p = 0; p < kPixels; ++p) {
+    for (int s = 0; s < 3; ++s) {
+      this->blob_bottom_->mutable_cpu_data()[s * kPixels + p] = in[p][s];
+    }
+  }
+  // Both bottom forms.
+  vector<Blob<Dtype>*> split;
+  for (int s = 0; s < 3; ++s) {
+    split.push_back(new Blob<Dtype>(1, 1, 3, 3));
+    caffe_copy(kPixels, this->blob_bottom_->cpu_data() + s * kPixels,
+               split[s]->mutable_cpu_data());
+  }
+  for (int form = 0; form < 2; ++form) {
+    vector<Blob<Dtype>*> bottom = form == 0 ? vector<Blob<Dtype>*>(1, this->blob_bottom_)
+                                            : split;
+    LayerParameter layer_param;
+    SoftmaxOverScalesLayer<Dtype> layer(layer_param);
+    layer.SetUp(bottom, this->blob_top_vec_);
+    layer.Forward(bottom, this->blob_top_vec_);
+    for (int p = 0; p < kPixels; ++p) {
+      for (int s = 0; s < 3; ++s) {
+        const Dtype w = this->blob_top_->cpu_data()[s * kPixels + p];
+        if (std::isnan(expected[p][s])) {
+          EXPECT_TRUE(std::isnan(w)) << "form " << form << " pixel " << p << " scale " << s;
+        } else {
+          EXPECT_NEAR(w, expected[p][s], 1e-6) << "form " << form << " pixel " << p
+              << " scale " << s;
+        }
+      }
+    }
+    // The backward of every pixel without a NaN stays finite.
+    caffe_set(this->blob_top_->count(), Dtype(0.5), this->blob_top_->mutable_cpu_diff());
+    this->blob_top_->mutable_cpu_diff()[0] = 2;
+    layer.Backward(this->blob_top_vec_, vector<bool>(bottom.size(), true), bottom);
+    for (int p = 0; p < kPixels; ++p) {
+      for (int s = 0; s < 3; ++s) {
+        const Dtype d = form == 0 ? bottom[0]->cpu_diff()[s * kPixels + p]
+                                  : bottom[s]->cpu_diff()[p];
+        EXPECT_EQ(std::isnan(d), std::isnan(expected[p][s])) << "pixel " << p << " scale " << s;
+        EXPECT_FALSE(std::isinf(d)) << "pixel " << p << " scale " << s;
+      }
+    }
+  }
+  for (int s = 0; s < 3; ++s) {
+    delete split[s];
+  }
+}
+
+// The CPU loops take the pixels of a sample in blocks of 512: sizes around the block boundary,
+// with up to 8 scales, against the double reference (forward) and the formula (backward).
+TYPED_TEST(SoftmaxOverScalesLayerTest, TestBlockBoundariesAndManyScales) {
+  typedef typename TypeParam::Dtype Dtype;
+  const int shapes[][4] = {
+    {2, 3, 1, 511}, {2, 3, 1, 512}, {2, 3, 1, 513}, {1, 8, 1, 1025}, {3, 5, 23, 23},
+    {1, 7, 32, 32}, {2, 6, 1, 1}, {1, 4, 3, 171},
+  };
+  for (int k = 0; k < sizeof(shapes) / sizeof(shapes[0]); ++k) {
+    SCOPED_TRACE(k);
+    const int* sh = shapes[k];
+    for (int form = 0; form < 2; ++form) {
+      vector<Blob<Dtype>*> bottom;
+      if (form == 0) {
+        this->blob_bottom_->Reshape(sh[0], sh[1], sh[2], sh[3]);
+        this->FillGaussian(this->blob_bottom_);
+        bottom.push_back(this->blob_bottom_);
+      } else {
+        for (int s = 0; s < sh[1]; ++s) {
+          bottom.push_back(new Blob<Dtype>(sh[0], 1, sh[2], sh[3]));
+          this->FillGaussian(bottom[s]);
+        }
+      }
+      this->CheckForward(bottom);
+      this->CheckBackward(bottom);
+      if (form == 1) {
+        for (int s = 0; s < bottom.size(); ++s) {
+          delete bottom[s];
+        }
+      }
+    }
   }
 }
 
@@ -345,6 +477,20 @@ TEST_F(SoftmaxOverScalesLayerDeathTest, TestInPlace) {
   blob_top_->Reshape(2, 3, 4, 5);
   EXPECT_DEATH(SetUpLayer(bottom), "SoftmaxOverScales layer 'attn_softmax': cannot run in "
                "place");
+}
+
+TEST_F(SoftmaxOverScalesLayerDeathTest, TestEmptyBottoms) {
+  blob_bottom_vec_[1]->Reshape(2, 1, 0, 5);
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "SoftmaxOverScales layer 'attn_softmax': "
+               "bottom\\[1\\] 'attn_s2' has shape 2 1 0 5 \\(0\\), expected every axis >= 1 "
+               "\\(N x S x H x W; empty blobs are not supported\\)");
+  vector<Blob<float>*> one(1, blob_bottom_vec_[0]);
+  const int shapes[4][4] = {{0, 3, 4, 5}, {2, 0, 4, 5}, {2, 3, 0, 5}, {2, 3, 4, 0}};
+  for (int k = 0; k < 4; ++k) {
+    one[0]->Reshape(shapes[k][0], shapes[k][1], shapes[k][2], shapes[k][3]);
+    EXPECT_DEATH(SetUpLayer(one), "SoftmaxOverScales layer 'attn_softmax': bottom\\[0\\] "
+                 "'attn_s1' has shape [0-9 ]+ \\(0\\), expected every axis >= 1");
+  }
 }
 
 TEST_F(SoftmaxOverScalesLayerDeathTest, TestBlobCounts) {

@@ -1,4 +1,6 @@
 // Attention to Scale for Caffe: tests of the WeightedScaleSum layer (forward, gradients, errors).
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -75,6 +77,71 @@ class WeightedScaleSumLayerTest : public MultiDeviceTest<TypeParam> {
     LayerParameter layer_param;
     layer_param.mutable_weighted_scale_sum_param()->set_merge(merge);
     return layer_param;
+  }
+
+  // Forward and backward of one merge of `num_scales` maps of `shape` against references
+  // computed here in double.
+  void CheckMerge(const int shape[4], int num_scales,
+      WeightedScaleSumParameter_MergeMethod merge) {
+    const bool att = merge == WeightedScaleSumParameter_MergeMethod_ATTENTION;
+    const bool max = merge == WeightedScaleSumParameter_MergeMethod_MAX;
+    vector<Blob<Dtype>*> bottom;
+    for (int s = 0; s < num_scales; ++s) {
+      bottom.push_back(new Blob<Dtype>(shape[0], shape[1], shape[2], shape[3]));
+      FillGaussian(bottom[s]);
+    }
+    if (att) {
+      bottom.push_back(new Blob<Dtype>(shape[0], num_scales, shape[2], shape[3]));
+      FillGaussian(bottom[num_scales]);
+    }
+    WeightedScaleSumLayer<Dtype> layer(Param(merge));
+    layer.SetUp(bottom, blob_top_vec_);
+    layer.Forward(bottom, blob_top_vec_);
+    Blob<Dtype> top_diff(blob_top_->shape());
+    FillGaussian(&top_diff);
+    caffe_copy(top_diff.count(), top_diff.cpu_data(), blob_top_->mutable_cpu_diff());
+    layer.Backward(blob_top_vec_, vector<bool>(bottom.size(), true), bottom);
+    const Blob<Dtype>& top = *blob_top_;
+    vector<double> weight_diff(att ? bottom[num_scales]->count() : 0, 0.0);
+    for (int n = 0; n < shape[0]; ++n) {
+      for (int c = 0; c < shape[1]; ++c) {
+        for (int y = 0; y < shape[2]; ++y) {
+          for (int x = 0; x < shape[3]; ++x) {
+            double g = 0;
+            int best = 0;
+            for (int s = 0; s < num_scales; ++s) {
+              const double f = bottom[s]->data_at(n, c, y, x);
+              if (att) {
+                g += bottom[num_scales]->data_at(n, s, y, x) * f;
+                weight_diff[bottom[num_scales]->offset(n, s, y, x)] +=
+                    f * top.diff_at(n, c, y, x);
+              } else if (!max) {
+                g += f / num_scales;
+              } else if (f > bottom[best]->data_at(n, c, y, x)) {
+                best = s;
+              }
+            }
+            if (max) {
+              g = bottom[best]->data_at(n, c, y, x);
+            }
+            ASSERT_NEAR(top.data_at(n, c, y, x), g, 1e-5) << n << " " << c << " " << y << " "
+                << x;
+            const double dg = top.diff_at(n, c, y, x);
+            for (int s = 0; s < num_scales; ++s) {
+              const double want = att ? bottom[num_scales]->data_at(n, s, y, x) * dg
+                  : !max ? dg / num_scales : (s == best ? dg : 0);
+              ASSERT_NEAR(bottom[s]->diff_at(n, c, y, x), want, 1e-5) << "scale " << s;
+            }
+          }
+        }
+      }
+    }
+    for (int i = 0; i < weight_diff.size(); ++i) {
+      ASSERT_NEAR(bottom[num_scales]->cpu_diff()[i], weight_diff[i], 1e-4) << "weight " << i;
+    }
+    for (int b = 0; b < bottom.size(); ++b) {
+      delete bottom[b];
+    }
   }
 
   vector<Blob<Dtype>*> blob_scores_;
@@ -217,6 +284,119 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestForwardMax) {
     for (int i = 0; i < count; ++i) {
       EXPECT_EQ(bottom[s]->cpu_diff()[i], winner[i] == s ? top_diff.cpu_data()[i] : 0)
           << "scale " << s << " at " << i;
+    }
+  }
+}
+
+// MAX with a NaN: the output is NaN wherever any scale is NaN, whatever the scale order, and the
+// gradient goes to the first NaN scale; +inf and -inf are ordinary values.
+TYPED_TEST(WeightedScaleSumLayerTest, TestMaxNaNAndInf) {
+  typedef typename TypeParam::Dtype Dtype;
+  const Dtype nan = std::numeric_limits<Dtype>::quiet_NaN();
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  const int kElements = 8;
+  // Element e: the values of scales 0, 1, 2, the winning scale, and whether the result is NaN.
+  const Dtype values[kElements][3] = {
+    {nan, 1, 2}, {1, nan, 2}, {1, 2, nan}, {nan, nan, 2}, {3, nan, nan}, {inf, nan, 1},
+    {-inf, inf, 1}, {-inf, -inf, -inf},
+  };
+  const int winner[kElements] = {0, 1, 2, 0, 1, 1, 1, 0};
+  vector<Blob<Dtype>*> bottom;
+  for (int s = 0; s < 3; ++s) {
+    bottom.push_back(new Blob<Dtype>(1, 1, 1, kElements));
+    for (int e = 0; e < kElements; ++e) {
+      bottom[s]->mutable_cpu_data()[e] = values[e][s];
+    }
+  }
+  WeightedScaleSumLayer<Dtype> layer(this->Param(WeightedScaleSumParameter_MergeMethod_MAX));
+  layer.SetUp(bottom, this->blob_top_vec_);
+  layer.Forward(bottom, this->blob_top_vec_);
+  for (int e = 0; e < kElements; ++e) {
+    const Dtype want = values[e][winner[e]];
+    const Dtype got = this->blob_top_->cpu_data()[e];
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(got)) << "element " << e;
+    } else {
+      EXPECT_EQ(got, want) << "element " << e;
+    }
+  }
+  for (int e = 0; e < kElements; ++e) {
+    this->blob_top_->mutable_cpu_diff()[e] = e + 1;
+  }
+  layer.Backward(this->blob_top_vec_, vector<bool>(3, true), bottom);
+  for (int s = 0; s < 3; ++s) {
+    for (int e = 0; e < kElements; ++e) {
+      EXPECT_EQ(bottom[s]->cpu_diff()[e], winner[e] == s ? e + 1 : 0)
+          << "scale " << s << " element " << e;
+    }
+    delete bottom[s];
+  }
+}
+
+// ATTENTION and AVERAGE compute the sums in IEEE arithmetic: a NaN or inf score reaches its
+// output element (a zero weight times inf is NaN), and only that element.
+TYPED_TEST(WeightedScaleSumLayerTest, TestAttentionAndAverageNonFinite) {
+  typedef typename TypeParam::Dtype Dtype;
+  const Dtype nan = std::numeric_limits<Dtype>::quiet_NaN();
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  Blob<Dtype> f1(1, 2, 1, 3), f2(1, 2, 1, 3), w(1, 2, 1, 3);
+  const Dtype f1_data[6] = {nan, 1, inf, 1, 1, 1};
+  const Dtype f2_data[6] = {1, 2, 3, 4, -inf, 6};
+  const Dtype w_data[6] = {0.5, 0.5, 0, 0.5, 0.5, 1};  // scale 1: .5 .5 0, scale 2: .5 .5 1
+  caffe_copy(6, f1_data, f1.mutable_cpu_data());
+  caffe_copy(6, f2_data, f2.mutable_cpu_data());
+  caffe_copy(6, w_data, w.mutable_cpu_data());
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&f1);
+  bottom.push_back(&f2);
+  bottom.push_back(&w);
+  // Class 0: NaN, 1.5, 0 * inf + 1 * 3 = NaN; class 1: 2.5, -inf, 6.
+  const Dtype attention[6] = {nan, 1.5, nan, 2.5, -inf, 6};
+  // (f1 + f2) / 2: NaN, 1.5, inf, 2.5, -inf, 3.5.
+  const Dtype average[6] = {nan, 1.5, inf, 2.5, -inf, 3.5};
+  for (int m = 0; m < 2; ++m) {
+    const bool att = m == 0;
+    vector<Blob<Dtype>*> b = bottom;
+    if (!att) {
+      b.pop_back();
+    }
+    WeightedScaleSumLayer<Dtype> layer(this->Param(att
+        ? WeightedScaleSumParameter_MergeMethod_ATTENTION
+        : WeightedScaleSumParameter_MergeMethod_AVERAGE));
+    layer.SetUp(b, this->blob_top_vec_);
+    layer.Forward(b, this->blob_top_vec_);
+    for (int i = 0; i < 6; ++i) {
+      const Dtype want = att ? attention[i] : average[i];
+      const Dtype got = this->blob_top_->cpu_data()[i];
+      if (std::isnan(want)) {
+        EXPECT_TRUE(std::isnan(got)) << (att ? "attention" : "average") << " at " << i;
+      } else {
+        EXPECT_EQ(got, want) << (att ? "attention" : "average") << " at " << i;
+      }
+    }
+  }
+}
+
+// The CPU loops take up to 4 scales per pass and the ATTENTION backward blocks of 4096 pixels:
+// sizes around the block boundary, 1 to 8 scales, every mode, forward and backward against
+// references computed here in double.
+TYPED_TEST(WeightedScaleSumLayerTest, TestBlockBoundariesAndManyScales) {
+  typedef typename TypeParam::Dtype Dtype;
+  const int shapes[][4] = {{1, 2, 1, 4095}, {2, 2, 1, 4096}, {1, 3, 1, 4097}, {1, 1, 91, 91},
+                           {2, 3, 2, 3}};
+  const int num_shapes = sizeof(shapes) / sizeof(shapes[0]);
+  for (int k = 0; k < num_shapes; ++k) {
+    for (int num_scales = 1; num_scales <= 8; ++num_scales) {
+      if (k < 4 && num_scales != 1 && num_scales != 5 && num_scales != 8) {
+        continue;  // the large shapes with 1, 5 and 8 scales; the small one with all
+      }
+      for (int m = 0; m < 3; ++m) {
+        const WeightedScaleSumParameter_MergeMethod merge =
+            static_cast<WeightedScaleSumParameter_MergeMethod>(m);
+        SCOPED_TRACE(testing::Message() << "shape " << k << " S " << num_scales << " merge "
+                     << m);
+        this->CheckMerge(shapes[k], num_scales, merge);
+      }
     }
   }
 }
@@ -376,6 +556,22 @@ TEST_F(WeightedScaleSumLayerDeathTest, TestNot4D) {
   blob_bottom_vec_[1]->Reshape(vector<int>(2, 5));
   EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "WeightedScaleSum layer 'merge': bottom\\[1\\] "
                "'fc8_s2' has shape 5 5 \\(25\\), expected 4 axes");
+}
+
+TEST_F(WeightedScaleSumLayerDeathTest, TestEmptyBottoms) {
+  blob_bottom_vec_[1]->Reshape(10, 21, 0, 41);
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "WeightedScaleSum layer 'merge': bottom\\[1\\] "
+               "'fc8_s2' has shape 10 21 0 41 \\(0\\), expected every axis >= 1 \\(N x C x H x "
+               "W; empty blobs are not supported\\)");
+  SetMerge(WeightedScaleSumParameter_MergeMethod_AVERAGE);
+  vector<Blob<float>*> one(1, blob_bottom_vec_[0]);
+  const int shapes[4][4] = {{0, 21, 41, 41}, {10, 0, 41, 41}, {10, 21, 0, 41},
+                            {10, 21, 41, 0}};
+  for (int k = 0; k < 4; ++k) {
+    one[0]->Reshape(shapes[k][0], shapes[k][1], shapes[k][2], shapes[k][3]);
+    EXPECT_DEATH(SetUpLayer(one), "WeightedScaleSum layer 'merge': bottom\\[0\\] 'fc8_s1' has "
+                 "shape [0-9 ]+ \\(0\\), expected every axis >= 1");
+  }
 }
 
 TEST_F(WeightedScaleSumLayerDeathTest, TestInPlace) {

@@ -10,7 +10,11 @@
 #ifndef CAFFE_UTIL_SCALE_INTERP_HPP_
 #define CAFFE_UTIL_SCALE_INTERP_HPP_
 
+#include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "caffe/util/attention_scale_common.hpp"
 
@@ -18,12 +22,22 @@ namespace caffe {
 namespace attention_scale {
 
 // ---------------------------------------------------------------------------------------------
+// NaN and inf: an output is a weighted sum of the input cells it reads with a non-zero weight,
+// and only of those. A NaN or inf input cell therefore reaches exactly the outputs that read it
+// with a non-zero weight (NEAREST: the outputs that copy it), never a neighbour through 0 * NaN
+// or 0 * inf; an inf that is copied stays inf. The backward is the transpose: a non-finite top
+// diff reaches the bottom cells its output reads with a non-zero weight. The Python layer
+// (attention_scale.layers.scale_interp) follows the same rule.
+// ---------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
 // ScaleInterp: corner-aligned grid, computed exactly in integers.
 //
 // Along one axis, output index dst maps to the source coordinate dst * (in - 1) / (out - 1) of the
 // effective (cropped) input; with n = dst * (in - 1) and d = out - 1 the integer part is n / d and
-// the fraction n % d / d, so no float rounding can move a sample to the wrong source cell.
-// The layer checks that 2 * in * out fits in an int, which bounds every product below.
+// the fraction n % d / d, so no float rounding can move a sample to the wrong source cell. The
+// products are formed in 64 bits (in, out < 2^31), so any size a blob can hold works; the grid
+// is computed on the host only, when the tables are filled.
 // ---------------------------------------------------------------------------------------------
 
 /// Geometry of one ScaleInterp: full input planes, crop offsets, effective input and output sizes.
@@ -45,11 +59,11 @@ ATS_HOST_DEVICE inline void interp_axis(int dst, int in, int out, int* i0, int* 
     *lambda = Dtype(0);
     return;
   }
-  const int n = dst * (in - 1);
-  const int d = out - 1;
-  *i0 = n / d;
+  const int64_t n = static_cast<int64_t>(dst) * (in - 1);
+  const int64_t d = out - 1;
+  *i0 = static_cast<int>(n / d);
   *i1 = (*i0 + 1 < in - 1) ? *i0 + 1 : in - 1;
-  *lambda = Dtype(n % d) / Dtype(d);
+  *lambda = Dtype(static_cast<int>(n % d)) / Dtype(static_cast<int>(d));
 }
 
 /// Nearest source cell of output index dst: floor(src + 0.5) = (2n + d) / (2d); halves go up.
@@ -57,9 +71,9 @@ ATS_HOST_DEVICE inline int nearest_axis(int dst, int in, int out) {
   if (out == 1 || in == 1) {
     return 0;
   }
-  const int n = dst * (in - 1);
-  const int d = out - 1;
-  return (2 * n + d) / (2 * d);
+  const int64_t n = static_cast<int64_t>(dst) * (in - 1);
+  const int64_t d = out - 1;
+  return static_cast<int>((2 * n + d) / (2 * d));
 }
 
 /// Weight with which source index src contributes to output index dst along one axis: the same
@@ -91,12 +105,63 @@ ATS_HOST_DEVICE inline void interp_candidates(int src, int in, int out, int* lo,
     *hi = (src == 0) ? 0 : -1;
     return;
   }
-  const int d = out - 1;
+  const int64_t d = out - 1;
   // dst * (in - 1) / d lies in [src - 1, src + 1) for every reader of src.
-  const int l = (src >= 1) ? (src - 1) * d / (in - 1) : 0;
-  const int h = (src + 1) * d / (in - 1);
-  *lo = l;
-  *hi = (h < out - 1) ? h : out - 1;
+  const int64_t l = (src >= 1) ? (src - 1) * d / (in - 1) : 0;
+  const int64_t h = (src + 1) * d / (in - 1);
+  *lo = static_cast<int>(l);
+  *hi = static_cast<int>((h < out - 1) ? h : out - 1);
+}
+
+/// Host: the decimal written for a float parameter: the shortest decimal mantissa * 10^exponent
+/// (at most 9 digits) that strtof reads back as `value`. 0.7f, stored as 0.699999988, gives
+/// 7 * 10^-1; every decimal of up to 6 significant digits comes back as written (FLT_DIG).
+/// The Python layer finds the same decimal.
+inline void shortest_decimal(float value, int64_t* mantissa, int* exponent) {
+  char text[32];
+  for (int digits = 1; digits <= 9; ++digits) {  // 9 digits always read back (FLT_DECIMAL_DIG)
+    snprintf(text, sizeof(text), "%.*e", digits - 1, static_cast<double>(value));
+    if (strtof(text, NULL) == value) {
+      break;
+    }
+  }
+  // text is "d.ddde+XX" or "de+XX": the digits, then the power of ten of the first one.
+  int64_t m = 0;
+  int fraction_digits = 0;
+  bool after_point = false;
+  const char* c = text;
+  for (; *c != '\0' && *c != 'e'; ++c) {
+    if (*c >= '0' && *c <= '9') {
+      m = 10 * m + (*c - '0');
+      fraction_digits += after_point;
+    } else {
+      after_point = true;  // the decimal point (whatever character the locale uses)
+    }
+  }
+  *mantissa = m;
+  *exponent = static_cast<int>(strtol(c + 1, NULL, 10)) - fraction_digits;
+}
+
+/// Host: the output size floor((in - 1) * scale) + 1 of ScaleInterp's `scale`, with scale the decimal written in the prototxt
+/// (shortest_decimal), computed exactly in integers: 321 -> 241 at 0.75, 8401 -> 5881 at 0.7 at
+/// any size, where the float product (0.7f * 8400 = 5879.9999) or a fixed tolerance would go
+/// wrong. Sizes beyond an int come back as INT_MAX + 1, which the layer rejects.
+inline int64_t scaled_output_size(float scale, int in) {
+  int64_t mantissa;
+  int exponent;
+  shortest_decimal(scale, &mantissa, &exponent);
+  const int64_t too_large = static_cast<int64_t>(INT_MAX) + 1;
+  int64_t steps = static_cast<int64_t>(in - 1) * mantissa;  // < 2^31 * 10^9 < 2^61
+  for (; exponent > 0 && steps > 0; --exponent) {
+    if (steps > INT_MAX) {
+      return too_large;
+    }
+    steps *= 10;
+  }
+  for (; exponent < 0 && steps > 0; ++exponent) {
+    steps /= 10;  // floor(floor(a / 10) / 10) = floor(a / 100): exact
+  }
+  return (steps + 1 < too_large) ? steps + 1 : too_large;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -137,8 +202,13 @@ inline int interp_axis_width(int in, int out) {
 
 /// Host: sizes of the int and Dtype tables of an axis, laid out as
 /// index = [i0 (out) | i1 (out) | first (in)] and value = [lambda (out) | weight (in x width)].
-inline int interp_axis_index_count(int in, int out) { return 2 * out + in; }
-inline int interp_axis_value_count(int in, int out, int width) { return out + in * width; }
+/// Both are below 5 * out + 2 * in: a window holds at most 2 (out - 1) / (in - 1) + 2 outputs.
+inline int64_t interp_axis_index_count(int in, int out) {
+  return 2 * static_cast<int64_t>(out) + in;
+}
+inline int64_t interp_axis_value_count(int in, int out, int width) {
+  return out + static_cast<int64_t>(in) * width;
+}
 
 /// Host: fills the tables of one axis with interp_axis / nearest_axis (forward),
 /// interp_candidates and interp_weight (backward).
@@ -192,20 +262,23 @@ ATS_HOST_DEVICE inline Dtype interp_line_at(int dst, const Dtype* line, int stri
   const Dtype v0 = line[axis.i0[dst] * stride];
   const Dtype v1 = line[axis.i1[dst] * stride];
   const Dtype lambda = axis.lambda[dst];
-  if (axis.nearest) {
-    return v0;
-  }
-  return (Dtype(1) - lambda) * v0 + lambda * v1;
+  const Dtype mixed = (Dtype(1) - lambda) * v0 + lambda * v1;
+  // A zero weight reads nothing: NEAREST, and a bilinear sample that falls on a cell, copy v0,
+  // so a NaN or inf in cell i1 cannot reach this output through 0 * NaN or 0 * inf (lambda < 1,
+  // so the weight 1 - lambda of v0 is never zero).
+  return (axis.nearest || lambda == Dtype(0)) ? v0 : mixed;
 }
 
 /// Backward along one axis (gather), step k < width: sum plus the diff of output first[src] + k
 /// (in a line of diffs `stride` apart) times its forward weight for source cell src. A zero
-/// weight (an output that does not read src) adds an exact zero, as zero weights do in the
-/// forward, and with no branch.
+/// weight (an output that does not read src) adds nothing, as in the forward: not even the NaN
+/// of 0 * inf or 0 * NaN (a select on the loaded values, no branch).
 template <typename Dtype>
 ATS_HOST_DEVICE inline Dtype interp_line_gather_step(Dtype sum, int src, int k,
     const Dtype* line, int stride, const InterpAxis<Dtype>& axis) {
-  return sum + axis.weight[src * axis.width + k] * line[(axis.first[src] + k) * stride];
+  const Dtype weight = axis.weight[src * axis.width + k];
+  const Dtype term = weight * line[(axis.first[src] + k) * stride];
+  return (weight != Dtype(0)) ? sum + term : sum;
 }
 
 /// One pass of the separable resize over planes stored one after another: it resamples, along

@@ -90,11 +90,13 @@ ATS_HOST_DEVICE inline Dtype softmax_max_step(Dtype m, int i, int s, const Dtype
 }
 
 /// Forward, step 2 (s = 0, 1, ..; the sum starts at 0): e = exp(channel s - m), written to out;
-/// returns sum + e.
+/// returns sum + e. A channel equal to the maximum gets e = 1 also where the maximum is +inf or
+/// -inf (where exp(inf - inf) would be NaN): see softmax_over_scales_pixel.
 template <typename Dtype>
 ATS_HOST_DEVICE inline Dtype softmax_exp_step(Dtype sum, Dtype m, int i, int s, const Dtype* in,
     Dtype* out, int inner) {
-  const Dtype e = ats_exp(in[i + s * inner] - m);
+  const Dtype v = in[i + s * inner];
+  const Dtype e = (v == m) ? Dtype(1) : ats_exp(v - m);
   out[i + s * inner] = e;
   return sum + e;
 }
@@ -107,9 +109,14 @@ ATS_HOST_DEVICE inline void softmax_normalize_step(Dtype sum, int i, int s, Dtyp
 }
 
 /// Forward for pixel i of one sample: out = softmax over s of in, by the three steps above. The
-/// maximum is subtracted first, so inputs up to +/-1e30 and -inf entries stay finite as long as
-/// one entry per pixel is finite. Safe in place (in == out): every input is read before it is
-/// written.
+/// maximum is subtracted first, so inputs up to +/-1e30 and -inf entries stay finite. Infinite
+/// and NaN logits (the same in the Python layer):
+///   - +inf logits: the limit of the softmax, the k scales at +inf share the weight (1/k each),
+///     the others get 0;
+///   - all -inf: the weights of equal logits, 1/S each (as for any pixel whose logits are all
+///     equal); some -inf: those get 0;
+///   - a NaN logit: every weight of that pixel is NaN (and no other pixel's).
+/// Safe in place (in == out): every input is read before it is written.
 template <typename Dtype>
 ATS_HOST_DEVICE inline void softmax_over_scales_pixel(int i, const Dtype* in, Dtype* out,
     int num_scales, int inner) {

@@ -12,6 +12,12 @@ namespace caffe {
 namespace attention_scale {
 
 // ---------------------------------------------------------------------------------------------
+// NaN and inf: ATTENTION and AVERAGE compute their sums in IEEE arithmetic, so a NaN or inf score
+// (or weight) reaches its own output element, and only that one (a zero weight times inf is
+// NaN: the weights are data here, not a grid). MAX: see max_accumulate_at.
+// ---------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
 // WeightedScaleSum: score maps N x C x inner, weights N x S x inner (broadcast over C). The
 // attention functions take pointers to one class plane (n, c) of the maps and to the weight
 // plane (n, s), and a pixel index i < inner.
@@ -56,8 +62,10 @@ ATS_HOST_DEVICE inline Dtype average_feature_diff_at(int index, Dtype inv_num_sc
   return inv_num_scales * top_diff[index];
 }
 
-/// Max forward, scale s: keep the larger value and its scale; strict > keeps the first on ties
-/// (and the earlier value against NaN). After the first scale every operand is loaded and the
+/// Max forward, scale s: keep the larger value and its scale; strict > keeps the first on ties.
+/// A NaN wins against any number and loses against an earlier NaN, so the output is NaN where
+/// any scale is NaN, whatever the scale order, and its gradient goes to the first NaN scale
+/// (the Python layer does the same). After the first scale every operand is loaded and the
 /// choice is a select, not a branch (the data decide it at random; loops vectorize).
 template <typename Dtype>
 ATS_HOST_DEVICE inline void max_accumulate_at(int index, int s, const Dtype* f, Dtype* top,
@@ -70,7 +78,7 @@ ATS_HOST_DEVICE inline void max_accumulate_at(int index, int s, const Dtype* f, 
   }
   Dtype best = top[index];
   int best_scale = mask[index];
-  if (v > best) {
+  if (v > best || (v != v && best == best)) {  // larger, or the first NaN
     best = v;
     best_scale = s;
   }
