@@ -1,5 +1,7 @@
 """The Python layers through pycaffe: values, gradients and setup errors."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -155,7 +157,8 @@ ERRORS = [
      "takes 1 bottom .*got 3"),
     ("ScaleInterp", {"x": (1, 4, 4)}, "zoom_factor: 2", r"bottom\[0\] must be 4-D.*\(1, 4, 4\)"),
     ("ScaleInterp", {"x": (1, 1, 4, 4)}, "zoom_factor: 2 pad_beg: -2 pad_end: -2",
-     r"crop the whole 4x4 input of bottom\[0\].*bottom\[0\] shape \(1, 1, 4, 4\)"),
+     r"bottom\[0\] has shape 1 1 4 4 \(16\), too small for pad_beg -2 and pad_end -2 "
+     r"\(cropped size 0 x 0\)"),
     ("SoftmaxOverScales", {"h": (1, 2, 3, 3)}, "axis: 1", 'no field named "axis"'),
     ("SoftmaxOverScales", {"a": (1, 1, 3, 3), "b": (1, 2, 3, 3)}, "",
      r"expected \(1, 1, 3, 3\), bottom\[1\] has \(1, 2, 3, 3\)"),
@@ -193,3 +196,91 @@ def test_wrong_top_count_and_in_place():
     in_place = input_layers({"x": (1, 2, 3, 3)}) + python_layer("SoftmaxOverScales", ["x"], top="x")
     with pytest.raises(LayerConfigError, match=r"cannot run in place \(top\[0\] is bottom\[0\]\)"):
         make_net(in_place)
+
+
+# ----------------------------------------------------------------------------- issue 9: limits, empty
+# Before these checks existed, such nets aborted the interpreter inside Caffe (or raised a bare
+# OverflowError), so each is built in a child process: a regression fails the test, not the run.
+
+_CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from pyhelpers import make_net
+try:
+    make_net(open({path!r}).read())
+except Exception as exc:
+    print(f"{{type(exc).__name__}}: {{exc}}")
+    sys.exit(3)
+print("built")
+"""
+
+
+def build_in_child(tmp_path, text):
+    """(exit code, stdout + stderr) of building the net `text` in a fresh Python."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    path = tmp_path / "net.prototxt"
+    path.write_text(text)
+    script = _CHILD.format(tests=str(Path(__file__).parent), path=str(path))
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "GLOG_minloglevel": "2"})
+    return res.returncode, res.stdout + res.stderr
+
+
+LIMIT = ("is out of range: each output side must be >= 1 and 5 x output side \\+ 2 x cropped "
+         "input side <= 2147483647")
+CHILD_ERRORS = [
+    ("ScaleInterp", {"x": (1, 1, 4, 4)}, "zoom_factor: 2000000000",
+     r"output size 6000000001 x 6000000001 for bottom\[0\] of shape 1 1 4 4 \(16\) \(cropped "
+     r"4 x 4\) " + LIMIT),
+    ("ScaleInterp", {"x": (1, 1, 4, 4)}, "scale: 1e30", r"output size 2147483648 x 2147483648 .*"
+     + LIMIT),
+    ("ScaleInterp", {"x": (1, 1, 4, 4)}, "height: 1 width: 2000000000",
+     r"output size 1 x 2000000000 .*" + LIMIT),
+    ("ScaleInterp", {"x": (3, 1000, 4, 4)}, "height: 1000 width: 1000",
+     r"the top would have shape 3 1000 1000 1000, more than a blob holds \(2147483647 elements\)"),
+    ("ScaleInterp", {"x": (0, 2, 4, 4)}, "zoom_factor: 2",
+     r"bottom\[0\] has shape 0 2 4 4 \(0\), expected every axis >= 1 \(N x C x H x W; empty "
+     r"blobs are not supported\)"),
+    ("ScaleInterp", {"x": (1, 2, 4, 4), "r": (1, 2, 0, 5)}, "",
+     r"bottom\[1\] has shape 1 2 0 5 \(0\), expected every axis >= 1"),
+    ("SoftmaxOverScales", {"h": (2, 0, 3, 3)}, "",
+     r"bottom\[0\] has shape 2 0 3 3 \(0\), expected every axis >= 1 \(N x S x H x W; empty"),
+    ("SoftmaxOverScales", {"a": (1, 1, 3, 3), "b": (1, 1, 3, 0)}, "",
+     r"bottom\[1\] has shape 1 1 3 0 \(0\), expected every axis >= 1"),
+    ("WeightedScaleSum", {"f0": (1, 2, 3, 3), "f1": (1, 2, 3, 3), "w": (1, 2, 0, 3)}, "",
+     r"bottom\[2\] has shape 1 2 0 3 \(0\), expected every axis >= 1 \(N x S x H x W; empty"),
+    ("WeightedScaleSum", {"f0": (0, 2, 3, 3)}, "merge: MAX",
+     r"bottom\[0\] has shape 0 2 3 3 \(0\), expected every axis >= 1 \(N x C x H x W; empty"),
+]
+
+
+@pytest.mark.parametrize("layer_type, shapes, param_str, match", CHILD_ERRORS)
+def test_limits_and_empty_bottoms_raise_a_named_error(tmp_path, layer_type, shapes, param_str, match):
+    text = input_layers(shapes) + python_layer(layer_type, list(shapes), param_str=param_str)
+    code, output = build_in_child(tmp_path, text)
+    assert code == 3, output[-3000:]
+    assert re.search(f"LayerConfigError: {layer_type} \\(Python layer, param_str .*\\): {match}",
+                     output), output[-3000:]
+
+
+@pytest.mark.parametrize("merge", ["ATTENTION", "MAX"])
+def test_nonfinite_values_through_pycaffe(merge):
+    # The three layers in one net of Python layers: a NaN in a score map stays at its pixel.
+    shapes = {"x": (1, 2, 5, 5), "h": (1, 2, 9, 9)}
+    text = input_layers(shapes) + python_layer("ScaleInterp", ["x", "h"], top="up", name="up") \
+        + python_layer("SoftmaxOverScales", ["h"], top="w", name="w") \
+        + python_layer("WeightedScaleSum", ["up", "up"] + (["w"] if merge == "ATTENTION" else []),
+                       param_str=f"merge: {merge}", name="merge")
+    net = make_net(text)
+    x = np.ones(shapes["x"], np.float32)
+    x[0, 1, 2, 2] = np.nan  # read by outputs 3..5 along each axis of the 9 x 9 map
+    h = np.zeros(shapes["h"], np.float32)
+    h[0, 0, 0, 0] = np.inf
+    net.forward(x=x, h=h)
+    out = net.blobs["out"].data
+    nan_at = np.argwhere(np.isnan(out))
+    assert {tuple(p) for p in nan_at} == {(0, 1, y, x) for y in (3, 4, 5) for x in (3, 4, 5)}
+    if merge == "ATTENTION":
+        np.testing.assert_allclose(net.blobs["w"].data[0, :, 0, 0], [1, 0])

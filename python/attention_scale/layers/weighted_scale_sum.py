@@ -54,8 +54,9 @@ def average_backward(dg, num_scales, out=None):
 def max_forward(scores, out=None):
     """(g, argmax): the element-wise max over scales and which scale gave it (first on ties).
 
-    Branch-free on purpose: masked assignments with a random mask cost ~10x more. NaN inputs
-    propagate through np.maximum (the C++ loop would keep the earlier value).
+    NaN as in the C++ layer: a NaN wins against any number and loses against an earlier NaN, so
+    g is NaN wherever a scale is, whatever the order, and the gradient goes to the first NaN
+    scale. Branch-free on purpose: masked assignments with a random mask cost ~10x more.
     """
     if out is None:
         out = scores[0].copy()
@@ -64,16 +65,28 @@ def max_forward(scores, out=None):
     index_type = np.uint8 if len(scores) < 256 else np.int32
     argmax = np.zeros(out.shape, index_type)
     better = np.empty(out.shape, bool)
+    not_nan = np.empty(out.shape, bool)
     step = np.empty(out.shape, index_type)
     for s in range(1, len(scores)):
-        np.greater(scores[s], out, out=better)  # strict, so the earlier scale keeps ties
+        # Better: larger (strict, so the earlier scale keeps ties) or a NaN, unless the best
+        # so far is a NaN: not (v <= best) is "larger, or either is NaN".
+        np.less_equal(scores[s], out, out=better)
+        np.logical_not(better, out=better)
+        np.equal(out, out, out=not_nan)
+        better &= not_nan
         np.subtract(index_type(s), argmax, out=step)  # argmax < s, so no wrap-around
         step *= better
         argmax += step
-        np.maximum(out, scores[s], out=out)
+        np.maximum(out, scores[s], out=out)  # NaN if either is NaN
     return out, argmax
 
 
 def max_backward(dg, argmax, scale, out=None):
-    """df^scale: dg where this scale gave the max, 0 elsewhere."""
-    return np.multiply(dg, argmax == scale, out=out)
+    """df^scale: dg where this scale gave the max, 0 elsewhere. A select, as in the C++ layer,
+    not dg * mask: a NaN or inf in dg must not reach the scales that lost (0 * NaN = NaN)."""
+    won = argmax == scale
+    if out is None:
+        return np.where(won, dg, dg.dtype.type(0))
+    out[...] = 0
+    np.copyto(out, dg, where=won)
+    return out
