@@ -366,8 +366,8 @@ TYPED_TEST(SoftmaxOverScalesLayerTest, TestGradientScaleBottoms) {
 
 static int FloatUlps(float a, float b) {
   int ia, ib;
-  memcpy(&ia, &a, sizeof(ia));
-  memcpy(&ib, &b, sizeof(ib));
+  memcpy(&ia, &a, sizeof(ia));  // NOLINT(caffe/alt_fn)
+  memcpy(&ib, &b, sizeof(ib));  // NOLINT(caffe/alt_fn)
   return std::abs(ia - ib);
 }
 
@@ -376,7 +376,7 @@ static float OrderedFloat(int k) {
   const unsigned int bits = (k >= 0) ? static_cast<unsigned int>(k)
       : 0x80000000u | static_cast<unsigned int>(-k);
   float x;
-  memcpy(&x, &bits, sizeof(x));
+  memcpy(&x, &bits, sizeof(x));  // NOLINT(caffe/alt_fn)
   return x;
 }
 
@@ -386,8 +386,8 @@ TEST(AtsExpTest, TestFloatWithinOneUlp) {
   int begin;
   int end;
   const float low = -110.0f, high = 95.0f;
-  memcpy(&begin, &low, sizeof(begin));
-  memcpy(&end, &high, sizeof(end));
+  memcpy(&begin, &low, sizeof(begin));  // NOLINT(caffe/alt_fn)
+  memcpy(&end, &high, sizeof(end));  // NOLINT(caffe/alt_fn)
   begin = -(begin & 0x7fffffff);
   for (int k = begin; k < end; k += 1009, ++checked) {
     const float x = OrderedFloat(k);

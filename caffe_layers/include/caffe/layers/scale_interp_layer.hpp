@@ -28,9 +28,19 @@ namespace caffe {
  * H_in_eff = H + pad_beg + pad_end (likewise W). The output size comes from exactly one of
  *   - zoom_factor and/or shrink_factor (DeepLab's Interp formulas; both: shrink, then zoom),
  *   - height and width,
- *   - scale: H_out = floor((H_in_eff - 1) * scale + 1e-4) + 1,
+ *   - scale: H_out = floor((H_in_eff - 1) * scale) + 1, exactly, for the decimal written in
+ *     the prototxt (the shortest that reads back as the stored float: 0.7, not 0.699999988),
  *   - the second bottom.
  * interpolation NEAREST picks the source floor(src + 0.5) and never mixes values (label maps).
+ *
+ * Refused in LayerSetUp / Reshape with a message naming the layer, the bottom and the shapes:
+ * an empty bottom (an axis of 0), running in place, an output side < 1 or with
+ * 5 x side + 2 x cropped input side > INT_MAX (the per-axis tables), a top of more than INT_MAX
+ * elements. The Python layer applies the same rules with the same messages.
+ *
+ * NaN and inf: an input cell reaches exactly the outputs that read it with a non-zero weight
+ * (NEAREST: the outputs that copy it), never a neighbour through 0 * NaN; a copied inf stays
+ * inf. Backward likewise: a non-finite top diff reaches the cells its output reads.
  *
  * The grid is computed exactly in integers, once per shape, into per-axis tables (Reshape). The
  * resize runs as two separable passes, along x and along y, in the order the CPU loops take

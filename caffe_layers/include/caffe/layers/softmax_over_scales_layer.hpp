@@ -22,7 +22,10 @@ namespace caffe {
  * Top: @f$ (N \times S \times H \times W) @f$ the weights; they sum to 1 over the channels.
  *
  * The per-pixel maximum is subtracted before exponentiating, so inputs up to +/-1e30 and -inf
- * entries give finite weights as long as one scale per pixel is finite.
+ * entries give finite weights. Infinite and NaN logits (the same in the Python layer): the k
+ * scales at +inf share the weight, 1/k each (the limit of the softmax); all -inf gives 1/S each
+ * (equal logits); a NaN logit makes every weight of its pixel NaN, and no other pixel's.
+ * Empty bottoms (an axis of 0) are refused in Reshape.
  * Backward: @f$ \partial h^s = w^s (\partial w^s - \sum_t w^t \partial w^t) @f$, written back to
  * the one bottom or split over the S bottoms. No parameters (SoftmaxOverScalesParameter is
  * empty); the layer cannot run in place.

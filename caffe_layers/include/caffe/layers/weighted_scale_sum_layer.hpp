@@ -29,8 +29,12 @@ namespace caffe {
  *   - AVERAGE: @f$ w^s = 1/S @f$; backward @f$ \partial g / S @f$.
  *   - MAX: @f$ w @f$ = one-hot of the arg-max over s per element, the first scale on ties;
  *     backward routes @f$ \partial g @f$ to the arg-max scale (kept in an int mask, as Pooling).
+ *     A NaN wins against any number, the first NaN against later ones: the output is NaN
+ *     wherever a scale is NaN, whatever the order, and its gradient goes to that first NaN.
  *
- * The layer cannot run in place.
+ * ATTENTION and AVERAGE sum in IEEE arithmetic: a NaN or inf score (or weight) reaches its own
+ * output element only (0 x inf is NaN). The Python layer computes the same. The layer cannot
+ * run in place; empty bottoms (an axis of 0) are refused in Reshape.
  */
 template <typename Dtype>
 class WeightedScaleSumLayer : public Layer<Dtype> {

@@ -25,7 +25,7 @@ ATS_HOST_DEVICE inline int ats_float_bits(float x) {
   return __float_as_int(x);
 #else
   int bits;
-  memcpy(&bits, &x, sizeof(bits));
+  memcpy(&bits, &x, sizeof(bits));  // NOLINT(caffe/alt_fn): bits, not Dtypes
   return bits;
 #endif
 }
@@ -35,7 +35,7 @@ ATS_HOST_DEVICE inline float ats_bits_float(unsigned int bits) {
   return __uint_as_float(bits);
 #else
   float x;
-  memcpy(&x, &bits, sizeof(x));
+  memcpy(&x, &bits, sizeof(x));  // NOLINT(caffe/alt_fn): bits, not Dtypes
   return x;
 #endif
 }
