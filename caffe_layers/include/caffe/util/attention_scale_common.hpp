@@ -54,16 +54,19 @@ inline std::string ShapeString(const std::vector<int>& shape) {
   return os.str();
 }
 
-/// Stops, naming the layer, the bottom and its shape, unless bottom i is 4-D with every axis
-/// >= 1; `axes` names the axes ("N x C x H x W"). Empty bottoms are refused in all three
-/// layers: there is nothing to compute, and an empty blob in a multi-scale net is a mistake
-/// upstream (a crop or a resize to nothing) better reported where it first shows.
+/// Stops, naming the layer, the bottom and its shape, unless bottom i is 4-D
+/// with every axis at least 1; `axes` names the axes ("N x C x H x W"). Empty
+/// bottoms are refused in all three layers: there is nothing to compute, and an
+/// empty blob in a multi-scale net is a mistake upstream (a crop or a resize to
+/// nothing) better reported where it first shows.
 template <typename Dtype>
 inline void CheckBottom4D(const std::string& layer, const LayerParameter& param,
     const Blob<Dtype>& blob, int i, const char* axes) {
-  CHECK_EQ(blob.num_axes(), 4) << layer << ": " << BottomLabel(param, i) << " has shape "
+  CHECK_EQ(blob.num_axes(), 4)
+      << layer << ": " << BottomLabel(param, i) << " has shape "
       << blob.shape_string() << ", expected 4 axes (" << axes << ")";
-  CHECK_GT(blob.count(), 0) << layer << ": " << BottomLabel(param, i) << " has shape "
+  CHECK_GT(blob.count(), 0)
+      << layer << ": " << BottomLabel(param, i) << " has shape "
       << blob.shape_string() << ", expected every axis >= 1 (" << axes
       << "; empty blobs are not supported)";
 }
