@@ -24,6 +24,7 @@ import numpy as np
 
 from ..attention_scale_pb2 import ScaleInterpParameter
 from ..errors import LayerConfigError
+from .numerics import all_finite
 
 LAYER = "ScaleInterp"
 INT_MAX = 2**31 - 1  # the largest blob, and the limits of the C++ layer's int tables
@@ -407,16 +408,15 @@ def _resize_exact(x3, rows, cols, out3):
     outputs that read it with a non-zero weight.
 
     The products are right unless a NaN or inf was multiplied, also by a zero weight: then the
-    result holds a NaN or inf, and so does the input. So one sum of the smaller of the two (a sum
-    is finite only if every element is) clears the usual case. Otherwise, where the input does
+    result holds a NaN or inf, and so does the input. So one check of the smaller of the two
+    (all_finite) clears the usual case. Otherwise, where the input does
     hold NaN or inf, the resize is redone on its finite values, and every output that a non-zero
     weight connects to a NaN (or to both +inf and -inf) becomes NaN, to +inf or -inf alone that
     infinity. Which outputs a set of cells reaches is the resize of its indicator: the weights
     are >= 0 and a sum of them is > 0 exactly where one of them is."""
     with np.errstate(invalid="ignore", over="ignore"):  # 0 * inf and inf - inf are redone
         _resize_planes(x3, rows, cols, out3)
-        total = float(np.sum(out3 if out3.size < x3.size else x3))
-    if math.isfinite(total):
+    if all_finite(out3 if out3.size < x3.size else x3):
         return out3
     finite = np.isfinite(x3)
     if finite.all():  # the sum overflowed: every value is finite, the products are right

@@ -6,6 +6,7 @@
 import numpy as np
 
 from ..attention_scale_pb2 import WeightedScaleSumParameter
+from .numerics import all_finite
 
 ATTENTION = WeightedScaleSumParameter.ATTENTION
 AVERAGE = WeightedScaleSumParameter.AVERAGE
@@ -56,7 +57,9 @@ def max_forward(scores, out=None):
 
     NaN as in the C++ layer: a NaN wins against any number and loses against an earlier NaN, so
     g is NaN wherever a scale is, whatever the order, and the gradient goes to the first NaN
-    scale. Branch-free on purpose: masked assignments with a random mask cost ~10x more.
+    scale. Branch-free on purpose: masked assignments with a random mask cost ~10x more. The
+    loop compares with `>`, which is false for a NaN, and np.maximum propagates NaN; so g is
+    already right, and where g holds a NaN (rare; all_finite finds out) argmax is set afterwards.
     """
     if out is None:
         out = scores[0].copy()
@@ -65,28 +68,34 @@ def max_forward(scores, out=None):
     index_type = np.uint8 if len(scores) < 256 else np.int32
     argmax = np.zeros(out.shape, index_type)
     better = np.empty(out.shape, bool)
-    not_nan = np.empty(out.shape, bool)
     step = np.empty(out.shape, index_type)
     for s in range(1, len(scores)):
-        # Better: larger (strict, so the earlier scale keeps ties) or a NaN, unless the best
-        # so far is a NaN: not (v <= best) is "larger, or either is NaN".
-        np.less_equal(scores[s], out, out=better)
-        np.logical_not(better, out=better)
-        np.equal(out, out, out=not_nan)
-        better &= not_nan
+        np.greater(scores[s], out, out=better)  # strict, so the earlier scale keeps ties
         np.subtract(index_type(s), argmax, out=step)  # argmax < s, so no wrap-around
         step *= better
         argmax += step
-        np.maximum(out, scores[s], out=out)  # NaN if either is NaN
+        np.maximum(out, scores[s], out=out)  # NaN where either is NaN
+    if not all_finite(out):
+        _argmax_to_first_nan(scores, out, argmax)
     return out, argmax
 
 
+def _argmax_to_first_nan(scores, g, argmax):
+    """Where g is NaN, argmax = the first scale that is NaN there."""
+    at = np.flatnonzero(np.isnan(g))
+    if at.size:
+        first = np.empty(at.size, argmax.dtype)
+        for s in reversed(range(len(scores))):
+            first[np.isnan(scores[s].ravel()[at])] = s
+        argmax.ravel()[at] = first
+
+
 def max_backward(dg, argmax, scale, out=None):
-    """df^scale: dg where this scale gave the max, 0 elsewhere. A select, as in the C++ layer,
-    not dg * mask: a NaN or inf in dg must not reach the scales that lost (0 * NaN = NaN)."""
+    """df^scale: dg where this scale gave the max, 0 elsewhere: a select, as in the C++ layer. It is
+    computed as dg * mask (fast), and where that holds a NaN or inf (rare) redone as a select,
+    since 0 * NaN and 0 * inf would reach the scales that lost."""
     won = argmax == scale
-    if out is None:
-        return np.where(won, dg, dg.dtype.type(0))
-    out[...] = 0
-    np.copyto(out, dg, where=won)
+    out = np.multiply(dg, won, out=out)
+    if not all_finite(out):
+        out[...] = np.where(won, dg, dg.dtype.type(0))
     return out
