@@ -351,3 +351,22 @@ def test_caches_are_bounded():
         scale_interp.backward(y, (h, w))
         assert scale_interp.cache_bytes() <= scale_interp.CACHE_BYTES
     assert scale_interp.cache_bytes() > 0
+
+
+def test_huge_finite_values_take_the_fast_result():
+    # 1e30 squared overflows the finite check: the exact path must then keep the products.
+    x = np.full((1, 1, 4, 5), 1e30, np.float32)
+    x[0, 0, 1, 2] = -3e30
+    y = scale_interp.forward(x, (7, 9))
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, ref_interp_forward(x, (7, 9)), rtol=1e-5)
+
+
+def test_all_finite():
+    from attention_scale.layers.numerics import all_finite
+    a = np.zeros((3, 4), np.float32)
+    assert all_finite(a)
+    for bad in (np.nan, np.inf, -np.inf):
+        a[1, 2] = bad
+        assert not all_finite(a)
+    assert not all_finite(np.full(4, 1e30, np.float32))  # conservative: squares overflow
