@@ -6,7 +6,7 @@ import pytest
 
 from attention_scale.nets import convert
 from attention_scale.layers.params import FIELDS
-from pyhelpers import cpp_layer, import_caffe, input_layers, make_net, run_net
+from pyhelpers import build_in_child, cpp_layer, import_caffe, input_layers, make_net, run_net
 
 CASES_PER_LAYER = 12
 
@@ -194,46 +194,46 @@ def test_scale_sizes_agree_up_to_1e5():
                 (scale, h)
 
 
-_MESSAGE_CHILD = """
-import sys
-sys.path.insert(0, {tests!r})
-from pyhelpers import make_net
-try:
-    make_net(open({path!r}).read())
-except Exception as exc:
-    print(f"PYTHON-ERROR {{exc}}")
-"""
-
-
-def _failure_message(tmp_path, text):
-    """The message a net stops with when built in a fresh Python: a glog CHECK of the C++ layer
-    (the process aborts) or a Python layer's exception; the part after the layer's label."""
-    import re
-    import subprocess
-    import sys
-    from pathlib import Path
-    path = tmp_path / "net.prototxt"
-    path.write_text(text)
-    script = _MESSAGE_CHILD.format(tests=str(Path(__file__).parent), path=str(path))
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    output = res.stdout + res.stderr
-    cpp = re.search(r"Check failed: .*? ScaleInterp layer 'layer': (.*)", output)
-    python = re.search(r"PYTHON-ERROR ScaleInterp \(Python layer, param_str .*?\): (.*)", output)
-    assert cpp or python, output[-3000:]
-    return (cpp or python).group(1).replace("bottom[0] 'x'", "bottom[0]")
-
-
-@pytest.mark.parametrize("in_shape, param_text", [
+MESSAGE_CASES = [  # (bottom shape, scale_interp_param): each stops at setup in both forms
     ((2, 3, 5, 6), "zoom_factor: 2000000000"), ((2, 3, 5, 6), "scale: 1e30"),
     ((1, 1, 4, 4), "height: 1 width: 2000000000"), ((1, 1, 20000, 2), "height: 429496730 width: 1"),
     ((1, 1000, 4, 4), "height: 50000 width: 50000"), ((0, 3, 5, 6), "zoom_factor: 2"),
-    ((1, 1, 4, 4), "zoom_factor: 2 pad_beg: -2 pad_end: -2"),
-    ((2, 3, 5, 0), "scale: 0.5")])
-def test_both_forms_stop_with_the_same_message(tmp_path, in_shape, param_text):
-    import_caffe()
-    text = input_layers({"x": in_shape}) + cpp_layer("ScaleInterp", ["x"],
+    ((1, 1, 4, 4), "zoom_factor: 2 pad_beg: -2 pad_end: -2"), ((2, 3, 5, 0), "scale: 0.5")]
+
+
+def _message_net(in_shape, param_text):
+    return input_layers({"x": in_shape}) + cpp_layer("ScaleInterp", ["x"],
                                                      param_field="scale_interp_param",
                                                      param_text=param_text)
-    python_text, _ = convert.convert_text(text, "python", convert.load_protos())
-    cpp_message = _failure_message(tmp_path, text)
-    assert _failure_message(tmp_path, python_text) == cpp_message
+
+
+@pytest.fixture(scope="module")
+def python_messages(tmp_path_factory):
+    """The Python layer's message for every case, the nets built in one child process."""
+    import_caffe()
+    nets = {f"case{k}": convert.convert_text(_message_net(*case), "python",
+                                             convert.load_protos())[0]
+            for k, case in enumerate(MESSAGE_CASES)}
+    return build_in_child(tmp_path_factory.mktemp("messages"), nets)
+
+
+@pytest.mark.parametrize("case", range(len(MESSAGE_CASES)))
+def test_both_forms_stop_with_the_same_message(tmp_path, python_messages, case):
+    """The C++ layer's CHECK message (through the caffe tool, as glog aborts) and the Python
+    layer's exception say the same after the layer's label; the C++ one adds the blob's name."""
+    import re
+    import subprocess
+    from pathlib import Path
+    model = tmp_path / "net.prototxt"
+    model.write_text(_message_net(*MESSAGE_CASES[case]))
+    caffe_tool = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "caffe"
+    res = subprocess.run([str(caffe_tool), "time", "-model", str(model), "-iterations", "1"],
+                         capture_output=True, text=True, timeout=120)
+    cpp = re.search(r"Check failed: .*? ScaleInterp layer 'layer': (.*)", res.stderr)
+    assert res.returncode != 0 and cpp, res.stderr[-3000:]
+    line = python_messages.get(f"case{case}")
+    assert line is not None, python_messages["output"][-3000:]
+    python = re.fullmatch(r"LayerConfigError: ScaleInterp \(Python layer, param_str .*?\): (.*)",
+                          line)
+    assert python, line
+    assert python.group(1) == cpp.group(1).replace("bottom[0] 'x'", "bottom[0]")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from attention_scale.errors import LayerConfigError
-from pyhelpers import (input_layers, make_net, python_layer, ref_interp_backward, ref_interp_forward,
-                       ref_merge, ref_merge_backward, ref_softmax, ref_softmax_backward, run_net)
+from pyhelpers import (build_in_child, input_layers, make_net, python_layer, ref_interp_backward,
+                       ref_interp_forward, ref_merge, ref_merge_backward, ref_softmax,
+                       ref_softmax_backward, run_net)
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -200,33 +201,8 @@ def test_wrong_top_count_and_in_place():
 
 # ----------------------------------------------------------------------------- issue 9: limits, empty
 # Before these checks existed, such nets aborted the interpreter inside Caffe (or raised a bare
-# OverflowError), so each is built in a child process: a regression fails the test, not the run.
-
-_CHILD = """
-import sys
-sys.path.insert(0, {tests!r})
-from pyhelpers import make_net
-try:
-    make_net(open({path!r}).read())
-except Exception as exc:
-    print(f"{{type(exc).__name__}}: {{exc}}")
-    sys.exit(3)
-print("built")
-"""
-
-
-def build_in_child(tmp_path, text):
-    """(exit code, stdout + stderr) of building the net `text` in a fresh Python."""
-    import subprocess
-    import sys
-    from pathlib import Path
-    path = tmp_path / "net.prototxt"
-    path.write_text(text)
-    script = _CHILD.format(tests=str(Path(__file__).parent), path=str(path))
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "GLOG_minloglevel": "2"})
-    return res.returncode, res.stdout + res.stderr
-
+# OverflowError), so they are built in a child process, one after the other, each reporting
+# its error on a line: a regression fails the tests, not the run.
 
 LIMIT = ("is out of range: each output side must be >= 1 and 5 x output side \\+ 2 x cropped "
          "input side <= 2147483647")
@@ -256,13 +232,21 @@ CHILD_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("layer_type, shapes, param_str, match", CHILD_ERRORS)
-def test_limits_and_empty_bottoms_raise_a_named_error(tmp_path, layer_type, shapes, param_str, match):
-    text = input_layers(shapes) + python_layer(layer_type, list(shapes), param_str=param_str)
-    code, output = build_in_child(tmp_path, text)
-    assert code == 3, output[-3000:]
-    assert re.search(f"LayerConfigError: {layer_type} \\(Python layer, param_str .*\\): {match}",
-                     output), output[-3000:]
+@pytest.fixture(scope="module")
+def child_errors(tmp_path_factory):
+    nets = {f"case{k}": input_layers(shapes) + python_layer(layer_type, list(shapes),
+                                                            param_str=param_str)
+            for k, (layer_type, shapes, param_str, _) in enumerate(CHILD_ERRORS)}
+    return build_in_child(tmp_path_factory.mktemp("child"), nets)
+
+
+@pytest.mark.parametrize("case", range(len(CHILD_ERRORS)))
+def test_limits_and_empty_bottoms_raise_a_named_error(child_errors, case):
+    layer_type, _, _, match = CHILD_ERRORS[case]
+    line = child_errors.get(f"case{case}")
+    assert line is not None, "the child died before this net:\n" + child_errors["output"][-3000:]
+    assert re.match(f"LayerConfigError: {layer_type} \\(Python layer, param_str .*\\): {match}",
+                        line), line
 
 
 @pytest.mark.parametrize("merge", ["ATTENTION", "MAX"])

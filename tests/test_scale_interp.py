@@ -341,16 +341,30 @@ def test_memory_grows_with_the_output():
     np.testing.assert_allclose(y[0, 0, :, 0], expected, atol=1e-5)
 
 
-def test_caches_are_bounded():
-    scale_interp.clear_caches()
+def _resize_many_sizes():
     rng = np.random.default_rng(1)
     for k in range(200):  # 200 distinct image sizes, as a data layer without cropping gives
-        h, w = 300 + k, 500 - k
-        x = rng.standard_normal((1, 1, h, w)).astype(np.float32)
-        y = scale_interp.forward(x, ((h - 1) * 3 // 4 + 1, (w - 1) * 3 // 4 + 1))
-        scale_interp.backward(y, (h, w))
-        assert scale_interp.cache_bytes() <= scale_interp.CACHE_BYTES
-    assert scale_interp.cache_bytes() > 0
+        h = 200 + 7 * k
+        x = rng.standard_normal((1, 1, h, 3)).astype(np.float32)
+        y = scale_interp.forward(x, ((h - 1) * 3 // 4 + 1, 5))
+        scale_interp.backward(y, (h, 3))
+        yield
+
+
+def test_caches_are_bounded(monkeypatch):
+    # Issue 9: the caches held about 1 GB after 200 distinct sizes. Here with a bound of 1 MiB,
+    # which the same sizes exceed severalfold when nothing is dropped.
+    scale_interp.clear_caches()
+    monkeypatch.setattr(scale_interp._CACHE, "max_bytes", 2**40)
+    for _ in _resize_many_sizes():
+        pass
+    unbounded = scale_interp.cache_bytes()
+    assert unbounded > 4 * 2**20
+    scale_interp.clear_caches()
+    monkeypatch.setattr(scale_interp._CACHE, "max_bytes", 2**20)
+    for _ in _resize_many_sizes():
+        assert 0 < scale_interp.cache_bytes() <= 2**20
+    assert scale_interp.CACHE_BYTES == 64 * 2**20  # the default bound
 
 
 def test_huge_finite_values_take_the_fast_result():
