@@ -95,7 +95,8 @@ def max_backward(dg, argmax, scale, out=None):
     computed as dg * mask (fast), and where that holds a NaN or inf (rare) redone as a select,
     since 0 * NaN and 0 * inf would reach the scales that lost."""
     won = argmax == scale
-    out = np.multiply(dg, won, out=out)
+    with np.errstate(invalid="ignore"):  # 0 * inf: redone below
+        out = np.multiply(dg, won, out=out)
     if not all_finite(out):
         out[...] = np.where(won, dg, dg.dtype.type(0))
     return out
