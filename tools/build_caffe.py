@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from _repo import REPO  # (puts python/ on sys.path)
-from attention_scale.caffe_build import builder, caffe_source, toolchain, venv_wiring
+from attention_scale.caffe_build import builder, caffe_source, compat, toolchain, venv_wiring
 from attention_scale.caffe_build.debian_source import SourceUnavailable
 from attention_scale.caffe_build.protofile import ProtoSyntaxError
 from attention_scale.caffe_build.tree_injection import InjectionError
@@ -53,6 +53,9 @@ def parse_args(argv):
                         help="print CAFFE_PREFIX=..., CAFFE_SOURCE_DIR=... on stdout")
     parser.add_argument("--fetch-source", type=Path, metavar="DIR",
                         help="only put BVLC's verified source into DIR (which must not exist)")
+    parser.add_argument("--compat-patch", type=Path, metavar="DIR",
+                        help="only print the toolchain fixes for the Caffe tree DIR as a patch "
+                             "(for building it by hand: `patch -p1`; `patch -R -p1` undoes it)")
     parser.add_argument("--print-system-packages", action="store_true",
                         help="only print the Debian packages of the optional libraries the "
                              "tree needs (tools/setup.sh installs them)")
@@ -76,6 +79,10 @@ def main(argv=None) -> int:
                               source_route=args.source_route,
                               extra_cmake_args=extra)
     try:
+        if args.compat_patch:
+            builder.ti.check_tree(args.compat_patch.resolve())
+            sys.stdout.write(compat.fixes_as_patch(args.compat_patch.resolve(), args.cuda))
+            return 0
         if args.print_system_packages:
             if cfg.caffe_root is not None:
                 builder.ti.check_tree(cfg.caffe_root.resolve())

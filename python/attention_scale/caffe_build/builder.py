@@ -209,11 +209,12 @@ def _injected_digest(root: Path) -> str:
 _PERCENT = re.compile(r"^\[\s*(\d+)%\]\s*(.*)$")
 
 
-def _run_logged(cmd: List[str], cwd: Path, logfile, what: str, progress: bool) -> None:
+def _run_logged(cmd: List[str], cwd: Path, logfile, what: str, progress: bool,
+                env: Optional[Dict[str, str]] = None) -> None:
     logfile.write(f"$ {' '.join(cmd)}\n")
     logfile.flush()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1)
+                            text=True, bufsize=1, env=env)
     last_pct, tail, errors = None, [], []
     for line in proc.stdout:
         logfile.write(line)
@@ -321,8 +322,11 @@ def _build_locked(cfg, base, work: Path, args: List[str]) -> BuildResult:
         _run_logged(["cmake", "-S", str(tree), "-B", str(build_dir), *args], work, logfile,
                     "cmake", progress=False)
         log(f"building with {cfg.jobs} jobs (a cold build takes ~10 minutes on 2 cores)")
+        # ccache sees paths relative to the cache root, so the same source compiled in another
+        # cache entry (or another cache) is a hit.
+        env = dict(os.environ, CCACHE_BASEDIR=str(cfg.cache.resolve()))
         _run_logged(["cmake", "--build", str(build_dir), "--", f"-j{cfg.jobs}"], work, logfile,
-                    "caffe build", progress=True)
+                    "caffe build", progress=True, env=env)
         _run_logged(["cmake", "--install", str(build_dir)], work, logfile, "install",
                     progress=False)
     atomic_write(stamp_path, json.dumps(stamp, indent=2, sort_keys=True) + "\n")

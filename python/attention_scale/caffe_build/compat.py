@@ -5,10 +5,11 @@ a fix whose old text is absent is skipped, so applying the list twice changes no
 fork that already carries the fix is left alone. They are applied to build copies only (the
 cache's tree), never to a user's own tree.
 """
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 # Part of the build cache key: bump when the list below changes.
 COMPAT_VERSION = 2
@@ -60,21 +61,44 @@ def _files(tree: Path, globs: Tuple[str, ...]) -> List[Path]:
     return seen
 
 
-def apply_fixes(tree: Path, cuda: bool) -> List[str]:
-    """Apply the fixes a CPU (or CUDA) build needs; return a line per file and fix applied."""
-    applied = []
+def planned_fixes(tree: Path, cuda: bool) -> Dict[Path, Tuple[bytes, bytes, List[str]]]:
+    """file -> (bytes now, bytes fixed, why) for every file a fix changes; writes nothing."""
+    planned: Dict[Path, Tuple[bytes, bytes, List[str]]] = {}
     for fix in FIXES:
         if fix.cuda_only and not cuda:
             continue
         for path in _files(tree, fix.paths):
-            data = path.read_bytes()
-            text = data.decode("utf-8", "surrogateescape")
+            before, current, whys = planned.get(path, (path.read_bytes(), None, []))
+            text = (current if current is not None else before).decode("utf-8",
+                                                                      "surrogateescape")
             if fix.regex:
                 new, count = re.subn(fix.old, fix.new, text)
             else:
                 count = text.count(fix.old)
                 new = text.replace(fix.old, fix.new)
             if count:
-                path.write_bytes(new.encode("utf-8", "surrogateescape"))
-                applied.append(f"{path.relative_to(tree)}: {fix.why}")
+                planned[path] = (before, new.encode("utf-8", "surrogateescape"), whys + [fix.why])
+    return planned
+
+
+def apply_fixes(tree: Path, cuda: bool) -> List[str]:
+    """Apply the fixes a CPU (or CUDA) build needs; return a line per file and fix applied."""
+    applied = []
+    for path, (_, fixed, whys) in planned_fixes(tree, cuda).items():
+        path.write_bytes(fixed)
+        applied.extend(f"{path.relative_to(tree)}: {why}" for why in whys)
     return applied
+
+
+def fixes_as_patch(tree: Path, cuda: bool) -> str:
+    """The fixes as a unified diff for `patch -p1` in the tree (`patch -R -p1` undoes it):
+    for building a tree by hand (make), where the build copy does not apply."""
+    chunks = []
+    for path, (before, fixed, whys) in planned_fixes(tree, cuda).items():
+        rel = str(path.relative_to(tree))
+        chunks.append("".join(f"# {why}\n" for why in whys))
+        chunks.extend(difflib.unified_diff(
+            before.decode("utf-8", "surrogateescape").splitlines(keepends=True),
+            fixed.decode("utf-8", "surrogateescape").splitlines(keepends=True),
+            f"a/{rel}", f"b/{rel}"))
+    return "".join(chunks)
