@@ -514,3 +514,34 @@ def test_cmakelists_with_the_installed_bvlc_config(caffe_paths, tmp_path):
     build = _configure(tmp_path, prefix / "share/Caffe", caffe_paths["CAFFE_SOURCE_DIR"])
     flags = _flags(build, "attention_scale_tests")
     assert f"{prefix}/include" in flags and "-DCPU_ONLY" in flags
+
+
+# --- tools/install_system_deps.sh on a system without dpkg ----------------------------------------
+
+def _path_without_dpkg(tmp_path, leave_out=()):
+    """A PATH holding only the commands the script may use, dpkg and apt not among them."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "env", "grep", "cmake", "make", "c++", "protoc", "id", "sed", "cat"):
+        found = shutil.which(tool)
+        if found and tool not in leave_out:
+            (bin_dir / tool).symlink_to(found)
+    return str(bin_dir)
+
+
+def test_without_dpkg_packages_are_not_all_reported_missing(tmp_path):
+    env = {"PATH": _path_without_dpkg(tmp_path), "PYTHON": sys.executable, "HOME": str(tmp_path)}
+    res = subprocess.run(["bash", str(REPO / "tools/install_system_deps.sh")], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "no dpkg here" in res.stderr and "libboost" not in res.stderr
+    assert "missing" not in res.stderr
+
+
+def test_without_dpkg_a_missing_tool_is_named(tmp_path):
+    env = {"PATH": _path_without_dpkg(tmp_path, leave_out=("cmake",)), "PYTHON": sys.executable,
+           "HOME": str(tmp_path)}
+    res = subprocess.run(["bash", str(REPO / "tools/install_system_deps.sh"), "libmatio-dev"],
+                         env=env, capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "missing commands: cmake" in res.stderr and "libmatio-dev" in res.stderr

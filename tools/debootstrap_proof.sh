@@ -89,7 +89,7 @@ done
 [ -f /etc/pip.conf ] && cp /etc/pip.conf "$ROOT/etc/pip.conf"
 
 # A clean clone: exactly the committed tree of HEAD.
-CLONE=/root/attention-scale
+CLONE=/srv/attention-scale   # world-readable, so the tests that run a step as nobody can
 mkdir -p "$ROOT$CLONE"
 git -C "$REPO" archive HEAD | tar -x -C "$ROOT$CLONE"
 say "clone of $(git -C "$REPO" rev-parse --short HEAD) in $ROOT$CLONE"
