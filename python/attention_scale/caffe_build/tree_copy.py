@@ -22,7 +22,7 @@ from ..files import atomic_write
 SKIP_DIRS = {".git", ".hg", ".svn", ".build_release", ".build_debug", "distribute",
              "__pycache__", ".ipynb_checkpoints"}
 # Files that are data rather than source: trained weights, solver states, big downloads.
-SKIP_SUFFIXES = (".caffemodel", ".solverstate", ".h5", ".mdb", ".o", ".a", ".so")
+SKIP_SUFFIXES = (".caffemodel", ".solverstate", ".mdb", ".o", ".a", ".so")
 MAX_FILE_BYTES = 32 << 20
 STATE_NAME = "source-state.json"
 
