@@ -133,7 +133,7 @@ run_step tests_warm "bash tools/run_tests.sh -q"
 
 in_root "echo gcc: \$(gcc -dumpfullversion); echo cmake: \$(cmake --version | head -1); \
   echo protoc: \$(protoc --version); echo python: \$(python3 --version); \
-  echo boost: \$(dpkg-query -W -f='\${Version}' libboost-dev); \
+  echo boost: \$(dpkg-query -W -f='\${Version}' libboost-system-dev); \
   echo hdf5: \$(dpkg-query -W -f='\${Version}' libhdf5-dev); \
   echo pip-protobuf: \$($CLONE/.venv/bin/python -c 'import google.protobuf as p; print(p.__version__)'); \
   echo numpy: \$($CLONE/.venv/bin/python -c 'import numpy; print(numpy.__version__)')" \
