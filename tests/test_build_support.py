@@ -2,12 +2,11 @@
 keys, the verified source routes (a local HTTP server stands in for GitHub), the optional
 libraries of a fork, the protobuf runtime, and --caffe-root on a synthetic fork-like tree."""
 import functools
-import hashlib
 import http.server
 import io
 import json
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 import tarfile

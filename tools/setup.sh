@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 export PYTHON
+command -v "$PYTHON" >/dev/null || {
+  echo "[setup] $PYTHON not found: install Python 3 (Debian/Ubuntu: apt-get install python3)" \
+       "or set PYTHON=/path/to/python3" >&2; exit 1; }
 
 # The optional libraries a --caffe-root tree needs (none for BVLC's source), then the rest.
 extra=$("$PYTHON" tools/build_caffe.py --print-system-packages "$@")
