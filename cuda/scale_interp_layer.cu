@@ -1,40 +1,48 @@
-// Attention to Scale for Caffe: ScaleInterp layer, CUDA kernels (the CPU loops' element functions).
+// Attention to Scale for Caffe: ScaleInterp layer, CUDA kernels (the CPU loops'
+// element functions).
 #include <vector>
 
 #include "caffe/layers/scale_interp_layer.hpp"
 #include "caffe/util/math_functions.hpp"
+#include "caffe/util/scale_interp.hpp"
 
 namespace caffe {
 
-// One forward pass: one thread per element (plane, y, x) of the dst_h x dst_w output planes.
+// One forward pass: one thread per element (plane, y, x) of the dst_h x dst_w
+// output planes.
 template <typename Dtype>
-__global__ void ScaleInterpPass(const int count, const attention_scale::InterpPass pass,
-    const attention_scale::InterpAxis<Dtype> axis, const Dtype* src, Dtype* dst) {
+__global__ void ScaleInterpPass(const int count,
+    const attention_scale::InterpPass pass,
+    const attention_scale::InterpAxis<Dtype> axis, const Dtype* src,
+    Dtype* dst) {
   CUDA_KERNEL_LOOP(index, count) {
     const int x = index % pass.dst_w;
     const int y = (index / pass.dst_w) % pass.dst_h;
     const int plane = index / pass.dst_w / pass.dst_h;
-    dst[index] = attention_scale::scale_interp_pass_at(plane, y, x, src, pass, axis);
+    dst[index] =
+        attention_scale::scale_interp_pass_at(plane, y, x, src, pass, axis);
   }
 }
 
-// The backward of a pass: one thread per element (plane, y, x) of the src_h x src_w planes
-// gathers the diffs that read it: deterministic, no atomics.
+// The backward of a pass: one thread per element (plane, y, x) of the src_h x
+// src_w planes gathers the diffs that read it: deterministic, no atomics.
 template <typename Dtype>
-__global__ void ScaleInterpGather(const int count, const attention_scale::InterpPass pass,
-    const attention_scale::InterpAxis<Dtype> axis, const Dtype* dst_diff, Dtype* src_diff) {
+__global__ void ScaleInterpGather(const int count,
+    const attention_scale::InterpPass pass,
+    const attention_scale::InterpAxis<Dtype> axis, const Dtype* dst_diff,
+    Dtype* src_diff) {
   CUDA_KERNEL_LOOP(index, count) {
     const int x = index % pass.src_w;
     const int y = (index / pass.src_w) % pass.src_h;
     const int plane = index / pass.src_w / pass.src_h;
-    src_diff[index] = attention_scale::scale_interp_gather_at(plane, y, x, dst_diff, pass,
-        axis);
+    src_diff[index] = attention_scale::scale_interp_gather_at(
+        plane, y, x, dst_diff, pass, axis);
   }
 }
 
 template <typename Dtype>
-void ScaleInterpLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
-    const vector<Blob<Dtype>*>& top) {
+void ScaleInterpLayer<Dtype>::Forward_gpu(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   const int planes = bottom[0]->num() * bottom[0]->channels();
   Dtype* mid = buffer_.mutable_gpu_data();
   const Dtype* src[2] = {bottom[0]->gpu_data(), mid};
@@ -42,8 +50,9 @@ void ScaleInterpLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
   for (int p = 0; p < 2; ++p) {
     const int count = planes * pass_[p].dst_h * pass_[p].dst_w;
     // NOLINT_NEXT_LINE(whitespace/operators)
-    ScaleInterpPass<Dtype><<<CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(
-        count, pass_[p], Axis(pass_[p].along_x, true), src[p], dst[p]);
+    ScaleInterpPass<Dtype><<<CAFFE_GET_BLOCKS(count),
+        CAFFE_CUDA_NUM_THREADS>>>(count, pass_[p], Axis(pass_[p].along_x, true),
+        src[p], dst[p]);
     CUDA_POST_KERNEL_CHECK;
   }
 }
@@ -66,8 +75,9 @@ void ScaleInterpLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
   for (int p = 1; p >= 0; --p) {
     const int count = planes * pass_[p].src_h * pass_[p].src_w;
     // NOLINT_NEXT_LINE(whitespace/operators)
-    ScaleInterpGather<Dtype><<<CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(
-        count, pass_[p], Axis(pass_[p].along_x, true), dst_diff[p], src_diff[p]);
+    ScaleInterpGather<Dtype><<<CAFFE_GET_BLOCKS(count),
+        CAFFE_CUDA_NUM_THREADS>>>(count, pass_[p], Axis(pass_[p].along_x, true),
+        dst_diff[p], src_diff[p]);
     CUDA_POST_KERNEL_CHECK;
   }
 }

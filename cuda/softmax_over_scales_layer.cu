@@ -1,17 +1,20 @@
-// Attention to Scale for Caffe: SoftmaxOverScales layer, CUDA kernels (the CPU loops' functions).
+// Attention to Scale for Caffe: SoftmaxOverScales layer, CUDA kernels (the CPU
+// loops' functions).
 #include <vector>
 
 #include "caffe/layers/softmax_over_scales_layer.hpp"
+#include "caffe/util/softmax_over_scales.hpp"
 
 namespace caffe {
 
 // Copies one scale's N x 1 x H x W map into channel s of the N x S x H x W top.
 template <typename Dtype>
-__global__ void SoftmaxOverScalesGather(const int pixels, const int s, const int num_scales,
-    const int inner, const Dtype* scale_data, Dtype* top_data) {
+__global__ void SoftmaxOverScalesGather(const int pixels, const int s,
+    const int num_scales, const int inner, const Dtype* scale_data,
+    Dtype* top_data) {
   CUDA_KERNEL_LOOP(index, pixels) {
-    top_data[attention_scale::scale_channel_index(index, s, num_scales, inner)] =
-        scale_data[index];
+    top_data[attention_scale::scale_channel_index(
+        index, s, num_scales, inner)] = scale_data[index];
   }
 }
 
@@ -23,50 +26,54 @@ __global__ void SoftmaxOverScalesForward(const int pixels, const int num_scales,
     const int n = index / inner;
     const int i = index % inner;
     const int sample = n * num_scales * inner;
-    attention_scale::softmax_over_scales_pixel(i, in + sample, out + sample, num_scales,
-        inner);
+    attention_scale::softmax_over_scales_pixel(
+        i, in + sample, out + sample, num_scales, inner);
   }
 }
 
-// Bottom diff element `index`: of the one N x S x H x W bottom when s < 0 (same layout as the
-// top), else of scale s's N x 1 x H x W bottom (channel s of the top's pixel `index`).
+// Bottom diff element `index`: of the one N x S x H x W bottom when s < 0 (same
+// layout as the top), else of scale s's N x 1 x H x W bottom (channel s of the
+// top's pixel `index`).
 template <typename Dtype>
-__global__ void SoftmaxOverScalesBackward(const int count, const int s, const int num_scales,
-    const int inner, const Dtype* top_data, const Dtype* top_diff, Dtype* bottom_diff) {
+__global__ void SoftmaxOverScalesBackward(const int count, const int s,
+    const int num_scales, const int inner, const Dtype* top_data,
+    const Dtype* top_diff, Dtype* bottom_diff) {
   CUDA_KERNEL_LOOP(index, count) {
     const int i = index % inner;
     const int channel = (s < 0) ? (index / inner) % num_scales : s;
     const int n = (s < 0) ? index / inner / num_scales : index / inner;
     const int sample = n * num_scales * inner;
-    bottom_diff[index] = attention_scale::softmax_over_scales_diff_at(i, channel,
-        top_data + sample, top_diff + sample, num_scales, inner);
+    bottom_diff[index] = attention_scale::softmax_over_scales_diff_at(
+        i, channel, top_data + sample, top_diff + sample, num_scales, inner);
   }
 }
 
 template <typename Dtype>
-void SoftmaxOverScalesLayer<Dtype>::Forward_gpu(const vector<Blob<Dtype>*>& bottom,
-    const vector<Blob<Dtype>*>& top) {
+void SoftmaxOverScalesLayer<Dtype>::Forward_gpu(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   Dtype* top_data = top[0]->mutable_gpu_data();
   const int pixels = top[0]->num() * inner_;
   const Dtype* in = bottom[0]->gpu_data();
   if (bottom.size() > 1) {
     for (int s = 0; s < num_scales_; ++s) {
       // NOLINT_NEXT_LINE(whitespace/operators)
-      SoftmaxOverScalesGather<Dtype><<<CAFFE_GET_BLOCKS(pixels), CAFFE_CUDA_NUM_THREADS>>>(
-          pixels, s, num_scales_, inner_, bottom[s]->gpu_data(), top_data);
+      SoftmaxOverScalesGather<Dtype><<<CAFFE_GET_BLOCKS(pixels),
+          CAFFE_CUDA_NUM_THREADS>>>(pixels, s, num_scales_, inner_,
+          bottom[s]->gpu_data(), top_data);
       CUDA_POST_KERNEL_CHECK;
     }
     in = top_data;
   }
   // NOLINT_NEXT_LINE(whitespace/operators)
-  SoftmaxOverScalesForward<Dtype><<<CAFFE_GET_BLOCKS(pixels), CAFFE_CUDA_NUM_THREADS>>>(
-      pixels, num_scales_, inner_, in, top_data);
+  SoftmaxOverScalesForward<Dtype><<<CAFFE_GET_BLOCKS(pixels),
+      CAFFE_CUDA_NUM_THREADS>>>(pixels, num_scales_, inner_, in, top_data);
   CUDA_POST_KERNEL_CHECK;
 }
 
 template <typename Dtype>
-void SoftmaxOverScalesLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
-    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
+void SoftmaxOverScalesLayer<Dtype>::Backward_gpu(
+    const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
+    const vector<Blob<Dtype>*>& bottom) {
   const Dtype* top_data = top[0]->gpu_data();
   const Dtype* top_diff = top[0]->gpu_diff();
   if (bottom.size() == 1) {
@@ -75,8 +82,9 @@ void SoftmaxOverScalesLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top
     }
     const int count = top[0]->count();
     // NOLINT_NEXT_LINE(whitespace/operators)
-    SoftmaxOverScalesBackward<Dtype><<<CAFFE_GET_BLOCKS(count), CAFFE_CUDA_NUM_THREADS>>>(
-        count, -1, num_scales_, inner_, top_data, top_diff, bottom[0]->mutable_gpu_diff());
+    SoftmaxOverScalesBackward<Dtype><<<CAFFE_GET_BLOCKS(count),
+        CAFFE_CUDA_NUM_THREADS>>>(count, -1, num_scales_, inner_, top_data,
+        top_diff, bottom[0]->mutable_gpu_diff());
     CUDA_POST_KERNEL_CHECK;
     return;
   }
@@ -86,8 +94,9 @@ void SoftmaxOverScalesLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top
       continue;
     }
     // NOLINT_NEXT_LINE(whitespace/operators)
-    SoftmaxOverScalesBackward<Dtype><<<CAFFE_GET_BLOCKS(pixels), CAFFE_CUDA_NUM_THREADS>>>(
-        pixels, s, num_scales_, inner_, top_data, top_diff, bottom[s]->mutable_gpu_diff());
+    SoftmaxOverScalesBackward<Dtype><<<CAFFE_GET_BLOCKS(pixels),
+        CAFFE_CUDA_NUM_THREADS>>>(pixels, s, num_scales_, inner_, top_data,
+        top_diff, bottom[s]->mutable_gpu_diff());
     CUDA_POST_KERNEL_CHECK;
   }
 }

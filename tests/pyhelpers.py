@@ -30,7 +30,8 @@ def ref_taps(dst, n_in, n_out, nearest):
 
 
 def ref_interp_forward(x, out_hw, pad_beg=0, pad_end=0, nearest=False):
-    """Resize by visiting every output pixel (vectorised over N and C only)."""
+    """Resize by visiting every output pixel (vectorised over N and C only). A tap of weight 0
+    reads nothing, so a NaN or inf reaches only the outputs that read it (issue 9, item 6)."""
     n, c, h, w = x.shape
     h_eff, w_eff = h + pad_beg + pad_end, w + pad_beg + pad_end
     out = np.zeros((n, c) + tuple(out_hw), np.float64)
@@ -38,12 +39,14 @@ def ref_interp_forward(x, out_hw, pad_beg=0, pad_end=0, nearest=False):
         for j in range(out_hw[1]):
             for y, wy in ref_taps(i, h_eff, out_hw[0], nearest):
                 for x_, wx in ref_taps(j, w_eff, out_hw[1], nearest):
-                    out[:, :, i, j] += wy * wx * x[:, :, y - pad_beg, x_ - pad_beg]
+                    if wy * wx != 0:
+                        out[:, :, i, j] += wy * wx * x[:, :, y - pad_beg, x_ - pad_beg]
     return out
 
 
 def ref_interp_backward(dy, in_hw, pad_beg=0, pad_end=0, nearest=False):
-    """Scatter every output pixel's gradient back onto the input pixels it read."""
+    """Scatter every output pixel's gradient back onto the input pixels it read (with a
+    non-zero weight)."""
     n, c, h_out, w_out = dy.shape
     h_eff, w_eff = in_hw[0] + pad_beg + pad_end, in_hw[1] + pad_beg + pad_end
     dx = np.zeros((n, c) + tuple(in_hw), np.float64)
@@ -51,20 +54,29 @@ def ref_interp_backward(dy, in_hw, pad_beg=0, pad_end=0, nearest=False):
         for j in range(w_out):
             for y, wy in ref_taps(i, h_eff, h_out, nearest):
                 for x_, wx in ref_taps(j, w_eff, w_out, nearest):
-                    dx[:, :, y - pad_beg, x_ - pad_beg] += wy * wx * dy[:, :, i, j]
+                    if wy * wx != 0:
+                        dx[:, :, y - pad_beg, x_ - pad_beg] += wy * wx * dy[:, :, i, j]
     return dx
 
 
 def ref_softmax(h):
-    """Softmax over axis 1, pixel by pixel, with math.exp after subtracting the max."""
+    """Softmax over axis 1, pixel by pixel, with math.exp after subtracting the max. Infinite
+    and NaN logits as SPEC/issue 9 item 6 define them: the scales at the maximum share the
+    weight when it is +inf or -inf (the limit; all -inf: equal logits), a NaN makes the pixel NaN."""
     n, s, hh, ww = h.shape
     out = np.zeros(h.shape, np.float64)
     for a in range(n):
         for y in range(hh):
             for x in range(ww):
                 values = [float(h[a, k, y, x]) for k in range(s)]
+                if any(math.isnan(v) for v in values):
+                    out[a, :, y, x] = math.nan
+                    continue
                 peak = max(values)
-                exps = [math.exp(v - peak) for v in values]
+                if math.isinf(peak):
+                    exps = [1.0 if v == peak else 0.0 for v in values]
+                else:
+                    exps = [math.exp(v - peak) for v in values]
                 total = sum(exps)
                 for k in range(s):
                     out[a, k, y, x] = exps[k] / total
@@ -94,10 +106,11 @@ def ref_merge(scores, weights=None, merge="ATTENTION"):
             g[idx] = sum(weights[idx[0], s, idx[2], idx[3]] * values[s] for s in range(len(values)))
         elif merge == "AVERAGE":
             g[idx] = sum(values) / len(values)
-        else:
-            best = 0
+        else:  # the first NaN, else the first maximum
+            nans = [s for s in range(len(values)) if math.isnan(values[s])]
+            best = nans[0] if nans else 0
             for s in range(1, len(values)):
-                if values[s] > values[best]:
+                if not nans and values[s] > values[best]:
                     best = s
             g[idx], argmax[idx] = values[best], best
     return g, argmax
@@ -201,6 +214,39 @@ def make_net(text):
         return caffe.Net(handle.name, caffe.TEST)
     finally:
         os.unlink(handle.name)
+
+
+_CHILD = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from pyhelpers import make_net
+for key, path in json.loads(sys.argv[1]).items():
+    try:
+        make_net(open(path).read())
+        print(f"{{key}} built", flush=True)
+    except Exception as exc:
+        print(f"{{key}} {{type(exc).__name__}}: {{exc}}", flush=True)
+"""
+
+
+def build_in_child(tmp_path, nets):
+    """{key: the line the child printed building nets[key]}, each net built in one fresh Python
+    in turn (keys missing from the result: the child died before them, e.g. in a glog CHECK;
+    "output" holds all it wrote). For nets that abort the interpreter without a fix."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    paths = {}
+    for key, text in nets.items():
+        paths[key] = str(tmp_path / f"{key}.prototxt")
+        Path(paths[key]).write_text(text)
+    script = _CHILD.format(tests=str(Path(__file__).parent))
+    res = subprocess.run([sys.executable, "-c", script, json.dumps(paths)], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "GLOG_minloglevel": "2"})
+    lines = dict(line.split(" ", 1) for line in res.stdout.splitlines() if " " in line)
+    lines["output"] = res.stdout + res.stderr
+    return lines
 
 
 def run_net(net, inputs, top_diff, top="out"):

@@ -71,6 +71,19 @@ BAD_NETS = [
                              'bottom: "data" bottom: "back" bottom: "data"'),
                  [r"WeightedScaleSum", r"'merge'", r"bottom\[2\]", r"weights?"],
                  id="merge-bad-weights"),
+    # Issue 9: in place (the blob grew on every forward), an empty bottom, an output too large.
+    pytest.param('layer { name: "data" type: "Input" top: "data" '
+                 'input_param { shape { dim: 1 dim: 1 dim: 5 dim: 5 } } }\n'
+                 'layer { name: "up" type: "ScaleInterp" bottom: "data" top: "data" '
+                 'scale_interp_param { zoom_factor: 2 } }\n',
+                 [r"ScaleInterp layer 'up': cannot run in place \(top\[0\] is bottom\[0\] "
+                  r"'data'\)"], id="interp-in-place"),
+    pytest.param(NET.replace("dim: 2 dim: 3 dim: 9 dim: 9", "dim: 2 dim: 3 dim: 0 dim: 9"),
+                 [r"ScaleInterp layer 'half': bottom\[0\] 'data[^']*' has shape 2 3 0 9 \(0\), "
+                  r"expected every axis >= 1"], id="interp-empty-bottom"),
+    pytest.param(NET.replace("scale: 0.5", "zoom_factor: 2000000000"),
+                 [r"ScaleInterp layer 'half': output size 16000000001 x 16000000001 .* is out of "
+                  r"range"], id="interp-huge-zoom"),
 ]
 
 
@@ -101,6 +114,12 @@ def test_tool_runs_the_python_fallbacks_from_the_venv(tmp_path):
 PYTHON_BAD = [
     pytest.param(("scale: 0.5", "scale: -1"), [r"ScaleInterp", r"scale must be a finite number > 0",
                                                r"-1"], id="bad-param-str"),
+    pytest.param(("dim: 2 dim: 3 dim: 9 dim: 9", "dim: 2 dim: 3 dim: 0 dim: 9"),
+                 [r"ScaleInterp \(Python layer, param_str 'scale: 0.5'\): bottom\[0\] has shape "
+                  r"2 3 0 9 \(0\), expected every axis >= 1"], id="empty-bottom"),
+    pytest.param(("scale: 0.5", "zoom_factor: 2000000000"),
+                 [r"ScaleInterp \(Python layer.*\): output size 16000000001 x 16000000001 .* is "
+                  r"out of range"], id="huge-zoom"),
     pytest.param(('bottom: "data" bottom: "back" bottom: "w"', 'bottom: "data" bottom: "half" bottom: "w"'),
                  [r"WeightedScaleSum", r"bottom\[1\]", r"\(2, 3, 5, 5\)"], id="mismatched-bottoms"),
 ]

@@ -6,7 +6,7 @@ import pytest
 
 from attention_scale.nets import convert
 from attention_scale.layers.params import FIELDS
-from pyhelpers import cpp_layer, import_caffe, input_layers, make_net, run_net
+from pyhelpers import build_in_child, cpp_layer, import_caffe, input_layers, make_net, run_net
 
 CASES_PER_LAYER = 12
 
@@ -101,3 +101,139 @@ def test_weighted_scale_sum_random(merge, seed):
         shapes["w"] = (shape[0], num) + shape[2:]
     param = "" if merge == "ATTENTION" and seed % 2 else f"merge: {merge}"
     _agree("WeightedScaleSum", shapes, param, seed, integer_inputs=merge == "MAX" and seed % 2)
+
+
+# ----------------------------------------------------------------------------- issue 9
+
+def _agree_nonfinite(layer_type, shapes, param_text, seed, fraction=0.05):
+    """_agree with NaN, +inf and -inf at random places of every input (assert_allclose treats
+    NaN as equal to NaN, and needs every NaN and inf in the same place in both forms)."""
+    import_caffe()
+    text = input_layers(shapes) + cpp_layer(layer_type, list(shapes), param_field=FIELDS[layer_type],
+                                            param_text=param_text)
+    python_text, _ = convert.convert_text(text, "python", convert.load_protos())
+    cpp_net, python_net = make_net(text), make_net(python_text)
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for name, shape in shapes.items():
+        value = rng.standard_normal(shape).astype(np.float32)
+        special = rng.random(shape) < fraction
+        value[special] = rng.choice(np.array([np.nan, np.inf, -np.inf], np.float32),
+                                    int(special.sum()))
+        inputs[name] = value
+    top_shape = cpp_net.blobs["out"].data.shape
+    dy = rng.standard_normal(top_shape).astype(np.float32)
+    dy[rng.random(top_shape) < fraction] = np.nan
+    out_cpp, diffs_cpp = run_net(cpp_net, inputs, dy)
+    out_py, diffs_py = run_net(python_net, inputs, dy)
+    assert np.isnan(out_cpp).any() or layer_type == "SoftmaxOverScales"
+    np.testing.assert_allclose(out_py, out_cpp, rtol=1e-5, atol=1e-5, err_msg=param_text)
+    for name in inputs:
+        np.testing.assert_allclose(diffs_py[name], diffs_cpp[name], rtol=1e-5, atol=1e-5,
+                                   err_msg=f"{param_text}: diff of {name}")
+
+
+@pytest.mark.parametrize("shapes, param_text", [
+    ({"x": (2, 3, 8, 8)}, "zoom_factor: 2"), ({"x": (2, 3, 8, 8)}, "zoom_factor: 2 interpolation: NEAREST"),
+    ({"x": (1, 2, 17, 17)}, "shrink_factor: 4"), ({"x": (1, 2, 9, 13)}, "height: 21 width: 5"),
+    ({"x": (1, 2, 41, 41)}, "scale: 0.75 pad_beg: -1"),
+    ({"x": (1, 2, 20, 20)}, "height: 7 width: 33 interpolation: NEAREST")])
+def test_scale_interp_nonfinite(shapes, param_text):
+    _agree_nonfinite("ScaleInterp", shapes, param_text, seed=len(param_text))
+
+
+@pytest.mark.parametrize("shapes", [{"h": (2, 3, 5, 7)}, {"a": (2, 1, 5, 7), "b": (2, 1, 5, 7)}])
+def test_softmax_over_scales_nonfinite(shapes):
+    _agree_nonfinite("SoftmaxOverScales", shapes, "", seed=5, fraction=0.3)
+
+
+@pytest.mark.parametrize("merge", ["ATTENTION", "AVERAGE", "MAX"])
+def test_weighted_scale_sum_nonfinite(merge):
+    shapes = {f"f{s}": (2, 3, 4, 5) for s in range(5)}
+    if merge == "ATTENTION":
+        shapes["w"] = (2, 5, 4, 5)
+    _agree_nonfinite("WeightedScaleSum", shapes, f"merge: {merge}", seed=7, fraction=0.1)
+
+
+# Sizes around the CPU loops' blocks (softmax: 512 pixels; merges: 4 scales per pass, 4096
+# pixels in the ATTENTION backward) and up to 8 scales.
+@pytest.mark.parametrize("shape", [(2, 8, 1, 511), (1, 5, 1, 512), (2, 3, 1, 513), (1, 7, 3, 343),
+                                   (1, 8, 33, 33)])
+@pytest.mark.parametrize("split", [False, True])
+def test_softmax_over_scales_block_boundaries(shape, split):
+    n, s, h, w = shape
+    shapes = {f"h{k}": (n, 1, h, w) for k in range(s)} if split else {"h": shape}
+    _agree("SoftmaxOverScales", shapes, "", seed=sum(shape))
+
+
+@pytest.mark.parametrize("num", [1, 4, 5, 8])
+@pytest.mark.parametrize("shape", [(1, 2, 1, 4095), (2, 2, 1, 4096), (1, 2, 1, 4097), (1, 1, 65, 65)])
+@pytest.mark.parametrize("merge", ["ATTENTION", "AVERAGE", "MAX"])
+def test_weighted_scale_sum_block_boundaries(merge, shape, num):
+    shapes = {f"f{s}": shape for s in range(num)}
+    if merge == "ATTENTION":
+        shapes["w"] = (shape[0], num) + shape[2:]
+    _agree("WeightedScaleSum", shapes, f"merge: {merge}", seed=num + shape[3],
+           integer_inputs=merge == "MAX")
+
+
+def test_scale_sizes_agree_up_to_1e5():
+    """Both forms take the same output size for `scale` at every size tried (random float32
+    scales, random sizes up to 10^5): the C++ layer through pycaffe, the Python rule directly."""
+    from attention_scale.layers import scale_interp
+    rng = np.random.default_rng(11)
+    scales = np.concatenate([rng.uniform(0.01, 4, 40), [0.7, 0.75, 0.5, 0.333, 1.3, 0.9]])
+    for scale in scales.astype(np.float32):  # str(): the shortest decimal of the float32
+        text = input_layers({"x": (1, 1, 1, 1)}) + cpp_layer(
+            "ScaleInterp", ["x"], param_field="scale_interp_param", param_text=f"scale: {scale}")
+        net = make_net(text)
+        for h in np.concatenate([rng.integers(1, 100001, 8), [8401, 100001]]):
+            net.blobs["x"].reshape(1, 1, int(h), 1)
+            net.reshape()
+            assert net.blobs["out"].data.shape[2] == scale_interp.scaled_size(int(h), scale), \
+                (scale, h)
+
+
+MESSAGE_CASES = [  # (bottom shape, scale_interp_param): each stops at setup in both forms
+    ((2, 3, 5, 6), "zoom_factor: 2000000000"), ((2, 3, 5, 6), "scale: 1e30"),
+    ((1, 1, 4, 4), "height: 1 width: 2000000000"), ((1, 1, 20000, 2), "height: 429496730 width: 1"),
+    ((1, 1000, 4, 4), "height: 50000 width: 50000"), ((0, 3, 5, 6), "zoom_factor: 2"),
+    ((1, 1, 4, 4), "zoom_factor: 2 pad_beg: -2 pad_end: -2"), ((2, 3, 5, 0), "scale: 0.5")]
+
+
+def _message_net(in_shape, param_text):
+    return input_layers({"x": in_shape}) + cpp_layer("ScaleInterp", ["x"],
+                                                     param_field="scale_interp_param",
+                                                     param_text=param_text)
+
+
+@pytest.fixture(scope="module")
+def python_messages(tmp_path_factory):
+    """The Python layer's message for every case, the nets built in one child process."""
+    import_caffe()
+    nets = {f"case{k}": convert.convert_text(_message_net(*case), "python",
+                                             convert.load_protos())[0]
+            for k, case in enumerate(MESSAGE_CASES)}
+    return build_in_child(tmp_path_factory.mktemp("messages"), nets)
+
+
+@pytest.mark.parametrize("case", range(len(MESSAGE_CASES)))
+def test_both_forms_stop_with_the_same_message(tmp_path, python_messages, case):
+    """The C++ layer's CHECK message (through the caffe tool, as glog aborts) and the Python
+    layer's exception say the same after the layer's label; the C++ one adds the blob's name."""
+    import re
+    import subprocess
+    from pathlib import Path
+    model = tmp_path / "net.prototxt"
+    model.write_text(_message_net(*MESSAGE_CASES[case]))
+    caffe_tool = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "caffe"
+    res = subprocess.run([str(caffe_tool), "time", "-model", str(model), "-iterations", "1"],
+                         capture_output=True, text=True, timeout=120)
+    cpp = re.search(r"Check failed: .*? ScaleInterp layer 'layer': (.*)", res.stderr)
+    assert res.returncode != 0 and cpp, res.stderr[-3000:]
+    line = python_messages.get(f"case{case}")
+    assert line is not None, python_messages["output"][-3000:]
+    python = re.fullmatch(r"LayerConfigError: ScaleInterp \(Python layer, param_str .*?\): (.*)",
+                          line)
+    assert python, line
+    assert python.group(1) == cpp.group(1).replace("bottom[0] 'x'", "bottom[0]")

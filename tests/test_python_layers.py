@@ -1,11 +1,14 @@
 """The Python layers through pycaffe: values, gradients and setup errors."""
 
+import re
+
 import numpy as np
 import pytest
 
 from attention_scale.errors import LayerConfigError
-from pyhelpers import (input_layers, make_net, python_layer, ref_interp_backward, ref_interp_forward,
-                       ref_merge, ref_merge_backward, ref_softmax, ref_softmax_backward, run_net)
+from pyhelpers import (build_in_child, input_layers, make_net, python_layer, ref_interp_backward,
+                       ref_interp_forward, ref_merge, ref_merge_backward, ref_softmax,
+                       ref_softmax_backward, run_net)
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 
@@ -155,7 +158,8 @@ ERRORS = [
      "takes 1 bottom .*got 3"),
     ("ScaleInterp", {"x": (1, 4, 4)}, "zoom_factor: 2", r"bottom\[0\] must be 4-D.*\(1, 4, 4\)"),
     ("ScaleInterp", {"x": (1, 1, 4, 4)}, "zoom_factor: 2 pad_beg: -2 pad_end: -2",
-     r"crop the whole 4x4 input of bottom\[0\].*bottom\[0\] shape \(1, 1, 4, 4\)"),
+     r"bottom\[0\] has shape 1 1 4 4 \(16\), too small for pad_beg -2 and pad_end -2 "
+     r"\(cropped size 0 x 0\)"),
     ("SoftmaxOverScales", {"h": (1, 2, 3, 3)}, "axis: 1", 'no field named "axis"'),
     ("SoftmaxOverScales", {"a": (1, 1, 3, 3), "b": (1, 2, 3, 3)}, "",
      r"expected \(1, 1, 3, 3\), bottom\[1\] has \(1, 2, 3, 3\)"),
@@ -193,3 +197,74 @@ def test_wrong_top_count_and_in_place():
     in_place = input_layers({"x": (1, 2, 3, 3)}) + python_layer("SoftmaxOverScales", ["x"], top="x")
     with pytest.raises(LayerConfigError, match=r"cannot run in place \(top\[0\] is bottom\[0\]\)"):
         make_net(in_place)
+
+
+# ----------------------------------------------------------------------------- issue 9: limits, empty
+# Before these checks existed, such nets aborted the interpreter inside Caffe (or raised a bare
+# OverflowError), so they are built in a child process, one after the other, each reporting
+# its error on a line: a regression fails the tests, not the run.
+
+LIMIT = ("is out of range: each output side must be >= 1 and 5 x output side \\+ 2 x cropped "
+         "input side <= 2147483647")
+CHILD_ERRORS = [
+    ("ScaleInterp", {"x": (1, 1, 4, 4)}, "zoom_factor: 2000000000",
+     r"output size 6000000001 x 6000000001 for bottom\[0\] of shape 1 1 4 4 \(16\) \(cropped "
+     r"4 x 4\) " + LIMIT),
+    ("ScaleInterp", {"x": (1, 1, 4, 4)}, "scale: 1e30", r"output size 2147483648 x 2147483648 .*"
+     + LIMIT),
+    ("ScaleInterp", {"x": (1, 1, 4, 4)}, "height: 1 width: 2000000000",
+     r"output size 1 x 2000000000 .*" + LIMIT),
+    ("ScaleInterp", {"x": (3, 1000, 4, 4)}, "height: 1000 width: 1000",
+     r"the top would have shape 3 1000 1000 1000, more than a blob holds \(2147483647 elements\)"),
+    ("ScaleInterp", {"x": (0, 2, 4, 4)}, "zoom_factor: 2",
+     r"bottom\[0\] has shape 0 2 4 4 \(0\), expected every axis >= 1 \(N x C x H x W; empty "
+     r"blobs are not supported\)"),
+    ("ScaleInterp", {"x": (1, 2, 4, 4), "r": (1, 2, 0, 5)}, "",
+     r"bottom\[1\] has shape 1 2 0 5 \(0\), expected every axis >= 1"),
+    ("SoftmaxOverScales", {"h": (2, 0, 3, 3)}, "",
+     r"bottom\[0\] has shape 2 0 3 3 \(0\), expected every axis >= 1 \(N x S x H x W; empty"),
+    ("SoftmaxOverScales", {"a": (1, 1, 3, 3), "b": (1, 1, 3, 0)}, "",
+     r"bottom\[1\] has shape 1 1 3 0 \(0\), expected every axis >= 1"),
+    ("WeightedScaleSum", {"f0": (1, 2, 3, 3), "f1": (1, 2, 3, 3), "w": (1, 2, 0, 3)}, "",
+     r"bottom\[2\] has shape 1 2 0 3 \(0\), expected every axis >= 1 \(N x S x H x W; empty"),
+    ("WeightedScaleSum", {"f0": (0, 2, 3, 3)}, "merge: MAX",
+     r"bottom\[0\] has shape 0 2 3 3 \(0\), expected every axis >= 1 \(N x C x H x W; empty"),
+]
+
+
+@pytest.fixture(scope="module")
+def child_errors(tmp_path_factory):
+    nets = {f"case{k}": input_layers(shapes) + python_layer(layer_type, list(shapes),
+                                                            param_str=param_str)
+            for k, (layer_type, shapes, param_str, _) in enumerate(CHILD_ERRORS)}
+    return build_in_child(tmp_path_factory.mktemp("child"), nets)
+
+
+@pytest.mark.parametrize("case", range(len(CHILD_ERRORS)))
+def test_limits_and_empty_bottoms_raise_a_named_error(child_errors, case):
+    layer_type, _, _, match = CHILD_ERRORS[case]
+    line = child_errors.get(f"case{case}")
+    assert line is not None, "the child died before this net:\n" + child_errors["output"][-3000:]
+    assert re.match(f"LayerConfigError: {layer_type} \\(Python layer, param_str .*\\): {match}",
+                        line), line
+
+
+@pytest.mark.parametrize("merge", ["ATTENTION", "MAX"])
+def test_nonfinite_values_through_pycaffe(merge):
+    # The three layers in one net of Python layers: a NaN in a score map stays at its pixel.
+    shapes = {"x": (1, 2, 5, 5), "h": (1, 2, 9, 9)}
+    text = input_layers(shapes) + python_layer("ScaleInterp", ["x", "h"], top="up", name="up") \
+        + python_layer("SoftmaxOverScales", ["h"], top="w", name="w") \
+        + python_layer("WeightedScaleSum", ["up", "up"] + (["w"] if merge == "ATTENTION" else []),
+                       param_str=f"merge: {merge}", name="merge")
+    net = make_net(text)
+    x = np.ones(shapes["x"], np.float32)
+    x[0, 1, 2, 2] = np.nan  # read by outputs 3..5 along each axis of the 9 x 9 map
+    h = np.zeros(shapes["h"], np.float32)
+    h[0, 0, 0, 0] = np.inf
+    net.forward(x=x, h=h)
+    out = net.blobs["out"].data
+    nan_at = np.argwhere(np.isnan(out))
+    assert {tuple(p) for p in nan_at} == {(0, 1, y, x) for y in (3, 4, 5) for x in (3, 4, 5)}
+    if merge == "ATTENTION":
+        np.testing.assert_allclose(net.blobs["w"].data[0, :, 0, 0], [1, 0])

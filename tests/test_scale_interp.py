@@ -1,6 +1,10 @@
 """ScaleInterp numpy core (attention_scale.layers.scale_interp) against plain-loop references
 and by hand."""
 
+import ctypes
+import tracemalloc
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -173,13 +177,6 @@ def test_finite_difference_gradient(in_hw, out_hw, pad_beg, pad_end):
     np.testing.assert_allclose(analytic, numeric, atol=1e-7)
 
 
-def test_interp_matrices_are_cached_and_read_only():
-    first = scale_interp.interp_matrix(41, 321, False, "float32")
-    assert scale_interp.interp_matrix(41, 321, False, "float32") is first
-    assert not first.flags.writeable
-    np.testing.assert_allclose(first.sum(axis=1), 1, atol=1e-6)  # rows are convex combinations
-
-
 def test_out_argument_is_written_in_place():
     x = np.random.default_rng(0).standard_normal((2, 2, 5, 5)).astype(np.float32)
     out = np.empty((2, 2, 9, 9), np.float32)
@@ -188,19 +185,202 @@ def test_out_argument_is_written_in_place():
         scale_interp.forward(x, (9, 9), out=np.empty((2, 2, 9, 18), np.float32)[..., ::2])
 
 
-@pytest.mark.parametrize("n_in, n_out, nearest", [
-    (321, 241, False), (65, 513, False), (41, 41, False), (321, 41, True), (7, 1, False),
-    (1, 9, True), (100, 33, True)])
-@pytest.mark.parametrize("transpose", [False, True])
-def test_band_blocks_rebuild_the_matrix(n_in, n_out, nearest, transpose):
-    # The blocks plus the zeros they leave out must be exactly the interpolation matrix.
-    dense = scale_interp.interp_matrix(n_in, n_out, nearest, "float64")
-    want = dense.T if transpose else dense
-    rebuilt = np.zeros_like(want)
-    covered = 0
-    for r0, r1, c0, c1, block in scale_interp.band_blocks(n_in, n_out, nearest, "float64", transpose):
-        assert r0 == covered and block.shape == (r1 - r0, c1 - c0)
-        rebuilt[r0:r1, c0:c1] = block
-        covered = r1
-    assert covered == want.shape[0]
-    np.testing.assert_array_equal(rebuilt, want)
+# ----------------------------------------------------------------------------- scale: exact sizes
+
+DECIMAL_SCALES = ["0.7", "0.75", "0.5", "0.333", "1.3", "2.5", "0.123456", "0.05", "3", "0.125",
+                  "0.1", "0.9", "0.999999"]
+
+
+@pytest.mark.parametrize("text", DECIMAL_SCALES)
+def test_scaled_size_is_exact_up_to_1e5(text):
+    # floor((H - 1) * scale) + 1 for the decimal as written, against exact rational arithmetic;
+    # the float product (0.7f * 8400 = 5879.9999) or an absolute 1e-4 goes wrong at large H.
+    scale = Fraction(text)
+    sizes = np.arange(1, 100002)
+    expected = (sizes - 1) * scale.numerator // scale.denominator + 1
+    got = np.array([scale_interp.scaled_size(int(n), float(text)) for n in sizes])
+    wrong = np.flatnonzero(got != expected)
+    assert wrong.size == 0, f"scale {text}: H = {sizes[wrong[:5]]} give {got[wrong[:5]]}, " \
+                            f"expected {expected[wrong[:5]]}"
+
+
+def test_scaled_size_issue_case_and_extremes():
+    assert scale_interp.scaled_size(8401, 0.7) == 5881  # issue 9, item 5
+    assert scale_interp.scaled_size(5, 1e30) == 2**31  # INT_MAX + 1: beyond an int
+    assert scale_interp.scaled_size(2, 3e38) == 2**31
+    assert scale_interp.scaled_size(10**6, 1e-30) == 1
+    assert scale_interp.scaled_size(3, 1e9) == 2000000001
+
+
+@pytest.mark.parametrize("value, mantissa, exponent", [
+    (0.7, 7, -1), (0.75, 75, -2), (2.0, 2, 0), (0.333, 333, -3), (1e30, 1, 30),
+    (0.123456, 123456, -6), (123456.0, 123456, 0), (0.33333334, 33333334, -8),
+    (16777216.0, 16777216, 0), (1e-45, 1, -45)])
+def test_shortest_decimal(value, mantissa, exponent):
+    # The same cases as the C++ test (ScaleInterpScaleTest.TestShortestDecimal).
+    assert scale_interp.shortest_decimal(np.float32(value)) == (mantissa, exponent)
+
+
+def _strtof():
+    """libc's strtof (correctly rounded), which the C++ layer uses to read a decimal back."""
+    libc = ctypes.CDLL(None)
+    libc.strtof.restype = ctypes.c_float
+    libc.strtof.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    return lambda text: np.float32(libc.strtof(text.encode(), None))
+
+
+def test_shortest_decimal_reads_back_and_is_shortest():
+    strtof = _strtof()
+    rng = np.random.default_rng(0)
+    bits = rng.integers(1, 0x7f800000, 3000, dtype=np.uint32)  # positive finite floats
+    for value in bits.view(np.float32):
+        mantissa, exponent = scale_interp.shortest_decimal(value)
+        assert strtof(f"{mantissa}e{exponent}") == value, (value, mantissa, exponent)
+        digits = len(str(mantissa))
+        if digits > 1:  # no decimal with one digit fewer reads back (the nearest one does not)
+            assert strtof(f"{float(value):.{digits - 2}e}") != value, (value, mantissa)
+
+
+# ----------------------------------------------------------------------------- limits
+
+LIMIT_MESSAGE = ("is out of range: each output side must be >= 1 and 5 x output side "
+                 "\\+ 2 x cropped input side <= 2147483647")
+
+
+@pytest.mark.parametrize("fields, bottom_shape, match", [
+    ({"zoom_factor": 2000000000}, (2, 3, 5, 6),
+     "output size 8000000001 x 10000000001 for bottom\\[0\\] of shape 2 3 5 6 \\(180\\) "
+     "\\(cropped 5 x 6\\) " + LIMIT_MESSAGE),
+    ({"scale": 1e30}, (2, 3, 5, 6), "output size 2147483648 x 2147483648 for bottom\\[0\\] "
+     ".* " + LIMIT_MESSAGE),
+    ({"height": 1, "width": 2000000000}, (1, 1, 4, 4), "output size 1 x 2000000000 " ".*"
+     + LIMIT_MESSAGE),
+    ({"height": 429496730, "width": 1}, (1, 1, 20000, 2), "output size 429496730 x 1 for "
+     "bottom\\[0\\] of shape 1 1 20000 2 \\(40000\\) \\(cropped 20000 x 2\\) " + LIMIT_MESSAGE),
+    ({"height": 50000, "width": 50000}, (1, 1000, 4, 4), "the top would have shape 1 1000 50000 "
+     "50000, more than a blob holds \\(2147483647 elements\\)"),
+])
+def test_output_limits_are_the_cpp_layers(fields, bottom_shape, match):
+    spec = scale_interp.spec_from_param(_param(**fields), 1)
+    with pytest.raises(LayerConfigError, match=f"^ScaleInterp: {match}$"):
+        spec.top_shape(bottom_shape)
+
+
+def test_output_within_limits():
+    # 5 x 429496728 + 2 x 2 <= INT_MAX < 5 x 429496729 + 2 x 2
+    spec = scale_interp.spec_from_param(_param(height=429496728, width=1), 1)
+    assert spec.top_shape((1, 1, 2, 2)) == (1, 1, 429496728, 1)
+    with pytest.raises(LayerConfigError, match="output size 429496729 x 1 .* out of range"):
+        scale_interp.spec_from_param(_param(height=429496729, width=1), 1).top_shape((1, 1, 2, 2))
+    assert scale_interp.spec_from_param(_param(scale=0.7), 1).top_shape((2, 3, 8401, 11)) == \
+        (2, 3, 5881, 8)
+
+
+# ----------------------------------------------------------------------------- NaN and inf
+
+NONFINITE_CASES = [  # (in_hw, out_hw, pad_beg, pad_end, nearest)
+    ((8, 8), (15, 15), 0, 0, False), ((8, 8), (15, 15), 0, 0, True), ((9, 9), (5, 5), 0, 0, False),
+    ((9, 9), (3, 3), 0, 0, True), ((5, 7), (13, 4), 0, 0, False), ((6, 6), (9, 9), -1, -1, False),
+    ((7, 5), (7, 5), 0, 0, False), ((4, 4), (1, 1), 0, 0, False), ((3, 40), (7, 100), 0, 0, False),
+    ((70, 3), (200, 2), 0, 0, True)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("in_hw, out_hw, pad_beg, pad_end, nearest", NONFINITE_CASES)
+def test_nonfinite_inputs_reach_only_their_readers(in_hw, out_hw, pad_beg, pad_end, nearest, dtype):
+    rng = np.random.default_rng(sum(in_hw + out_hw))
+    x = rng.standard_normal((2, 2) + in_hw).astype(dtype)
+    h, w = in_hw
+    x[0, 0, h // 2, w // 2] = np.nan
+    x[0, 1, 1, w - 1] = np.inf
+    x[1, 0, h - 1, 0] = -np.inf
+    x[1, 1, 1, 1], x[1, 1, 1, min(2, w - 1)] = np.inf, -np.inf
+    y = scale_interp.forward(x, out_hw, pad_beg, pad_end, nearest)
+    np.testing.assert_allclose(y, ref_interp_forward(x, out_hw, pad_beg, pad_end, nearest),
+                               rtol=1e-5, atol=1e-5)  # NaN where NaN, inf where inf
+    dy = rng.standard_normal((2, 2) + out_hw).astype(dtype)
+    dy[0, 0, out_hw[0] // 2, out_hw[1] // 3] = np.nan
+    dy[1, 1, out_hw[0] - 1, 0] = np.inf
+    dx = scale_interp.backward(dy, in_hw, pad_beg, pad_end, nearest)
+    np.testing.assert_allclose(dx, ref_interp_backward(dy, in_hw, pad_beg, pad_end, nearest),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("nearest, expected", [(False, 9), (True, 4)])
+def test_nonfinite_spread_counts(nearest, expected):
+    # Issue 9: one NaN in an 8 x 8 map zoomed 2x reached 63 of 64 (bilinear) or 221 of 225
+    # (NEAREST) outputs; it is read with a non-zero weight by 3 x 3 outputs, copied to 2 x 2.
+    x = np.ones((1, 1, 8, 8), np.float32)
+    x[0, 0, 3, 3] = np.nan
+    y = scale_interp.forward(x, (15, 15), nearest=nearest)
+    assert np.isnan(y).sum() == expected
+    np.testing.assert_allclose(y[~np.isnan(y)], 1, atol=1e-6)
+    x[0, 0, 3, 3] = np.inf  # a copied inf stays inf
+    assert scale_interp.forward(x, (15, 15), nearest=nearest)[0, 0, 6, 6] == np.inf
+
+
+# ----------------------------------------------------------------------------- memory and caches
+
+def test_memory_grows_with_the_output():
+    # Issue 9, item 7: 32000 -> 32001 rows built dense 32001 x 32000 matrices (4 GB). Here
+    # 8000 -> 8001 (dense: 256 MB per matrix): the peak of numpy allocations stays a small
+    # multiple of the data.
+    scale_interp.clear_caches()
+    x = np.random.default_rng(0).standard_normal((1, 1, 8000, 3)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        y = scale_interp.forward(x, (8001, 4))
+        dx = scale_interp.backward(y, (8000, 3))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert dx.shape == x.shape
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+    # Column 0 is a corner: it resamples input column 0 at rows dst * 7999 / 8000.
+    expected = np.interp(np.arange(8001) * 7999 / 8000, np.arange(8000), x[0, 0, :, 0])
+    np.testing.assert_allclose(y[0, 0, :, 0], expected, atol=1e-5)
+
+
+def _resize_many_sizes():
+    rng = np.random.default_rng(1)
+    for k in range(200):  # 200 distinct image sizes, as a data layer without cropping gives
+        h = 200 + 7 * k
+        x = rng.standard_normal((1, 1, h, 3)).astype(np.float32)
+        y = scale_interp.forward(x, ((h - 1) * 3 // 4 + 1, 5))
+        scale_interp.backward(y, (h, 3))
+        yield
+
+
+def test_caches_are_bounded(monkeypatch):
+    # Issue 9: the caches held about 1 GB after 200 distinct sizes. Here with a bound of 1 MiB,
+    # which the same sizes exceed severalfold when nothing is dropped.
+    scale_interp.clear_caches()
+    monkeypatch.setattr(scale_interp._CACHE, "max_bytes", 2**40)
+    for _ in _resize_many_sizes():
+        pass
+    unbounded = scale_interp.cache_bytes()
+    assert unbounded > 4 * 2**20
+    scale_interp.clear_caches()
+    monkeypatch.setattr(scale_interp._CACHE, "max_bytes", 2**20)
+    for _ in _resize_many_sizes():
+        assert 0 < scale_interp.cache_bytes() <= 2**20
+    assert scale_interp.CACHE_BYTES == 64 * 2**20  # the default bound
+
+
+def test_huge_finite_values_take_the_fast_result():
+    # 1e30 squared overflows the finite check: the exact path must then keep the products.
+    x = np.full((1, 1, 4, 5), 1e30, np.float32)
+    x[0, 0, 1, 2] = -3e30
+    y = scale_interp.forward(x, (7, 9))
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, ref_interp_forward(x, (7, 9)), rtol=1e-5)
+
+
+def test_all_finite():
+    from attention_scale.layers.numerics import all_finite
+    a = np.zeros((3, 4), np.float32)
+    assert all_finite(a)
+    for bad in (np.nan, np.inf, -np.inf):
+        a[1, 2] = bad
+        assert not all_finite(a)
+    assert not all_finite(np.full(4, 1e30, np.float32))  # conservative: squares overflow

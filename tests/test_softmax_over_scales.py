@@ -58,3 +58,25 @@ def test_out_argument():
     out = np.empty_like(h)
     assert softmax_over_scales.forward(h, out=out) is out
     np.testing.assert_allclose(out, ref_softmax(h), atol=1e-6)
+
+
+INF = np.inf
+NONFINITE_PIXELS = [  # logits of 3 scales -> weights (the same table as the C++ test)
+    ([INF, 0, INF], [0.5, 0, 0.5]), ([INF, -INF, 5], [1, 0, 0]),
+    ([-INF, -INF, -INF], [1 / 3] * 3), ([INF, INF, INF], [1 / 3] * 3), ([1e30, INF, -INF], [0, 1, 0]),
+    ([np.nan, 0, 1], [np.nan] * 3), ([0, np.nan, 1], [np.nan] * 3), ([-INF, -INF, 2], [0, 0, 1]),
+    ([0, 0, 0], [1 / 3] * 3)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_infinite_and_nan_logits(dtype):
+    # Issue 9, item 6: +inf logits give the limit of the softmax (the +inf scales share the
+    # weight), all -inf the weights of equal logits, a NaN only its own pixel's weights.
+    h = np.array([p for p, _ in NONFINITE_PIXELS], dtype).T.reshape(1, 3, 3, 3)
+    expected = np.array([w for _, w in NONFINITE_PIXELS], np.float64).T.reshape(1, 3, 3, 3)
+    y = softmax_over_scales.forward(h)
+    np.testing.assert_allclose(y, expected, atol=1e-6)
+    np.testing.assert_allclose(y, ref_softmax(h), atol=1e-6)
+    dx = softmax_over_scales.backward(y, np.full_like(y, 0.5))
+    finite_pixel = ~np.isnan(expected)
+    assert np.isfinite(dx[finite_pixel]).all() and np.isnan(dx[~finite_pixel]).all()

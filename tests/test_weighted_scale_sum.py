@@ -99,3 +99,45 @@ def test_average_and_max_finite_differences():
                                    numeric_gradient(loss_avg, scores[s].copy()), atol=1e-8)
         np.testing.assert_allclose(weighted_scale_sum.max_backward(probe, argmax, s),
                                    numeric_gradient(loss_max, scores[s].copy()), atol=1e-8)
+
+
+def test_max_nan_goes_to_the_first_nan_scale_whatever_the_order():
+    # Issue 9, item 6 (the same table as the C++ test): NaN wins, the first NaN gets the gradient.
+    nan, inf = np.nan, np.inf
+    values = np.array([[nan, 1, 2], [1, nan, 2], [1, 2, nan], [nan, nan, 2], [3, nan, nan],
+                       [inf, nan, 1], [-inf, inf, 1], [-inf, -inf, -inf]])
+    winner = np.array([0, 1, 2, 0, 1, 1, 1, 0])
+    for dtype in (np.float32, np.float64):
+        scores = [values[:, s].astype(dtype).reshape(1, 1, 1, -1) for s in range(3)]
+        g, argmax = weighted_scale_sum.max_forward(scores)
+        np.testing.assert_array_equal(argmax.ravel(), winner)
+        np.testing.assert_array_equal(g.ravel(), values[np.arange(8), winner])  # NaN == NaN here
+        dg = np.arange(1, 9, dtype=dtype).reshape(g.shape)
+        for s in range(3):
+            np.testing.assert_array_equal(weighted_scale_sum.max_backward(dg, argmax, s).ravel(),
+                                          np.where(winner == s, np.arange(1, 9), 0))
+        ref_g, ref_argmax = ref_merge(scores, None, "MAX")
+        np.testing.assert_array_equal(ref_argmax.ravel(), winner)
+
+
+def test_attention_and_average_follow_ieee():
+    # A NaN or inf score reaches its output element; a zero weight times inf is NaN.
+    nan, inf = np.nan, np.inf
+    f1 = np.array([nan, 1, inf, 1, 1, 1]).reshape(1, 2, 1, 3)
+    f2 = np.array([1, 2, 3, 4, -inf, 6]).reshape(1, 2, 1, 3)
+    w = np.array([0.5, 0.5, 0, 0.5, 0.5, 1]).reshape(1, 2, 1, 3)
+    np.testing.assert_array_equal(weighted_scale_sum.attention_forward([f1, f2], w).ravel(),
+                                  [nan, 1.5, nan, 2.5, -inf, 6])
+    np.testing.assert_array_equal(weighted_scale_sum.average_forward([f1, f2]).ravel(),
+                                  [nan, 1.5, inf, 2.5, -inf, 3.5])
+
+
+def test_max_backward_keeps_a_nan_gradient_to_the_winner():
+    # A NaN or inf top diff goes to the winning scale only (0 * NaN would reach the others).
+    scores = [np.array([1.0, 5.0]).reshape(1, 1, 1, 2), np.array([2.0, 3.0]).reshape(1, 1, 1, 2)]
+    _, argmax = weighted_scale_sum.max_forward(scores)
+    dg = np.array([np.nan, np.inf]).reshape(1, 1, 1, 2)
+    np.testing.assert_array_equal(weighted_scale_sum.max_backward(dg, argmax, 0).ravel(), [0, np.inf])
+    out = np.empty_like(dg)
+    np.testing.assert_array_equal(weighted_scale_sum.max_backward(dg, argmax, 1, out=out).ravel(),
+                                  [np.nan, 0])

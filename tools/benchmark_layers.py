@@ -15,8 +15,10 @@ REPO = Path(__file__).resolve().parents[1]
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per case (median kept)")
-    parser.add_argument("--phase", choices=("train", "test", "all"), default="all",
-                        help="which sizes: training (N=10, 41x41), test (513x513) or both")
+    parser.add_argument("--phase", choices=("train", "test", "large", "all"), nargs="+",
+                        default=["all"],
+                        help="which sizes: training (N=10, 41x41), test (513x513), all (both; "
+                             "the default), large (a 32000 -> 32001 resize); several may be given")
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="OpenBLAS threads for numpy and Caffe (1: a single-core comparison)")
     parser.add_argument("--output-dir", type=Path, default=REPO / "benchmarks",
@@ -36,7 +38,7 @@ def main(argv=None):
     os.environ.setdefault("GLOG_minloglevel", "2")
     from attention_scale.benchmarks import common, layer_memory, layer_timing
 
-    phases = ("train", "test") if args.phase == "all" else (args.phase,)
+    phases = tuple(p for name in args.phase for p in (("train", "test") if name == "all" else (name,)))
     timings = layer_timing.run_layer_benchmarks(repeats=args.repeats, phases=phases)
     memory = None
     if not args.no_memory:

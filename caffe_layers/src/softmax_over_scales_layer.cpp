@@ -1,10 +1,13 @@
-// Attention to Scale for Caffe: SoftmaxOverScales layer, shape checks and CPU loops.
+// Attention to Scale for Caffe: SoftmaxOverScales layer, shape checks and CPU
+// loops.
 #include <algorithm>
 #include <string>
 #include <vector>
 
 #include "caffe/layers/softmax_over_scales_layer.hpp"
+#include "caffe/util/attention_scale_common.hpp"
 #include "caffe/util/math_functions.hpp"
+#include "caffe/util/softmax_over_scales.hpp"
 
 namespace caffe {
 
@@ -13,43 +16,46 @@ using attention_scale::LayerLabel;
 using attention_scale::ShapeString;
 
 template <typename Dtype>
-void SoftmaxOverScalesLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
-      const vector<Blob<Dtype>*>& top) {
+void SoftmaxOverScalesLayer<Dtype>::LayerSetUp(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   const std::string layer = LayerLabel(type(), this->layer_param_);
-  CHECK_GE(bottom.size(), 1) << layer << ": takes one N x S x H x W bottom or S bottoms of"
+  CHECK_GE(bottom.size(), 1)
+      << layer << ": takes one N x S x H x W bottom or S bottoms of"
       << " N x 1 x H x W, got no bottom";
-  CHECK_EQ(top.size(), 1) << layer << ": takes exactly 1 top, got " << top.size();
+  CHECK_EQ(top.size(), 1) << layer << ": takes exactly 1 top, got "
+                          << top.size();
   for (int i = 0; i < bottom.size(); ++i) {
     CHECK(top[0] != bottom[i]) << layer << ": cannot run in place (top[0] is "
-        << BottomLabel(this->layer_param_, i) << ")";
+                               << BottomLabel(this->layer_param_, i) << ")";
   }
 }
 
 template <typename Dtype>
-void SoftmaxOverScalesLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
-      const vector<Blob<Dtype>*>& top) {
+void SoftmaxOverScalesLayer<Dtype>::Reshape(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   const std::string layer = LayerLabel(type(), this->layer_param_);
   for (int i = 0; i < bottom.size(); ++i) {
-    CHECK_EQ(bottom[i]->num_axes(), 4) << layer << ": " << BottomLabel(this->layer_param_, i)
-        << " has shape " << bottom[i]->shape_string() << ", expected 4 axes (N x S x H x W)";
+    attention_scale::CheckBottom4D(
+        layer, this->layer_param_, *bottom[i], i, "N x S x H x W");
   }
   const Blob<Dtype>& first = *bottom[0];
   if (bottom.size() == 1) {
-    num_scales_ = first.channels();
-    CHECK_GE(num_scales_, 1) << layer << ": " << BottomLabel(this->layer_param_, 0)
-        << " has shape " << first.shape_string() << ", expected at least one scale channel";
+    num_scales_ = first.channels();  // >= 1: checked above
   } else {
     // One N x 1 x H x W map per scale, all shaped like bottom[0].
     num_scales_ = bottom.size();
     vector<int> expected = first.shape();
     expected[1] = 1;
-    CHECK(first.shape() == expected) << layer << ": " << BottomLabel(this->layer_param_, 0)
-        << " has shape " << first.shape_string() << ", expected " << ShapeString(expected)
-        << ": with " << bottom.size() << " bottoms each is one scale's N x 1 x H x W map";
+    CHECK(first.shape() == expected)
+        << layer << ": " << BottomLabel(this->layer_param_, 0) << " has shape "
+        << first.shape_string() << ", expected " << ShapeString(expected)
+        << ": with " << bottom.size()
+        << " bottoms each is one scale's N x 1 x H x W map";
     for (int i = 1; i < bottom.size(); ++i) {
-      CHECK(bottom[i]->shape() == expected) << layer << ": "
-          << BottomLabel(this->layer_param_, i) << " has shape " << bottom[i]->shape_string()
-          << ", expected " << ShapeString(expected) << ", the shape of "
+      CHECK(bottom[i]->shape() == expected)
+          << layer << ": " << BottomLabel(this->layer_param_, i)
+          << " has shape " << bottom[i]->shape_string() << ", expected "
+          << ShapeString(expected) << ", the shape of "
           << BottomLabel(this->layer_param_, 0);
     }
   }
@@ -57,22 +63,24 @@ void SoftmaxOverScalesLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   top[0]->Reshape(first.num(), num_scales_, first.height(), first.width());
 }
 
-// The CPU loops go block by block over the pixels of a sample (kBlock of them) and take each
-// step of attention_scale_math.hpp for every pixel of the block before the next: every pixel
-// still takes the steps in the order softmax_over_scales_pixel and
-// softmax_over_scales_diff_at (what the CUDA kernels call) take them, but the loops over a
-// block are contiguous and vectorize.
+// The CPU loops go block by block over the pixels of a sample (kBlock of them)
+// and take each step of caffe/util/softmax_over_scales.hpp for every pixel of
+// the block before the next: every pixel still takes the steps in the order
+// softmax_over_scales_pixel and softmax_over_scales_diff_at (what the CUDA
+// kernels call) take them, but the loops over a block are contiguous and
+// vectorize.
 static const int kBlock = 512;
 
 template <typename Dtype>
-void SoftmaxOverScalesLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bottom,
-    const vector<Blob<Dtype>*>& top) {
+void SoftmaxOverScalesLayer<Dtype>::Forward_cpu(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   Dtype* top_data = top[0]->mutable_cpu_data();
   const int num = top[0]->num();
   const int sample = num_scales_ * inner_;
   const Dtype* in = bottom[0]->cpu_data();
   if (bottom.size() > 1) {
-    // Gather the S maps into the top's channels, then take the softmax in place there.
+    // Gather the S maps into the top's channels, then take the softmax in place
+    // there.
     for (int n = 0; n < num; ++n) {
       for (int s = 0; s < num_scales_; ++s) {
         caffe_copy(inner_, bottom[s]->cpu_data() + n * inner_,
@@ -92,7 +100,8 @@ void SoftmaxOverScalesLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bott
       }
       for (int s = 1; s < num_scales_; ++s) {
         for (int j = 0; j < size; ++j) {
-          peak[j] = attention_scale::softmax_max_step(peak[j], begin + j, s, x, inner_);
+          peak[j] = attention_scale::softmax_max_step(
+              peak[j], begin + j, s, x, inner_);
         }
       }
       for (int j = 0; j < size; ++j) {
@@ -100,13 +109,14 @@ void SoftmaxOverScalesLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bott
       }
       for (int s = 0; s < num_scales_; ++s) {
         for (int j = 0; j < size; ++j) {
-          sum[j] = attention_scale::softmax_exp_step(sum[j], peak[j], begin + j, s, x, y,
-              inner_);
+          sum[j] = attention_scale::softmax_exp_step(
+              sum[j], peak[j], begin + j, s, x, y, inner_);
         }
       }
       for (int s = 0; s < num_scales_; ++s) {
         for (int j = 0; j < size; ++j) {
-          attention_scale::softmax_normalize_step(sum[j], begin + j, s, y, inner_);
+          attention_scale::softmax_normalize_step(
+              sum[j], begin + j, s, y, inner_);
         }
       }
     }
@@ -114,9 +124,11 @@ void SoftmaxOverScalesLayer<Dtype>::Forward_cpu(const vector<Blob<Dtype>*>& bott
 }
 
 template <typename Dtype>
-void SoftmaxOverScalesLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
-    const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
-  // The diff of channel s of sample n: in the one bottom, or in bottom s (NULL: not wanted).
+void SoftmaxOverScalesLayer<Dtype>::Backward_cpu(
+    const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
+    const vector<Blob<Dtype>*>& bottom) {
+  // The diff of channel s of sample n: in the one bottom, or in bottom s (NULL:
+  // not wanted).
   vector<Dtype*> diff(num_scales_);
   vector<int> diff_sample(num_scales_);
   for (int s = 0; s < num_scales_; ++s) {
@@ -141,7 +153,8 @@ void SoftmaxOverScalesLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top
       }
       for (int t = 0; t < num_scales_; ++t) {
         for (int j = 0; j < size; ++j) {
-          dot[j] = attention_scale::softmax_dot_step(dot[j], begin + j, t, y, dy, inner_);
+          dot[j] = attention_scale::softmax_dot_step(
+              dot[j], begin + j, t, y, dy, inner_);
         }
       }
       for (int s = 0; s < num_scales_; ++s) {
@@ -150,8 +163,8 @@ void SoftmaxOverScalesLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top
         }
         Dtype* dx = diff[s] + n * diff_sample[s];
         for (int j = 0; j < size; ++j) {
-          dx[begin + j] = attention_scale::softmax_over_scales_diff(dot[j], begin + j, s, y,
-              dy, inner_);
+          dx[begin + j] = attention_scale::softmax_over_scales_diff(
+              dot[j], begin + j, s, y, dy, inner_);
         }
       }
     }

@@ -1,6 +1,11 @@
-// Attention to Scale for Caffe: tests of the ScaleInterp layer (forward, gradients, errors).
+// Attention to Scale for Caffe: tests of the ScaleInterp layer (forward,
+// gradients, errors).
+#include <limits.h>
+#include <stdint.h>
+
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 #include <vector>
 
@@ -10,22 +15,25 @@
 #include "caffe/common.hpp"
 #include "caffe/filler.hpp"
 #include "caffe/layers/scale_interp_layer.hpp"
+#include "caffe/util/scale_interp.hpp"
 
 #include "caffe/test/test_caffe_main.hpp"
 #include "caffe/test/test_gradient_check_util.hpp"
 
 namespace caffe {
 
-// ---------------------------------------------------------------------------------------------
-// Independent references: real-valued source coordinates in double, no shared code with the layer.
-// ---------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------
+// Independent references: real-valued source coordinates in double, no shared
+// code with the layer.
+// -----------------------------------------------------------------------------
 
 static double RefSource(int dst, int in, int out) {
   return out == 1 ? 0.0 : static_cast<double>(dst) * (in - 1) / (out - 1);
 }
 
 // The (up to) two source cells and weights of output index dst along one axis.
-static void RefTaps(int dst, int in, int out, bool nearest, int idx[2], double w[2]) {
+static void RefTaps(
+    int dst, int in, int out, bool nearest, int idx[2], double w[2]) {
   const double src = RefSource(dst, in, out);
   if (nearest) {
     idx[0] = idx[1] = static_cast<int>(std::floor(src + 0.5));
@@ -41,8 +49,8 @@ static void RefTaps(int dst, int in, int out, bool nearest, int idx[2], double w
 
 // Forward reference for top of shape N x C x out_h x out_w.
 template <typename Dtype>
-static vector<double> RefInterp(const Blob<Dtype>& bottom, int pad_beg, int pad_end, int out_h,
-    int out_w, bool nearest) {
+static vector<double> RefInterp(const Blob<Dtype>& bottom, int pad_beg,
+    int pad_end, int out_h, int out_w, bool nearest) {
   const int in_h = bottom.height(), in_w = bottom.width();
   const int eff_h = in_h + pad_beg + pad_end, eff_w = in_w + pad_beg + pad_end;
   vector<double> out;
@@ -58,7 +66,8 @@ static vector<double> RefInterp(const Blob<Dtype>& bottom, int pad_beg, int pad_
           for (int a = 0; a < 2; ++a) {
             for (int b = 0; b < 2; ++b) {
               if (wy[a] * wx[b] != 0) {
-                v += wy[a] * wx[b] * bottom.data_at(n, c, iy[a] - pad_beg, ix[b] - pad_beg);
+                v += wy[a] * wx[b] *
+                    bottom.data_at(n, c, iy[a] - pad_beg, ix[b] - pad_beg);
               }
             }
           }
@@ -70,10 +79,11 @@ static vector<double> RefInterp(const Blob<Dtype>& bottom, int pad_beg, int pad_
   return out;
 }
 
-// Backward reference by scattering every top diff onto its source cells (the layer gathers).
+// Backward reference by scattering every top diff onto its source cells (the
+// layer gathers).
 template <typename Dtype>
-static vector<double> RefInterpBackward(const Blob<Dtype>& top, const Blob<Dtype>& bottom,
-    int pad_beg, int pad_end, bool nearest) {
+static vector<double> RefInterpBackward(const Blob<Dtype>& top,
+    const Blob<Dtype>& bottom, int pad_beg, int pad_end, bool nearest) {
   const int in_h = bottom.height(), in_w = bottom.width();
   const int eff_h = in_h + pad_beg + pad_end, eff_w = in_w + pad_beg + pad_end;
   vector<double> diff(bottom.count(), 0.0);
@@ -87,8 +97,11 @@ static vector<double> RefInterpBackward(const Blob<Dtype>& top, const Blob<Dtype
           RefTaps(x, eff_w, top.width(), nearest, ix, wx);
           for (int a = 0; a < 2; ++a) {
             for (int b = 0; b < 2; ++b) {
-              diff[bottom.offset(n, c, iy[a] - pad_beg, ix[b] - pad_beg)] +=
-                  wy[a] * wx[b] * top.diff_at(n, c, y, x);
+              if (wy[a] * wx[b] !=
+                  0) {  // a zero weight reads nothing, not even a NaN
+                diff[bottom.offset(n, c, iy[a] - pad_beg, ix[b] - pad_beg)] +=
+                    wy[a] * wx[b] * top.diff_at(n, c, y, x);
+              }
             }
           }
         }
@@ -102,7 +115,22 @@ static double Tolerance(double expected) {
   return 1e-4 * std::max(1.0, std::fabs(expected));
 }
 
-// f(n, c, y, x) = a y + b x + plane + 0.25: bilinear interpolation of it is exact.
+// actual == expected where expected is NaN or infinite (the same NaN / inf, at
+// the same place), else within Tolerance.
+static void ExpectMatches(
+    double actual, double expected, const char* what, int i) {
+  if (std::isnan(expected)) {
+    EXPECT_TRUE(std::isnan(actual))
+        << what << " at " << i << ": " << actual << ", expected NaN";
+  } else if (std::isinf(expected)) {
+    EXPECT_EQ(actual, expected) << what << " at " << i;
+  } else {
+    EXPECT_NEAR(actual, expected, Tolerance(expected)) << what << " at " << i;
+  }
+}
+
+// f(n, c, y, x) = a y + b x + plane + 0.25: bilinear interpolation of it is
+// exact.
 template <typename Dtype>
 static void FillLinear(Blob<Dtype>* blob, double a, double b) {
   for (int n = 0; n < blob->num(); ++n) {
@@ -150,17 +178,20 @@ class ScaleInterpLayerTest : public MultiDeviceTest<TypeParam> {
     layer.SetUp(blob_bottom_vec_, blob_top_vec_);
     layer.Forward(blob_bottom_vec_, blob_top_vec_);
     const ScaleInterpParameter& p = layer_param.scale_interp_param();
-    const vector<double> expected = RefInterp(*blob_bottom_, p.pad_beg(), p.pad_end(),
-        blob_top_->height(), blob_top_->width(),
+    const vector<double> expected = RefInterp(*blob_bottom_, p.pad_beg(),
+        p.pad_end(), blob_top_->height(), blob_top_->width(),
         p.interpolation() == ScaleInterpParameter_Interpolation_NEAREST);
     ASSERT_EQ(expected.size(), blob_top_->count());
     for (int i = 0; i < blob_top_->count(); ++i) {
-      EXPECT_NEAR(blob_top_->cpu_data()[i], expected[i], Tolerance(expected[i])) << "at " << i;
+      ExpectMatches(blob_top_->cpu_data()[i], expected[i], "top", i);
     }
   }
 
-  // Runs backward with a random top diff and compares with the scatter reference.
-  void CheckBackward(const LayerParameter& layer_param) {
+  // Runs backward with a random top diff (with the given non-finite values at
+  // the given top elements) and compares with the scatter reference.
+  void CheckBackward(const LayerParameter& layer_param,
+      const vector<int>& special = vector<int>(),
+      Dtype special_value = Dtype(0)) {
     ScaleInterpLayer<Dtype> layer(layer_param);
     layer.SetUp(blob_bottom_vec_, blob_top_vec_);
     layer.Forward(blob_bottom_vec_, blob_top_vec_);
@@ -168,23 +199,28 @@ class ScaleInterpLayerTest : public MultiDeviceTest<TypeParam> {
     GaussianFiller<Dtype> filler(filler_param);
     Blob<Dtype> top_diff(blob_top_->shape());
     filler.Fill(&top_diff);
-    caffe_copy(top_diff.count(), top_diff.cpu_data(), blob_top_->mutable_cpu_diff());
+    for (int k = 0; k < special.size(); ++k) {
+      top_diff.mutable_cpu_data()[special[k]] = special_value;
+    }
+    caffe_copy(
+        top_diff.count(), top_diff.cpu_data(), blob_top_->mutable_cpu_diff());
     vector<bool> propagate_down(blob_bottom_vec_.size(), false);
     propagate_down[0] = true;
     layer.Backward(blob_top_vec_, propagate_down, blob_bottom_vec_);
     const ScaleInterpParameter& p = layer_param.scale_interp_param();
-    const vector<double> expected = RefInterpBackward(*blob_top_, *blob_bottom_, p.pad_beg(),
-        p.pad_end(), p.interpolation() == ScaleInterpParameter_Interpolation_NEAREST);
+    const vector<double> expected =
+        RefInterpBackward(*blob_top_, *blob_bottom_, p.pad_beg(), p.pad_end(),
+            p.interpolation() == ScaleInterpParameter_Interpolation_NEAREST);
     for (int i = 0; i < blob_bottom_->count(); ++i) {
-      EXPECT_NEAR(blob_bottom_->cpu_diff()[i], expected[i], Tolerance(expected[i]))
-          << "at " << i << " for top " << blob_top_->shape_string();
+      ExpectMatches(blob_bottom_->cpu_diff()[i], expected[i], "bottom diff", i);
     }
   }
 
   void CheckGradient(const LayerParameter& layer_param, int check_bottom = -1) {
     ScaleInterpLayer<Dtype> layer(layer_param);
     GradientChecker<Dtype> checker(1e-2, 1e-3);
-    checker.CheckGradientExhaustive(&layer, blob_bottom_vec_, blob_top_vec_, check_bottom);
+    checker.CheckGradientExhaustive(
+        &layer, blob_bottom_vec_, blob_top_vec_, check_bottom);
   }
 
   Blob<Dtype>* const blob_bottom_;
@@ -196,9 +232,9 @@ class ScaleInterpLayerTest : public MultiDeviceTest<TypeParam> {
 
 TYPED_TEST_CASE(ScaleInterpLayerTest, TestDtypesAndDevices);
 
-// ---------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------
 // Forward, hand-worked cases.
-// ---------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------
 
 TYPED_TEST(ScaleInterpLayerTest, TestShrink8) {
   typedef typename TypeParam::Dtype Dtype;
@@ -208,14 +244,15 @@ TYPED_TEST(ScaleInterpLayerTest, TestShrink8) {
   layer_param.mutable_scale_interp_param()->set_shrink_factor(8);
   ScaleInterpLayer<Dtype> layer(layer_param);
   layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-  EXPECT_EQ(this->blob_top_->shape_string(), "1 2 3 3 (18)");  // (17 - 1) / 8 + 1
+  EXPECT_EQ(
+      this->blob_top_->shape_string(), "1 2 3 3 (18)");  // (17 - 1) / 8 + 1
   layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
   // Output i reads source 8 i exactly: a pure subsample.
   for (int c = 0; c < 2; ++c) {
     for (int y = 0; y < 3; ++y) {
       for (int x = 0; x < 3; ++x) {
         EXPECT_EQ(this->blob_top_->data_at(0, c, y, x),
-                  this->blob_bottom_->data_at(0, c, 8 * y, 8 * x));
+            this->blob_bottom_->data_at(0, c, 8 * y, 8 * x));
       }
     }
   }
@@ -236,7 +273,8 @@ TYPED_TEST(ScaleInterpLayerTest, TestZoom8) {
     for (int c = 0; c < 2; ++c) {
       for (int y = 0; y < 17; ++y) {
         for (int x = 0; x < 17; ++x) {
-          const double expected = 2.5 * y / 8.0 - 1.5 * x / 8.0 + (n * 2 + c) + 0.25;
+          const double expected =
+              2.5 * y / 8.0 - 1.5 * x / 8.0 + (n * 2 + c) + 0.25;
           EXPECT_NEAR(this->blob_top_->data_at(n, c, y, x), expected, 1e-5);
         }
       }
@@ -249,7 +287,8 @@ TYPED_TEST(ScaleInterpLayerTest, TestZoom8) {
 
 TYPED_TEST(ScaleInterpLayerTest, TestShrinkThenZoom) {
   typedef typename TypeParam::Dtype Dtype;
-  // 1 x 9 -> shrink 4 -> 1 x 3 -> zoom 3 -> 1 x 7; output j reads source 4 j / 3.
+  // 1 x 9 -> shrink 4 -> 1 x 3 -> zoom 3 -> 1 x 7; output j reads source
+  // 4 j / 3.
   this->blob_bottom_->Reshape(1, 1, 1, 9);
   for (int x = 0; x < 9; ++x) {
     this->blob_bottom_->mutable_cpu_data()[x] = x * x;
@@ -264,7 +303,8 @@ TYPED_TEST(ScaleInterpLayerTest, TestShrinkThenZoom) {
   // Worked by hand: k^2 + lambda (2k + 1) between k and k + 1.
   const double expected[7] = {0, 2, 22.0 / 3, 16, 86.0 / 3, 134.0 / 3, 64};
   for (int x = 0; x < 7; ++x) {
-    EXPECT_NEAR(this->blob_top_->cpu_data()[x], expected[x], 1e-4) << "at " << x;
+    EXPECT_NEAR(this->blob_top_->cpu_data()[x], expected[x], 1e-4)
+        << "at " << x;
   }
   // The same in 2-D: 9 x 9 -> 7 x 7.
   this->blob_bottom_->Reshape(2, 1, 9, 9);
@@ -276,7 +316,8 @@ TYPED_TEST(ScaleInterpLayerTest, TestShrinkThenZoom) {
 
 TYPED_TEST(ScaleInterpLayerTest, TestCropPads) {
   typedef typename TypeParam::Dtype Dtype;
-  // 8 x 10 cropped by 1 at the start and 2 at the end: 5 x 7, zoomed by 2: 9 x 13.
+  // 8 x 10 cropped by 1 at the start and 2 at the end: 5 x 7, zoomed by 2: 9
+  // x 13.
   this->blob_bottom_->Reshape(1, 2, 8, 10);
   FillLinear(this->blob_bottom_, 3.0, 2.0);
   LayerParameter layer_param;
@@ -288,26 +329,32 @@ TYPED_TEST(ScaleInterpLayerTest, TestCropPads) {
   layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
   EXPECT_EQ(this->blob_top_->shape_string(), "1 2 9 13 (234)");
   layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
-  // Output i sits at source i / 2 of the cropped map, i.e. row i / 2 + 1 of the bottom.
+  // Output i sits at source i / 2 of the cropped map, i.e. row i / 2 + 1 of the
+  // bottom.
   for (int c = 0; c < 2; ++c) {
     for (int y = 0; y < 9; ++y) {
       for (int x = 0; x < 13; ++x) {
-        const double expected = 3.0 * (y / 2.0 + 1) + 2.0 * (x / 2.0 + 1) + c + 0.25;
+        const double expected =
+            3.0 * (y / 2.0 + 1) + 2.0 * (x / 2.0 + 1) + c + 0.25;
         EXPECT_NEAR(this->blob_top_->data_at(0, c, y, x), expected, 1e-4);
       }
     }
   }
   // Cropped-away bottom cells get no gradient.
-  caffe_set(this->blob_top_->count(), Dtype(1), this->blob_top_->mutable_cpu_diff());
-  layer.Backward(this->blob_top_vec_, vector<bool>(1, true), this->blob_bottom_vec_);
+  caffe_set(
+      this->blob_top_->count(), Dtype(1), this->blob_top_->mutable_cpu_diff());
+  layer.Backward(
+      this->blob_top_vec_, vector<bool>(1, true), this->blob_bottom_vec_);
   for (int c = 0; c < 2; ++c) {
     for (int y = 0; y < 8; ++y) {
       for (int x = 0; x < 10; ++x) {
         const bool kept = y >= 1 && y < 6 && x >= 1 && x < 8;
         if (kept) {
-          EXPECT_GT(this->blob_bottom_->diff_at(0, c, y, x), 0) << y << " " << x;
+          EXPECT_GT(this->blob_bottom_->diff_at(0, c, y, x), 0)
+              << y << " " << x;
         } else {
-          EXPECT_EQ(this->blob_bottom_->diff_at(0, c, y, x), 0) << y << " " << x;
+          EXPECT_EQ(this->blob_bottom_->diff_at(0, c, y, x), 0)
+              << y << " " << x;
         }
       }
     }
@@ -329,12 +376,20 @@ TYPED_TEST(ScaleInterpLayerTest, TestHeightWidth) {
 
 TYPED_TEST(ScaleInterpLayerTest, TestScaleSizes) {
   typedef typename TypeParam::Dtype Dtype;
-  struct Case { int in; int pad_end; float scale; int out; };
+  struct Case {
+    int in;
+    int pad_end;
+    float scale;
+    int out;
+  };
   const Case cases[] = {
-    {321, 0, 0.75f, 241}, {321, 0, 0.5f, 161}, {321, 0, 1.0f, 321}, {41, 0, 2.0f, 81},
-    {11, 0, 0.7f, 8},      // 10 * 0.7f = 6.9999999: the 1e-4 keeps it 7
-    {323, -2, 0.5f, 161},  // the scale applies to the cropped size
-    {5, 0, 0.01f, 1},
+      {321, 0, 0.75f, 241},
+      {321, 0, 0.5f, 161},
+      {321, 0, 1.0f, 321},
+      {41, 0, 2.0f, 81},
+      {11, 0, 0.7f, 8},      // 10 * 0.7f = 6.9999999: the 1e-4 keeps it 7
+      {323, -2, 0.5f, 161},  // the scale applies to the cropped size
+      {5, 0, 0.01f, 1},
   };
   const int num_cases = sizeof(cases) / sizeof(cases[0]);
   for (int i = 0; i < num_cases; ++i) {
@@ -344,8 +399,8 @@ TYPED_TEST(ScaleInterpLayerTest, TestScaleSizes) {
     layer_param.mutable_scale_interp_param()->set_pad_end(cases[i].pad_end);
     ScaleInterpLayer<Dtype> layer(layer_param);
     layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
-    EXPECT_EQ(this->blob_top_->height(), cases[i].out) << cases[i].in << " at "
-        << cases[i].scale;
+    EXPECT_EQ(this->blob_top_->height(), cases[i].out)
+        << cases[i].in << " at " << cases[i].scale;
   }
   // Values at 321 -> 241.
   this->blob_bottom_->Reshape(1, 1, 321, 321);
@@ -368,9 +423,12 @@ TYPED_TEST(ScaleInterpLayerTest, TestReferenceBottom) {
   EXPECT_EQ(this->blob_top_->shape_string(), "2 2 9 11 (396)");
   this->CheckForward(layer_param);
   // The reference blob gets zero gradient even when asked for one.
-  caffe_set(this->blob_ref_->count(), Dtype(7), this->blob_ref_->mutable_cpu_diff());
-  caffe_set(this->blob_top_->count(), Dtype(1), this->blob_top_->mutable_cpu_diff());
-  layer.Backward(this->blob_top_vec_, vector<bool>(2, true), this->blob_bottom_vec_);
+  caffe_set(
+      this->blob_ref_->count(), Dtype(7), this->blob_ref_->mutable_cpu_diff());
+  caffe_set(
+      this->blob_top_->count(), Dtype(1), this->blob_top_->mutable_cpu_diff());
+  layer.Backward(
+      this->blob_top_vec_, vector<bool>(2, true), this->blob_bottom_vec_);
   for (int i = 0; i < this->blob_ref_->count(); ++i) {
     EXPECT_EQ(this->blob_ref_->cpu_diff()[i], 0);
   }
@@ -399,7 +457,8 @@ TYPED_TEST(ScaleInterpLayerTest, TestNearestExactHalf) {
     layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
     ASSERT_EQ(this->blob_top_->count(), 5);
     for (int j = 0; j < 5; ++j) {
-      EXPECT_EQ(this->blob_top_->cpu_data()[j], expected[j]) << "axis " << axis << " at " << j;
+      EXPECT_EQ(this->blob_top_->cpu_data()[j], expected[j])
+          << "axis " << axis << " at " << j;
     }
   }
 }
@@ -422,11 +481,12 @@ TYPED_TEST(ScaleInterpLayerTest, TestNearestLabels) {
     p->set_width(sizes[k][1]);
     this->CheckForward(layer_param);
     for (int i = 0; i < this->blob_top_->count(); ++i) {
-      EXPECT_EQ(allowed.count(this->blob_top_->cpu_data()[i]), 1) << "new value "
-          << this->blob_top_->cpu_data()[i];
+      EXPECT_EQ(allowed.count(this->blob_top_->cpu_data()[i]), 1)
+          << "new value " << this->blob_top_->cpu_data()[i];
     }
   }
-  // Shrink 8 of a 41 x 41 label map (DeepLab's label shrink) reads every 8th cell exactly.
+  // Shrink 8 of a 41 x 41 label map (DeepLab's label shrink) reads every 8th
+  // cell exactly.
   this->blob_bottom_->Reshape(1, 1, 41, 41);
   for (int i = 0; i < this->blob_bottom_->count(); ++i) {
     this->blob_bottom_->mutable_cpu_data()[i] = labels[(i * 3 + i / 7) % 5];
@@ -457,7 +517,8 @@ TYPED_TEST(ScaleInterpLayerTest, TestOutputSizeOne) {
     EXPECT_EQ(this->blob_top_->shape_string(), "2 3 1 1 (6)");
     for (int n = 0; n < 2; ++n) {
       for (int c = 0; c < 3; ++c) {
-        EXPECT_EQ(this->blob_top_->data_at(n, c, 0, 0), this->blob_bottom_->data_at(n, c, 1, 1));
+        EXPECT_EQ(this->blob_top_->data_at(n, c, 0, 0),
+            this->blob_bottom_->data_at(n, c, 1, 1));
       }
     }
   }
@@ -470,24 +531,43 @@ TYPED_TEST(ScaleInterpLayerTest, TestOutputSizeOne) {
   this->CheckForward(layer_param);
   for (int c = 0; c < 2; ++c) {
     for (int i = 0; i < 12; ++i) {
-      EXPECT_EQ(this->blob_top_->cpu_data()[c * 12 + i], this->blob_bottom_->cpu_data()[c]);
+      EXPECT_EQ(this->blob_top_->cpu_data()[c * 12 + i],
+          this->blob_bottom_->cpu_data()[c]);
     }
   }
 }
 
-// The gather backward against a scatter of the top diffs, over many size ratios.
+// The gather backward against a scatter of the top diffs, over many size
+// ratios.
 TYPED_TEST(ScaleInterpLayerTest, TestBackwardMatchesScatter) {
-  struct Case { int in_h, in_w, pad_beg, pad_end, out_h, out_w; bool nearest; };
+  struct Case {
+    int in_h, in_w, pad_beg, pad_end, out_h, out_w;
+    bool nearest;
+  };
   const Case cases[] = {
-    {17, 17, 0, 0, 3, 3, false}, {3, 3, 0, 0, 17, 17, false}, {6, 7, 0, 0, 41, 49, false},
-    {9, 9, 0, 0, 7, 7, false}, {13, 11, 0, 0, 4, 3, false}, {7, 5, 0, 0, 3, 11, false},
-    {8, 10, -1, -2, 9, 13, false}, {1, 5, 0, 0, 5, 1, false}, {5, 1, 0, 0, 1, 6, false},
-    {12, 10, -3, 0, 2, 2, false}, {11, 9, 0, 0, 11, 9, false},
-    {3, 3, 0, 0, 5, 5, true}, {9, 11, 0, 0, 17, 21, true}, {17, 15, 0, 0, 3, 4, true},
-    {8, 10, -1, -2, 7, 9, true}, {5, 5, 0, 0, 1, 1, true}, {1, 1, 0, 0, 3, 2, true},
-    // Long windows along x (gathered element by element) after a crop, resampled first along
-    // y and first along x; a crop with one axis up and the other down, nearest.
-    {30, 6, -1, -1, 4, 40, false}, {5, 6, -1, -1, 20, 30, false}, {9, 8, -2, -1, 30, 2, true},
+      {17, 17, 0, 0, 3, 3, false},
+      {3, 3, 0, 0, 17, 17, false},
+      {6, 7, 0, 0, 41, 49, false},
+      {9, 9, 0, 0, 7, 7, false},
+      {13, 11, 0, 0, 4, 3, false},
+      {7, 5, 0, 0, 3, 11, false},
+      {8, 10, -1, -2, 9, 13, false},
+      {1, 5, 0, 0, 5, 1, false},
+      {5, 1, 0, 0, 1, 6, false},
+      {12, 10, -3, 0, 2, 2, false},
+      {11, 9, 0, 0, 11, 9, false},
+      {3, 3, 0, 0, 5, 5, true},
+      {9, 11, 0, 0, 17, 21, true},
+      {17, 15, 0, 0, 3, 4, true},
+      {8, 10, -1, -2, 7, 9, true},
+      {5, 5, 0, 0, 1, 1, true},
+      {1, 1, 0, 0, 3, 2, true},
+      // Long windows along x (gathered element by element) after a crop,
+      // resampled first along y and first along x; a crop with one axis up and
+      // the other down, nearest.
+      {30, 6, -1, -1, 4, 40, false},
+      {5, 6, -1, -1, 20, 30, false},
+      {9, 8, -2, -1, 30, 2, true},
   };
   const int num_cases = sizeof(cases) / sizeof(cases[0]);
   for (int k = 0; k < num_cases; ++k) {
@@ -509,7 +589,8 @@ TYPED_TEST(ScaleInterpLayerTest, TestBackwardMatchesScatter) {
   }
 }
 
-// One layer reshaped between runs (as a net does every forward) rebuilds its grid tables.
+// One layer reshaped between runs (as a net does every forward) rebuilds its
+// grid tables.
 TYPED_TEST(ScaleInterpLayerTest, TestReshapeRebuildsTables) {
   typedef typename TypeParam::Dtype Dtype;
   LayerParameter layer_param;
@@ -526,28 +607,262 @@ TYPED_TEST(ScaleInterpLayerTest, TestReshapeRebuildsTables) {
         this->blob_top_->height(), this->blob_top_->width(), false);
     ASSERT_EQ(expected.size(), this->blob_top_->count());
     for (int i = 0; i < this->blob_top_->count(); ++i) {
-      EXPECT_NEAR(this->blob_top_->cpu_data()[i], expected[i], Tolerance(expected[i]))
+      EXPECT_NEAR(
+          this->blob_top_->cpu_data()[i], expected[i], Tolerance(expected[i]))
           << "size " << k << " at " << i;
     }
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The per-axis tables: the forward's grid, and backward windows holding exactly the forward's
-// weights (the gather is the transpose of the forward).
-// ---------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------
+// NaN and inf: a non-finite input cell reaches exactly the outputs that read it
+// with a non-zero weight (RefInterp skips zero weights), NEAREST copies it
+// where it copies that cell, and the backward is the transpose (a non-finite
+// top diff reaches the cells its output reads).
+// -----------------------------------------------------------------------------
+
+TYPED_TEST(ScaleInterpLayerTest, TestNonFiniteInputsReachOnlyTheirReaders) {
+  typedef typename TypeParam::Dtype Dtype;
+  const Dtype nan = std::numeric_limits<Dtype>::quiet_NaN();
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  struct Case {
+    int in_h, in_w, pad_beg, pad_end, out_h, out_w;
+    bool nearest;
+  };
+  const Case cases[] = {
+      {8, 8, 0, 0, 15, 15, false},
+      {8, 8, 0, 0, 15, 15, true},  // zoom 2: the issue's 64 / 225
+      {9, 9, 0, 0, 5, 5, false}, {9, 9, 0, 0, 3, 3, true},  // shrink
+      {5, 7, 0, 0, 13, 4, false},
+      {6, 6, -1, -1, 9, 9, false},  // mixed, cropped
+      {7, 5, 0, 0, 7, 5, false},
+      {4, 4, 0, 0, 1, 1, false},  // identity, a single output
+  };
+  const int num_cases = sizeof(cases) / sizeof(cases[0]);
+  for (int k = 0; k < num_cases; ++k) {
+    const Case& c = cases[k];
+    SCOPED_TRACE(k);
+    this->blob_bottom_->Reshape(2, 2, c.in_h, c.in_w);
+    this->FillGaussian(this->blob_bottom_);
+    Dtype* x = this->blob_bottom_->mutable_cpu_data();
+    // NaN, +inf and -inf in three planes, at cells read and (when shrinking)
+    // not read; +inf and -inf next to each other in the fourth plane.
+    x[this->blob_bottom_->offset(0, 0, c.in_h / 2, c.in_w / 2)] = nan;
+    x[this->blob_bottom_->offset(0, 1, 1, c.in_w - 1)] = inf;
+    x[this->blob_bottom_->offset(1, 0, c.in_h - 1, 0)] = -inf;
+    x[this->blob_bottom_->offset(1, 1, 1, 1)] = inf;
+    x[this->blob_bottom_->offset(1, 1, 1, 2)] = -inf;
+    LayerParameter layer_param;
+    ScaleInterpParameter* p = layer_param.mutable_scale_interp_param();
+    p->set_height(c.out_h);
+    p->set_width(c.out_w);
+    p->set_pad_beg(c.pad_beg);
+    p->set_pad_end(c.pad_end);
+    if (c.nearest) {
+      p->set_interpolation(ScaleInterpParameter_Interpolation_NEAREST);
+    }
+    this->CheckForward(layer_param);
+  }
+}
+
+TYPED_TEST(ScaleInterpLayerTest, TestNonFiniteSpreadCounts) {
+  typedef typename TypeParam::Dtype Dtype;
+  // One NaN pixel of an 8 x 8 map zoomed 2x (15 x 15). Bilinear: output j reads
+  // source j / 2, so the NaN at (3, 3) is read with a non-zero weight by
+  // outputs 5, 6, 7 along each axis (3 x 3 = 9; output 4 reads source 3 with
+  // weight 0, which must not make it NaN); NEAREST copies it to outputs 5 and 6
+  // only (2 x 2 = 4).
+  for (int nearest = 0; nearest < 2; ++nearest) {
+    this->blob_bottom_->Reshape(1, 1, 8, 8);
+    caffe_set(64, Dtype(1), this->blob_bottom_->mutable_cpu_data());
+    this->blob_bottom_->mutable_cpu_data()[3 * 8 + 3] =
+        std::numeric_limits<Dtype>::quiet_NaN();
+    LayerParameter layer_param;
+    layer_param.mutable_scale_interp_param()->set_zoom_factor(2);
+    if (nearest) {
+      layer_param.mutable_scale_interp_param()->set_interpolation(
+          ScaleInterpParameter_Interpolation_NEAREST);
+    }
+    ScaleInterpLayer<Dtype> layer(layer_param);
+    layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_);
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    ASSERT_EQ(this->blob_top_->count(), 225);
+    int nans = 0;
+    for (int i = 0; i < 225; ++i) {
+      const Dtype v = this->blob_top_->cpu_data()[i];
+      if (std::isnan(v)) {
+        ++nans;
+      } else {
+        EXPECT_NEAR(v, 1, 1e-6) << "at " << i;
+      }
+    }
+    EXPECT_EQ(nans, nearest ? 4 : 9);
+    // An inf copied without mixing stays inf.
+    this->blob_bottom_->mutable_cpu_data()[3 * 8 + 3] =
+        std::numeric_limits<Dtype>::infinity();
+    layer.Forward(this->blob_bottom_vec_, this->blob_top_vec_);
+    EXPECT_EQ(this->blob_top_->data_at(0, 0, 6, 6),
+        std::numeric_limits<Dtype>::infinity());
+  }
+}
+
+TYPED_TEST(ScaleInterpLayerTest,
+    TestNonFiniteTopDiffReachesOnlyTheCellsItsOutputReads) {
+  typedef typename TypeParam::Dtype Dtype;
+  struct Case {
+    int in_h, in_w, pad_beg, pad_end, out_h, out_w;
+    bool nearest;
+  };
+  const Case cases[] = {
+      {8, 8, 0, 0, 15, 15, false},
+      {5, 6, 0, 0, 41, 49, false},
+      {17, 17, 0, 0, 3, 3, false},
+      {9, 11, 0, 0, 17, 21, true},
+      {8, 10, -1, -2, 9, 13, false},
+      {30, 6, -1, -1, 4, 40, false},
+  };
+  const int num_cases = sizeof(cases) / sizeof(cases[0]);
+  const Dtype values[3] = {std::numeric_limits<Dtype>::quiet_NaN(),
+      std::numeric_limits<Dtype>::infinity(),
+      -std::numeric_limits<Dtype>::infinity()};
+  for (int k = 0; k < num_cases; ++k) {
+    for (int v = 0; v < 3; ++v) {
+      const Case& c = cases[k];
+      SCOPED_TRACE(
+          testing::Message() << "case " << k << " value " << values[v]);
+      this->blob_bottom_->Reshape(2, 1, c.in_h, c.in_w);
+      this->FillGaussian(this->blob_bottom_);
+      LayerParameter layer_param;
+      ScaleInterpParameter* p = layer_param.mutable_scale_interp_param();
+      p->set_height(c.out_h);
+      p->set_width(c.out_w);
+      p->set_pad_beg(c.pad_beg);
+      p->set_pad_end(c.pad_end);
+      if (c.nearest) {
+        p->set_interpolation(ScaleInterpParameter_Interpolation_NEAREST);
+      }
+      vector<int> special;
+      special.push_back((c.out_h / 2) * c.out_w + c.out_w / 3);
+      special.push_back(c.out_h * c.out_w + c.out_w - 1);
+      this->CheckBackward(layer_param, special, values[v]);
+    }
+  }
+}
+
+// -----------------------------------------------------------------------------
+// Output size by `scale`: floor((H_in_eff - 1) * scale) + 1 with scale the
+// decimal written in the prototxt (the shortest one that reads back as the
+// stored float), computed exactly: sizes up to 10^5 against integer arithmetic
+// on that decimal.
+// -----------------------------------------------------------------------------
+
+TEST(ScaleInterpScaleTest, TestScaledSizesUpTo1e5) {
+  struct Scale {
+    float value;
+    int64_t num, den;
+  };
+  const Scale scales[] = {
+      {0.7f, 7, 10},
+      {0.75f, 3, 4},
+      {0.5f, 1, 2},
+      {0.333f, 333, 1000},
+      {1.3f, 13, 10},
+      {2.5f, 5, 2},
+      {0.123456f, 123456, 1000000},
+      {0.05f, 1, 20},
+      {3.0f, 3, 1},
+      {0.125f, 1, 8},
+      {0.1f, 1, 10},
+      {0.9f, 9, 10},
+      {0.999999f, 999999, 1000000},
+  };
+  for (int k = 0; k < sizeof(scales) / sizeof(scales[0]); ++k) {
+    const Scale& s = scales[k];
+    for (int h = 1; h <= 100001; ++h) {
+      const int64_t expected =
+          (static_cast<int64_t>(h) - 1) * s.num / s.den + 1;
+      ASSERT_EQ(attention_scale::scaled_output_size(s.value, h), expected)
+          << h << " at scale " << s.num << "/" << s.den;
+    }
+  }
+  // The same through the layer, where a float product goes wrong first:
+  // 8400 * 0.7f is 5879.9999 (the issue's 8401 -> 5881), 99990 * 0.7f is
+  // 69992.9999.
+  const int sizes[][3] = {{8401, 5881, 0}, {99991, 69994, 0}, {8461, 5923, 0},
+      {100001, 75001, 1}, {321, 241, 1}};
+  for (int k = 0; k < sizeof(sizes) / sizeof(sizes[0]); ++k) {
+    Blob<float> bottom(1, 1, sizes[k][0], 2), top;
+    vector<Blob<float>*> bottom_vec(1, &bottom), top_vec(1, &top);
+    LayerParameter layer_param;
+    layer_param.mutable_scale_interp_param()->set_scale(
+        sizes[k][2] ? 0.75f : 0.7f);
+    ScaleInterpLayer<float> layer(layer_param);
+    layer.SetUp(bottom_vec, top_vec);
+    EXPECT_EQ(top.height(), sizes[k][1]) << sizes[k][0];
+  }
+  // Large and tiny scales: no overflow, the limit INT_MAX + 1 beyond an int.
+  EXPECT_EQ(
+      attention_scale::scaled_output_size(1e30f, 5), int64_t(INT_MAX) + 1);
+  EXPECT_EQ(
+      attention_scale::scaled_output_size(3e38f, 2), int64_t(INT_MAX) + 1);
+  EXPECT_EQ(attention_scale::scaled_output_size(1e-30f, 1000000), 1);
+  EXPECT_EQ(attention_scale::scaled_output_size(1e-45f, 2147483647), 1);
+  EXPECT_EQ(attention_scale::scaled_output_size(1e9f, 3), 2000000001);
+}
+
+// The decimal a float reads back as: the number written in the prototxt.
+TEST(ScaleInterpScaleTest, TestShortestDecimal) {
+  struct Case {
+    float value;
+    int64_t mantissa;
+    int exponent;
+  };
+  const Case cases[] = {
+      {0.7f, 7, -1},
+      {0.75f, 75, -2},
+      {2.0f, 2, 0},
+      {0.333f, 333, -3},
+      {1e30f, 1, 30},
+      {0.123456f, 123456, -6},
+      {123456.0f, 123456, 0},
+      {0.33333334f, 33333334, -8},
+      {16777216.0f, 16777216, 0},
+      {1e-45f, 1, -45},
+  };
+  for (int k = 0; k < sizeof(cases) / sizeof(cases[0]); ++k) {
+    int64_t mantissa;
+    int exponent;
+    attention_scale::shortest_decimal(cases[k].value, &mantissa, &exponent);
+    EXPECT_EQ(mantissa, cases[k].mantissa) << k;
+    EXPECT_EQ(exponent, cases[k].exponent) << k;
+  }
+}
+
+// -----------------------------------------------------------------------------
+// The per-axis tables: the forward's grid, and backward windows holding exactly
+// the forward's weights (the gather is the transpose of the forward).
+// -----------------------------------------------------------------------------
 
 template <typename Dtype>
 static void CheckInterpAxisTables(int in, int out, bool nearest) {
-  SCOPED_TRACE(testing::Message() << in << " -> " << out << (nearest ? " nearest" : ""));
+  SCOPED_TRACE(
+      testing::Message() << in << " -> " << out << (nearest ? " nearest" : ""));
   const int width = attention_scale::interp_axis_width(in, out);
   ASSERT_GE(width, 1);
   ASSERT_LE(width, out);
+  // The bound Reshape relies on for the table sizes.
+  EXPECT_LT(
+      attention_scale::interp_axis_index_count(in, out), 5 * out + 2 * in);
+  EXPECT_LT(attention_scale::interp_axis_value_count(in, out, width),
+      5 * out + 2 * in);
   vector<int> index(attention_scale::interp_axis_index_count(in, out), -7);
-  vector<Dtype> value(attention_scale::interp_axis_value_count(in, out, width), Dtype(-7));
-  attention_scale::fill_interp_axis(in, out, nearest, width, &index[0], &value[0]);
+  vector<Dtype> value(
+      attention_scale::interp_axis_value_count(in, out, width), Dtype(-7));
+  attention_scale::fill_interp_axis(
+      in, out, nearest, width, &index[0], &value[0]);
   const attention_scale::InterpAxis<Dtype> axis =
-      attention_scale::interp_axis_view(&index[0], &value[0], in, out, width, nearest);
+      attention_scale::interp_axis_view(
+          &index[0], &value[0], in, out, width, nearest);
   EXPECT_EQ(axis.nearest, nearest);
   for (int dst = 0; dst < out; ++dst) {
     if (nearest) {
@@ -570,22 +885,31 @@ static void CheckInterpAxisTables(int in, int out, bool nearest) {
     for (int dst = 0; dst < out; ++dst) {
       // The weight with which the forward tables mix src into dst.
       Dtype forward(0);
-      if (axis.i0[dst] == src) { forward += Dtype(1) - axis.lambda[dst]; }
-      if (axis.i1[dst] == src) { forward += axis.lambda[dst]; }
-      if (nearest) { forward = (axis.i0[dst] == src) ? Dtype(1) : Dtype(0); }
+      if (axis.i0[dst] == src) {
+        forward += Dtype(1) - axis.lambda[dst];
+      }
+      if (axis.i1[dst] == src) {
+        forward += axis.lambda[dst];
+      }
+      if (nearest) {
+        forward = (axis.i0[dst] == src) ? Dtype(1) : Dtype(0);
+      }
       const int k = dst - first;
       if (k >= 0 && k < width) {
-        EXPECT_EQ(axis.weight[src * width + k], forward) << "src " << src << " dst " << dst;
+        EXPECT_EQ(axis.weight[src * width + k], forward)
+            << "src " << src << " dst " << dst;
       } else {
-        EXPECT_EQ(forward, Dtype(0)) << "src " << src << " dst " << dst << " outside window";
+        EXPECT_EQ(forward, Dtype(0))
+            << "src " << src << " dst " << dst << " outside window";
       }
     }
   }
 }
 
 TEST(ScaleInterpTablesTest, TestTablesTransposeForward) {
-  const int sizes[][2] = {{1, 1}, {1, 5}, {5, 1}, {2, 2}, {2, 9}, {9, 2}, {3, 17}, {17, 3},
-      {65, 513}, {321, 241}, {321, 41}, {41, 321}, {7, 7}, {10, 11}, {11, 10}, {6, 49}};
+  const int sizes[][2] = {{1, 1}, {1, 5}, {5, 1}, {2, 2}, {2, 9}, {9, 2},
+      {3, 17}, {17, 3}, {65, 513}, {321, 241}, {321, 41}, {41, 321}, {7, 7},
+      {10, 11}, {11, 10}, {6, 49}, {2, 1000}, {1000, 2}, {3, 1001}, {400, 401}};
   for (int k = 0; k < sizeof(sizes) / sizeof(sizes[0]); ++k) {
     for (int nearest = 0; nearest < 2; ++nearest) {
       CheckInterpAxisTables<float>(sizes[k][0], sizes[k][1], nearest);
@@ -594,9 +918,9 @@ TEST(ScaleInterpTablesTest, TestTablesTransposeForward) {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------
 // Gradients.
-// ---------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------
 
 TYPED_TEST(ScaleInterpLayerTest, TestGradientShrink) {
   this->blob_bottom_->Reshape(1, 2, 9, 7);
@@ -675,9 +999,10 @@ TYPED_TEST(ScaleInterpLayerTest, TestGradientOutputSizeOne) {
   this->CheckGradient(layer_param);
 }
 
-// ---------------------------------------------------------------------------------------------
-// Bad parameters and shapes stop with a message naming the layer, the bottom and the shapes.
-// ---------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------
+// Bad parameters and shapes stop with a message naming the layer, the bottom
+// and the shapes.
+// -----------------------------------------------------------------------------
 
 class ScaleInterpLayerDeathTest : public CPUDeviceTest<float> {
  protected:
@@ -703,7 +1028,9 @@ class ScaleInterpLayerDeathTest : public CPUDeviceTest<float> {
     ScaleInterpLayer<float> layer(layer_param);
     layer.SetUp(blob_bottom_vec_, blob_top_vec_);
   }
-  ScaleInterpParameter* param() { return layer_param_.mutable_scale_interp_param(); }
+  ScaleInterpParameter* param() {
+    return layer_param_.mutable_scale_interp_param();
+  }
 
   Blob<float>* const blob_bottom_;
   Blob<float>* const blob_ref_;
@@ -714,102 +1041,192 @@ class ScaleInterpLayerDeathTest : public CPUDeviceTest<float> {
 };
 
 TEST_F(ScaleInterpLayerDeathTest, TestNoSize) {
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': give exactly one of "
-               "zoom_factor and/or shrink_factor, height and width, scale, or a second "
-               "bottom; got: none");
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': give exactly one of "
+      "zoom_factor and/or shrink_factor, height and width, scale, or a second "
+      "bottom; got: none");
 }
 
 TEST_F(ScaleInterpLayerDeathTest, TestTwoSizes) {
   param()->set_zoom_factor(2);
   param()->set_scale(0.5f);
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': give exactly one of .*"
-               "got: zoom_factor/shrink_factor scale");
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': give exactly one of .*"
+      "got: zoom_factor/shrink_factor scale");
 }
 
 TEST_F(ScaleInterpLayerDeathTest, TestSizeAndReferenceBottom) {
   param()->set_height(4);
   param()->set_width(4);
   blob_bottom_vec_.push_back(blob_ref_);
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': give exactly one of .*"
-               "got: height/width second-bottom");
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': give exactly one of .*"
+      "got: height/width second-bottom");
 }
 
 TEST_F(ScaleInterpLayerDeathTest, TestHeightWithoutWidth) {
   param()->set_height(4);
   EXPECT_DEATH(SetUpLayer(layer_param_),
-               "ScaleInterp layer 'interp': height and width must be given together");
+      "ScaleInterp layer 'interp': height and width must be given together");
 }
 
 TEST_F(ScaleInterpLayerDeathTest, TestBadSizes) {
   param()->set_height(0);
   param()->set_width(4);
   EXPECT_DEATH(SetUpLayer(layer_param_),
-               "ScaleInterp layer 'interp': height and width must be >= 1, got height 0");
+      "ScaleInterp layer 'interp': height and width must be >= 1, got height "
+      "0");
 }
 
 TEST_F(ScaleInterpLayerDeathTest, TestBadFactors) {
   param()->set_zoom_factor(0);
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': zoom_factor must be >= 1, "
-               "got 0");
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': zoom_factor must be >= 1, "
+      "got 0");
   param()->clear_zoom_factor();
   param()->set_shrink_factor(-2);
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': shrink_factor must be >= 1, "
-               "got -2");
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': shrink_factor must be >= 1, "
+      "got -2");
 }
 
 TEST_F(ScaleInterpLayerDeathTest, TestBadScale) {
   param()->set_scale(0);
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': scale must be a finite "
-               "number > 0, got 0");
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': scale must be a finite "
+      "number > 0, got 0");
   param()->set_scale(-0.5f);
-  EXPECT_DEATH(SetUpLayer(layer_param_), "scale must be a finite number > 0, got -0.5");
+  EXPECT_DEATH(
+      SetUpLayer(layer_param_), "scale must be a finite number > 0, got -0.5");
 }
 
 TEST_F(ScaleInterpLayerDeathTest, TestPositivePad) {
   param()->set_zoom_factor(2);
   param()->set_pad_beg(1);
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': pad_beg must be <= 0 "
-               "\\(it crops\\), got 1");
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': pad_beg must be <= 0 "
+      "\\(it crops\\), got 1");
   param()->set_pad_beg(0);
   param()->set_pad_end(2);
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': pad_end must be <= 0 "
-               "\\(it crops\\), got 2");
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': pad_end must be <= 0 "
+      "\\(it crops\\), got 2");
 }
 
 TEST_F(ScaleInterpLayerDeathTest, TestCropTooLarge) {
   param()->set_zoom_factor(2);
   param()->set_pad_beg(-3);
   param()->set_pad_end(-2);
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': bottom\\[0\\] 'fc8' has "
-               "shape 2 3 5 6 \\(180\\), too small for pad_beg -3 and pad_end -2");
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': bottom\\[0\\] 'fc8' has "
+      "shape 2 3 5 6 \\(180\\), too small for pad_beg -3 and pad_end -2");
 }
 
 TEST_F(ScaleInterpLayerDeathTest, TestNot4D) {
   param()->set_zoom_factor(2);
   blob_bottom_->Reshape(vector<int>(3, 4));
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': bottom\\[0\\] 'fc8' has "
-               "shape 4 4 4 \\(64\\), expected 4 axes");
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': bottom\\[0\\] 'fc8' has "
+      "shape 4 4 4 \\(64\\), expected 4 axes");
   blob_bottom_->Reshape(2, 3, 5, 6);
   blob_ref_->Reshape(vector<int>(2, 7));
   blob_bottom_vec_.push_back(blob_ref_);
   param()->clear_zoom_factor();
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': bottom\\[1\\] 'label' has "
-               "shape 7 7 \\(49\\), expected 4 axes");
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': bottom\\[1\\] 'label' has "
+      "shape 7 7 \\(49\\), expected 4 axes");
 }
 
 TEST_F(ScaleInterpLayerDeathTest, TestTooManyBottoms) {
   blob_bottom_vec_.push_back(blob_ref_);
   blob_bottom_vec_.push_back(blob_ref_);
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': takes 1 bottom .* or 2 "
-               ".*, got 3");
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': takes 1 bottom .* or 2 "
+      ".*, got 3");
 }
 
 TEST_F(ScaleInterpLayerDeathTest, TestTooLarge) {
-  param()->set_height(100000);
-  param()->set_width(100000);
+  // 5 x 429496730 > INT_MAX: the tables of the y axis would not fit in a blob.
+  param()->set_height(429496730);
+  param()->set_width(1);
   blob_bottom_->Reshape(1, 1, 20000, 2);
-  EXPECT_DEATH(SetUpLayer(layer_param_), "ScaleInterp layer 'interp': output size 100000 x 100000 "
-               "for bottom\\[0\\] 'fc8' of shape 1 1 20000 2 \\(40000\\) .*too large");
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': output size 429496730 x 1 "
+      "for bottom\\[0\\] 'fc8' of shape 1 1 20000 2 \\(40000\\) \\(cropped "
+      "20000 x 2\\) "
+      "is out of range: each output side must be >= 1 and 5 x output side \\+ "
+      "2 x "
+      "cropped input side <= 2147483647");
+}
+
+// The cases of issue 9: each stops at setup with the same message.
+TEST_F(ScaleInterpLayerDeathTest, TestHugeOutputs) {
+  param()->set_zoom_factor(2000000000);
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': output size 8000000001 x "
+      "10000000001 for bottom\\[0\\] 'fc8' of shape 2 3 5 6 \\(180\\) "
+      "\\(cropped 5 x 6\\) "
+      "is out of range");
+  param()->clear_zoom_factor();
+  param()->set_scale(1e30f);
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': output size 2147483648 x "
+      "2147483648 for bottom\\[0\\] 'fc8' .* is out of range");
+  param()->clear_scale();
+  param()->set_height(1);
+  param()->set_width(2000000000);
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': output size 1 x 2000000000 "
+      "for bottom\\[0\\] 'fc8' .* is out of range");
+}
+
+TEST_F(ScaleInterpLayerDeathTest, TestTopCountTooLarge) {
+  // Each side is fine for the grid, but the top would hold more than INT_MAX
+  // elements.
+  param()->set_height(50000);
+  param()->set_width(50000);
+  blob_bottom_->Reshape(1, 1000, 4, 4);
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': the top would have shape "
+      "1 1000 50000 50000, more than a blob holds \\(2147483647 elements\\)");
+}
+
+TEST_F(ScaleInterpLayerDeathTest, TestInPlace) {
+  param()->set_zoom_factor(2);
+  blob_top_vec_[0] = blob_bottom_;
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': cannot run in place "
+      "\\(top\\[0\\] is bottom\\[0\\] 'fc8'\\)");
+  // Nor on the reference bottom.
+  param()->clear_zoom_factor();
+  blob_bottom_vec_.push_back(blob_ref_);
+  blob_top_vec_[0] = blob_ref_;
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': cannot run in place "
+      "\\(top\\[0\\] is bottom\\[1\\] 'label'\\)");
+}
+
+TEST_F(ScaleInterpLayerDeathTest, TestEmptyBottoms) {
+  param()->set_zoom_factor(2);
+  const int shapes[4][4] = {
+      {0, 3, 5, 6}, {2, 0, 5, 6}, {2, 3, 0, 6}, {2, 3, 5, 0}};
+  for (int k = 0; k < 4; ++k) {
+    blob_bottom_->Reshape(
+        shapes[k][0], shapes[k][1], shapes[k][2], shapes[k][3]);
+    EXPECT_DEATH(SetUpLayer(layer_param_),
+        "ScaleInterp layer 'interp': bottom\\[0\\] 'fc8' "
+        "has shape [0-9 ]+ \\(0\\), expected every axis >= 1 \\(N x C x H x W; "
+        "empty "
+        "blobs are not supported\\)");
+  }
+  // The reference bottom too, whose values are never read.
+  blob_bottom_->Reshape(2, 3, 5, 6);
+  param()->clear_zoom_factor();
+  blob_ref_->Reshape(0, 3, 7, 9);
+  blob_bottom_vec_.push_back(blob_ref_);
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': bottom\\[1\\] 'label' "
+      "has shape 0 3 7 9 \\(0\\), expected every axis >= 1");
 }
 
 }  // namespace caffe

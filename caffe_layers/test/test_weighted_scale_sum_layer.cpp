@@ -1,4 +1,7 @@
-// Attention to Scale for Caffe: tests of the WeightedScaleSum layer (forward, gradients, errors).
+// Attention to Scale for Caffe: tests of the WeightedScaleSum layer (forward,
+// gradients, errors).
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -45,8 +48,8 @@ class WeightedScaleSumLayerTest : public MultiDeviceTest<TypeParam> {
     filler.Fill(blob);
   }
 
-  // Score maps whose values differ by at least 0.2 across scales at every element, so the
-  // gradient checker's steps of 1e-2 never change the arg-max.
+  // Score maps whose values differ by at least 0.2 across scales at every
+  // element, so the gradient checker's steps of 1e-2 never change the arg-max.
   void FillSeparated() {
     const int count = blob_scores_[0]->count();
     Blob<Dtype> noise(1, 1, 1, count * kScales);
@@ -58,7 +61,8 @@ class WeightedScaleSumLayerTest : public MultiDeviceTest<TypeParam> {
     for (int s = 0; s < kScales; ++s) {
       for (int i = 0; i < count; ++i) {
         blob_scores_[s]->mutable_cpu_data()[i] =
-            0.3 * ((i * 7 + s + i / 5) % kScales) - 0.3 + noise.cpu_data()[s * count + i];
+            0.3 * ((i * 7 + s + i / 5) % kScales) - 0.3 +
+            noise.cpu_data()[s * count + i];
       }
     }
   }
@@ -75,6 +79,77 @@ class WeightedScaleSumLayerTest : public MultiDeviceTest<TypeParam> {
     LayerParameter layer_param;
     layer_param.mutable_weighted_scale_sum_param()->set_merge(merge);
     return layer_param;
+  }
+
+  // Forward and backward of one merge of `num_scales` maps of `shape` against
+  // references computed here in double.
+  void CheckMerge(const int shape[4], int num_scales,
+      WeightedScaleSumParameter_MergeMethod merge) {
+    const bool att = merge == WeightedScaleSumParameter_MergeMethod_ATTENTION;
+    const bool max = merge == WeightedScaleSumParameter_MergeMethod_MAX;
+    vector<Blob<Dtype>*> bottom;
+    for (int s = 0; s < num_scales; ++s) {
+      bottom.push_back(new Blob<Dtype>(shape[0], shape[1], shape[2], shape[3]));
+      FillGaussian(bottom[s]);
+    }
+    if (att) {
+      bottom.push_back(
+          new Blob<Dtype>(shape[0], num_scales, shape[2], shape[3]));
+      FillGaussian(bottom[num_scales]);
+    }
+    WeightedScaleSumLayer<Dtype> layer(Param(merge));
+    layer.SetUp(bottom, blob_top_vec_);
+    layer.Forward(bottom, blob_top_vec_);
+    Blob<Dtype> top_diff(blob_top_->shape());
+    FillGaussian(&top_diff);
+    caffe_copy(
+        top_diff.count(), top_diff.cpu_data(), blob_top_->mutable_cpu_diff());
+    layer.Backward(blob_top_vec_, vector<bool>(bottom.size(), true), bottom);
+    const Blob<Dtype>& top = *blob_top_;
+    vector<double> weight_diff(att ? bottom[num_scales]->count() : 0, 0.0);
+    for (int n = 0; n < shape[0]; ++n) {
+      for (int c = 0; c < shape[1]; ++c) {
+        for (int y = 0; y < shape[2]; ++y) {
+          for (int x = 0; x < shape[3]; ++x) {
+            double g = 0;
+            int best = 0;
+            for (int s = 0; s < num_scales; ++s) {
+              const double f = bottom[s]->data_at(n, c, y, x);
+              if (att) {
+                g += bottom[num_scales]->data_at(n, s, y, x) * f;
+                weight_diff[bottom[num_scales]->offset(n, s, y, x)] +=
+                    f * top.diff_at(n, c, y, x);
+              } else if (!max) {
+                g += f / num_scales;
+              } else if (f > bottom[best]->data_at(n, c, y, x)) {
+                best = s;
+              }
+            }
+            if (max) {
+              g = bottom[best]->data_at(n, c, y, x);
+            }
+            ASSERT_NEAR(top.data_at(n, c, y, x), g, 1e-5)
+                << n << " " << c << " " << y << " " << x;
+            const double dg = top.diff_at(n, c, y, x);
+            for (int s = 0; s < num_scales; ++s) {
+              const double want = att
+                  ? bottom[num_scales]->data_at(n, s, y, x) * dg
+                  : !max ? dg / num_scales
+                         : (s == best ? dg : 0);
+              ASSERT_NEAR(bottom[s]->diff_at(n, c, y, x), want, 1e-5)
+                  << "scale " << s;
+            }
+          }
+        }
+      }
+    }
+    for (int i = 0; i < weight_diff.size(); ++i) {
+      ASSERT_NEAR(bottom[num_scales]->cpu_diff()[i], weight_diff[i], 1e-4)
+          << "weight " << i;
+    }
+    for (int b = 0; b < bottom.size(); ++b) {
+      delete bottom[b];
+    }
   }
 
   vector<Blob<Dtype>*> blob_scores_;
@@ -100,8 +175,8 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestForwardAttention) {
         for (int x = 0; x < top.width(); ++x) {
           double expected = 0;
           for (int s = 0; s < this->kScales; ++s) {
-            expected += this->blob_weights_->data_at(n, s, y, x)
-                * this->blob_scores_[s]->data_at(n, c, y, x);
+            expected += this->blob_weights_->data_at(n, s, y, x) *
+                this->blob_scores_[s]->data_at(n, c, y, x);
           }
           EXPECT_NEAR(top.data_at(n, c, y, x), expected, 1e-5);
         }
@@ -112,11 +187,13 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestForwardAttention) {
 
 TYPED_TEST(WeightedScaleSumLayerTest, TestForwardAttentionHandWorked) {
   typedef typename TypeParam::Dtype Dtype;
-  // N = 1, C = 2, 1 x 2 pixels, S = 2: g = w1 f1 + w2 f2 per pixel, broadcast over classes.
+  // N = 1, C = 2, 1 x 2 pixels, S = 2: g = w1 f1 + w2 f2 per pixel, broadcast
+  // over classes.
   Blob<Dtype> f1(1, 2, 1, 2), f2(1, 2, 1, 2), w(1, 2, 1, 2);
-  const Dtype f1_data[4] = {1, 2, 3, 4};      // class 0: 1 2, class 1: 3 4
+  const Dtype f1_data[4] = {1, 2, 3, 4};  // class 0: 1 2, class 1: 3 4
   const Dtype f2_data[4] = {10, 20, 30, 40};
-  const Dtype w_data[4] = {0.25, 0.5, 0.75, 0.5};  // scale 1: .25 .5, scale 2: .75 .5
+  const Dtype w_data[4] = {
+      0.25, 0.5, 0.75, 0.5};  // scale 1: .25 .5, scale 2: .75 .5
   caffe_copy(4, f1_data, f1.mutable_cpu_data());
   caffe_copy(4, f2_data, f2.mutable_cpu_data());
   caffe_copy(4, w_data, w.mutable_cpu_data());
@@ -130,7 +207,8 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestForwardAttentionHandWorked) {
   layer.Forward(bottom, this->blob_top_vec_);
   const Dtype expected[4] = {0.25 + 7.5, 1 + 10, 0.75 + 22.5, 2 + 20};
   for (int i = 0; i < 4; ++i) {
-    EXPECT_NEAR(this->blob_top_->cpu_data()[i], expected[i], 1e-6) << "at " << i;
+    EXPECT_NEAR(this->blob_top_->cpu_data()[i], expected[i], 1e-6)
+        << "at " << i;
   }
   // Backward with dg = 1: df1 = w1, dw1 = sum_c f1_c.
   caffe_set(4, Dtype(1), this->blob_top_->mutable_cpu_diff());
@@ -158,7 +236,7 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestForwardAttentionOneScale) {
       for (int y = 0; y < 3; ++y) {
         for (int x = 0; x < 4; ++x) {
           EXPECT_NEAR(this->blob_top_->data_at(n, c, y, x),
-                      w.data_at(n, 0, y, x) * bottom[0]->data_at(n, c, y, x), 1e-6);
+              w.data_at(n, 0, y, x) * bottom[0]->data_at(n, c, y, x), 1e-6);
         }
       }
     }
@@ -168,15 +246,19 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestForwardAttentionOneScale) {
 TYPED_TEST(WeightedScaleSumLayerTest, TestForwardAverage) {
   typedef typename TypeParam::Dtype Dtype;
   vector<Blob<Dtype>*> bottom = this->Bottoms(false);
-  WeightedScaleSumLayer<Dtype> layer(this->Param(WeightedScaleSumParameter_MergeMethod_AVERAGE));
+  WeightedScaleSumLayer<Dtype> layer(
+      this->Param(WeightedScaleSumParameter_MergeMethod_AVERAGE));
   layer.SetUp(bottom, this->blob_top_vec_);
   layer.Forward(bottom, this->blob_top_vec_);
   for (int i = 0; i < this->blob_top_->count(); ++i) {
-    const double expected = (static_cast<double>(bottom[0]->cpu_data()[i])
-        + bottom[1]->cpu_data()[i] + bottom[2]->cpu_data()[i]) / 3;
+    const double expected =
+        (static_cast<double>(bottom[0]->cpu_data()[i]) +
+            bottom[1]->cpu_data()[i] + bottom[2]->cpu_data()[i]) /
+        3;
     EXPECT_NEAR(this->blob_top_->cpu_data()[i], expected, 1e-6);
   }
-  caffe_set(this->blob_top_->count(), Dtype(3), this->blob_top_->mutable_cpu_diff());
+  caffe_set(
+      this->blob_top_->count(), Dtype(3), this->blob_top_->mutable_cpu_diff());
   layer.Backward(this->blob_top_vec_, vector<bool>(3, true), bottom);
   for (int s = 0; s < 3; ++s) {
     for (int i = 0; i < this->blob_top_->count(); ++i) {
@@ -188,12 +270,14 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestForwardAverage) {
 TYPED_TEST(WeightedScaleSumLayerTest, TestForwardMax) {
   typedef typename TypeParam::Dtype Dtype;
   vector<Blob<Dtype>*> bottom = this->Bottoms(false);
-  // Ties: element 0 equal in all scales, element 1 equal in scales 1 and 2 (the maximum).
+  // Ties: element 0 equal in all scales, element 1 equal in scales 1 and 2 (the
+  // maximum).
   for (int s = 0; s < 3; ++s) {
     bottom[s]->mutable_cpu_data()[0] = 0.5;
     bottom[s]->mutable_cpu_data()[1] = s == 0 ? -1 : 2;
   }
-  WeightedScaleSumLayer<Dtype> layer(this->Param(WeightedScaleSumParameter_MergeMethod_MAX));
+  WeightedScaleSumLayer<Dtype> layer(
+      this->Param(WeightedScaleSumParameter_MergeMethod_MAX));
   layer.SetUp(bottom, this->blob_top_vec_);
   layer.Forward(bottom, this->blob_top_vec_);
   const int count = this->blob_top_->count();
@@ -215,8 +299,135 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestForwardMax) {
   layer.Backward(this->blob_top_vec_, vector<bool>(3, true), bottom);
   for (int s = 0; s < 3; ++s) {
     for (int i = 0; i < count; ++i) {
-      EXPECT_EQ(bottom[s]->cpu_diff()[i], winner[i] == s ? top_diff.cpu_data()[i] : 0)
+      EXPECT_EQ(
+          bottom[s]->cpu_diff()[i], winner[i] == s ? top_diff.cpu_data()[i] : 0)
           << "scale " << s << " at " << i;
+    }
+  }
+}
+
+// MAX with a NaN: the output is NaN wherever any scale is NaN, whatever the
+// scale order, and the gradient goes to the first NaN scale; +inf and -inf are
+// ordinary values.
+TYPED_TEST(WeightedScaleSumLayerTest, TestMaxNaNAndInf) {
+  typedef typename TypeParam::Dtype Dtype;
+  const Dtype nan = std::numeric_limits<Dtype>::quiet_NaN();
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  const int kElements = 8;
+  // Element e: the values of scales 0, 1, 2, the winning scale, and whether the
+  // result is NaN.
+  const Dtype values[kElements][3] = {
+      {nan, 1, 2},
+      {1, nan, 2},
+      {1, 2, nan},
+      {nan, nan, 2},
+      {3, nan, nan},
+      {inf, nan, 1},
+      {-inf, inf, 1},
+      {-inf, -inf, -inf},
+  };
+  const int winner[kElements] = {0, 1, 2, 0, 1, 1, 1, 0};
+  vector<Blob<Dtype>*> bottom;
+  for (int s = 0; s < 3; ++s) {
+    bottom.push_back(new Blob<Dtype>(1, 1, 1, kElements));
+    for (int e = 0; e < kElements; ++e) {
+      bottom[s]->mutable_cpu_data()[e] = values[e][s];
+    }
+  }
+  WeightedScaleSumLayer<Dtype> layer(
+      this->Param(WeightedScaleSumParameter_MergeMethod_MAX));
+  layer.SetUp(bottom, this->blob_top_vec_);
+  layer.Forward(bottom, this->blob_top_vec_);
+  for (int e = 0; e < kElements; ++e) {
+    const Dtype want = values[e][winner[e]];
+    const Dtype got = this->blob_top_->cpu_data()[e];
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(got)) << "element " << e;
+    } else {
+      EXPECT_EQ(got, want) << "element " << e;
+    }
+  }
+  for (int e = 0; e < kElements; ++e) {
+    this->blob_top_->mutable_cpu_diff()[e] = e + 1;
+  }
+  layer.Backward(this->blob_top_vec_, vector<bool>(3, true), bottom);
+  for (int s = 0; s < 3; ++s) {
+    for (int e = 0; e < kElements; ++e) {
+      EXPECT_EQ(bottom[s]->cpu_diff()[e], winner[e] == s ? e + 1 : 0)
+          << "scale " << s << " element " << e;
+    }
+    delete bottom[s];
+  }
+}
+
+// ATTENTION and AVERAGE compute the sums in IEEE arithmetic: a NaN or inf score
+// reaches its output element (a zero weight times inf is NaN), and only that
+// element.
+TYPED_TEST(WeightedScaleSumLayerTest, TestAttentionAndAverageNonFinite) {
+  typedef typename TypeParam::Dtype Dtype;
+  const Dtype nan = std::numeric_limits<Dtype>::quiet_NaN();
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  Blob<Dtype> f1(1, 2, 1, 3), f2(1, 2, 1, 3), w(1, 2, 1, 3);
+  const Dtype f1_data[6] = {nan, 1, inf, 1, 1, 1};
+  const Dtype f2_data[6] = {1, 2, 3, 4, -inf, 6};
+  const Dtype w_data[6] = {
+      0.5, 0.5, 0, 0.5, 0.5, 1};  // scale 1: .5 .5 0, scale 2: .5 .5 1
+  caffe_copy(6, f1_data, f1.mutable_cpu_data());
+  caffe_copy(6, f2_data, f2.mutable_cpu_data());
+  caffe_copy(6, w_data, w.mutable_cpu_data());
+  vector<Blob<Dtype>*> bottom;
+  bottom.push_back(&f1);
+  bottom.push_back(&f2);
+  bottom.push_back(&w);
+  // Class 0: NaN, 1.5, 0 * inf + 1 * 3 = NaN; class 1: 2.5, -inf, 6.
+  const Dtype attention[6] = {nan, 1.5, nan, 2.5, -inf, 6};
+  // (f1 + f2) / 2: NaN, 1.5, inf, 2.5, -inf, 3.5.
+  const Dtype average[6] = {nan, 1.5, inf, 2.5, -inf, 3.5};
+  for (int m = 0; m < 2; ++m) {
+    const bool att = m == 0;
+    vector<Blob<Dtype>*> b = bottom;
+    if (!att) {
+      b.pop_back();
+    }
+    WeightedScaleSumLayer<Dtype> layer(
+        this->Param(att ? WeightedScaleSumParameter_MergeMethod_ATTENTION
+                        : WeightedScaleSumParameter_MergeMethod_AVERAGE));
+    layer.SetUp(b, this->blob_top_vec_);
+    layer.Forward(b, this->blob_top_vec_);
+    for (int i = 0; i < 6; ++i) {
+      const Dtype want = att ? attention[i] : average[i];
+      const Dtype got = this->blob_top_->cpu_data()[i];
+      if (std::isnan(want)) {
+        EXPECT_TRUE(std::isnan(got))
+            << (att ? "attention" : "average") << " at " << i;
+      } else {
+        EXPECT_EQ(got, want) << (att ? "attention" : "average") << " at " << i;
+      }
+    }
+  }
+}
+
+// The CPU loops take up to 4 scales per pass and the ATTENTION backward blocks
+// of 4096 pixels: sizes around the block boundary, 1 to 8 scales, every mode,
+// forward and backward against references computed here in double.
+TYPED_TEST(WeightedScaleSumLayerTest, TestBlockBoundariesAndManyScales) {
+  typedef typename TypeParam::Dtype Dtype;
+  const int shapes[][4] = {{1, 2, 1, 4095}, {2, 2, 1, 4096}, {1, 3, 1, 4097},
+      {1, 1, 91, 91}, {2, 3, 2, 3}};
+  const int num_shapes = sizeof(shapes) / sizeof(shapes[0]);
+  for (int k = 0; k < num_shapes; ++k) {
+    for (int num_scales = 1; num_scales <= 8; ++num_scales) {
+      if (k < 4 && num_scales != 1 && num_scales != 5 && num_scales != 8) {
+        continue;  // the large shapes with 1, 5 and 8 scales; the small one
+                   // with all
+      }
+      for (int m = 0; m < 3; ++m) {
+        const WeightedScaleSumParameter_MergeMethod merge =
+            static_cast<WeightedScaleSumParameter_MergeMethod>(m);
+        SCOPED_TRACE(testing::Message()
+            << "shape " << k << " S " << num_scales << " merge " << m);
+        this->CheckMerge(shapes[k], num_scales, merge);
+      }
     }
   }
 }
@@ -228,7 +439,8 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestBackwardPropagateDownSome) {
   WeightedScaleSumLayer<Dtype> layer(layer_param);
   layer.SetUp(bottom, this->blob_top_vec_);
   layer.Forward(bottom, this->blob_top_vec_);
-  caffe_set(this->blob_top_->count(), Dtype(1), this->blob_top_->mutable_cpu_diff());
+  caffe_set(
+      this->blob_top_->count(), Dtype(1), this->blob_top_->mutable_cpu_diff());
   for (int b = 0; b < bottom.size(); ++b) {
     caffe_set(bottom[b]->count(), Dtype(42), bottom[b]->mutable_cpu_diff());
   }
@@ -267,7 +479,8 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestGradientAttention) {
 TYPED_TEST(WeightedScaleSumLayerTest, TestGradientAverage) {
   typedef typename TypeParam::Dtype Dtype;
   vector<Blob<Dtype>*> bottom = this->Bottoms(false);
-  WeightedScaleSumLayer<Dtype> layer(this->Param(WeightedScaleSumParameter_MergeMethod_AVERAGE));
+  WeightedScaleSumLayer<Dtype> layer(
+      this->Param(WeightedScaleSumParameter_MergeMethod_AVERAGE));
   GradientChecker<Dtype> checker(1e-2, 1e-3);
   checker.CheckGradientExhaustive(&layer, bottom, this->blob_top_vec_);
 }
@@ -276,7 +489,8 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestGradientMax) {
   typedef typename TypeParam::Dtype Dtype;
   this->FillSeparated();
   vector<Blob<Dtype>*> bottom = this->Bottoms(false);
-  WeightedScaleSumLayer<Dtype> layer(this->Param(WeightedScaleSumParameter_MergeMethod_MAX));
+  WeightedScaleSumLayer<Dtype> layer(
+      this->Param(WeightedScaleSumParameter_MergeMethod_MAX));
   GradientChecker<Dtype> checker(1e-2, 1e-3);
   checker.CheckGradientExhaustive(&layer, bottom, this->blob_top_vec_);
 }
@@ -292,9 +506,9 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestGradientSingleScale) {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------
 // Bad shapes stop with a message naming the layer, the bottom and the shapes.
-// ---------------------------------------------------------------------------------------------
+// -----------------------------------------------------------------------------
 
 class WeightedScaleSumLayerDeathTest : public CPUDeviceTest<float> {
  protected:
@@ -334,55 +548,89 @@ class WeightedScaleSumLayerDeathTest : public CPUDeviceTest<float> {
 
 TEST_F(WeightedScaleSumLayerDeathTest, TestScoreMapMismatch) {
   blob_bottom_vec_[2]->Reshape(10, 21, 41, 40);
-  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "WeightedScaleSum layer 'merge': bottom\\[2\\] "
-               "'fc8_s3' has shape 10 21 41 40 \\(344400\\), expected 10 21 41 41 \\(353010\\), "
-               "the shape of bottom\\[0\\] 'fc8_s1'");
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_),
+      "WeightedScaleSum layer 'merge': bottom\\[2\\] "
+      "'fc8_s3' has shape 10 21 41 40 \\(344400\\), expected 10 21 41 41 "
+      "\\(353010\\), "
+      "the shape of bottom\\[0\\] 'fc8_s1'");
   // The same in the other modes, where every bottom is a score map.
   SetMerge(WeightedScaleSumParameter_MergeMethod_MAX);
-  vector<Blob<float>*> scores(blob_bottom_vec_.begin(), blob_bottom_vec_.begin() + 3);
-  EXPECT_DEATH(SetUpLayer(scores), "WeightedScaleSum layer 'merge': bottom\\[2\\] "
-               "'fc8_s3' has shape 10 21 41 40 \\(344400\\), expected 10 21 41 41 \\(353010\\)");
+  vector<Blob<float>*> scores(
+      blob_bottom_vec_.begin(), blob_bottom_vec_.begin() + 3);
+  EXPECT_DEATH(SetUpLayer(scores),
+      "WeightedScaleSum layer 'merge': bottom\\[2\\] "
+      "'fc8_s3' has shape 10 21 41 40 \\(344400\\), expected 10 21 41 41 "
+      "\\(353010\\)");
 }
 
 TEST_F(WeightedScaleSumLayerDeathTest, TestWeightsChannels) {
   blob_bottom_vec_[3]->Reshape(10, 2, 41, 41);
-  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "WeightedScaleSum layer 'merge': bottom\\[3\\] "
-               "'attn_w' \\(the weights\\) has shape 10 2 41 41 \\(33620\\), expected 10 3 41 41 "
-               "\\(50430\\): N x S x H x W for S = 3 score maps shaped like bottom\\[0\\] "
-               "'fc8_s1' \\(10 21 41 41 \\(353010\\)\\)");
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_),
+      "WeightedScaleSum layer 'merge': bottom\\[3\\] "
+      "'attn_w' \\(the weights\\) has shape 10 2 41 41 \\(33620\\), expected "
+      "10 3 41 41 "
+      "\\(50430\\): N x S x H x W for S = 3 score maps shaped like "
+      "bottom\\[0\\] "
+      "'fc8_s1' \\(10 21 41 41 \\(353010\\)\\)");
 }
 
 TEST_F(WeightedScaleSumLayerDeathTest, TestWeightsSpatial) {
   blob_bottom_vec_[3]->Reshape(10, 3, 321, 321);
-  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "WeightedScaleSum layer 'merge': bottom\\[3\\] "
-               "'attn_w' \\(the weights\\) has shape 10 3 321 321 \\(3091230\\), expected "
-               "10 3 41 41 \\(50430\\)");
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_),
+      "WeightedScaleSum layer 'merge': bottom\\[3\\] "
+      "'attn_w' \\(the weights\\) has shape 10 3 321 321 \\(3091230\\), "
+      "expected "
+      "10 3 41 41 \\(50430\\)");
 }
 
 TEST_F(WeightedScaleSumLayerDeathTest, TestAttentionNeedsWeights) {
   vector<Blob<float>*> bottom(1, blob_bottom_vec_[0]);
-  EXPECT_DEATH(SetUpLayer(bottom), "WeightedScaleSum layer 'merge': merge ATTENTION takes the "
-               "S score maps and then the N x S x H x W weights as the last bottom \\(at least "
-               "2 bottoms\\), got 1 bottom");
+  EXPECT_DEATH(SetUpLayer(bottom),
+      "WeightedScaleSum layer 'merge': merge ATTENTION takes the "
+      "S score maps and then the N x S x H x W weights as the last bottom "
+      "\\(at least "
+      "2 bottoms\\), got 1 bottom");
 }
 
 TEST_F(WeightedScaleSumLayerDeathTest, TestNoBottoms) {
   SetMerge(WeightedScaleSumParameter_MergeMethod_AVERAGE);
-  EXPECT_DEATH(SetUpLayer(vector<Blob<float>*>()), "WeightedScaleSum layer 'merge': takes at "
-               "least one score map, got no bottom");
+  EXPECT_DEATH(SetUpLayer(vector<Blob<float>*>()),
+      "WeightedScaleSum layer 'merge': takes at "
+      "least one score map, got no bottom");
 }
 
 TEST_F(WeightedScaleSumLayerDeathTest, TestNot4D) {
   blob_bottom_vec_[1]->Reshape(vector<int>(2, 5));
-  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "WeightedScaleSum layer 'merge': bottom\\[1\\] "
-               "'fc8_s2' has shape 5 5 \\(25\\), expected 4 axes");
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_),
+      "WeightedScaleSum layer 'merge': bottom\\[1\\] "
+      "'fc8_s2' has shape 5 5 \\(25\\), expected 4 axes");
+}
+
+TEST_F(WeightedScaleSumLayerDeathTest, TestEmptyBottoms) {
+  blob_bottom_vec_[1]->Reshape(10, 21, 0, 41);
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_),
+      "WeightedScaleSum layer 'merge': bottom\\[1\\] "
+      "'fc8_s2' has shape 10 21 0 41 \\(0\\), expected every axis >= 1 \\(N x "
+      "C x H x "
+      "W; empty blobs are not supported\\)");
+  SetMerge(WeightedScaleSumParameter_MergeMethod_AVERAGE);
+  vector<Blob<float>*> one(1, blob_bottom_vec_[0]);
+  const int shapes[4][4] = {
+      {0, 21, 41, 41}, {10, 0, 41, 41}, {10, 21, 0, 41}, {10, 21, 41, 0}};
+  for (int k = 0; k < 4; ++k) {
+    one[0]->Reshape(shapes[k][0], shapes[k][1], shapes[k][2], shapes[k][3]);
+    EXPECT_DEATH(SetUpLayer(one),
+        "WeightedScaleSum layer 'merge': bottom\\[0\\] 'fc8_s1' has "
+        "shape [0-9 ]+ \\(0\\), expected every axis >= 1");
+  }
 }
 
 TEST_F(WeightedScaleSumLayerDeathTest, TestInPlace) {
   SetMerge(WeightedScaleSumParameter_MergeMethod_MAX);
   blob_top_vec_[0] = blob_bottom_vec_[1];
-  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_), "WeightedScaleSum layer 'merge': cannot run in "
-               "place \\(top\\[0\\] is bottom\\[1\\] 'fc8_s2'\\)");
+  EXPECT_DEATH(SetUpLayer(blob_bottom_vec_),
+      "WeightedScaleSum layer 'merge': cannot run in "
+      "place \\(top\\[0\\] is bottom\\[1\\] 'fc8_s2'\\)");
 }
 
 }  // namespace caffe

@@ -40,6 +40,10 @@ LAYER_CASES = [
      {"f0": (1, 21, 513, 513), "f1": (1, 21, 513, 513), "f2": (1, 21, 513, 513)}, "merge: AVERAGE"),
     ("test", "WeightedScaleSum", "MAX 3 x 1x21x513x513",
      {"f0": (1, 21, 513, 513), "f1": (1, 21, 513, 513), "f2": (1, 21, 513, 513)}, "merge: MAX"),
+    # Not a size of the paper (only with --phase large): issue 9's case, where the Python layer
+    # built dense 32001 x 32000 interpolation matrices (4 GB).
+    ("large", "ScaleInterp", "rows 32000 -> 32001", {"x": (1, 1, 32000, 4)},
+     "height: 32001 width: 4"),
 ]
 
 
@@ -60,6 +64,9 @@ def environment(extra=None):
         "cpu_count": os.cpu_count(), "python": platform.python_version(),
         "numpy": np.__version__,
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        # Other work on the machine skews the times, not always both forms alike: the 1-minute
+        # load average when the report was made says how quiet the machine was.
+        "load_average_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
     info.update(extra or {})
     return info

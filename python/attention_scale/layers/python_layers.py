@@ -49,10 +49,15 @@ class _ScaleLayer(ReportingLayer):
             if bottom[i].data.size and bottom[i].data.__array_interface__["data"][0] == address:
                 self._fail(f"cannot run in place (top[0] is bottom[{i}])")
 
-    def _shape4(self, bottom, i):
-        shape = bottom[i].data.shape
+    def _shape4(self, bottom, i, axes="N x C x H x W"):
+        """Bottom i's shape, checked as the C++ layers check it: 4-D, every axis >= 1 (an empty
+        blob has no data: pycaffe would abort on .data, so only .shape is read before)."""
+        shape = tuple(bottom[i].shape)
         if len(shape) != 4:
-            self._fail(f"bottom[{i}] must be 4-D (N x C x H x W), got shape {shape}")
+            self._fail(f"bottom[{i}] must be 4-D ({axes}), got shape {shape}")
+        if min(shape) < 1:
+            self._fail(f"bottom[{i}] has shape {scale_interp.shape_string(shape)}, expected every "
+                       f"axis >= 1 ({axes}; empty blobs are not supported)")
         return shape
 
 
@@ -70,13 +75,14 @@ class ScaleInterp(_ScaleLayer):
             self._fail(exc)
 
     def reshape(self, bottom, top):
-        n, c, h, w = self._shape4(bottom, 0)
+        shape = self._shape4(bottom, 0)
         ref_hw = self._shape4(bottom, 1)[2:] if len(bottom) == 2 else None
         try:
-            self.out_hw = self.spec.output_hw((h, w), ref_hw)
+            top_shape = self.spec.top_shape(shape, ref_hw)
         except LayerConfigError as exc:
-            self._fail(f"{exc}; bottom[0] shape {(n, c, h, w)}")
-        top[0].reshape(n, c, *self.out_hw)
+            self._fail(exc)
+        self.out_hw = top_shape[2:]
+        top[0].reshape(*top_shape)
         self._check_not_in_place(bottom, top)
 
     def forward(self, bottom, top):
@@ -103,13 +109,13 @@ class SoftmaxOverScales(_ScaleLayer):
         self._param()  # no fields yet, but unknown ones must still fail here
 
     def reshape(self, bottom, top):
-        first = self._shape4(bottom, 0)
+        first = self._shape4(bottom, 0, "N x S x H x W")
         if len(bottom) == 1:
             top[0].reshape(*first)
             self._check_not_in_place(bottom, top)
             return
         for i in range(len(bottom)):
-            shape = self._shape4(bottom, i)
+            shape = self._shape4(bottom, i, "N x S x H x W")
             if shape[1] != 1 or (shape[0], shape[2], shape[3]) != (first[0], first[2], first[3]):
                 self._fail(
                     f"with {len(bottom)} bottoms each must be N x 1 x H x W with bottom[0]'s N, H, "
@@ -155,8 +161,8 @@ class WeightedScaleSum(_ScaleLayer):
                            f"bottom[{s}] is {shape}")
         if self.merge == ATTENTION:
             expected = (first[0], self.num_scales, first[2], first[3])
-            shape = bottom[self.num_scales].data.shape
-            if tuple(shape) != expected:
+            shape = self._shape4(bottom, self.num_scales, "N x S x H x W")
+            if shape != expected:
                 self._fail(f"the weights (last bottom, bottom[{self.num_scales}]) must be "
                            f"N x S x H x W = {expected} for {self.num_scales} score maps of "
                            f"{first}, got {shape}")

@@ -1,24 +1,33 @@
 """ScaleInterp numerics in numpy: DeepLab's corner-aligned bilinear (or nearest) resize.
 
-The resize is separable, so it is applied as two small interpolation matrices (rows x rows and
-columns x columns, built once per shape and cached) multiplied into the N*C planes; the backward
-pass is the same products with the transposed matrices. Each output reads at most two inputs, so
-the matrices are banded: they are applied in blocks of rows restricted to their non-zero columns,
-which skips most of the zeros a dense product would multiply. Nothing here needs Caffe or protobuf.
+Each output reads at most two input cells per axis (the taps: cells i0, i1 with weights
+1 - lambda, lambda), computed exactly in integers. The resize is separable, one pass per axis,
+and each pass is applied as BLAS products of small banded blocks built from the taps (a block of
+32 output rows and the input columns they read), so the memory of the tables grows with the
+sizes (about 32 values per row), never with their product; the backward pass uses the blocks of
+the transposed taps. Blocks and taps are cached per size in a cache of bounded bytes.
+
+NaN and inf follow the C++ layer's rule (caffe/util/scale_interp.hpp): an input cell reaches only
+the outputs that read it with a non-zero weight. A BLAS product also multiplies the zero weights
+of a block (0 * NaN = NaN), so where the data hold NaN or inf the resize is recomputed on the
+finite values and the non-finite ones are put back exactly where their non-zero weights take them.
+
+Nothing here needs Caffe or protobuf beyond the generated parameter module.
 """
 
-import functools
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
 from ..attention_scale_pb2 import ScaleInterpParameter
 from ..errors import LayerConfigError
+from .numerics import all_finite
 
 LAYER = "ScaleInterp"
-# Added before the floor so that a float-stored scale (0.7f * 10 = 6.9999999) lands on the integer.
-SCALE_EPS = 1e-4
+INT_MAX = 2**31 - 1  # the largest blob, and the limits of the C++ layer's int tables
 
 
 # ---------------------------------------------------------------------------------------------
@@ -40,9 +49,53 @@ def factor_size(n_eff, zoom_factor=None, shrink_factor=None):
     return n
 
 
+def reads_back(text, value):
+    """Whether the decimal `text` reads back as the float32 `value`, as C's strtof reads it:
+    rounded to the nearest float32, ties to the even one (exact rational arithmetic)."""
+    value = np.float32(value)
+    exact, here = Fraction(text), Fraction(float(value))
+    if exact == here:
+        return True
+    toward = np.float32(np.inf if exact > here else -np.inf)
+    neighbour = np.nextafter(value, toward)
+    if np.isinf(neighbour):  # beyond FLT_MAX: the gap to the next power of two
+        gap = here - Fraction(float(np.nextafter(value, np.float32(0))))
+    else:
+        gap = abs(Fraction(float(neighbour)) - here)
+    distance = abs(exact - here)
+    even = int(np.array(value).view(np.uint32)) % 2 == 0
+    return distance < gap / 2 or (distance == gap / 2 and even)
+
+
+def shortest_decimal(value):
+    """(mantissa, exponent): the shortest decimal mantissa * 10**exponent (at most 9 digits) that
+    reads back as the float32 `value`, i.e. the number written in the prototxt: 0.7 (stored as
+    0.699999988) gives (7, -1); every decimal of up to 6 significant digits comes back as
+    written. Digit for digit the C++ layer's shortest_decimal: the value rounded to 1, 2, ...
+    significant digits (correctly, ties to even, as printf's %.*e), until one reads back."""
+    value = np.float32(value)
+    for digits in range(1, 10):  # 9 digits always read back
+        text = f"{float(value):.{digits - 1}e}"
+        if reads_back(text, value):
+            break
+    significand, power = text.split("e")
+    whole, _, fraction = significand.partition(".")
+    return int(whole + fraction), int(power) - len(fraction)
+
+
 def scaled_size(n_eff, scale):
-    """floor((n_eff - 1) * scale + 1e-4) + 1, in float64 of the float32-stored scale."""
-    return int(math.floor((n_eff - 1) * float(np.float32(scale)) + SCALE_EPS)) + 1
+    """floor((n_eff - 1) * scale) + 1 for the decimal written as `scale` (shortest_decimal),
+    computed exactly: 321 -> 241 at 0.75, 8401 -> 5881 at 0.7 at any size. Sizes beyond an int
+    give INT_MAX + 1, as in the C++ layer (which rejects them the same way)."""
+    mantissa, exponent = _decimal(float(np.float32(scale)))
+    steps = (n_eff - 1) * mantissa
+    steps = steps * 10**exponent if exponent >= 0 else steps // 10**-exponent
+    return min(steps + 1, INT_MAX + 1)
+
+
+def shape_string(shape):
+    """A shape as Caffe's Blob::shape_string() writes it: "2 1 4 5 (40)"."""
+    return " ".join(str(d) for d in shape) + f" ({math.prod(shape)})"
 
 
 @dataclass(frozen=True)
@@ -73,6 +126,31 @@ class InterpSpec:
         if self.mode == "scale":
             return scaled_size(h_eff, self.scale), scaled_size(w_eff, self.scale)
         return tuple(ref_hw)
+
+    def top_shape(self, bottom_shape, ref_hw=None):
+        """The top's N x C x H_out x W_out for bottom[0]'s shape, within the C++ layer's limits
+        (the same rules and messages): per axis 5 * H_out + 2 * H_in_eff <= INT_MAX (the C++
+        layer's tables of the axis fit in a blob), and a top of at most INT_MAX elements."""
+        n, c, h, w = bottom_shape
+        h_eff, w_eff = (effective_size(v, self.pad_beg, self.pad_end) for v in (h, w))
+        if h_eff < 1 or w_eff < 1:
+            raise LayerConfigError(
+                f"{LAYER}: bottom[0] has shape {shape_string(bottom_shape)}, too small for "
+                f"pad_beg {self.pad_beg} and pad_end {self.pad_end} (cropped size {h_eff} x "
+                f"{w_eff})")
+        h_out, w_out = self.output_hw((h, w), ref_hw)
+        if not all(1 <= out and 5 * out + 2 * eff <= INT_MAX
+                   for out, eff in ((h_out, h_eff), (w_out, w_eff))):
+            raise LayerConfigError(
+                f"{LAYER}: output size {h_out} x {w_out} for bottom[0] of shape "
+                f"{shape_string(bottom_shape)} (cropped {h_eff} x {w_eff}) is out of range: each "
+                f"output side must be >= 1 and 5 x output side + 2 x cropped input side <= "
+                f"{INT_MAX}")
+        if n * c * h_out * w_out > INT_MAX:
+            raise LayerConfigError(
+                f"{LAYER}: the top would have shape {n} {c} {h_out} {w_out}, more than a blob "
+                f"holds ({INT_MAX} elements)")
+        return n, c, h_out, w_out
 
 
 def spec_from_param(param, num_bottoms):
@@ -125,64 +203,165 @@ def spec_from_param(param, num_bottoms):
 
 
 # ---------------------------------------------------------------------------------------------
-# Interpolation matrices
+# Caches
 # ---------------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=128)
-def interp_matrix(n_in, n_out, nearest=False, dtype="float32"):
-    """(n_out x n_in) matrix M with out = M @ in along one axis (read-only, cached).
+CACHE_BYTES = 64 * 2**20  # taps, blocks and indexes of every size seen, least recently used out
 
-    The grid is exact integer arithmetic: source = dst * (n_in - 1) / (n_out - 1) as the
-    fraction num / den, so no float rounding decides which rows are read.
-    """
-    dtype = np.dtype(dtype)
+
+class _BoundedCache:
+    """A least-recently-used cache of numpy arrays (or tuples of them) bounded by their bytes:
+    a data layer without cropping gives every image its own sizes, and an unbounded cache of
+    them grows without end. An entry larger than the whole bound is built but not kept."""
+
+    def __init__(self, max_bytes):
+        self.max_bytes = max_bytes
+        self.entries = OrderedDict()
+        self.nbytes = 0
+
+    def get(self, key, build):
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key][0]
+        value = build()
+        size = sum(a.nbytes for a in _arrays(value))
+        if size <= self.max_bytes:
+            self.entries[key] = (value, size)
+            self.nbytes += size
+            while self.nbytes > self.max_bytes:
+                _, (_, dropped) = self.entries.popitem(last=False)
+                self.nbytes -= dropped
+        return value
+
+    def clear(self):
+        self.entries.clear()
+        self.nbytes = 0
+
+
+def _arrays(value):
+    if isinstance(value, np.ndarray):
+        return [value]
+    return [a for item in value for a in _arrays(item)] if isinstance(value, tuple) else []
+
+
+_CACHE = _BoundedCache(CACHE_BYTES)
+
+
+def cache_bytes():
+    """Bytes held by the cache of taps, blocks and indexes."""
+    return _CACHE.nbytes
+
+
+def clear_caches():
+    _CACHE.clear()
+    _decimal_cache.clear()
+
+
+_decimal_cache = {}
+
+
+def _decimal(scale):
+    """shortest_decimal of a scale, kept per value (a net has a few)."""
+    if scale not in _decimal_cache:
+        if len(_decimal_cache) > 256:
+            _decimal_cache.clear()
+        _decimal_cache[scale] = shortest_decimal(scale)
+    return _decimal_cache[scale]
+
+
+# ---------------------------------------------------------------------------------------------
+# Taps and band blocks
+# ---------------------------------------------------------------------------------------------
+
+def _read_only(*arrays):
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
+
+
+def taps(n_in, n_out, nearest=False, dtype="float32"):
+    """(i0, i1, lam) along one axis: output dst reads cells i0[dst] and i1[dst] with weights
+    1 - lam[dst] and lam[dst] (NEAREST: i1 = i0, lam = 0). The grid is exact integer arithmetic:
+    source = dst * (n_in - 1) / (n_out - 1) as the fraction num / den, so no float rounding
+    decides which cells are read; lam is num % den / den in `dtype`, as the C++ tables hold it.
+    Read-only, cached."""
+    return _CACHE.get(("taps", n_in, n_out, nearest, dtype),
+                      lambda: _read_only(*_build_taps(n_in, n_out, nearest, np.dtype(dtype))))
+
+
+def _build_taps(n_in, n_out, nearest, dtype):
     dst = np.arange(n_out, dtype=np.int64)
-    if n_out == 1:
-        num, den = np.zeros(1, np.int64), 1
+    if n_out == 1 or n_in == 1:
+        num, den = np.zeros(n_out, np.int64), 1
     else:
         num, den = dst * (n_in - 1), n_out - 1
-    matrix = np.zeros((n_out, n_in), dtype)
     if nearest:
         # floor(src + 0.5) in integers: exact halves go to the larger index.
-        matrix[dst, (2 * num + den) // (2 * den)] = 1
-    else:
-        lo = num // den
-        lam = (num % den).astype(dtype) / dtype.type(den)
-        hi = np.minimum(lo + 1, n_in - 1)
-        np.add.at(matrix, (dst, lo), dtype.type(1) - lam)
-        np.add.at(matrix, (dst, hi), lam)
-    matrix.flags.writeable = False
-    return matrix
+        i0 = (2 * num + den) // (2 * den)
+        return i0, i0, np.zeros(n_out, dtype)
+    i0 = num // den
+    lam = (num % den).astype(dtype) / dtype.type(den)
+    return i0, np.minimum(i0 + 1, n_in - 1), lam
 
 
-# Output rows per band block: small enough that a block skips most of the matrix's zeros (each
-# output reads at most two inputs), large enough for BLAS to run at speed.
+# Output rows per band block: small enough that a block skips most of the zeros of the
+# interpolation matrix (each output reads at most two inputs), large enough for BLAS to run at
+# speed.
 _BAND_ROWS = 32
 
 
-@functools.lru_cache(maxsize=256)
 def band_blocks(n_in, n_out, nearest=False, dtype="float32", transpose=False):
-    """The interpolation matrix (its transpose for the backward pass) cut into blocks of rows,
-    each keeping only the columns it has non-zeros in: a tuple of (r0, r1, c0, c1, block), with
-    M[r0:r1, c0:c1] = block and M[r0:r1, everything else] = 0 (c0 == c1: an all-zero block)."""
-    matrix = interp_matrix(n_in, n_out, nearest, dtype)
-    if transpose:
-        matrix = matrix.T
+    """The interpolation matrix M (n_out x n_in, out = M @ in along one axis; its transpose for
+    the backward pass) as blocks of rows, each keeping the columns its taps read: a tuple of
+    (r0, r1, c0, c1, block) with M[r0:r1, c0:c1] = block and zeros elsewhere in those rows
+    (c0 == c1: an all-zero block). Built from the taps, never as the dense matrix: about
+    32 (n_in + n_out) values. Read-only, cached."""
+    return _CACHE.get(("blocks", n_in, n_out, nearest, dtype, transpose),
+                      lambda: _build_blocks(n_in, n_out, nearest, np.dtype(dtype), transpose))
+
+
+def _build_blocks(n_in, n_out, nearest, dtype, transpose):
+    i0, i1, lam = taps(n_in, n_out, nearest, dtype.name)
+    w0 = dtype.type(1) - lam
+    mixed = lam != 0  # the second tap reads only where its weight is not zero
+    rows, cols = (n_in, n_out) if transpose else (n_out, n_in)
+    spans = []
+    for r0 in range(0, rows, _BAND_ROWS):
+        r1 = min(r0 + _BAND_ROWS, rows)
+        if transpose:  # outputs whose taps fall in source rows [r0, r1); i0, i1 never decrease
+            c0, c1 = int(np.searchsorted(i1, r0)), int(np.searchsorted(i0, r1))
+        else:
+            c0, c1 = int(i0[r0]), int(i1[r1 - 1]) + 1
+        spans.append((r0, r1, c0, max(c0, c1)))
+    # Where the band saves less than half of the dense work, or the dense product is short anyway
+    # (few columns: BLAS runs small inner dimensions slowly), one product is faster; its size is
+    # then at most twice the blocks', or 64 columns.
+    band = sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in spans)
+    if cols <= 2 * _BAND_ROWS or 2 * band > rows * cols:
+        spans = [(0, rows, 0, cols)]
     blocks = []
-    for r0 in range(0, matrix.shape[0], _BAND_ROWS):
-        r1 = min(r0 + _BAND_ROWS, matrix.shape[0])
-        cols = np.flatnonzero((matrix[r0:r1] != 0).any(axis=0))
-        c0, c1 = (int(cols[0]), int(cols[-1]) + 1) if cols.size else (0, 0)
-        block = np.ascontiguousarray(matrix[r0:r1, c0:c1])
+    for r0, r1, c0, c1 in spans:
+        block = np.zeros((r1 - r0, c1 - c0), dtype)
+        if transpose:
+            dst = np.arange(c0, c1)
+            _place(block, i0[c0:c1] - r0, dst - c0, w0[c0:c1])
+            keep = mixed[c0:c1]
+            _place(block, i1[c0:c1][keep] - r0, (dst - c0)[keep], lam[c0:c1][keep])
+        else:
+            dst = np.arange(r0, r1)
+            _place(block, dst - r0, i0[r0:r1] - c0, w0[r0:r1])
+            keep = mixed[r0:r1]
+            _place(block, (dst - r0)[keep], i1[r0:r1][keep] - c0, lam[r0:r1][keep])
         block.flags.writeable = False
         blocks.append((r0, r1, c0, c1, block))
-    # Where the band saves less than half of the dense work, or the dense product is short
-    # anyway (few columns: BLAS runs small inner dimensions slowly), one product is faster.
-    if matrix.shape[1] <= 2 * _BAND_ROWS or 2 * sum(b.size for *_, b in blocks) > matrix.size:
-        whole = np.ascontiguousarray(matrix)
-        whole.flags.writeable = False
-        blocks = [(0, matrix.shape[0], 0, matrix.shape[1], whole)]
     return tuple(blocks)
+
+
+def _place(block, rows, cols, values):
+    """block[rows, cols] = values where (rows, cols) falls inside the block (the entries of a
+    transposed block's edge columns that belong to the next block are left out)."""
+    inside = (rows >= 0) & (rows < block.shape[0]) & (cols >= 0) & (cols < block.shape[1])
+    block[rows[inside], cols[inside]] = values[inside]
 
 
 def _apply_rows(blocks, x3, out3):
@@ -224,12 +403,38 @@ def _resize_planes(x3, rows, cols, out3):
     return out3
 
 
-@functools.lru_cache(maxsize=128)
+def _resize_exact(x3, rows, cols, out3):
+    """_resize_planes with the C++ layer's NaN / inf rule: a non-finite cell reaches only the
+    outputs that read it with a non-zero weight.
+
+    The products are right unless a NaN or inf was multiplied, also by a zero weight: then the
+    result holds a NaN or inf, and so does the input. So one check of the smaller of the two
+    (all_finite) clears the usual case. Otherwise, where the input does
+    hold NaN or inf, the resize is redone on its finite values, and every output that a non-zero
+    weight connects to a NaN (or to both +inf and -inf) becomes NaN, to +inf or -inf alone that
+    infinity. Which outputs a set of cells reaches is the resize of its indicator: the weights
+    are >= 0 and a sum of them is > 0 exactly where one of them is."""
+    with np.errstate(invalid="ignore", over="ignore"):  # 0 * inf and inf - inf are redone
+        _resize_planes(x3, rows, cols, out3)
+    if all_finite(out3 if out3.size < x3.size else x3):
+        return out3
+    finite = np.isfinite(x3)
+    if finite.all():  # the sum overflowed: every value is finite, the products are right
+        return out3
+    _resize_planes(np.where(finite, x3, 0), rows, cols, out3)
+
+    def reached(cells):
+        return _resize_planes(cells.astype(x3.dtype), rows, cols, np.empty_like(out3)) > 0
+
+    pos, neg = reached(x3 == np.inf), reached(x3 == -np.inf)
+    out3[pos] = np.inf
+    out3[neg] = -np.inf
+    out3[(pos & neg) | reached(np.isnan(x3))] = np.nan
+    return out3
+
+
 def _nearest_index(n_in, n_out):
-    dst = np.arange(n_out, dtype=np.int64)
-    if n_out == 1:
-        return np.zeros(1, np.int64)
-    return (2 * dst * (n_in - 1) + (n_out - 1)) // (2 * (n_out - 1))
+    return taps(n_in, n_out, True)[0]
 
 
 def _nearest_picks(h_eff, w_eff, h_out, w_out, nearest):
@@ -268,7 +473,7 @@ def forward(x, out_hw, pad_beg=0, pad_end=0, nearest=False, out=None):
     x3 = np.ascontiguousarray(x).reshape(n * c, h_eff, w_eff)
     rows = band_blocks(h_eff, h_out, nearest, x.dtype.name)
     cols = band_blocks(w_eff, w_out, nearest, x.dtype.name)
-    _resize_planes(x3, rows, cols, out.reshape(n * c, h_out, w_out))
+    _resize_exact(x3, rows, cols, out.reshape(n * c, h_out, w_out))
     return out
 
 
@@ -289,9 +494,9 @@ def backward(dy, in_hw, pad_beg=0, pad_end=0, nearest=False, out=None):
     dy3 = np.ascontiguousarray(dy).reshape(n * c, h_out, w_out)
     if pad_beg or pad_end:
         inner = np.empty((n * c, h_eff, w_eff), dy.dtype)
-        _resize_planes(dy3, rows, cols, inner)
+        _resize_exact(dy3, rows, cols, inner)
         out[...] = 0
         out[:, :, _crop(pad_beg, h_eff), _crop(pad_beg, w_eff)] = inner.reshape(n, c, h_eff, w_eff)
     else:
-        _resize_planes(dy3, rows, cols, out.reshape(n * c, h_in, w_in))
+        _resize_exact(dy3, rows, cols, out.reshape(n * c, h_in, w_in))
     return out

@@ -6,6 +6,7 @@
 import numpy as np
 
 from ..attention_scale_pb2 import WeightedScaleSumParameter
+from .numerics import all_finite
 
 ATTENTION = WeightedScaleSumParameter.ATTENTION
 AVERAGE = WeightedScaleSumParameter.AVERAGE
@@ -54,8 +55,11 @@ def average_backward(dg, num_scales, out=None):
 def max_forward(scores, out=None):
     """(g, argmax): the element-wise max over scales and which scale gave it (first on ties).
 
-    Branch-free on purpose: masked assignments with a random mask cost ~10x more. NaN inputs
-    propagate through np.maximum (the C++ loop would keep the earlier value).
+    NaN as in the C++ layer: a NaN wins against any number and loses against an earlier NaN, so
+    g is NaN wherever a scale is, whatever the order, and the gradient goes to the first NaN
+    scale. Branch-free on purpose: masked assignments with a random mask cost ~10x more. The
+    loop compares with `>`, which is false for a NaN, and np.maximum propagates NaN; so g is
+    already right, and where g holds a NaN (rare; all_finite finds out) argmax is set afterwards.
     """
     if out is None:
         out = scores[0].copy()
@@ -70,10 +74,29 @@ def max_forward(scores, out=None):
         np.subtract(index_type(s), argmax, out=step)  # argmax < s, so no wrap-around
         step *= better
         argmax += step
-        np.maximum(out, scores[s], out=out)
+        np.maximum(out, scores[s], out=out)  # NaN where either is NaN
+    if not all_finite(out):
+        _argmax_to_first_nan(scores, out, argmax)
     return out, argmax
 
 
+def _argmax_to_first_nan(scores, g, argmax):
+    """Where g is NaN, argmax = the first scale that is NaN there."""
+    at = np.flatnonzero(np.isnan(g))
+    if at.size:
+        first = np.empty(at.size, argmax.dtype)
+        for s in reversed(range(len(scores))):
+            first[np.isnan(scores[s].ravel()[at])] = s
+        argmax.ravel()[at] = first
+
+
 def max_backward(dg, argmax, scale, out=None):
-    """df^scale: dg where this scale gave the max, 0 elsewhere."""
-    return np.multiply(dg, argmax == scale, out=out)
+    """df^scale: dg where this scale gave the max, 0 elsewhere: a select, as in the C++ layer. It is
+    computed as dg * mask (fast), and where that holds a NaN or inf (rare) redone as a select,
+    since 0 * NaN and 0 * inf would reach the scales that lost."""
+    won = argmax == scale
+    with np.errstate(invalid="ignore"):  # 0 * inf: redone below
+        out = np.multiply(dg, won, out=out)
+    if not all_finite(out):
+        out[...] = np.where(won, dg, dg.dtype.type(0))
+    return out

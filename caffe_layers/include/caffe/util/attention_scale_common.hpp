@@ -1,0 +1,77 @@
+// Attention to Scale for Caffe: what the three layers' maths and checks share.
+//
+// ATS_HOST_DEVICE marks the element functions of caffe/util/scale_interp.hpp,
+// softmax_over_scales.hpp and weighted_scale_sum.hpp: host and device
+// functions under nvcc, plain inline functions elsewhere, so the CPU loops and
+// the CUDA kernels run one body. The host-only helpers build the error
+// messages: "<Type> layer '<name>'", "bottom[i] '<blob>'" and shapes written
+// as Blob::shape_string() writes them, and the shape check every bottom passes.
+#ifndef CAFFE_UTIL_ATTENTION_SCALE_COMMON_HPP_
+#define CAFFE_UTIL_ATTENTION_SCALE_COMMON_HPP_
+
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "caffe/blob.hpp"
+#include "caffe/proto/caffe.pb.h"
+
+#ifdef __CUDACC__
+#define ATS_HOST_DEVICE __host__ __device__
+#else
+#define ATS_HOST_DEVICE
+#endif
+
+namespace caffe {
+namespace attention_scale {
+
+/// "<type> layer '<name>'", the start of every message of the three layers.
+inline std::string LayerLabel(const char* type, const LayerParameter& param) {
+  std::ostringstream os;
+  os << type << " layer '" << param.name() << "'";
+  return os.str();
+}
+
+/// "bottom[i] '<blob name>'" (the name where the layer parameter has one).
+inline std::string BottomLabel(const LayerParameter& param, int i) {
+  std::ostringstream os;
+  os << "bottom[" << i << "]";
+  if (i < param.bottom_size()) {
+    os << " '" << param.bottom(i) << "'";
+  }
+  return os.str();
+}
+
+/// A shape written as Blob::shape_string() writes it: "2 1 4 5 (40)".
+inline std::string ShapeString(const std::vector<int>& shape) {
+  std::ostringstream os;
+  int64_t count = 1;
+  for (int i = 0; i < shape.size(); ++i) {
+    os << shape[i] << " ";
+    count *= shape[i];
+  }
+  os << "(" << count << ")";
+  return os.str();
+}
+
+/// Stops, naming the layer, the bottom and its shape, unless bottom i is 4-D
+/// with every axis at least 1; `axes` names the axes ("N x C x H x W"). Empty
+/// bottoms are refused in all three layers: there is nothing to compute, and an
+/// empty blob in a multi-scale net is a mistake upstream (a crop or a resize to
+/// nothing) better reported where it first shows.
+template <typename Dtype>
+inline void CheckBottom4D(const std::string& layer, const LayerParameter& param,
+    const Blob<Dtype>& blob, int i, const char* axes) {
+  CHECK_EQ(blob.num_axes(), 4)
+      << layer << ": " << BottomLabel(param, i) << " has shape "
+      << blob.shape_string() << ", expected 4 axes (" << axes << ")";
+  CHECK_GT(blob.count(), 0)
+      << layer << ": " << BottomLabel(param, i) << " has shape "
+      << blob.shape_string() << ", expected every axis >= 1 (" << axes
+      << "; empty blobs are not supported)";
+}
+
+}  // namespace attention_scale
+}  // namespace caffe
+
+#endif  // CAFFE_UTIL_ATTENTION_SCALE_COMMON_HPP_
