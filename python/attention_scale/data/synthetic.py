@@ -85,6 +85,10 @@ class SyntheticSpec:
     background_texture: float = 18.0
     background_texture_sigma: float = 2.0
     min_contrast: float = 40.0           # |mean fill - mean background| at least this
+    # Small textured objects: put the texture's phase so that the pixels a 0.5x resize keeps
+    # lie on the fill's side away from the background (False: a random phase, and about half
+    # the small objects fade into the background at 0.5x, contrast fill - background -+ amplitude).
+    texture_away_from_background: bool = True
     margin: int = 2                      # pixels kept free between objects
     placement_tries: int = 30
 
@@ -276,6 +280,10 @@ class SyntheticDataset:
         half = _extent(shape, size, angle)
         fill = self._fill(rng, background_mean)
         phase = int(rng.integers(2))
+        if spec.texture_away_from_background:
+            # the even rows and columns (all that a 0.5x resize keeps) get fill + amplitude on
+            # the side away from the background: the flat patch seen at 0.5x stays an object
+            phase = 0 if fill.mean() >= background_mean else 1
         # Centres keep the object inside the image; one too large for that is centred and cut.
         low, high = half - 0.5, n - half - 0.5
         if low > high:
