@@ -202,3 +202,26 @@ def test_input_scale_multiplies_the_data_first():
     for blob in ("score", "attention", "fc8_res05_interp"):
         np.testing.assert_allclose(nets["scaled"].blobs[blob].data, nets["plain"].blobs[blob].data,
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_layout_benchmark_report():
+    """The core-layout benchmark's layouts and its report on hand-made timings: ratios against
+    one job with one thread, the fastest named, the configuration described from the result."""
+    from attention_scale.demo import benchmark
+
+    assert benchmark.layouts(1) == [("1 job x 1 thread", 1, 1)]
+    assert benchmark.layouts(2) == [("1 job x 1 thread", 1, 1), ("1 job x 2 threads", 1, 2),
+                                    ("2 jobs x 1 thread", 2, 1)]
+    rows = [{"layout": name, "seconds_per_iteration": times, "throughput": sum(1 / t for t in times)}
+            for name, times in (("1 job x 1 thread", [0.1]), ("1 job x 2 threads", [0.08]),
+                                ("2 jobs x 1 thread", [0.125, 0.125]))]
+    for row in rows:
+        row["throughput_ratio"] = row["throughput"] / rows[0]["throughput"]
+    result = {"variant": "ATTENTION + E-Supv", "iterations": 50, "cores": 2, "batch_size": 4,
+              "image_size": 33, "scales": [1.0, 0.5], "rows": rows,
+              "load_average_before": [0.5, 0.4, 0.3], "load_average_after": [1.5, 1.0, 0.5]}
+    text = benchmark.markdown(result, {"cpu_count": 2, "cpu": "test cpu"})
+    assert "| 2 jobs x 1 thread | 0.125, 0.125 | 16.00 | 1.60 |" in text
+    assert "| 1 job x 2 threads | 0.080 | 12.50 | 1.25 |" in text
+    assert "Fastest: **2 jobs x 1 thread** (1.60x" in text
+    assert "scales 1, 0.5, batch 4 of 33 x 33 images" in text
