@@ -95,12 +95,18 @@ def test_figures_drawn(quick):
 def test_second_run_reuses_everything(quick):
     output, _, first_seconds = quick
     before = json.loads((output / "results.json").read_text())
+    before_md = (output / "results.md").read_text()
     logs = {p: p.stat().st_mtime for p in (output / "runs").rglob("train.log")}
     done = run_demo(output)
     assert done.returncode == 0, done.stderr
     after = json.loads((output / "results.json").read_text())
     assert [v["mean_iou"] for v in after["variants"]] == [v["mean_iou"] for v in before["variants"]]
     assert {p: p.stat().st_mtime for p in logs} == logs  # nothing trained again
+    # the table says its times leave out what an earlier run trained
+    assert before["reused_trainings"] == 0 and "earlier run" not in before_md
+    assert after["reused_trainings"] == len(CONFIG.variants)
+    assert f"{len(CONFIG.variants)} of {len(CONFIG.variants)} trainings were done by an " \
+           f"earlier run" in (output / "results.md").read_text()
 
 
 def test_other_configuration_refused(quick):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The synthetic multi-scale demo: Attention to Scale trained and compared end to end, no VOC needed.
 
-  python tools/demo.py                      # 1 seed, about 15 minutes on 2 CPU cores
+  python tools/demo.py                      # 1 seed: 7 minutes on 2 quiet CPU cores
   python tools/demo.py --seeds 3            # every variant over seeds 0, 1, 2: mean and spread
   python tools/demo.py --quick              # the same path in about a minute (the tests')
 

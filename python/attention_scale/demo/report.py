@@ -249,6 +249,12 @@ def markdown(results) -> str:
                          f"{cpu['trainings'] / 60:.1f}, evaluation, data and figures "
                          f"{cpu['demo_process'] / 60:.1f})")
         parts[0] += "."
+        reused = results.get("reused_trainings")
+        if reused:
+            total = len(results["seeds"]) * len(results["variants"])
+            parts[0] += (f" {reused} of {total} trainings were done by an earlier run into the "
+                         f"same folder and reused: the whole-run and CPU times above leave them "
+                         f"out (their own times are in the table).")
     groups = list(results["groups"])
     header = ["variant", "mIOU %"] + [f"{g} IoU %" for g in groups]
     header += ["per seed (mIOU %)", "train time per net (s)", "s / iteration"]

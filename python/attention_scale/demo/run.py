@@ -115,7 +115,8 @@ def train_job(config: DemoConfig, layout: DemoLayout, seed, variant: DemoVariant
     job = f"s{seed} {variant.key}"
     weights = paths.weights(config.iterations)
     if paths.train_json.is_file() and weights.is_file():
-        record = json.loads(paths.train_json.read_text())
+        # trained by an earlier run in this folder: its time is not in this run's wall time
+        record = dict(json.loads(paths.train_json.read_text()), reused=True)
         progress.advance(job, config.iterations)
         progress.set_status(job, None)
         return record
@@ -294,7 +295,8 @@ def run_demo(config: DemoConfig, output, seeds, caffe=None, fresh=False, progres
     prepare(config, layout, fresh=fresh, progress=progress)
     jobs = run_jobs(config, layout, seeds, caffe=caffe, progress=progress)
     extra = {"digest": config.digest(), "config": config.to_json(),
-             "resumed": any(job.train.get("resumed_from") for job in jobs)}
+             "resumed": any(job.train.get("resumed_from") for job in jobs),
+             "reused_trainings": sum(1 for job in jobs if job.train.get("reused"))}
     results = report.aggregate(config, jobs, seeds, extra)
     pictures = figures.write_all(results, layout, config, seeds[0], config.figure_examples)
     results["figures"] = {name: str(path.relative_to(layout.root))
