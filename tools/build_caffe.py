@@ -26,6 +26,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cuda-arch", nargs="+", default=list(builder.DEFAULT_CUDA_ARCHS),
                         metavar="SM", help="compute capabilities for --cuda (default: 80 86 90;"
                                            " CUDA 13 supports 75 and newer)")
+    parser.add_argument("--openmp", action="store_true",
+                        help="compile with OpenMP (Caffe's USE_OPENMP): the layers' CPU loops "
+                             "then use OMP_NUM_THREADS threads (same results); a separate build")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--venv", type=Path, help="wire this venv to the build: pycaffe on its "
                                                   "path and bin/caffe")
@@ -33,7 +36,8 @@ def main(argv=None) -> int:
                         help="print CAFFE_PREFIX=..., CAFFE_SOURCE_DIR=... on stdout")
     args = parser.parse_args(argv)
     cfg = builder.BuildConfig(project_root=REPO, caffe_root=Path(args.caffe_root) if args.caffe_root else None,
-                              cuda=args.cuda, cuda_archs=args.cuda_arch, jobs=args.jobs)
+                              cuda=args.cuda, cuda_archs=args.cuda_arch, jobs=args.jobs,
+                              openmp=args.openmp)
     try:
         result = builder.build(cfg)
         if args.venv:

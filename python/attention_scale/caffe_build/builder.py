@@ -51,6 +51,7 @@ class BuildConfig:
     caffe_root: Optional[Path] = None      # a user's tree; None: Debian's source package
     cuda: bool = False
     cuda_archs: List[str] = field(default_factory=lambda: list(DEFAULT_CUDA_ARCHS))
+    openmp: bool = False                   # Caffe's USE_OPENMP: the layers' parallel CPU loops
     jobs: int = os.cpu_count() or 2
     cache: Path = field(default_factory=cache_root)
 
@@ -119,6 +120,8 @@ def cmake_args(cfg: BuildConfig, py: Dict[str, str], python: Path, prefix: Path)
                  "-DCUDA_ARCH_PTX="]
     else:
         args += ["-DCPU_ONLY=ON"]
+    if cfg.openmp:
+        args += ["-DUSE_OPENMP=ON"]
     return args
 
 
@@ -177,6 +180,8 @@ def build(cfg: BuildConfig) -> BuildResult:
     base = {"source": _source_id(cfg), "compat": compat.COMPAT_VERSION, "cuda": cfg.cuda,
             "archs": cfg.cuda_archs if cfg.cuda else [], "toolchain": toolchain,
             "python": py, "layout": 1}
+    if cfg.openmp:  # only when on, so the default build keeps its key (and its cache)
+        base["openmp"] = True
     key = _sha(base)[:16]
     work = cfg.cache / f"caffe-{key}"
     work.mkdir(exist_ok=True)
