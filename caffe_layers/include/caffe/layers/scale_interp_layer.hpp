@@ -106,10 +106,15 @@ class ScaleInterpLayer : public Layer<Dtype> {
   /// eff_h, eff_w, out_h, out_w, nearest of the tables now filled (empty: none
   /// yet).
   vector<int> tables_key_;
-  /// The first pass (bottom -> buffer_) and the second (buffer_ -> top).
+  /// The first pass (bottom -> intermediate planes) and the second
+  /// (intermediate planes -> top).
   attention_scale::InterpPass pass_[2];
-  /// The planes between the passes (data forward, diff backward).
+  /// GPU: every intermediate plane (data forward, diff backward); allocated on
+  /// the device only.
   Blob<Dtype> buffer_;
+  /// CPU: one intermediate plane per thread (the CPU loops take a plane at a
+  /// time, so it stays in cache).
+  Blob<Dtype> plane_buffer_;
 };
 
 }  // namespace caffe

@@ -1,8 +1,8 @@
 // Attention to Scale for Caffe: WeightedScaleSum's per-element maths.
 //
 // The ATTENTION, AVERAGE and MAX merges of one element for one scale at a
-// time, called in order of the scales by the CPU loops and by one CUDA launch
-// per scale.
+// time, called in order of the scales by the CPU loops (block by block) and by
+// one CUDA launch per scale.
 #ifndef CAFFE_UTIL_WEIGHTED_SCALE_SUM_HPP_
 #define CAFFE_UTIL_WEIGHTED_SCALE_SUM_HPP_
 
@@ -69,7 +69,8 @@ ATS_HOST_DEVICE inline Dtype average_feature_diff_at(
 /// earlier NaN, so the output is NaN where any scale is NaN, whatever the scale
 /// order, and its gradient goes to the first NaN scale (the Python layer does
 /// the same). After the first scale every operand is loaded and the choice is a
-/// select, not a branch (the data decide it at random; loops vectorize).
+/// select without a branch (ats_select; the data decide it at random; loops
+/// vectorize).
 template <typename Dtype>
 ATS_HOST_DEVICE inline void max_accumulate_at(
     int index, int s, const Dtype* f, Dtype* top, int* mask) {
@@ -79,14 +80,11 @@ ATS_HOST_DEVICE inline void max_accumulate_at(
     mask[index] = 0;
     return;
   }
-  Dtype best = top[index];
-  int best_scale = mask[index];
-  if (v > best || (v != v && best == best)) {  // larger, or the first NaN
-    best = v;
-    best_scale = s;
-  }
-  top[index] = best;
-  mask[index] = best_scale;
+  const Dtype best = top[index];
+  // larger, or the first NaN (& and |: no branches)
+  const bool take = (v > best) | ((v != v) & (best == best));
+  top[index] = ats_select(take, v, best);
+  mask[index] = take ? s : mask[index];
 }
 
 /// Max backward to the score map of scale s: dg where s won, else 0 (a select,
@@ -94,11 +92,7 @@ ATS_HOST_DEVICE inline void max_accumulate_at(
 template <typename Dtype>
 ATS_HOST_DEVICE inline Dtype max_feature_diff_at(
     int index, int s, const int* mask, const Dtype* top_diff) {
-  Dtype dg = top_diff[index];
-  if (mask[index] != s) {
-    dg = Dtype(0);
-  }
-  return dg;
+  return ats_select(mask[index] == s, top_diff[index], Dtype(0));
 }
 
 }  // namespace attention_scale
