@@ -105,6 +105,7 @@ def test_stock_composition_computes_the_same_as_the_fused_layers(caffe, n, c, h,
                   r.stock_backward_ms):
         assert math.isfinite(value) and value > 0
     assert len(r.fused_all_ms) == len(r.stock_all_ms) == 2
+    assert r.fused_cold_ms > 0 and r.stock_cold_ms > 0
 
 
 def test_stock_composition_is_independent_of_the_fused_layers():
@@ -148,12 +149,14 @@ def _merge(case, fused_ms, stock_ms, s=3, shape=(1, 21, 513, 513)):
     n, c, h, w = shape
     return MergeResult(case, [n, c, h, w, s], "cpu", fused_ms / 2, fused_ms / 2, stock_ms / 2,
                        stock_ms / 2, traffic.merge_bytes(n, c, h, w, s), 0.0, 0.0, True,
-                       2 * 4 * s * n * h * w, 2 * 4 * (2 * s * n * h * w + 2 * s * c * n * h * w))
+                       2 * 4 * s * n * h * w, 2 * 4 * (2 * s * n * h * w + 2 * s * c * n * h * w),
+                       fused_ms, stock_ms)
 
 
 def _resize(case, forward_ms, cv2_ms):
     return ResizeResult(case, 21, 65, 513, "cpu", forward_ms, forward_ms, cv2_ms,
-                        *traffic.resize_bytes(21, (65, 65), (513, 513)), 0.0, 0.01, 0.5, True)
+                        *traffic.resize_bytes(21, (65, 65), (513, 513)), 0.0, 0.01, 0.5, True,
+                        forward_ms, cv2_ms)
 
 
 def _marks(markdown):

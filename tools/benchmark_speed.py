@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=10,
-                        help="timed rounds per case after 2 warm-up rounds (median kept)")
+    parser.add_argument("--repeats", type=int, default=12,
+                        help="warm timed runs per contender and case, 3 back to back per round "
+                             "after 2 warm-up runs (median kept)")
     parser.add_argument("--only", choices=("merge", "resize"), nargs="+",
                         default=["merge", "resize"], help="which comparisons (default: both)")
     parser.add_argument("--merge-case", type=int, nargs=5, action="append",

@@ -13,13 +13,6 @@
 #include "caffe/util/math_functions.hpp"
 #include "caffe/util/scale_interp.hpp"
 
-// The row helpers below stay out of line: inlined into their callers, GCC 12 no
-// longer used the __restrict__ of their parameters and did not vectorize them.
-#if defined(__GNUC__)
-#define ATS_NOINLINE __attribute__((noinline))
-#else
-#define ATS_NOINLINE
-#endif
 
 namespace caffe {
 

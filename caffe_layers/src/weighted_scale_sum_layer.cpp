@@ -79,15 +79,95 @@ void WeightedScaleSumLayer<Dtype>::Reshape(
 // The CPU loops go block by block over the pixels (kBlock of them): within a
 // block every element takes the element functions of
 // caffe/util/weighted_scale_sum.hpp for scales s = 0, 1, .. in order, as in the
-// CUDA kernels (one launch per scale there), one scale at a time over the
-// block, so a partial result stays in the L1 cache between the scales and
-// every loop is a plain one that vectorizes. ATTENTION takes all the classes of
-// a block of pixels together, so the block's weights are read from memory
-// once. The blocks are independent: with OpenMP, threads share them out.
-static const int kBlock = 2048;
+// CUDA kernels (one launch per scale there). AVERAGE and MAX take one scale at
+// a time over a block (the partial results stay in the L1 cache); ATTENTION
+// takes up to kGroup scales in one pass, the partial sum in a register, and all
+// the classes of a block of pixels together, so the block's weights are read
+// from memory once. Every loop is a plain one that vectorizes. The blocks are
+// independent: with OpenMP, threads share them out.
+static const int kBlock = 8192;
+static const int kGroup = 4;
 
 /// Blocks of kBlock elements in a plane of `size` elements.
 static inline int Blocks(int size) { return (size + kBlock - 1) / kBlock; }
+
+/// ATTENTION forward of [begin, end) for scales s0 .. s0 + G - 1 (pointers to
+/// the class plane of each score map and to the weight plane of each scale):
+/// top = (s0 == 0: 0, else top) + w^s0 f^s0 + ... in the order of
+/// attention_accumulate_at.
+template <typename Dtype, int G, bool kFirst>
+static ATS_NOINLINE void AttentionForwardGroup(int begin, int end,
+    const Dtype* const* f, const Dtype* const* w, Dtype* __restrict__ top) {
+  const Dtype* __restrict__ f0 = f[0];
+  const Dtype* __restrict__ f1 = f[G > 1 ? 1 : 0];
+  const Dtype* __restrict__ f2 = f[G > 2 ? 2 : 0];
+  const Dtype* __restrict__ f3 = f[G > 3 ? 3 : 0];
+  const Dtype* __restrict__ w0 = w[0];
+  const Dtype* __restrict__ w1 = w[G > 1 ? 1 : 0];
+  const Dtype* __restrict__ w2 = w[G > 2 ? 2 : 0];
+  const Dtype* __restrict__ w3 = w[G > 3 ? 3 : 0];
+  for (int i = begin; i < end; ++i) {
+    Dtype t = kFirst
+        ? attention_scale::attention_term(w0[i], f0[i])
+        : attention_scale::attention_term_add(top[i], w0[i], f0[i]);
+    if (G > 1) {
+      t = attention_scale::attention_term_add(t, w1[i], f1[i]);
+    }
+    if (G > 2) {
+      t = attention_scale::attention_term_add(t, w2[i], f2[i]);
+    }
+    if (G > 3) {
+      t = attention_scale::attention_term_add(t, w3[i], f3[i]);
+    }
+    top[i] = t;
+  }
+}
+
+/// AttentionForwardGroup with the group size and first flag as constants.
+template <typename Dtype, bool kFirst>
+static void AttentionForwardGroupOf(int size, int begin, int end,
+    const Dtype* const* f, const Dtype* const* w, Dtype* top) {
+  switch (size) {
+    case 1: AttentionForwardGroup<Dtype, 1, kFirst>(begin, end, f, w, top);
+      break;
+    case 2: AttentionForwardGroup<Dtype, 2, kFirst>(begin, end, f, w, top);
+      break;
+    case 3: AttentionForwardGroup<Dtype, 3, kFirst>(begin, end, f, w, top);
+      break;
+    default: AttentionForwardGroup<Dtype, 4, kFirst>(begin, end, f, w, top);
+  }
+}
+
+/// The ATTENTION forward of [begin, end) of one class plane, every scale, in
+/// groups of up to kGroup scales.
+template <typename Dtype>
+static void AttentionForwardGroups(int begin, int end, int num_scales,
+    const Dtype* const* f, const Dtype* const* w, Dtype* top) {
+  for (int s = 0; s < num_scales; s += kGroup) {
+    const int size = std::min(kGroup, num_scales - s);
+    if (s == 0) {
+      AttentionForwardGroupOf<Dtype, true>(size, begin, end, f, w, top);
+    } else {
+      AttentionForwardGroupOf<Dtype, false>(size, begin, end, f + s, w + s,
+          top);
+    }
+  }
+}
+
+/// ATTENTION backward of [begin, end) of class plane c for scale s, both
+/// diffs in one pass: df^s = w^s dg (attention_feature_diff_at) and dw^s (=
+/// for the first class, else +=) f^s dg (attention_weight_accumulate_at).
+template <typename Dtype, bool kFirstClass>
+static ATS_NOINLINE void AttentionBackwardScale(int begin, int end,
+    const Dtype* __restrict__ f, const Dtype* __restrict__ w,
+    const Dtype* __restrict__ dg, Dtype* __restrict__ f_diff,
+    Dtype* __restrict__ w_diff) {
+  for (int i = begin; i < end; ++i) {
+    f_diff[i] = attention_scale::attention_feature_diff_at(i, w, dg);
+    attention_scale::attention_weight_accumulate_at(
+        i, kFirstClass ? 0 : 1, f, dg, w_diff);
+  }
+}
 
 template <typename Dtype>
 void WeightedScaleSumLayer<Dtype>::Forward_cpu(
@@ -113,18 +193,17 @@ void WeightedScaleSumLayer<Dtype>::Forward_cpu(
         const int n = job / blocks;
         const int begin = (job - n * blocks) * kBlock;
         const int end = std::min(begin + kBlock, inner);
-        const Dtype* w_sample = w + n * num_scales * inner;
+        vector<const Dtype*> f_plane(num_scales), w_plane(num_scales);
+        for (int s = 0; s < num_scales; ++s) {
+          w_plane[s] = w + (n * num_scales + s) * inner;
+        }
         for (int c = 0; c < channels; ++c) {
           const int plane = (n * channels + c) * inner;
           for (int s = 0; s < num_scales; ++s) {
-            const Dtype* f_plane = scores[s] + plane;
-            const Dtype* w_plane = w_sample + s * inner;
-            Dtype* top_plane = top_data + plane;
-            for (int i = begin; i < end; ++i) {
-              attention_scale::attention_accumulate_at(
-                  i, s, f_plane, w_plane, top_plane);
-            }
+            f_plane[s] = scores[s] + plane;
           }
+          AttentionForwardGroups(begin, end, num_scales, &f_plane[0],
+              &w_plane[0], top_data + plane);
         }
       }
       break;
@@ -216,22 +295,45 @@ void WeightedScaleSumLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
         const int n = job / blocks;
         const int begin = (job - n * blocks) * kBlock;
         const int end = std::min(begin + kBlock, inner);
+        vector<const Dtype*> w_plane(num_scales);
+        vector<Dtype*> w_diff_plane(num_scales);
+        for (int s = 0; s < num_scales; ++s) {
+          w_plane[s] = w + (n * num_scales + s) * inner;
+          w_diff_plane[s] = w_diff ? w_diff + (n * num_scales + s) * inner
+                                   : NULL;
+        }
         for (int c = 0; c < channels; ++c) {
           const int plane = (n * channels + c) * inner;
           const Dtype* dg = top_diff + plane;
-          for (int k = 0; k < num_wanted; ++k) {
-            const Dtype* w_s = w + (n * num_scales + scale[k]) * inner;
-            Dtype* diff = diffs[k] + plane;
-            for (int i = begin; i < end; ++i) {
-              diff[i] = attention_scale::attention_feature_diff_at(i, w_s, dg);
+          // Where a scale's score diff and the weight diff are both wanted,
+          // one pass computes both (measured a quarter faster than a pass for
+          // each, with dg and the weights read from the cache once).
+          int k = 0;
+          for (int s = 0; s < num_scales; ++s) {
+            const bool score = k < num_wanted && scale[k] == s;
+            Dtype* diff = score ? diffs[k++] + plane : NULL;
+            const Dtype* f_s = scores[s] + plane;
+            if (score && w_diff) {
+              if (c == 0) {
+                AttentionBackwardScale<Dtype, true>(begin, end, f_s,
+                    w_plane[s], dg, diff, w_diff_plane[s]);
+              } else {
+                AttentionBackwardScale<Dtype, false>(begin, end, f_s,
+                    w_plane[s], dg, diff, w_diff_plane[s]);
+              }
+              continue;
             }
-          }
-          for (int s = 0; w_diff && s < num_scales; ++s) {
-            const Dtype* f_plane = scores[s] + plane;
-            Dtype* w_diff_s = w_diff + (n * num_scales + s) * inner;
-            for (int i = begin; i < end; ++i) {
-              attention_scale::attention_weight_accumulate_at(
-                  i, c, f_plane, dg, w_diff_s);
+            if (score) {
+              for (int i = begin; i < end; ++i) {
+                diff[i] = attention_scale::attention_feature_diff_at(
+                    i, w_plane[s], dg);
+              }
+            }
+            if (w_diff) {
+              for (int i = begin; i < end; ++i) {
+                attention_scale::attention_weight_accumulate_at(
+                    i, c, f_s, dg, w_diff_plane[s]);
+              }
             }
           }
         }

@@ -1,6 +1,6 @@
 """Equations (1)-(2): this project's SoftmaxOverScales + WeightedScaleSum against the stock-Caffe
 composition (speed_nets.merge_net), both as real Caffe nets on the same inputs, forward +
-backward, timed interleaved; outputs and gradients compared; bytes moved against the copy
+backward, timed in alternating rounds (speed_timing.time_rounds); outputs and gradients compared; bytes moved against the copy
 bandwidth; the memory each approach allocates beyond the net's inputs and output.
 """
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from . import traffic
 from .speed_nets import TOP, merge_net, merge_shapes
-from .speed_timing import NetRun, load_net, median, time_interleaved
+from .speed_timing import NetRun, load_net, median, time_rounds
 
 # (label, N, C, H, W, S): training (batch 10 of 321 crops: 41 x 41 scores; scales {1, 0.75, 0.5}
 # and {1, 0.5}) and the full-resolution test of one 513 x 513 image.
@@ -36,7 +36,9 @@ class MergeResult:
     bit_identical_repeats: bool  # fused results of the first and the last round identical
     fused_intermediate_bytes: int  # data + diff of every blob between the inputs and the top
     stock_intermediate_bytes: int
-    fused_all_ms: list = field(default_factory=list)  # forward + backward per round
+    fused_cold_ms: float = None  # forward + backward of the first run of each round (median)
+    stock_cold_ms: float = None
+    fused_all_ms: list = field(default_factory=list)  # forward + backward of every warm run
     stock_all_ms: list = field(default_factory=list)
     memory: dict = None  # measured peaks (layer_memory children), when asked for
 
@@ -50,8 +52,13 @@ class MergeResult:
 
     @property
     def speedup(self):
-        """Stock composition time / fused time, forward + backward."""
+        """Stock composition time / fused time, forward + backward (warm runs)."""
         return self.stock_ms / self.fused_ms
+
+    @property
+    def cold_speedup(self):
+        """The same for the first run of each round (caches left by the other net)."""
+        return self.stock_cold_ms / self.fused_cold_ms
 
     def fused_gbs(self):
         return self.bytes_min / self.fused_ms / 1e6
@@ -81,6 +88,10 @@ def compare(results_a, results_b):
     return worst_abs, worst_rel
 
 
+def _cold_ms(run):
+    return median([f + b for f, b in zip(run.cold_forward_ms, run.cold_backward_ms)])
+
+
 def run_merge_case(caffe, label, num, channels, height, width, num_scales, repeats, mode="cpu",
                    sync=None, seed=0):
     """Time both forms of one case interleaved; a MergeResult."""
@@ -94,7 +105,7 @@ def run_merge_case(caffe, label, num, channels, height, width, num_scales, repea
                    inputs, top_diff)
     stock = NetRun(load_net(caffe, merge_net("stock", num, channels, height, width, num_scales)),
                    inputs, top_diff)
-    identical = time_interleaved([fused, stock], repeats, sync=sync or no_sync)
+    identical = time_rounds([fused, stock], repeats, sync=sync or no_sync)
     max_abs, max_rel = compare(fused.results(), stock.results())
     result = MergeResult(
         label, [num, channels, height, width, num_scales], mode,
@@ -102,6 +113,7 @@ def run_merge_case(caffe, label, num, channels, height, width, num_scales, repea
         median(stock.forward_ms), median(stock.backward_ms),
         traffic.merge_bytes(num, channels, height, width, num_scales), max_abs, max_rel,
         identical[0], intermediate_bytes(fused.net, inputs), intermediate_bytes(stock.net, inputs),
+        _cold_ms(fused), _cold_ms(stock),
         [round(f + b, 3) for f, b in zip(fused.forward_ms, fused.backward_ms)],
         [round(f + b, 3) for f, b in zip(stock.forward_ms, stock.backward_ms)])
     del fused, stock

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import traffic
 from .speed_nets import TOP, resize_net
-from .speed_timing import CallRun, NetRun, load_net, median, time_interleaved
+from .speed_timing import CallRun, NetRun, load_net, median, time_rounds
 
 # (input side, output side), each for stacks of 21 (score maps) and 1024 (fc7 features) planes:
 # scale 0.75 and 0.5 of a 321 crop, 41 -> 321 and 65 -> 513 (score maps to the crop / test image).
@@ -83,6 +83,8 @@ class ResizeResult:
     warp_affine_max_diff_steps: float  # vs cv2.warpAffine, in units of the largest neighbour step
     cv2_resize_max_abs_diff: float  # vs cv2.resize: the other grid (how different it is)
     bit_identical_repeats: bool
+    cold_forward_ms: float = None  # first run of each round (median)
+    cold_cv2_ms: float = None
     forward_all_ms: list = field(default_factory=list)
     backward_all_ms: list = field(default_factory=list)
     cv2_all_ms: list = field(default_factory=list)
@@ -122,7 +124,7 @@ def run_resize_case(caffe, cv2, label, channels, in_side, out_side, repeats, mod
 
         cv2_run = CallRun(resize_planes)
         runs.append(cv2_run)
-    identical = time_interleaved(runs, repeats, sync=sync or no_sync)
+    identical = time_rounds(runs, repeats, sync=sync or no_sync)
     ours = run.net.blobs[TOP].data[0, :CHECKED_PLANES]
     checked = x[0, :CHECKED_PLANES]
     numpy_diff = float(np.max(np.abs(ours - numpy_reference(checked, (out_side, out_side)))))
@@ -138,6 +140,7 @@ def run_resize_case(caffe, cv2, label, channels, in_side, out_side, repeats, mod
         label, channels, in_side, out_side, mode, median(run.forward_ms),
         median(run.backward_ms), median(cv2_run.forward_ms) if cv2_run else None,
         forward_bytes, backward_bytes, numpy_diff, warp_steps, cv2_diff, identical[0],
+        median(run.cold_forward_ms), median(cv2_run.cold_forward_ms) if cv2_run else None,
         [round(t, 3) for t in run.forward_ms], [round(t, 3) for t in run.backward_ms],
         [round(t, 3) for t in cv2_run.forward_ms] if cv2_run else [])
     del run

@@ -36,7 +36,7 @@ def child_main(spec):
 
     from .speed_merge import merge_inputs
     from .speed_nets import merge_net, merge_shapes, resize_net
-    from .speed_timing import NetRun, build_features, load_net, median, time_interleaved
+    from .speed_timing import NetRun, build_features, load_net, median, time_rounds
 
     import numpy as np
 
@@ -57,7 +57,7 @@ def child_main(spec):
             text = resize_net(1, channels, (in_side, in_side), (out_side, out_side))
         top_diff = np.random.default_rng(1).standard_normal(top_shape).astype(np.float32)
         run = NetRun(load_net(caffe, text), inputs, top_diff)
-        time_interleaved([run], spec["repeats"], warmup=1)
+        time_rounds([run], spec["repeats"], warmup=1)
         out["cases"].append({"label": case["label"],
                              "ms": median([f + b for f, b in zip(run.forward_ms,
                                                                   run.backward_ms)]),

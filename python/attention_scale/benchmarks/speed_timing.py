@@ -1,6 +1,7 @@
-"""Timing primitives of the speed benchmark: nets and plain callables timed interleaved (every
-repeat runs each contender once, so a change of machine load hits all of them alike), the copy
-bandwidth of the same process, and what the running pycaffe was built with (OpenMP, CUDA).
+"""Timing primitives of the speed benchmark: nets and plain callables timed in alternating rounds
+(time_rounds: a change of machine load hits every contender alike; warm and cold runs recorded
+apart), the copy bandwidth of the same process, and what the running pycaffe was built with
+(OpenMP, CUDA).
 """
 
 import ctypes
@@ -105,8 +106,10 @@ class NetRun:
     inputs: dict
     top_diff: np.ndarray = None
     backward: bool = True
-    forward_ms: list = field(default_factory=list)
+    forward_ms: list = field(default_factory=list)  # warm runs (see time_rounds)
     backward_ms: list = field(default_factory=list)
+    cold_forward_ms: list = field(default_factory=list)  # first run of each round
+    cold_backward_ms: list = field(default_factory=list)
 
     def prepare(self):
         for name, value in self.inputs.items():
@@ -114,7 +117,8 @@ class NetRun:
         if self.backward:
             self.net.blobs[TOP].diff[...] = self.top_diff
 
-    def run(self, sync, record=True):
+    def run(self, sync, record=None):
+        """One forward (+ backward); record: None, "warm" or "cold"."""
         last = len(self.net.layers) - 1
         sync()
         start = time.perf_counter()
@@ -126,8 +130,9 @@ class NetRun:
             sync()
         end = time.perf_counter()
         if record:
-            self.forward_ms.append(1e3 * (middle - start))
-            self.backward_ms.append(1e3 * (end - middle))
+            prefix = "cold_" if record == "cold" else ""
+            getattr(self, prefix + "forward_ms").append(1e3 * (middle - start))
+            getattr(self, prefix + "backward_ms").append(1e3 * (end - middle))
 
     def results(self):
         """Copies of the top data and of every input's diff (after a backward)."""
@@ -142,37 +147,50 @@ class CallRun:
     """A plain callable (e.g. cv2.resize over the planes), timed as a forward."""
     call: object
     forward_ms: list = field(default_factory=list)
+    cold_forward_ms: list = field(default_factory=list)
 
     def prepare(self):
         pass
 
-    def run(self, sync, record=True):
+    def run(self, sync, record=None):
         start = time.perf_counter()
         self.call()
         elapsed = 1e3 * (time.perf_counter() - start)
         if record:
-            self.forward_ms.append(elapsed)
+            (self.cold_forward_ms if record == "cold" else self.forward_ms).append(elapsed)
 
 
 def no_sync():
     pass
 
 
-def time_interleaved(runs, repeats, warmup=2, sync=no_sync):
-    """Each of `warmup` + `repeats` rounds runs every entry of `runs` once, in turn; the times of
-    the last `repeats` rounds are recorded in the runs. Returns, per run with results(), whether
-    the results of the first and the last timed round were bit-identical."""
+BLOCK = 3  # warm runs back to back per contender and round
+
+
+def time_rounds(runs, repeats, block=BLOCK, warmup=2, sync=no_sync):
+    """Time every run of `runs` in rounds. After `warmup` untimed runs each, every round runs
+    each contender in turn: one "cold" run (the other contenders ran just before it, so it
+    starts from the caches they left) and then `block` "warm" runs back to back (each starts
+    from the caches its own previous run left, as repeated runs of one net do). Rounds repeat
+    until every run has `repeats` warm times; alternating the contenders round by round makes a
+    change of the machine's load hit them alike. Returns, per run with results(), whether its
+    results after the first and the last warm run were bit-identical."""
     for run in runs:
         run.prepare()
     for _ in range(warmup):
         for run in runs:
-            run.run(sync, record=False)
-    first = {}
-    for round_index in range(repeats):
-        for k, run in enumerate(runs):
             run.run(sync)
-            if round_index == 0 and hasattr(run, "results"):
-                first[k] = run.results()
+    first = {}
+    done = 0
+    while done < repeats:
+        count = min(block, repeats - done)
+        for k, run in enumerate(runs):
+            run.run(sync, "cold")
+            for j in range(count):
+                run.run(sync, "warm")
+                if done == 0 and j == 0 and hasattr(run, "results"):
+                    first[k] = run.results()
+        done += count
     identical = {}
     for k, run in enumerate(runs):
         if k in first:
@@ -220,7 +238,7 @@ def copy_bandwidth(caffe, mode="cpu", mib=256, repeats=10, sync=no_sync):
         source, target = data.copy(), np.empty_like(data)
         numpy_run = CallRun(lambda: np.copyto(target, source))
         runs.append(numpy_run)
-    time_interleaved(runs, repeats, warmup=2, sync=sync)
+    time_rounds(runs, repeats, sync=sync)
     if not np.array_equal(net.blobs[TOP].data.ravel(), data):
         raise AssertionError("the copy net did not copy its input")
     nbytes = 2 * 4 * count

@@ -25,6 +25,15 @@
 #define ATS_HOST_DEVICE
 #endif
 
+// The CPU loops' row and block helpers stay out of line (ATS_NOINLINE):
+// inlined into their callers, GCC 12 no longer used the __restrict__ of their
+// parameters and did not vectorize them.
+#if defined(__GNUC__)
+#define ATS_NOINLINE __attribute__((noinline))
+#else
+#define ATS_NOINLINE
+#endif
+
 // The CPU loops share independent blocks of outputs out among OpenMP threads
 // where Caffe was built with OpenMP (USE_OPENMP, tools/build_caffe.py
 // --openmp). Every output is computed by one thread in the same order as

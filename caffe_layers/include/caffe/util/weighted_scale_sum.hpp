@@ -24,19 +24,31 @@ namespace attention_scale {
 // the maps and to the weight plane (n, s), and a pixel index i < inner.
 // -----------------------------------------------------------------------------
 
+/// The product of a weight and a score (or of a score and a diff): w f.
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype attention_term(Dtype w, Dtype f) {
+  return w * f;
+}
+
+/// A running sum plus one more product: sum + w f (the product rounded first).
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype attention_term_add(Dtype sum, Dtype w, Dtype f) {
+  return sum + attention_term(w, f);
+}
+
 /// Attention forward, scale s: g (=, or += after the first scale) w^s f^s.
 template <typename Dtype>
 ATS_HOST_DEVICE inline void attention_accumulate_at(
     int i, int s, const Dtype* f, const Dtype* w, Dtype* top) {
-  const Dtype v = w[i] * f[i];
-  top[i] = (s == 0) ? v : top[i] + v;
+  top[i] = (s == 0) ? attention_term(w[i], f[i])
+                    : attention_term_add(top[i], w[i], f[i]);
 }
 
 /// Attention backward to the score map of scale s: df^s = w^s dg.
 template <typename Dtype>
 ATS_HOST_DEVICE inline Dtype attention_feature_diff_at(
     int i, const Dtype* w, const Dtype* top_diff) {
-  return w[i] * top_diff[i];
+  return attention_term(w[i], top_diff[i]);
 }
 
 /// Attention backward to the weight of scale s, class c of the sum over
@@ -45,8 +57,8 @@ ATS_HOST_DEVICE inline Dtype attention_feature_diff_at(
 template <typename Dtype>
 ATS_HOST_DEVICE inline void attention_weight_accumulate_at(
     int i, int c, const Dtype* f, const Dtype* top_diff, Dtype* w_diff) {
-  const Dtype v = f[i] * top_diff[i];
-  w_diff[i] = (c == 0) ? v : w_diff[i] + v;
+  w_diff[i] = (c == 0) ? attention_term(f[i], top_diff[i])
+                       : attention_term_add(w_diff[i], f[i], top_diff[i]);
 }
 
 /// Average forward, scale s: g (=, or +=) f^s / S.
