@@ -260,8 +260,8 @@ def _resize_tables(resize, bw, gpu):
         "preallocated output, in the same rounds. cv2.resize samples the half-pixel grid, so its",
         "values differ (last column); it does the same work at the same sizes. ScaleInterp's values",
         "are checked against a float64 numpy resize on the corner-aligned grid (numpy diff) and",
-        "against `cv2.warpAffine` with the exact corner-aligned map, which quantizes positions to",
-        "1/32 pixel (diff in units of the input's largest neighbour step; about 1/32 or less is",
+        "against `cv2.warpAffine` with the exact corner-aligned map (diff in units of the input's",
+        "largest neighbour step; OpenCV may round sample positions to 1/32 pixel, so up to 1/32 is",
         "agreement), on the first planes of each stack.",
         "",
         "| case (C x in -> out) | fwd ms | cv2.resize ms | fwd / cv2 "
@@ -275,7 +275,7 @@ def _resize_tables(resize, bw, gpu):
                      f"{r.cold_forward_ms / r.cold_cv2_ms:.2f}" if r.cv2_ms
                      else "- | - | - | -")
         fb_cv2 = f"{r.forward_backward_ms / r.cv2_ms:.2f}" if r.cv2_ms else "-"
-        warp = f"{r.warp_affine_max_diff_steps:.4f}" if r.warp_affine_max_diff_steps is not None \
+        warp = f"{r.warp_affine_max_diff_steps:.1e}" if r.warp_affine_max_diff_steps is not None \
             else "-"
         cvd = f"{r.cv2_resize_max_abs_diff:.2f}" if r.cv2_resize_max_abs_diff is not None else "-"
         gpu_cell = _gpu_cell(gpu, "resize", r.case, lambda g: f"{g.forward_ms:.3f}")

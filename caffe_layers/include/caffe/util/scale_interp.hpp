@@ -356,6 +356,29 @@ ATS_HOST_DEVICE inline Dtype scale_interp_pass_at(int plane, int y, int x,
                       : interp_line_at(y, in + x, pass.src_w, axis);
 }
 
+/// Both passes for one output element (y, x) of plane `plane`: the two values
+/// of the first pass that the second pass mixes, each by scale_interp_pass_at,
+/// then their interp_mix, exactly as the two passes through a buffer compute
+/// it (the GPU forward; no buffer, each first-pass value computed where it is
+/// used).
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype scale_interp_at(int plane, int y, int x,
+    const Dtype* src, const InterpPass& first,
+    const InterpAxis<Dtype>& first_axis, const InterpPass& second,
+    const InterpAxis<Dtype>& second_axis) {
+  // The second pass reads first-pass outputs i0 and i1 of its axis.
+  const int dst = second.along_x ? x : y;
+  const int i0 = second_axis.i0[dst];
+  const int i1 = second_axis.i1[dst];
+  const Dtype v0 = second.along_x
+      ? scale_interp_pass_at(plane, y, i0, src, first, first_axis)
+      : scale_interp_pass_at(plane, i0, x, src, first, first_axis);
+  const Dtype v1 = second.along_x
+      ? scale_interp_pass_at(plane, y, i1, src, first, first_axis)
+      : scale_interp_pass_at(plane, i1, x, src, first, first_axis);
+  return interp_mix(v0, v1, second_axis.lambda[dst], second_axis.nearest);
+}
+
 /// Backward of a pass, step k at element (sy, sx) of the window (which starts
 /// at (off_y, off_x) of the source planes): see interp_line_gather_step.
 template <typename Dtype>
