@@ -13,7 +13,8 @@ def _log(message):
 def merge_cases(args):
     if not args.merge_case:
         return speed_merge.MERGE_CASES
-    return [(f"N={n} C={c} {h}x{w} S={s}", n, c, h, w, s) for n, c, h, w, s in args.merge_case]
+    return [(f"--merge-case {k + 1}", n, c, h, w, s)
+            for k, (n, c, h, w, s) in enumerate(args.merge_case)]
 
 
 def resize_cases(args):

@@ -21,6 +21,13 @@ def _mib(nbytes):
     return nbytes / 2**20
 
 
+def _ms(value):
+    """Milliseconds to three significant digits or so."""
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value >= 100 else f"{value:.2f}" if value >= 1 else f"{value:.3f}"
+
+
 def merge_row_data(result, bandwidth_gbs):
     data = asdict(result)
     gbs = result.fused_gbs()
@@ -184,18 +191,18 @@ def _merge_tables(merge, bw, gpu):
         "forward + backward of the whole net. Max rel. diff: the largest difference between the",
         "two nets' top and input diffs, over the largest magnitude of that array.",
         "",
-        "| case (N, C, H x W, S) | fused fwd ms | fused bwd ms | fused ms | stock ms | stock / fused "
-        f"| >= {MERGE_SPEEDUP_TARGET:g}x | cold: fused ms | cold: stock / fused | max rel. diff "
-        "| repeats bit-identical | GPU stock / fused |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |",
+        "| case | N, C, H x W, S | fused fwd ms | fused bwd ms | fused ms | stock ms "
+        f"| stock / fused | >= {MERGE_SPEEDUP_TARGET:g}x | cold: fused ms | cold: stock / fused "
+        "| max rel. diff | repeats bit-identical | GPU stock / fused |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | --- |",
     ]
     for r in merge:
         n, c, h, w, s = r.shape
         lines.append(
-            f"| {r.case} ({n}, {c}, {h}x{w}, {s}) | {r.fused_forward_ms:.2f} | "
-            f"{r.fused_backward_ms:.2f} | {r.fused_ms:.2f} | {r.stock_ms:.2f} | "
+            f"| {r.case} | {n}, {c}, {h}x{w}, {s} | {_ms(r.fused_forward_ms)} | "
+            f"{_ms(r.fused_backward_ms)} | {_ms(r.fused_ms)} | {_ms(r.stock_ms)} | "
             f"{r.speedup:.2f} | {_mark(r.speedup >= MERGE_SPEEDUP_TARGET)} | "
-            f"{r.fused_cold_ms:.2f} | {r.cold_speedup:.2f} | {r.max_rel_diff:.1e} | "
+            f"{_ms(r.fused_cold_ms)} | {r.cold_speedup:.2f} | {r.max_rel_diff:.1e} | "
             f"{'yes' if r.bit_identical_repeats else '**no**'} | "
             f"{_gpu_cell(gpu, 'merge', r.case, lambda g: f'{g.speedup:.2f}')} |")
     lines += [
@@ -270,7 +277,7 @@ def _resize_tables(resize, bw, gpu):
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in resize:
-        cv2_cells = (f"{r.cv2_ms:.2f} | {r.forward_over_cv2:.2f} | "
+        cv2_cells = (f"{_ms(r.cv2_ms)} | {r.forward_over_cv2:.2f} | "
                      f"{_mark(r.forward_over_cv2 <= RESIZE_CV2_TARGET)} | "
                      f"{r.cold_forward_ms / r.cold_cv2_ms:.2f}" if r.cv2_ms
                      else "- | - | - | -")
@@ -279,8 +286,8 @@ def _resize_tables(resize, bw, gpu):
             else "-"
         cvd = f"{r.cv2_resize_max_abs_diff:.2f}" if r.cv2_resize_max_abs_diff is not None else "-"
         gpu_cell = _gpu_cell(gpu, "resize", r.case, lambda g: f"{g.forward_ms:.3f}")
-        lines.append(f"| {r.case} | {r.forward_ms:.2f} | {cv2_cells} | "
-                     f"{r.forward_backward_ms:.2f} | {fb_cv2} | {r.numpy_max_abs_diff:.1e} | "
+        lines.append(f"| {r.case} | {_ms(r.forward_ms)} | {cv2_cells} | "
+                     f"{_ms(r.forward_backward_ms)} | {fb_cv2} | {r.numpy_max_abs_diff:.1e} | "
                      f"{warp} | {cvd} | {gpu_cell} |")
     lines += [
         "",
