@@ -1,12 +1,41 @@
-"""The pieces of tools/build_caffe.py that do not need a build: mirrors, fixes, cache keys."""
+"""The pieces of tools/build_caffe.py that do not need a Caffe build: mirrors, fixes, cache
+keys, the verified source routes (a local HTTP server stands in for GitHub), the optional
+libraries of a fork, the protobuf runtime, and --caffe-root on a synthetic fork-like tree."""
+import functools
+import http.server
+import io
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tarfile
+import threading
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-from attention_scale.caffe_build import builder, compat, debian_source
+import pytest
 
+REPO = Path(__file__).resolve().parents[1]
+from attention_scale.caffe_build import (builder, caffe_source, compat, debian_source,
+                                         toolchain, tree_copy)
+from attention_scale.caffe_build import tree_features as tf
+from attention_scale.caffe_build import tree_injection as ti
+
+
+def build_cli(*args, env=None):
+    return subprocess.run([sys.executable, str(REPO / "tools/build_caffe.py"), *map(str, args)],
+                          capture_output=True, text=True, env=env)
+
+
+def shell_content_hash(root: Path) -> str:
+    """BUILD-FACTS.md's pipeline, run by the shell: the reference for content_digest."""
+    out = subprocess.run("find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum "
+                         "| sha256sum", shell=True, cwd=root, capture_output=True, text=True,
+                         check=True).stdout
+    return out.split()[0]
+
+
+# --- where the source comes from ---------------------------------------------------------------
 
 def test_mirrors_from_deb822_and_legacy_sources(tmp_path):
     (tmp_path / "sources.list.d").mkdir()
@@ -21,8 +50,183 @@ def test_mirrors_from_deb822_and_legacy_sources(tmp_path):
 
 
 def test_no_mirror_configured(tmp_path):
+    # An Ubuntu-style apt configuration names no Debian archive.
+    (tmp_path / "sources.list").write_text(
+        "deb http://archive.ubuntu.example/ubuntu jammy main universe\n")
     assert debian_source.debian_mirrors(tmp_path) == []
 
+
+def test_content_digest_is_the_documented_shell_pipeline(tmp_path):
+    (tmp_path / "a b").mkdir()
+    (tmp_path / "a b" / "x.txt").write_bytes(b"x\n")
+    (tmp_path / "B").write_bytes(b"")
+    (tmp_path / "a.cpp").write_bytes(bytes(range(256)) * 50)
+    (tmp_path / "deep/er").mkdir(parents=True)
+    (tmp_path / "deep/er/z").write_text("z")
+    assert caffe_source.content_digest(tmp_path) == shell_content_hash(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def debian_tarball():
+    """The Debian orig tarball that tools/setup.sh fetched into the build cache."""
+    path = builder.cache_root() / "downloads" / debian_source.ORIG_TARBALL
+    if not path.is_file():
+        pytest.skip(f"{path} is not there (this cache was built from another source)")
+    return path
+
+
+def _retar(src: Path, dest: Path, top: str, change=None) -> Path:
+    """A tarball in GitHub's layout (everything under `top`/) with the files of `src`."""
+    with tarfile.open(src) as tin, tarfile.open(dest, "w:gz", compresslevel=1) as tout:
+        for member in tin.getmembers():
+            data = tin.extractfile(member).read() if member.isfile() else None
+            name = member.name[2:] if member.name.startswith("./") else member.name
+            if name in ("", "."):
+                continue
+            member.name = f"{top}/{name}"
+            if data is not None and change is not None and name == change[0]:
+                data = change[1](data)
+                member.size = len(data)
+            tout.addfile(member, io.BytesIO(data) if data is not None else None)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def github_layout(debian_tarball, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("github")
+    top = f"caffe-{caffe_source.COMMIT}"
+    good = _retar(debian_tarball, folder / caffe_source.GITHUB_TARBALL, top)
+    bad = _retar(debian_tarball, folder / "tampered.tar.gz", top,
+                 change=("src/caffe/net.cpp", lambda data: data + b"// one more line\n"))
+    return good, bad
+
+
+@pytest.fixture()
+def http_server(github_layout):
+    """Serves the two tarballs on 127.0.0.1, as GitHub would serve its archive."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(github_layout[0].parent))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_github_archive_through_a_local_server(http_server, tmp_path):
+    no_apt = tmp_path / "etc-apt"
+    no_apt.mkdir()
+    dest, downloads = tmp_path / "src", tmp_path / "downloads"
+    where = caffe_source.obtain_bvlc_tree(
+        dest, downloads, url=f"{http_server}/{caffe_source.GITHUB_TARBALL}", etc_apt=no_apt,
+        log=lambda msg: None)
+    assert http_server in where
+    assert shell_content_hash(dest) == caffe_source.CONTENT_SHA256
+    assert (dest / "src/caffe/net.cpp").is_file() and not (dest / caffe_source.COMMIT).exists()
+    assert (downloads / caffe_source.GITHUB_TARBALL).is_file()   # kept for the next run
+    # A second tree comes from the cached download, without the server.
+    where = caffe_source.obtain_bvlc_tree(tmp_path / "src2", downloads, url="http://127.0.0.1:9/x",
+                                          etc_apt=no_apt, log=lambda msg: None)
+    assert "cached" in where
+
+
+def test_tampered_download_is_refused_with_both_hashes(http_server, github_layout, tmp_path):
+    env = dict(os.environ, ATTENTION_SCALE_CACHE=str(tmp_path / "cache"),
+               ATTENTION_SCALE_CAFFE_URL=f"{http_server}/tampered.tar.gz")
+    res = build_cli("--fetch-source", tmp_path / "src", "--source-route", "download", env=env)
+    assert res.returncode == 1
+    unpacked = tmp_path / "check"
+    with tarfile.open(github_layout[1]) as tar:
+        tar.extractall(unpacked, filter="data")
+    got = shell_content_hash(unpacked / f"caffe-{caffe_source.COMMIT}")
+    assert got in res.stderr and caffe_source.CONTENT_SHA256 in res.stderr, res.stderr
+    assert not (tmp_path / "src").exists() and not (tmp_path / "src.partial").exists()
+    # The bad download is not kept for the next run.
+    assert not list((tmp_path / "cache" / "downloads").glob("*.tar.gz"))
+
+
+def test_source_tarball_file(github_layout, debian_tarball, tmp_path):
+    env = dict(os.environ, ATTENTION_SCALE_CACHE=str(tmp_path / "cache"))
+    for n, tarball in enumerate((github_layout[0], debian_tarball)):
+        res = build_cli("--fetch-source", tmp_path / f"src{n}", "--source-tarball", tarball,
+                        env=env)
+        assert res.returncode == 0, res.stderr
+        assert shell_content_hash(tmp_path / f"src{n}") == caffe_source.CONTENT_SHA256
+    res = build_cli("--fetch-source", tmp_path / "bad", "--source-tarball", github_layout[1],
+                    env=env)
+    assert res.returncode == 1 and "expected" in res.stderr
+    assert caffe_source.CONTENT_SHA256 in res.stderr and not (tmp_path / "bad").exists()
+
+
+def test_no_route_says_what_to_do(tmp_path):
+    no_apt = tmp_path / "etc-apt"
+    no_apt.mkdir()
+    with pytest.raises(debian_source.SourceUnavailable) as err:
+        caffe_source.obtain_bvlc_tree(tmp_path / "src", tmp_path / "dl",
+                                      url="http://127.0.0.1:9/none.tar.gz", etc_apt=no_apt,
+                                      log=lambda msg: None)
+    text = str(err.value)
+    assert "no Debian mirror" in text and "127.0.0.1:9" in text and "--source-tarball" in text
+    assert not (tmp_path / "src").exists()
+
+
+# --- toolchain ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("protoc,requirement", [
+    ("libprotoc 3.12.4", "protobuf>=3.12,<3.21"),   # Ubuntu 22.04: old-style generated code
+    ("libprotoc 3.20.3", "protobuf>=3.20"),
+    ("libprotoc 3.21.12", "protobuf>=4.21"),        # Debian 12 and 13, Ubuntu 24.04
+    ("libprotoc 25.3", "protobuf>=4.25"),
+    ("libprotoc 28.2", "protobuf>=5.28"),
+    ("libprotoc 31.1", "protobuf>=6.31"),
+])
+def test_protobuf_runtime_follows_protoc(protoc, requirement):
+    assert toolchain.protobuf_requirement(toolchain.parse_version(protoc)) == requirement
+
+
+def test_installed_runtime_loads_what_protoc_generates(tmp_path):
+    proto = tmp_path / "t.proto"
+    proto.write_text('syntax = "proto2";\npackage t;\nmessage M { optional int32 x = 1; }\n')
+    subprocess.run(["protoc", f"-I{tmp_path}", f"--python_out={tmp_path}", str(proto)],
+                   check=True)
+    res = subprocess.run([sys.executable, "-c", "import t_pb2; print(t_pb2.M(x=3).x)"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert res.stdout.strip() == "3", res.stderr
+    res = build_cli("--print-protobuf-requirement")
+    assert res.returncode == 0 and res.stdout.startswith("protobuf")
+
+
+def test_cmake_4_gets_the_policy_minimum():
+    assert toolchain.cmake_policy_args((4, 0, 2)) == ["-DCMAKE_POLICY_VERSION_MINIMUM=3.5"]
+    assert toolchain.cmake_policy_args((3, 25, 1)) == []
+    cfg = builder.BuildConfig(project_root=REPO)
+    py = builder.python_facts()
+    args = builder.cmake_args(cfg, py, Path("/py"), Path("/p"), cmake_version=(4, 1, 0))
+    assert "-DCMAKE_POLICY_VERSION_MINIMUM=3.5" in args
+    assert "-DCMAKE_POLICY_VERSION_MINIMUM=3.5" not in builder.cmake_args(
+        cfg, py, Path("/py"), Path("/p"), cmake_version=(3, 31, 6))
+
+
+def test_cache_key_covers_the_build_inputs():
+    cfg = builder.BuildConfig(project_root=REPO)
+    py = builder.python_facts()
+    cpu = builder.cmake_args(cfg, py, Path("/py"), Path("/prefix"))
+    assert "-DCPU_ONLY=ON" in cpu and "-DBUILD_python_layer=ON" in cpu
+    assert "-DUSE_OPENCV=OFF" in cpu and "-DUSE_LMDB=OFF" in cpu
+    cuda = builder.cmake_args(builder.BuildConfig(project_root=REPO, cuda=True, cuda_archs=["90"]),
+                              py, Path("/py"), Path("/prefix"))
+    assert "-DCPU_ONLY=OFF" in cuda and "-DCUDA_ARCH_BIN=90" in cuda
+    assert "-DUSE_CUDNN=OFF" in cuda
+    assert py["library"].endswith((".so", ".a")) and Path(py["include"]).is_dir()
+    # Pass-through options come last, so they win over the build's own.
+    mine = builder.BuildConfig(project_root=REPO, extra_cmake_args=["-DUSE_LMDB=ON", "-DX=1"])
+    assert builder.cmake_args(mine, py, Path("/py"), Path("/p"))[-2:] == ["-DUSE_LMDB=ON",
+                                                                          "-DX=1"]
+
+
+# --- compatibility fixes -----------------------------------------------------------------------
 
 IO_CPP = "  coded_input->SetTotalBytesLimit(kProtoReadBytesLimit, 536870912);\n"
 
@@ -30,31 +234,192 @@ IO_CPP = "  coded_input->SetTotalBytesLimit(kProtoReadBytesLimit, 536870912);\n"
 def test_compat_fixes_apply_once(tmp_path):
     (tmp_path / "src/caffe/util").mkdir(parents=True)
     io_cpp = tmp_path / "src/caffe/util/io.cpp"
-    io_cpp.write_text(IO_CPP)
+    io_cpp.write_text(IO_CPP + "  cv::Mat m = cv::imread(f, CV_LOAD_IMAGE_COLOR);\n"
+                      "  int k = CV_LOAD_IMAGE_COLORFUL;  // another name: left alone\n")
     applied = compat.apply_fixes(tmp_path, cuda=False)
-    assert len(applied) == 1 and "SetTotalBytesLimit" in applied[0]
-    assert io_cpp.read_text() == "  coded_input->SetTotalBytesLimit(kProtoReadBytesLimit);\n"
+    assert len(applied) == 2 and "SetTotalBytesLimit" in applied[0]
+    assert io_cpp.read_text() == (
+        "  coded_input->SetTotalBytesLimit(kProtoReadBytesLimit);\n"
+        "  cv::Mat m = cv::imread(f, cv::IMREAD_COLOR);\n"
+        "  int k = CV_LOAD_IMAGE_COLORFUL;  // another name: left alone\n")
     assert compat.apply_fixes(tmp_path, cuda=False) == []
 
 
-def test_cuda_fixes_only_with_cuda(caffe_paths, tmp_path):
+def test_cuda_fixes_only_with_cuda(caffe_paths):
     # The cached Debian tree has had every fix applied: none of the old text is left.
     tree = Path(caffe_paths["CAFFE_SOURCE_DIR"])
-    for fix in compat.FIXES:
-        assert fix.old not in (tree / fix.path).read_text(), fix.why
+    assert compat.apply_fixes(tree, cuda=True) == []
 
 
-def test_cache_key_covers_the_build_inputs(monkeypatch):
-    cfg = builder.BuildConfig(project_root=REPO)
+# --- what a fork needs -------------------------------------------------------------------------
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def fork_like_tree(root: Path, proto: str = None) -> Path:
+    """A DeepLab-v2-like tree: OpenCV used outside any #ifdef USE_OPENCV, matio included, LMDB
+    and LevelDB guarded as in BVLC; io.cpp with the protobuf and OpenCV 4 incompatibilities.
+    Its CMakeLists mimics Caffe's options and builds a stand-in `caffe` tool."""
+    proto = proto or (Path(__file__).parent / "data/deeplab_like_caffe.proto").read_text()
+    write(root / ti.PROTO_REL, proto)
+    write(root / "include/caffe/layer.hpp", "#pragma once\n")
+    write(root / "include/caffe/data_transformer.hpp",
+          "#ifdef USE_OPENCV\n#include <opencv2/core/core.hpp>\n#endif\n"
+          "void Transform(const cv::Mat& cv_img);  // unguarded use\n")
+    write(root / "include/caffe/util/db_lmdb.hpp", "#ifdef USE_LMDB\n#include \"lmdb.h\"\n#endif\n")
+    write(root / "src/caffe/util/db_leveldb.cpp",
+          "#if defined(USE_LEVELDB) && 1\n#include <leveldb/db.h>\n#endif\n")
+    write(root / "src/caffe/util/matio_io.cpp", '#include "matio.h"\n')
+    write(root / "src/caffe/util/io.cpp", IO_CPP + "int flag = CV_LOAD_IMAGE_COLOR;\n")
+    write(root / "tools/caffe.cpp", "#include <cstdio>\nint main() { std::puts(VERSION); }\n")
+    write(root / "CMakeLists.txt", """cmake_minimum_required(VERSION 3.10)
+project(FakeCaffe CXX)
+option(USE_OPENCV "" ON)
+option(USE_LMDB "" ON)
+option(USE_LEVELDB "" ON)
+if(NOT USE_OPENCV)
+  message(FATAL_ERROR "this fork needs OpenCV")
+endif()
+file(READ ${PROJECT_SOURCE_DIR}/version.txt VERSION)
+string(STRIP "${VERSION}" VERSION)
+add_executable(caffe tools/caffe.cpp)
+target_compile_definitions(caffe PRIVATE VERSION="${VERSION}")
+install(TARGETS caffe DESTINATION bin)
+file(WRITE ${PROJECT_BINARY_DIR}/options.txt "${USE_OPENCV} ${USE_LMDB} ${USE_LEVELDB}")
+""")
+    write(root / "version.txt", "one\n")
+    write(root / ".git/HEAD", "ref: refs/heads/master\n")           # never copied
+    write(root / "models/big.caffemodel", "weights")                  # never copied
+    return root
+
+
+def test_fork_needs_opencv_and_matio_and_bvlc_nothing(tmp_path, caffe_paths):
+    tree = fork_like_tree(tmp_path / "fork")
+    required = tf.required_features(tree)
+    assert sorted(required) == ["OpenCV", "matio"]
+    assert required["OpenCV"].where == "include/caffe/data_transformer.hpp:4"
+    assert required["matio"].where == "src/caffe/util/matio_io.cpp:1"
+    assert builder.system_packages(tree) == ["libopencv-dev", "libmatio-dev"]
+    assert tf.required_features(Path(caffe_paths["CAFFE_SOURCE_DIR"])) == {}
+    args = builder.feature_args(required)
+    assert args == ["-DUSE_OPENCV=ON", "-DUSE_LMDB=OFF", "-DUSE_LEVELDB=OFF"]
+    res = build_cli("--print-system-packages", "--caffe-root", tree)
+    assert res.stdout.split() == ["libopencv-dev", "libmatio-dev"]
+
+
+def test_missing_library_is_named_before_building(tmp_path, monkeypatch):
+    tree = fork_like_tree(tmp_path / "fork")
+    monkeypatch.setattr(builder, "include_dirs", lambda: [tmp_path / "no-headers"])
+    with pytest.raises(builder.BuildError) as err:
+        builder.check_features(tf.required_features(tree), [])
+    text = str(err.value)
+    assert "OpenCV" in text and "libopencv-dev" in text and "data_transformer.hpp:4" in text
+    assert "matio" in text and "libmatio-dev" in text
+    builder.check_features(tf.required_features(tree), ["-DOpenCV_DIR=/opt/cv", "-Dmatio=x"])
+
+
+@pytest.mark.parametrize("line,named", [
+    ("src/caffe/data_transformer.cpp:251:18: error: 'CV_8U' was not declared in this scope",
+     "OpenCV"),
+    ("io.cpp:6:10: fatal error: opencv2/core/core.hpp: No such file or directory", "OpenCV"),
+    ("matio_io.cpp:10:10: fatal error: matio.h: No such file or directory", "matio"),
+    ("/usr/bin/ld: cannot find -lmatio: No such file or directory", "libmatio"),
+])
+def test_build_failures_name_the_missing_piece(line, named):
+    assert named in tf.diagnose(["[ 40%] Building CXX object x.o", line])
+
+
+# --- --caffe-root: a build copy, rebuilt after an edit --------------------------------------------
+
+def snapshot(tree: Path):
+    return {str(p.relative_to(tree)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(tree.rglob("*")) if p.is_file()}
+
+
+def test_sync_copies_only_what_changed(tmp_path):
+    src = fork_like_tree(tmp_path / "fork")
+    dst = tmp_path / "copy"
+    first = tree_copy.sync_tree(src, dst, tmp_path)
+    assert "src/caffe/util/io.cpp" in first.copied
+    assert not (dst / ".git").exists() and not (dst / "models/big.caffemodel").exists()
+    assert ".git/" in first.skipped and "models/big.caffemodel" in first.skipped
+    compat.apply_fixes(dst, cuda=False)                     # the copy is fixed...
+    fixed = (dst / "src/caffe/util/io.cpp").read_bytes()
+    (dst / "src/caffe/layers").mkdir(parents=True)
+    (dst / "src/caffe/layers/injected.cpp").write_text("ours")
+    again = tree_copy.sync_tree(src, dst, tmp_path)
+    assert not again.changed and again.digest == first.digest
+    assert (dst / "src/caffe/util/io.cpp").read_bytes() == fixed   # ...and stays fixed
+    write(src / "version.txt", "two\n")
+    (src / "tools/caffe.cpp").unlink()
+    edited = tree_copy.sync_tree(src, dst, tmp_path)
+    assert edited.copied == ["version.txt"] and edited.deleted == ["tools/caffe.cpp"]
+    assert edited.digest != first.digest and not (dst / "tools/caffe.cpp").exists()
+    assert (dst / "src/caffe/layers/injected.cpp").read_text() == "ours"
+
+
+@pytest.fixture()
+def fork_build(tmp_path, monkeypatch):
+    """builder.build on the synthetic fork, in a private cache (numpy from this venv)."""
+    cache = tmp_path / "cache"
     py = builder.python_facts()
-    cpu = builder.cmake_args(cfg, py, Path("/py"), Path("/prefix"))
-    assert "-DCPU_ONLY=ON" in cpu and "-DBUILD_python_layer=ON" in cpu
-    cuda = builder.cmake_args(builder.BuildConfig(project_root=REPO, cuda=True, cuda_archs=["90"]), py,
-                              Path("/py"), Path("/prefix"))
-    assert "-DCPU_ONLY=OFF" in cuda and "-DCUDA_ARCH_BIN=90" in cuda
-    assert "-DUSE_CUDNN=OFF" in cuda
-    assert py["library"].endswith((".so", ".a")) and Path(py["include"]).is_dir()
+    env = cache / f"buildenv-py{py['version']}"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (env / "bin" / "python").chmod(0o755)
+    (env / ".ready").write_text("ok\n")
+    headers = tmp_path / "include"
+    write(headers / "opencv2/core/core.hpp", "")
+    write(headers / "matio.h", "")
+    monkeypatch.setattr(builder, "include_dirs", lambda: [headers])
+    tree = fork_like_tree(tmp_path / "fork")
 
+    def run():
+        cfg = builder.BuildConfig(project_root=REPO, caffe_root=tree, cache=cache, jobs=1)
+        return builder.build(cfg)
+    return tree, run
+
+
+def test_caffe_root_builds_a_copy_and_rebuilds_after_an_edit(fork_build, capfd):
+    tree, run = fork_build
+    before = snapshot(tree)
+    first = run()
+    assert first.rebuilt
+    copy = first.source_dir
+    assert copy != tree and (first.prefix / "bin/caffe").is_file()
+    assert snapshot(tree) == before                           # the user's tree is untouched
+    assert not (tree / ti.MANIFEST_REL).exists()
+    # The copy has the fixes and the layers; OpenCV was switched on, LMDB/LevelDB off.
+    assert "SetTotalBytesLimit(kProtoReadBytesLimit);" in (copy / "src/caffe/util/io.cpp").read_text()
+    assert "cv::IMREAD_COLOR" in (copy / "src/caffe/util/io.cpp").read_text()
+    assert "scale_interp_param" in (copy / ti.PROTO_REL).read_text()
+    assert set(ti.project_files(REPO)) <= {str(p.relative_to(copy)) for p in copy.rglob("*")}
+    assert (first.build_dir / "options.txt").read_text() == "ON OFF OFF"
+    out = subprocess.run([str(first.prefix / "bin/caffe")], capture_output=True, text=True)
+    assert out.stdout.strip() == "one"
+    capfd.readouterr()
+    assert not run().rebuilt                                  # warm: nothing to do
+    assert "is up to date" in capfd.readouterr().err
+    write(tree / "version.txt", "two\n")                     # an edit in the user's tree
+    third = run()
+    assert third.rebuilt and third.prefix == first.prefix     # same cache entry, incremental
+    out = subprocess.run([str(third.prefix / "bin/caffe")], capture_output=True, text=True)
+    assert out.stdout.strip() == "two"
+    assert not run().rebuilt
+
+
+def test_caffe_root_build_failure_names_the_missing_piece(fork_build):
+    tree, run = fork_build
+    write(tree / "tools/caffe.cpp", '#include <no_such_lib/x.h>\nint main() {}\n')
+    with pytest.raises(builder.BuildError) as err:
+        run()
+    assert "missing or incompatible: the header no_such_lib/x.h" in str(err.value)
+
+
+# --- the cached build ----------------------------------------------------------------------------
 
 def test_layer_digest_follows_the_sources(tmp_path):
     # Same files -> same digest; one changed byte -> another digest.
@@ -72,18 +437,110 @@ def test_layer_digest_follows_the_sources(tmp_path):
 
 
 def test_warm_build_is_a_no_op(caffe_paths):
-    res = subprocess.run([sys.executable, str(REPO / "tools/build_caffe.py"), "--print-env"],
-                         capture_output=True, text=True)
+    res = build_cli("--print-env")
     assert res.returncode == 0
     assert "is up to date" in res.stderr and "caffe build" not in res.stderr
     stamp = json.loads((Path(caffe_paths["CAFFE_PREFIX"]).parent / "stamp.json").read_text())
     assert stamp["layers"] == builder._injected_digest(REPO)
+    assert stamp["source"] == {"bvlc": caffe_source.CONTENT_SHA256}
 
 
 def test_bad_caffe_root_is_reported(tmp_path):
-    res = subprocess.run([sys.executable, str(REPO / "tools/build_caffe.py"),
-                          "--caffe-root", str(tmp_path)], capture_output=True, text=True,
-                         env={"ATTENTION_SCALE_CACHE": str(tmp_path / "cache"),
-                              "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    res = build_cli("--caffe-root", tmp_path,
+                    env={"ATTENTION_SCALE_CACHE": str(tmp_path / "cache"),
+                         "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert res.returncode == 1
     assert "is not a Caffe source tree" in res.stderr
+
+
+def test_compat_patch_for_building_by_hand(tmp_path):
+    tree = fork_like_tree(tmp_path / "fork")
+    original = (tree / "src/caffe/util/io.cpp").read_bytes()
+    res = build_cli("--compat-patch", tree)
+    assert res.returncode == 0 and "+++ b/src/caffe/util/io.cpp" in res.stdout
+    assert (tree / "src/caffe/util/io.cpp").read_bytes() == original   # printed, not applied
+    subprocess.run(["patch", "-p1", "-s"], input=res.stdout, text=True, cwd=tree, check=True)
+    fixed = (tree / "src/caffe/util/io.cpp").read_text()
+    assert "SetTotalBytesLimit(kProtoReadBytesLimit);" in fixed and "cv::IMREAD_COLOR" in fixed
+    assert build_cli("--compat-patch", tree).stdout == ""               # nothing left to fix
+    subprocess.run(["patch", "-R", "-p1", "-s"], input=res.stdout, text=True, cwd=tree,
+                   check=True)
+    assert (tree / "src/caffe/util/io.cpp").read_bytes() == original
+
+
+# --- the top-level CMakeLists against both styles of CaffeConfig.cmake ---------------------------
+
+def _configure(tmp_path, caffe_dir, source_dir, *extra):
+    build = tmp_path / "b"
+    res = subprocess.run(["cmake", "-S", str(REPO), "-B", str(build), f"-DCaffe_DIR={caffe_dir}",
+                          f"-DCAFFE_SOURCE_DIR={source_dir}", *extra],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return build
+
+
+def _flags(build: Path, target: str) -> str:
+    return "".join(p.read_text() for p in (build / "CMakeFiles" / f"{target}.dir").glob("flags.make"))
+
+
+def test_cmakelists_with_a_2016_style_caffe_config(caffe_paths, tmp_path):
+    prefix, source = Path(caffe_paths["CAFFE_PREFIX"]), caffe_paths["CAFFE_SOURCE_DIR"]
+    # What DeepLab-v2's installed CaffeConfig.cmake gives: an imported target with nothing
+    # attached, and the include folders and definitions in variables.
+    config = tmp_path / "old-config"
+    write(config / "CaffeConfig.cmake", f"""
+add_library(caffe SHARED IMPORTED)
+set_target_properties(caffe PROPERTIES IMPORTED_LOCATION "{prefix}/lib/libcaffe.so")
+set(Caffe_INCLUDE_DIRS "{prefix}/include;/usr/include/hdf5/serial")
+set(Caffe_DEFINITIONS "-DCPU_ONLY;-DUSE_MATIO")
+set(Caffe_LIBRARIES caffe)
+set(Caffe_CPU_ONLY ON)
+""")
+    extra = []
+    if shutil.which("nvcc") or Path("/usr/local/cuda/bin/nvcc").exists():
+        nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+        extra = ["-DATTENTION_SCALE_CUDA_CHECK=ON", f"-DCMAKE_CUDA_COMPILER={nvcc}"]
+    build = _configure(tmp_path, config, source, *extra)
+    flags = _flags(build, "attention_scale_tests")
+    assert f"-I{prefix}/include" in flags and "-DCPU_ONLY" in flags and "-DUSE_MATIO" in flags
+    if extra:   # the CUDA check finds Caffe's headers too (no "AS_CAFFE_INCLUDES-NOTFOUND")
+        assert f"{prefix}/include" in _flags(build, "attention_scale_cuda_check")
+        assert "NOTFOUND" not in _flags(build, "attention_scale_cuda_check")
+
+
+def test_cmakelists_with_the_installed_bvlc_config(caffe_paths, tmp_path):
+    prefix = Path(caffe_paths["CAFFE_PREFIX"])
+    build = _configure(tmp_path, prefix / "share/Caffe", caffe_paths["CAFFE_SOURCE_DIR"])
+    flags = _flags(build, "attention_scale_tests")
+    assert f"{prefix}/include" in flags and "-DCPU_ONLY" in flags
+
+
+# --- tools/install_system_deps.sh on a system without dpkg ----------------------------------------
+
+def _path_without_dpkg(tmp_path, leave_out=()):
+    """A PATH holding only the commands the script may use, dpkg and apt not among them."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "env", "grep", "cmake", "make", "c++", "protoc", "id", "sed", "cat"):
+        found = shutil.which(tool)
+        if found and tool not in leave_out:
+            (bin_dir / tool).symlink_to(found)
+    return str(bin_dir)
+
+
+def test_without_dpkg_packages_are_not_all_reported_missing(tmp_path):
+    env = {"PATH": _path_without_dpkg(tmp_path), "PYTHON": sys.executable, "HOME": str(tmp_path)}
+    res = subprocess.run(["bash", str(REPO / "tools/install_system_deps.sh")], env=env,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "no dpkg here" in res.stderr and "libboost" not in res.stderr
+    assert "missing" not in res.stderr
+
+
+def test_without_dpkg_a_missing_tool_is_named(tmp_path):
+    env = {"PATH": _path_without_dpkg(tmp_path, leave_out=("cmake",)), "PYTHON": sys.executable,
+           "HOME": str(tmp_path)}
+    res = subprocess.run(["bash", str(REPO / "tools/install_system_deps.sh"), "libmatio-dev"],
+                         env=env, capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "missing commands: cmake" in res.stderr and "libmatio-dev" in res.stderr

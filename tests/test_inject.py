@@ -1,6 +1,9 @@
 """tools/inject_layers.py and the proto injection, on synthetic BVLC- and DeepLab-style trees."""
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -182,3 +185,179 @@ def test_project_proto_parses_and_lists_three_fields():
 def test_real_caffe_tree_is_injected(caffe_paths):
     res = inject_cli("--check", caffe_paths["CAFFE_SOURCE_DIR"])
     assert res.returncode == 0, res.stdout
+
+
+# --- hardening: pre-flight, rollback, the manifest, symlinks, line endings, oneof ----------------
+
+def test_every_file_under_caffe_layers_include_is_copied(tmp_path):
+    # A synthetic project whose headers include a util/ folder (and a .cuh).
+    root = tmp_path / "project"
+    marker = ti.FILE_MARKER.decode()
+    for rel in ("caffe_layers/include/caffe/layers/a_layer.hpp",
+                "caffe_layers/include/caffe/util/a_math.hpp",
+                "caffe_layers/include/caffe/util/a_kernels.cuh",
+                "caffe_layers/src/a_layer.cpp", "cuda/a_layer.cu",
+                "caffe_layers/test/test_a_layer.cpp"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(f"{marker}{rel}\n")
+    (root / "caffe_layers/proto").mkdir(parents=True)
+    (root / ti.PROJECT_PROTO_REL).write_bytes((REPO / ti.PROJECT_PROTO_REL).read_bytes())
+    assert sorted(ti.project_files(root)) == [
+        "include/caffe/layers/a_layer.hpp", "include/caffe/util/a_kernels.cuh",
+        "include/caffe/util/a_math.hpp", "src/caffe/layers/a_layer.cpp",
+        "src/caffe/layers/a_layer.cu", "src/caffe/test/test_a_layer.cpp"]
+    tree = make_tree(tmp_path, (DATA / "bvlc_like_caffe.proto").read_text())
+    ti.apply_plan(tree, ti.plan_injection(tree, root))
+    assert (tree / "include/caffe/util/a_math.hpp").read_text().endswith(
+        "caffe_layers/include/caffe/util/a_math.hpp\n")
+    assert "include/caffe/util/a_kernels.cuh" in (tree / ti.MANIFEST_REL).read_text().split()
+
+
+def _unprivileged():
+    """A command prefix that runs as nobody when this process is root (root ignores permission
+    bits, and the read-only case must fail for real), or [] when not root."""
+    if os.geteuid() != 0:
+        return []
+    for python in ("/usr/bin/python3", sys.executable):
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python]
+        probe = subprocess.run(cmd + ["-c", f"import os; os.stat({str(REPO / 'tools')!r})"],
+                               capture_output=True)
+        if probe.returncode == 0:
+            return cmd
+    pytest.skip("cannot run a process as nobody here (setpriv, or a Python nobody can run)")
+
+
+def test_read_only_proto_folder_writes_nothing(tmp_path):
+    prefix = _unprivileged()
+    base = Path(tempfile.mkdtemp(prefix="as-readonly-", dir="/tmp"))
+    try:
+        tree = make_tree(base, (DATA / "deeplab_like_caffe.proto").read_text())
+        for p in [base, *tree.rglob("*"), tree]:
+            if p.is_dir():
+                p.chmod(0o755)
+        if prefix:
+            subprocess.run(["chown", "-R", "65534:65534", str(tree)], check=True)
+        (tree / "src/caffe/proto").chmod(0o555)
+        before = snapshot(tree)
+        res = subprocess.run([*(prefix or [sys.executable]), str(REPO / "tools/inject_layers.py"),
+                              str(tree)], capture_output=True, text=True)
+        assert res.returncode == 3, (res.stdout, res.stderr)
+        assert "nothing was changed" in res.stderr and "src/caffe/proto" in res.stderr
+        assert "Traceback" not in res.stderr
+        assert snapshot(tree) == before
+        assert not (tree / ti.MANIFEST_REL).exists()
+    finally:
+        (base / "caffe/src/caffe/proto").chmod(0o755)
+        shutil.rmtree(base)
+
+
+def test_a_write_that_fails_midway_is_undone(tmp_path, monkeypatch):
+    tree = make_tree(tmp_path, (DATA / "bvlc_like_caffe.proto").read_text())
+    (tree / "include/caffe/layers").rmdir()          # a folder the injection has to create
+    before = snapshot(tree)
+    dirs_before = sorted(str(p) for p in tree.rglob("*") if p.is_dir())
+    real_write = ti.atomic_write
+    calls = []
+
+    def flaky(path, data, mode=None):
+        calls.append(path)
+        if len(calls) == 5:
+            raise OSError(28, "No space left on device")
+        return real_write(path, data, mode)
+    monkeypatch.setattr(ti, "atomic_write", flaky)
+    with pytest.raises(ti.CannotWrite) as err:
+        ti.apply_plan(tree, ti.plan_injection(tree, REPO))
+    assert "No space left" in str(err.value) and "undone" in str(err.value)
+    assert {k: v[0] for k, v in snapshot(tree).items()} == {k: v[0] for k, v in before.items()}
+    assert sorted(str(p) for p in tree.rglob("*") if p.is_dir()) == dirs_before
+
+
+@pytest.mark.parametrize("entry", ["../outside.cpp", "{outside}", "src/caffe/../../outside.cpp",
+                                   "src/caffe/layers/link/outside.cpp"])
+def test_manifest_entries_outside_the_tree_are_refused(tmp_path, entry):
+    tree = make_tree(tmp_path, (DATA / "bvlc_like_caffe.proto").read_text())
+    outside = tmp_path / "outside.cpp"
+    outside.write_bytes(ti.FILE_MARKER + b"not in the tree\n")
+    (tree / "src/caffe/layers/link").symlink_to(tmp_path)
+    assert inject_cli(tree).returncode == 0
+    manifest = tree / ti.MANIFEST_REL
+    manifest.write_text(manifest.read_text() + entry.format(outside=outside) + "\n")
+    for args in ((tree,), ("--remove", tree)):
+        res = inject_cli(*args)
+        assert res.returncode == 2, res.stdout
+        assert ti.MANIFEST_REL in res.stderr and "outside" in res.stderr
+        assert outside.read_bytes().startswith(ti.FILE_MARKER)
+    assert inject_cli("--check", tree).returncode == 2
+
+
+def test_symlinked_proto_is_patched_at_its_target(tmp_path):
+    original = (DATA / "deeplab_like_caffe.proto").read_bytes()
+    shared = tmp_path / "shared" / "caffe.proto"
+    shared.parent.mkdir()
+    shared.write_bytes(original)
+    tree = make_tree(tmp_path, "")
+    (tree / ti.PROTO_REL).unlink()
+    (tree / ti.PROTO_REL).symlink_to(shared)
+    res = inject_cli(tree)
+    assert res.returncode == 0 and f"patched {shared}" in res.stdout, res.stdout
+    assert (tree / ti.PROTO_REL).is_symlink()
+    assert layer_fields(compile_proto(tree, tmp_path))["scale_interp_param"][0] == 2016001
+    assert inject_cli("--check", tree).returncode == 0
+    assert inject_cli("--remove", tree).returncode == 0
+    assert (tree / ti.PROTO_REL).is_symlink() and shared.read_bytes() == original
+
+
+def test_dangling_proto_symlink_is_refused(tmp_path):
+    tree = make_tree(tmp_path, "")
+    (tree / ti.PROTO_REL).unlink()
+    (tree / ti.PROTO_REL).symlink_to(tmp_path / "gone.proto")
+    (tmp_path / "gone.proto").write_text("")   # check_tree needs it; then it goes
+    (tmp_path / "gone.proto").unlink()
+    res = inject_cli(tree)
+    assert res.returncode == 2 and "is not a Caffe source tree" in res.stderr
+
+
+@pytest.mark.parametrize("bom,crlf", [(True, True), (False, True), (True, False)])
+def test_bom_and_crlf_are_kept_and_remove_restores_the_bytes(tmp_path, bom, crlf):
+    text = (DATA / "deeplab_like_caffe.proto").read_text()
+    original = (b"\xef\xbb\xbf" if bom else b"") + (text.replace("\n", "\r\n") if crlf
+                                                      else text).encode()
+    tree = make_tree(tmp_path, "")
+    (tree / ti.PROTO_REL).write_bytes(original)
+    assert inject_cli(tree).returncode == 0
+    patched = (tree / ti.PROTO_REL).read_bytes()
+    assert patched.startswith(b"\xef\xbb\xbf") == bom
+    if crlf:
+        assert patched.count(b"\n") == patched.count(b"\r\n")
+    assert b"scale_interp_param" in patched
+    assert inject_cli("--check", tree).returncode == 0
+    assert inject_cli(tree).stdout.strip().endswith("nothing to do")
+    assert inject_cli("--remove", tree).returncode == 0
+    assert (tree / ti.PROTO_REL).read_bytes() == original
+
+
+@pytest.mark.parametrize("block,number", [
+    ("  oneof source {\n    string path = 2016002;\n    bytes data = 2016003;\n  }\n", 2016002),
+    ("  map<string, int32> counts = 2016001;\n", 2016001),
+])
+def test_clash_inside_a_oneof_or_map_is_found_before_protoc(tmp_path, block, number):
+    proto = (DATA / "bvlc_like_caffe.proto").read_text()
+    layer_end = proto.index("\n}\n", proto.index("message LayerParameter")) + 1
+    proto = proto[:layer_end] + block + proto[layer_end:]
+    tree = make_tree(tmp_path, proto)
+    before = snapshot(tree)
+    res = inject_cli(tree)
+    assert res.returncode == 2 and f"field number {number}" in res.stderr, res.stderr
+    assert snapshot(tree) == before
+
+
+def test_a_symlinked_destination_is_refused(tmp_path):
+    tree = make_tree(tmp_path, (DATA / "bvlc_like_caffe.proto").read_text())
+    rel = next(r for r in ti.project_files(REPO) if r.startswith("src/caffe/layers/"))
+    elsewhere = tmp_path / "elsewhere.cpp"
+    elsewhere.write_text("// a file of the user's\n")
+    (tree / rel).symlink_to(elsewhere)
+    before = elsewhere.read_text()
+    res = inject_cli(tree)
+    assert res.returncode == 2 and f"{rel} is a symlink" in res.stderr
+    assert elsewhere.read_text() == before

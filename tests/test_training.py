@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,7 +59,7 @@ def toy(tmp_path_factory):
 
 
 def run_caffe_train(solver):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", GLOG_minloglevel="0")  # the log is parsed
     return subprocess.run([str(CAFFE), "train", "-solver", str(solver)], capture_output=True,
                           text=True, timeout=600, env=env)
 
@@ -106,7 +107,10 @@ def test_every_variant_trains_and_its_loss_falls(trained, form, folder):
 # Snapshot, resume, Ctrl-C
 # ---------------------------------------------------------------------------------------------
 
-def test_snapshot_then_resume_continues_at_the_same_iteration(tmp_path, toy):
+def test_snapshot_then_resume_continues_at_the_same_iteration(tmp_path, toy, monkeypatch):
+    # A caller that quietened glog (as pycaffe users often do) must not blind the runner, which
+    # reads Caffe's INFO lines.
+    monkeypatch.setenv("GLOG_minloglevel", "2")
     schedule = TEST_SOLVER.with_(type="SGD", base_lr=0.001, lr_policy="step", gamma=0.1,
                                  stepsize=15, momentum2=None, max_iter=10, snapshot=10)
     folder = small_files(tmp_path, "cpp", toy, schedule)
@@ -142,6 +146,9 @@ def test_ctrl_c_stops_with_a_snapshot_and_leaves_no_worker(tmp_path, toy):
                              "--no-progress", "--verbose"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     pids, lines = [], []
+    # A run that never reaches iteration 3 must fail the test, not hang the suite.
+    watchdog = threading.Timer(300, os.killpg, (proc.pid, signal.SIGKILL))
+    watchdog.start()
     try:
         for line in proc.stdout:
             lines.append(line)
@@ -150,10 +157,12 @@ def test_ctrl_c_stops_with_a_snapshot_and_leaves_no_worker(tmp_path, toy):
                 pids.append(int(match.group(1)))
             if re.search(r"Iteration 3\b", line):
                 break
+        assert lines and re.search(r"Iteration 3\b", lines[-1]), "".join(lines[-30:])
         assert pids, "".join(lines[-30:])
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         rest, _ = proc.communicate(timeout=120)
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

@@ -2,8 +2,10 @@
 """Add the three Attention-to-Scale layers to a Caffe source tree (BVLC or a DeepLab-style fork).
 
 Copies the layer headers, sources, CUDA kernels and C++ tests into the tree and adds the parameter
-messages and LayerParameter fields to its src/caffe/proto/caffe.proto. Running it again changes
-nothing; --check only reports; --remove undoes it. Rebuild Caffe afterwards (cmake or make).
+messages and LayerParameter fields to its src/caffe/proto/caffe.proto (at the symlink's target if
+it is one; its BOM and line endings are kept). The list of files written goes to
+.attention_scale_injected at the tree's root. Running it again changes nothing; --check only
+reports; --remove undoes it, byte for byte. Rebuild Caffe afterwards (cmake or make).
 """
 import argparse
 import sys
@@ -13,9 +15,17 @@ from _repo import REPO  # (puts python/ on sys.path)
 from attention_scale.caffe_build import tree_injection as ti
 from attention_scale.caffe_build.protofile import ProtoSyntaxError
 
+EPILOG = """exit status:
+  0  done (or, with --check, everything is up to date)
+  1  --check only: not injected, outdated or stale files
+  2  refused, nothing written: not a Caffe tree, a clash with the tree's proto or files, a
+     manifest entry outside the tree, a proto this tool cannot read
+  3  the tree cannot be written (read-only folder, permissions, disk): nothing was changed
+"""
+
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(description=__doc__, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("caffe_root", type=Path, help="root of the Caffe source tree")
     mode = parser.add_mutually_exclusive_group()
@@ -36,11 +46,19 @@ def main(argv=None) -> int:
             return 0 if set(state.values()) == {"current"} else 1
         plan = ti.plan_removal(tree, REPO) if args.remove else ti.plan_injection(tree, REPO)
         ti.apply_plan(tree, plan)
-    except (ti.NotACaffeTree, ti.InjectionConflict, ProtoSyntaxError) as err:
+    except ti.CannotWrite as err:
+        print(f"inject_layers: {err}", file=sys.stderr)
+        return 3
+    except (ti.InjectionError, ProtoSyntaxError) as err:
         print(f"inject_layers: {err}", file=sys.stderr)
         return 2
     for rel in sorted(plan.writes):
-        print(f"{'patched' if rel == ti.PROTO_REL else 'wrote':9s} {rel}")
+        if rel == ti.PROTO_REL:
+            via = (f" (a symlink: patched {plan.proto_path})"
+                   if plan.proto_path and plan.proto_path != tree / rel else "")
+            print(f"patched   {rel}{via}")
+        else:
+            print(f"wrote     {rel}")
     for rel in plan.deletes:
         print(f"removed   {rel}")
     if not args.quiet:

@@ -1,14 +1,17 @@
 """Build Caffe with the three layers injected, cached outside the clone.
 
 Layout of the cache (ATTENTION_SCALE_CACHE, default ~/.cache/attention-scale):
-  downloads/                      the verified Debian source tarball
+  downloads/                      verified source tarballs (Debian's or GitHub's)
   buildenv-py3.X/                 a venv with numpy, used only to compile pycaffe
-  caffe-<key>/src                 the patched, injected Caffe tree (Debian source only)
+  caffe-<key>/src                 the build copy: BVLC's verified source, or a mirror of the
+                                  user's --caffe-root tree; fixes and layers go in here only
   caffe-<key>/build, install      CMake's build folder and the install prefix
   caffe-<key>/stamp.json          the full key of what `install` holds
-`key` hashes everything that shapes the build except the layer sources: the Caffe source, the
-compatibility fixes, the CMake options, compiler, protobuf, CUDA and Python. The layer sources and
-the proto go into the stamp: when only they change, make rebuilds just what depends on them.
+`key` hashes everything that shapes the configuration: the source's identity (BVLC's content
+hash, or the user's tree's path), the compatibility fixes, the CMake options (the optional
+libraries the tree needs, pass-through options), compiler, CMake, protobuf, CUDA and Python.
+The layer sources, the proto and the user's tree's content (sizes and modification times of
+its files) go into the stamp: when only they change, make rebuilds just what depends on them.
 """
 import fcntl
 import hashlib
@@ -24,10 +27,12 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..files import atomic_write
-from . import compat, debian_source
+from . import caffe_source, compat, toolchain, tree_copy
+from . import tree_features as tf
 from . import tree_injection as ti
 
 DEFAULT_CUDA_ARCHS = ("80", "86", "90")
+CMAKE_ARGS_ENV = "CAFFE_CMAKE_ARGS"
 
 
 class BuildError(RuntimeError):
@@ -48,12 +53,16 @@ def cache_root() -> Path:
 @dataclass
 class BuildConfig:
     project_root: Path                     # the checkout whose layers are injected
-    caffe_root: Optional[Path] = None      # a user's tree; None: Debian's source package
+    caffe_root: Optional[Path] = None      # a user's tree; None: BVLC Caffe 99bd997
     cuda: bool = False
     cuda_archs: List[str] = field(default_factory=lambda: list(DEFAULT_CUDA_ARCHS))
     openmp: bool = False                   # Caffe's USE_OPENMP: the layers' parallel CPU loops
     jobs: int = os.cpu_count() or 2
     cache: Path = field(default_factory=cache_root)
+    source_tarball: Optional[Path] = None  # an offline copy of BVLC's source
+    source_url: Optional[str] = None       # where to download it when Debian has no route
+    source_route: str = "auto"             # see caffe_source.ROUTES
+    extra_cmake_args: List[str] = field(default_factory=list)   # passed through, last
 
 
 @dataclass
@@ -91,6 +100,20 @@ def python_facts() -> Dict[str, str]:
             "library": str(Path(libdir) / ldlib)}
 
 
+def check_python_dev(py: Dict[str, str]) -> None:
+    """pycaffe compiles against the interpreter's headers and links its library."""
+    missing = [what for what, path in (("headers", Path(py["include"]) / "Python.h"),
+                                       ("library", Path(py["library"])))
+               if not path.exists()]
+    if missing:
+        raise BuildError(
+            f"Python {py['full_version']} ({sys.executable}) has no development "
+            f"{' and '.join(missing)} ({py['include']}/Python.h, {py['library']}), which "
+            f"pycaffe is compiled against. Debian/Ubuntu: apt-get install "
+            f"python{py['version']}-dev; Fedora: dnf install python3-devel; or run with a "
+            "Python that has them (PYTHON=/path/to/python3 bash tools/setup.sh)")
+
+
 def _ensure_buildenv(cfg: BuildConfig, py: Dict[str, str]) -> Path:
     """A venv with numpy for compiling pycaffe, kept in the cache (shared by every clone)."""
     env = cfg.cache / f"buildenv-py{py['version']}"
@@ -101,19 +124,61 @@ def _ensure_buildenv(cfg: BuildConfig, py: Dict[str, str]) -> Path:
     if env.exists():
         shutil.rmtree(env)
     base_python = Path(sys.base_prefix) / "bin" / f"python{py['version']}"
-    subprocess.run([str(base_python if base_python.exists() else sys.executable), "-m", "venv",
-                    str(env)], check=True)
+    made = subprocess.run([str(base_python if base_python.exists() else sys.executable), "-m",
+                           "venv", str(env)], capture_output=True, text=True)
+    if made.returncode != 0:
+        raise BuildError(f"could not create a venv with {sys.executable} ({made.stderr.strip()})"
+                         f"; Debian/Ubuntu: apt-get install python{py['version']}-venv")
     subprocess.run([str(python), "-m", "pip", "install", "-q", "numpy>=2,<3"], check=True)
     (env / ".ready").write_text("ok\n")
     return python
 
 
-def cmake_args(cfg: BuildConfig, py: Dict[str, str], python: Path, prefix: Path) -> List[str]:
+def include_dirs() -> List[Path]:
+    """Where the compiler looks for system headers (for telling which libraries are there)."""
+    dirs = [Path(p) for var in ("CPATH", "CPLUS_INCLUDE_PATH")
+            for p in os.environ.get(var, "").split(":") if p]
+    return dirs + [Path("/usr/local/include"), Path("/usr/include")]
+
+
+def feature_args(required: Dict[str, tf.Use]) -> List[str]:
+    """ON for the optional libraries the tree cannot do without, OFF for the others."""
+    return [f"-D{f.cmake_option}={'ON' if f.name in required else 'OFF'}"
+            for f in tf.FEATURES if f.cmake_option]
+
+
+def check_features(required: Dict[str, tf.Use], extra_args: List[str]) -> None:
+    missing = []
+    for name, use in required.items():
+        feat = tf.feature(name)
+        if any(name.lower() in arg.lower() for arg in extra_args):
+            continue   # the user points CMake at it (or switches it) explicitly
+        if not tf.installed(feat, include_dirs()):
+            missing.append(f"{name}: {use.where} uses {use.header} outside #ifdef "
+                           f"{feat.macro or '(no switch exists)'}; its headers are not "
+                           f"installed (Debian/Ubuntu: apt-get install {' '.join(feat.packages)})")
+    if missing:
+        raise BuildError("this Caffe tree needs libraries that are not installed:\n  - "
+                         + "\n  - ".join(missing) + "\n  (tools/setup.sh installs them; pass "
+                         "--cmake-arg to point CMake elsewhere)")
+
+
+def system_packages(tree: Optional[Path]) -> List[str]:
+    """Debian packages for the optional libraries `tree` needs (none for BVLC's source)."""
+    if tree is None:
+        return []
+    return [p for name in tf.required_features(tree) for p in tf.feature(name).packages]
+
+
+def cmake_args(cfg: BuildConfig, py: Dict[str, str], python: Path, prefix: Path,
+               required: Optional[Dict[str, tf.Use]] = None,
+               cmake_version: Optional[toolchain.Version] = None) -> List[str]:
     args = ["-DCMAKE_BUILD_TYPE=Release", f"-DCMAKE_INSTALL_PREFIX={prefix}",
             "-DBUILD_python=ON", "-DBUILD_python_layer=ON", "-Dpython_version=3",
-            "-DBUILD_docs=OFF", "-DBUILD_matlab=OFF", "-DUSE_OPENCV=OFF", "-DUSE_LEVELDB=OFF",
-            "-DUSE_LMDB=OFF", "-DBLAS=Open", f"-DPYTHON_EXECUTABLE={python}",
-            f"-DPYTHON_INCLUDE_DIR={py['include']}", f"-DPYTHON_LIBRARY={py['library']}"]
+            "-DBUILD_docs=OFF", "-DBUILD_matlab=OFF", *feature_args(required or {}),
+            "-DBLAS=Open", f"-DPYTHON_EXECUTABLE={python}",
+            f"-DPYTHON_INCLUDE_DIR={py['include']}", f"-DPYTHON_LIBRARY={py['library']}",
+            *toolchain.cmake_policy_args(cmake_version)]
     if cfg.cuda:
         args += ["-DCPU_ONLY=OFF", "-DUSE_CUDNN=OFF", "-DUSE_NCCL=OFF",
                  "-DCUDA_ARCH_NAME=Manual", f"-DCUDA_ARCH_BIN={' '.join(cfg.cuda_archs)}",
@@ -122,7 +187,7 @@ def cmake_args(cfg: BuildConfig, py: Dict[str, str], python: Path, prefix: Path)
         args += ["-DCPU_ONLY=ON"]
     if cfg.openmp:
         args += ["-DUSE_OPENMP=ON"]
-    return args
+    return args + list(cfg.extra_cmake_args)   # last: the user's word wins
 
 
 def _numpy_version(python: Path) -> str:
@@ -133,7 +198,7 @@ def _numpy_version(python: Path) -> str:
 def _source_id(cfg: BuildConfig) -> Dict[str, str]:
     if cfg.caffe_root is not None:
         return {"tree": str(cfg.caffe_root.resolve())}
-    return {"debian": debian_source.VERSION, "sha256": debian_source.ORIG_SHA256}
+    return {"bvlc": caffe_source.COMMIT, "content": caffe_source.CONTENT_SHA256}
 
 
 def _injected_digest(root: Path) -> str:
@@ -147,39 +212,53 @@ def _injected_digest(root: Path) -> str:
 _PERCENT = re.compile(r"^\[\s*(\d+)%\]\s*(.*)$")
 
 
-def _run_logged(cmd: List[str], cwd: Path, logfile, what: str, progress: bool) -> None:
+def _run_logged(cmd: List[str], cwd: Path, logfile, what: str, progress: bool,
+                env: Optional[Dict[str, str]] = None) -> None:
     logfile.write(f"$ {' '.join(cmd)}\n")
     logfile.flush()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1)
-    last_pct, tail = None, []
+                            text=True, bufsize=1, env=env)
+    last_pct, tail, errors = None, [], []
     for line in proc.stdout:
         logfile.write(line)
         tail = (tail + [line.rstrip()])[-60:]
+        if ("error" in line or "Error" in line) and len(errors) < 200:
+            errors.append(line.rstrip())
         m = _PERCENT.match(line.strip())
         if progress and m and m.group(1) != last_pct:
             last_pct = m.group(1)
             log(f"{what} {int(last_pct):3d}%  {m.group(2)[:90]}")
     if proc.wait() != 0:
-        raise BuildError(f"{what} failed (exit {proc.returncode}); last lines:\n"
-                         + "\n".join(tail) + f"\nfull log: {logfile.name}")
+        cause = tf.diagnose(errors + tail)
+        first = next((ln for ln in errors if "error" in ln), None)
+        raise BuildError(
+            f"{what} failed (exit {proc.returncode})"
+            + (f": missing or incompatible: {cause}" if cause else "")
+            + (f"\nfirst error: {first}" if first else "")
+            + "\nlast lines:\n" + "\n".join(tail[-25:]) + f"\nfull log: {logfile.name}")
 
 
 def build(cfg: BuildConfig) -> BuildResult:
     if cfg.caffe_root is not None:
         ti.check_tree(cfg.caffe_root.resolve())  # fail before any slow step
     py = python_facts()
+    check_python_dev(py)
     cfg.cache.mkdir(parents=True, exist_ok=True)
     python = _ensure_buildenv(cfg, py)
-    toolchain = {"cxx": _first_line(["c++", "--version"]),
-                 "protoc": _first_line(["protoc", "--version"]),
-                 "cmake": _first_line(["cmake", "--version"]),
-                 "numpy": _numpy_version(python)}
+    cmake_version = toolchain.tool_version(["cmake", "--version"])
+    toolchain_facts = {"cxx": _first_line(["c++", "--version"]),
+                       "protoc": _first_line(["protoc", "--version"]),
+                       "cmake": _first_line(["cmake", "--version"]),
+                       "numpy": _numpy_version(python)}
     if cfg.cuda:
-        toolchain["nvcc"] = _first_line(["nvcc", "--version"])
+        toolchain_facts["nvcc"] = _first_line(["nvcc", "--version"])
+    required = (tf.required_features(cfg.caffe_root.resolve())
+                if cfg.caffe_root is not None else {})
+    check_features(required, cfg.extra_cmake_args)
     base = {"source": _source_id(cfg), "compat": compat.COMPAT_VERSION, "cuda": cfg.cuda,
-            "archs": cfg.cuda_archs if cfg.cuda else [], "toolchain": toolchain,
-            "python": py, "layout": 1}
+            "archs": cfg.cuda_archs if cfg.cuda else [], "toolchain": toolchain_facts,
+            "python": py, "features": sorted(required), "cmake_extra": cfg.extra_cmake_args,
+            "layout": 2}
     if cfg.openmp:  # only when on, so the default build keeps its key (and its cache)
         base["openmp"] = True
     key = _sha(base)[:16]
@@ -187,46 +266,72 @@ def build(cfg: BuildConfig) -> BuildResult:
     work.mkdir(exist_ok=True)
     with open(cfg.cache / f"caffe-{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_locked(cfg, base, work, python, py)
+        args = cmake_args(cfg, py, python, work / "install", required, cmake_version)
+        return _build_locked(cfg, base, work, args)
 
 
-def _build_locked(cfg, base, work: Path, python: Path, py) -> BuildResult:
-    prefix, build_dir = work / "install", work / "build"
+def _prepare_tree(cfg: BuildConfig, work: Path) -> Dict[str, str]:
+    """The build copy in work/src, fixed; returns what identifies its content for the stamp."""
+    tree = work / "src"
     if cfg.caffe_root is not None:
-        tree = cfg.caffe_root.resolve()
-        for line in compat.apply_fixes(tree, cfg.cuda):
-            log(f"compatibility fix: {line}")
+        user = cfg.caffe_root.resolve()
+        sync = tree_copy.sync_tree(user, tree, work)
+        if sync.changed:
+            log(f"copied {len(sync.copied)} file(s) of {user} into {tree}"
+                + (f", removed {len(sync.deleted)}" if sync.deleted else "")
+                + (f" (not copied: {', '.join(sync.skipped[:5])}"
+                   + (", ..." if len(sync.skipped) > 5 else "") + ")" if sync.skipped else ""))
+        fixes = compat.apply_fixes(tree, cfg.cuda)
+        identity = {"tree": str(user), "files": sync.digest}
     else:
-        tree = work / "src"
+        fixes = []
         if not tree.is_dir():
-            tarball = debian_source.fetch_orig_tarball(cfg.cache / "downloads", log=log)
-            log(f"extracting {tarball.name} into {tree}")
-            debian_source.extract(tarball, tree)
+            where = caffe_source.obtain_bvlc_tree(tree, cfg.cache / "downloads",
+                                                  tarball=cfg.source_tarball,
+                                                  url=cfg.source_url,
+                                                  route=cfg.source_route, log=log)
+            log(f"BVLC Caffe {caffe_source.COMMIT[:12]} from {where}")
             # Both CPU and CUDA fixes: the tree is private to this cache entry.
-            for line in compat.apply_fixes(tree, cuda=True):
-                log(f"compatibility fix: {line}")
+            fixes = compat.apply_fixes(tree, cuda=True)
+        elif cfg.source_tarball is not None:
+            log(f"the verified source is already in {tree}; --source-tarball not needed")
+        identity = {"bvlc": caffe_source.CONTENT_SHA256}
+    for line in fixes:
+        log(f"compatibility fix (build copy): {line}")
+    return identity
+
+
+def _build_locked(cfg, base, work: Path, args: List[str]) -> BuildResult:
+    prefix, build_dir, tree = work / "install", work / "build", work / "src"
+    identity = _prepare_tree(cfg, work)
     plan = ti.plan_injection(tree, cfg.project_root)
     ti.apply_plan(tree, plan)
     for rel in sorted(plan.writes) + plan.deletes:
         log(f"injected: {rel}")
-    stamp = {"base": base, "layers": _injected_digest(cfg.project_root), "tree": str(tree)}
+    stamp = {"base": base, "layers": _injected_digest(cfg.project_root), "tree": str(tree),
+             "source": identity, "cmake_args": args}
     stamp_path = work / "stamp.json"
     if (stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp
             and (prefix / "bin" / "caffe").exists() and not plan.changes):
         log(f"Caffe with the layers is up to date in {prefix}")
         return BuildResult(prefix, tree, build_dir, rebuilt=False)
+    if stamp_path.exists():
+        stamp_path.unlink()   # a build stopped from here on must not look finished
     build_dir.mkdir(exist_ok=True)
-    args = cmake_args(cfg, py, python, prefix)
     if shutil.which("ccache"):
-        args += ["-DCMAKE_CXX_COMPILER_LAUNCHER=ccache", "-DCMAKE_CUDA_COMPILER_LAUNCHER=ccache"]
+        args = args + ["-DCMAKE_CXX_COMPILER_LAUNCHER=ccache",
+                       "-DCMAKE_CUDA_COMPILER_LAUNCHER=ccache"]
     with open(work / "build.log", "a") as logfile:
         log(f"configuring Caffe ({'CUDA ' + ','.join(cfg.cuda_archs) if cfg.cuda else 'CPU'}) "
             f"in {build_dir}; log: {logfile.name}")
         _run_logged(["cmake", "-S", str(tree), "-B", str(build_dir), *args], work, logfile,
                     "cmake", progress=False)
         log(f"building with {cfg.jobs} jobs (a cold build takes ~10 minutes on 2 cores)")
+        # ccache sees paths relative to the cache root, so the same source compiled in another
+        # cache entry (or another cache) is a hit.
+        env = dict(os.environ, CCACHE_BASEDIR=str(cfg.cache.resolve()))
         _run_logged(["cmake", "--build", str(build_dir), "--", f"-j{cfg.jobs}"], work, logfile,
-                    "caffe build", progress=True)
+                    "caffe build", progress=True, env=env)
         _run_logged(["cmake", "--install", str(build_dir)], work, logfile, "install",
                     progress=False)
     atomic_write(stamp_path, json.dumps(stamp, indent=2, sort_keys=True) + "\n")

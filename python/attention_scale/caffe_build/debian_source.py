@@ -1,4 +1,5 @@
-"""BVLC Caffe's source from Debian's signed `caffe` source package (bullseye).
+"""BVLC Caffe's source from Debian's signed `caffe` source package (bullseye): one of the
+routes of caffe_source.py.
 
 apt-get verifies the download against the suite's signed Release file (checked with the system's
 Debian keyring); the pinned SHA-256 below checks it once more. apt runs with a private sources
@@ -10,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import List
@@ -56,17 +56,16 @@ def debian_mirrors(etc_apt: Path = Path("/etc/apt")) -> List[str]:
     return result
 
 
-def fetch_orig_tarball(downloads: Path, log=print) -> Path:
+def fetch_orig_tarball(downloads: Path, log=print, etc_apt: Path = Path("/etc/apt")) -> Path:
     """The verified upstream tarball in `downloads`, fetched with apt-get when not there yet."""
     target = downloads / ORIG_TARBALL
     if target.is_file() and sha256_of(target) == ORIG_SHA256:
         return target
-    mirrors = debian_mirrors()
+    mirrors = debian_mirrors(etc_apt)
     if not mirrors:
-        raise SourceUnavailable("no Debian archive URI found in /etc/apt; point the build at a "
-                                "Caffe source tree instead (--caffe-root or CAFFE_ROOT)")
+        raise SourceUnavailable("no Debian archive URI found in /etc/apt")
     if shutil.which("apt-get") is None:
-        raise SourceUnavailable("apt-get is not available; use --caffe-root DIR")
+        raise SourceUnavailable("apt-get is not available")
     downloads.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="caffe-src-", dir=downloads) as tmp:
         tmp = Path(tmp)
@@ -90,22 +89,3 @@ def fetch_orig_tarball(downloads: Path, log=print) -> Path:
             raise SourceUnavailable(f"{ORIG_TARBALL}: SHA-256 {digest}, expected {ORIG_SHA256}")
         os.replace(got, target)
     return target
-
-
-def extract(tarball: Path, dest: Path) -> None:
-    """Unpack into `dest` (which must not exist) via a temporary folder, so a stopped run
-    never leaves a half-extracted tree behind."""
-    tmp = dest.with_name(dest.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    with tarfile.open(tarball) as tar:
-        tar.extractall(tmp, filter="data")
-    entries = list(tmp.iterdir())
-    # The Debian orig tarball has no top-level folder; other tarballs may have one.
-    root = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp
-    if root is tmp:
-        os.replace(tmp, dest)
-    else:
-        os.replace(root, dest)
-        shutil.rmtree(tmp)

@@ -84,18 +84,20 @@ def _parse_range_list(toks: List[Token]) -> List[tuple]:
 
 
 def parse_messages(text: str) -> List[Message]:
-    """Return the top-level messages of a .proto text with their direct fields."""
+    """Return the top-level messages of a .proto text with their direct fields (those inside
+    a `oneof` included: they share the message's numbers and names)."""
     tokens = tokenize(text)
     messages: List[Message] = []
     depth = 0
     current: Optional[Message] = None
-    stmt: List[Token] = []  # tokens of the statement being read at depth 1 of `current`
-    i = 0
-    while i < len(tokens):
-        tok = tokens[i]
+    in_oneof = False  # reading the body of a `oneof` directly inside `current`
+    stmt: List[Token] = []  # tokens of the statement being read in `current` (or its oneof)
+    for tok in tokens:
         if tok.text == "{":
-            if depth == 0 and i >= 2 and tokens[i - 2].text == "message":
-                current = Message(tokens[i - 1].text, tokens[i - 2].start, tok.end, tok.end)
+            if depth == 0 and len(stmt) == 2 and stmt[0].text == "message":
+                current = Message(stmt[1].text, stmt[0].start, tok.end, tok.end)
+            elif depth == 1 and current is not None and stmt and stmt[0].text == "oneof":
+                in_oneof = True
             depth += 1
             stmt = []
         elif tok.text == "}":
@@ -107,14 +109,17 @@ def parse_messages(text: str) -> List[Message]:
                 current.close_brace = tok.start
                 messages.append(current)
                 current = None
+            if depth <= 1:
+                in_oneof = False
             stmt = []
-        elif depth == 1 and current is not None:
+        elif current is not None and (depth == 1 or (depth == 2 and in_oneof)):
             if tok.text == ";":
                 _read_statement(current, stmt, tok.end)
                 stmt = []
             else:
                 stmt.append(tok)
-        i += 1
+        elif depth == 0:
+            stmt = [] if tok.text == ";" else stmt + [tok]
     if depth != 0:
         raise ProtoSyntaxError("unbalanced braces: the file ends inside a block")
     return messages
@@ -127,7 +132,13 @@ def _read_statement(msg: Message, stmt: List[Token], end: int) -> None:
     if words[0] in ("reserved", "extensions"):
         msg.blocked_ranges.extend(_parse_range_list(stmt[1:]))
         return
-    if words[0] in ("option", "oneof", "map", "message", "enum", "extend"):
+    if words[0] == "map" and ">" in words:   # map<K, V> name = N;
+        rest = stmt[words.index(">") + 1:]
+        if len(rest) >= 3 and rest[1].text == "=" and rest[2].kind == "number":
+            msg.fields.append(Field("", "".join(words[:words.index(">") + 1]), rest[0].text,
+                                    int(rest[2].text, 0), stmt[0].start, end))
+        return
+    if words[0] in ("option", "oneof", "message", "enum", "extend"):
         return
     label = words[0] if words[0] in ("optional", "required", "repeated") else ""
     rest = stmt[1:] if label else stmt

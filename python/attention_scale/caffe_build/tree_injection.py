@@ -1,13 +1,20 @@
 """Copying the layers into a Caffe source tree and patching its caffe.proto.
 
 Every file the project adds starts with FILE_MARKER, so the injector recognises its own files and
-refuses to overwrite anybody else's. A manifest in the tree lists what was added last time, so a
-file that the project no longer ships is removed on the next run. Writes are atomic (temporary
-file and rename) and nothing is written before every check has passed.
+refuses to overwrite anybody else's. A manifest in the tree (MANIFEST_REL, one path per line,
+relative to the tree) lists what was added last time, so a file that the project no longer ships
+is removed on the next run; its entries must name files inside the tree's layer, include and test
+folders, or nothing is done. Nothing is written before every check has passed, including a probe
+that every folder to be written can be written; the writes themselves are atomic (temporary
+file and rename), and if one fails anyway, those already made are undone. A symlinked caffe.proto
+is patched at its target; the proto's byte-order mark and CRLF line endings are kept, so
+`--remove` gives back the original bytes.
 """
+import os
+import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Dict, List, Optional
+from pathlib import Path, PurePosixPath
+from typing import Dict, List, Optional, Tuple
 
 from ..files import atomic_write
 from .proto_injection import (ProjectProto, ProtoConflict, find_conflicts, inject,
@@ -17,22 +24,36 @@ FILE_MARKER = b"// Attention to Scale for Caffe: "
 PROTO_REL = "src/caffe/proto/caffe.proto"
 MANIFEST_REL = ".attention_scale_injected"
 PROJECT_PROTO_REL = "caffe_layers/proto/attention_scale.proto"
+# Where injected files go: the only places a manifest entry may name.
+DEST_FOLDERS = ("include/", "src/caffe/layers/", "src/caffe/test/")
+BOM = b"\xef\xbb\xbf"
 
 
-class NotACaffeTree(RuntimeError):
+class InjectionError(RuntimeError):
+    """The injector refuses, or could not do, what it was asked; the tree is unchanged."""
+
+
+class NotACaffeTree(InjectionError):
     pass
 
 
-class InjectionConflict(RuntimeError):
+class InjectionConflict(InjectionError):
+    pass
+
+
+class CannotWrite(InjectionError):
     pass
 
 
 def project_files(root: Path) -> Dict[str, Path]:
-    """Destination (relative to the Caffe root) -> source file in the project checkout `root`."""
+    """Destination (relative to the Caffe root) -> source file in the project checkout `root`.
+    Everything under caffe_layers/include/ (sub-folders such as caffe/util/ included) goes to
+    the tree's include/."""
     files: Dict[str, Path] = {}
     include = root / "caffe_layers" / "include"
-    for src in sorted(include.rglob("*.hpp")):
-        files[str(Path("include") / src.relative_to(include))] = src
+    for src in sorted(include.rglob("*")):
+        if src.is_file() and not src.name.startswith(".") and not src.name.endswith("~"):
+            files[str(PurePosixPath("include", *src.relative_to(include).parts))] = src
     for pattern, folder, dest in (("*.cpp", root / "caffe_layers" / "src", "src/caffe/layers"),
                                   ("*.cu", root / "cuda", "src/caffe/layers"),
                                   ("*.cpp", root / "caffe_layers" / "test", "src/caffe/test")):
@@ -42,7 +63,7 @@ def project_files(root: Path) -> Dict[str, Path]:
 
 
 def load_project(root: Path) -> ProjectProto:
-    return load_project_proto((root / PROJECT_PROTO_REL).read_text())
+    return load_project_proto((root / PROJECT_PROTO_REL).read_text(encoding="utf-8"))
 
 
 def _is_ours(data: bytes) -> bool:
@@ -55,6 +76,66 @@ def check_tree(tree: Path) -> None:
             raise NotACaffeTree(f"{tree} is not a Caffe source tree: {rel} is missing")
 
 
+# --- caffe.proto as bytes: byte-order mark and line endings survive a round trip ---------------
+
+@dataclass(frozen=True)
+class TextStyle:
+    bom: bool
+    crlf: bool
+
+
+def decode_proto(data: bytes) -> Tuple[str, TextStyle]:
+    bom = data.startswith(BOM)
+    if bom:
+        data = data[len(BOM):]
+    # CRLF only when every line ends so; mixed endings are kept as they are (\r is whitespace).
+    crlf = b"\r\n" in data and data.count(b"\r\n") == data.count(b"\n")
+    text = data.decode("utf-8", "surrogateescape")
+    return (text.replace("\r\n", "\n") if crlf else text), TextStyle(bom, crlf)
+
+
+def encode_proto(text: str, style: TextStyle) -> bytes:
+    if style.crlf:
+        text = text.replace("\n", "\r\n")
+    return (BOM if style.bom else b"") + text.encode("utf-8", "surrogateescape")
+
+
+def proto_target(tree: Path) -> Path:
+    """The file to patch: caffe.proto itself, or the file its symlink points to."""
+    path = tree / PROTO_REL
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+# --- the manifest ----------------------------------------------------------------------------
+
+def read_manifest(tree: Path) -> Tuple[List[str], List[str]]:
+    """(entries, problems): an entry must be a plain relative path inside one of DEST_FOLDERS
+    that stays inside the tree once symlinks are followed."""
+    path = tree / MANIFEST_REL
+    if not path.is_file():
+        return [], []
+    entries, problems = [], []
+    real_tree = os.path.realpath(tree)
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace")
+                                  .splitlines(), 1):
+        rel = line.strip()
+        if not rel:
+            continue
+        parts = PurePosixPath(rel).parts
+        where = f"{MANIFEST_REL} line {number}: {rel!r}"
+        if (rel.startswith("/") or "\\" in rel or ".." in parts or "." in parts
+                or not rel.startswith(DEST_FOLDERS)):
+            problems.append(f"{where} is not a path inside the tree's "
+                            f"{', '.join(DEST_FOLDERS)} folders (edited by hand?)")
+        elif os.path.commonpath([real_tree, os.path.realpath(tree / rel)]) != real_tree:
+            problems.append(f"{where} leads outside the tree through a symlink")
+        else:
+            entries.append(rel)
+    return entries, problems
+
+
+# --- planning --------------------------------------------------------------------------------
+
 @dataclass
 class Plan:
     """What an injection or removal would do; `apply_plan` carries it out."""
@@ -63,15 +144,43 @@ class Plan:
     unchanged: List[str] = field(default_factory=list)
     conflicts: List[str] = field(default_factory=list)
     manifest: Optional[List[str]] = None   # None: delete the manifest
+    proto_path: Optional[Path] = None      # where PROTO_REL's bytes really live
 
     @property
     def changes(self) -> bool:
         return bool(self.writes or self.deletes)
 
 
-def _read_manifest(tree: Path) -> List[str]:
-    path = tree / MANIFEST_REL
-    return path.read_text().split() if path.is_file() else []
+def _dest_problem(tree: Path, rel: str) -> Optional[str]:
+    """Why `rel` cannot be written as a plain file inside the tree, if it cannot."""
+    dest = tree / rel
+    if dest.is_symlink():
+        return f"{rel} is a symlink; refusing to replace it"
+    real_tree = os.path.realpath(tree)
+    parent = os.path.realpath(dest.parent)
+    if os.path.commonpath([real_tree, parent]) != real_tree:
+        return f"{rel}: its folder leads outside the tree ({parent}) through a symlink"
+    return None
+
+
+def _plan_proto(tree: Path, plan: Plan, change) -> None:
+    target = proto_target(tree)
+    if not target.is_file():
+        plan.conflicts.append(f"{PROTO_REL} is a symlink to {target}, which does not exist")
+        return
+    plan.proto_path = target
+    data = target.read_bytes()
+    text, style = decode_proto(data)
+    try:
+        new = change(text)
+    except ProtoConflict as err:
+        plan.conflicts.append(str(err))
+        return
+    new_data = encode_proto(new, style)
+    if new_data == data:
+        plan.unchanged.append(PROTO_REL)
+    else:
+        plan.writes[PROTO_REL] = new_data
 
 
 def plan_injection(tree: Path, root: Path) -> Plan:
@@ -83,6 +192,10 @@ def plan_injection(tree: Path, root: Path) -> Plan:
         if not _is_ours(want):
             raise InjectionConflict(f"{src} does not start with the marker "
                                     f"{FILE_MARKER.decode().strip()!r}; every injected file must")
+        problem = _dest_problem(tree, rel)
+        if problem:
+            plan.conflicts.append(problem)
+            continue
         dest = tree / rel
         if dest.is_file():
             have = dest.read_bytes()
@@ -93,20 +206,15 @@ def plan_injection(tree: Path, root: Path) -> Plan:
                 plan.conflicts.append(f"{rel} exists and was not written by this tool")
                 continue
         plan.writes[rel] = want
-    for rel in _read_manifest(tree):
+    entries, problems = read_manifest(tree)
+    plan.conflicts.extend(problems)
+    for rel in entries:
         dest = tree / rel
-        if rel not in files and dest.is_file() and _is_ours(dest.read_bytes()):
+        if rel not in files and dest.is_file() and not dest.is_symlink() \
+                and _is_ours(dest.read_bytes()):
             plan.deletes.append(rel)
-    proto_text = (tree / PROTO_REL).read_text()
-    try:
-        new_proto = inject(proto_text, load_project(root))
-    except ProtoConflict as err:
-        plan.conflicts.append(str(err))
-    else:
-        if new_proto == proto_text:
-            plan.unchanged.append(PROTO_REL)
-        else:
-            plan.writes[PROTO_REL] = new_proto.encode()
+    project = load_project(root)
+    _plan_proto(tree, plan, lambda text: inject(text, project))
     plan.manifest = sorted(files)
     return plan
 
@@ -114,30 +222,116 @@ def plan_injection(tree: Path, root: Path) -> Plan:
 def plan_removal(tree: Path, root: Path) -> Plan:
     check_tree(tree)
     plan = Plan()
-    for rel in sorted(set(_read_manifest(tree)) | set(project_files(root))):
+    entries, problems = read_manifest(tree)
+    plan.conflicts.extend(problems)
+    for rel in sorted(set(entries) | set(project_files(root))):
         dest = tree / rel
-        if dest.is_file() and _is_ours(dest.read_bytes()):
+        if dest.is_file() and not dest.is_symlink() and _is_ours(dest.read_bytes()):
             plan.deletes.append(rel)
-    proto_text = (tree / PROTO_REL).read_text()
-    stripped = strip_injection(proto_text)
-    if stripped != proto_text:
-        plan.writes[PROTO_REL] = stripped.encode()
+    _plan_proto(tree, plan, strip_injection)
     return plan
+
+
+# --- carrying a plan out ---------------------------------------------------------------------
+
+def _target(tree: Path, plan: Plan, rel: str) -> Path:
+    return plan.proto_path if rel == PROTO_REL and plan.proto_path else tree / rel
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _probe(folder: Path) -> Optional[str]:
+    """None if a file can be created (and removed) in `folder`, else why not. A real probe,
+    not os.access: it also catches read-only mounts, and root ignores permission bits."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".attention_scale_probe.", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+        return None
+    except OSError as err:
+        return err.strerror or str(err)
+
+
+def preflight(tree: Path, plan: Plan) -> None:
+    """Every folder this plan writes into (or would create a folder in) must be writable."""
+    folders: Dict[Path, List[str]] = {}
+    for rel in list(plan.writes) + plan.deletes:
+        folders.setdefault(_nearest_existing(_target(tree, plan, rel).parent), []).append(rel)
+    manifest = tree / MANIFEST_REL
+    if plan.manifest is not None or manifest.exists():
+        folders.setdefault(tree, []).append(MANIFEST_REL)
+    problems = []
+    for folder, rels in sorted(folders.items()):
+        why = _probe(folder)
+        if why:
+            problems.append(f"{folder}: {why} (needed for {', '.join(rels[:3])}"
+                            f"{', ...' if len(rels) > 3 else ''})")
+    if problems:
+        raise CannotWrite(f"cannot write into {tree}; nothing was changed:\n  - "
+                          + "\n  - ".join(problems))
 
 
 def apply_plan(tree: Path, plan: Plan) -> None:
     if plan.conflicts:
         raise InjectionConflict(f"refusing to touch {tree}:\n  - " + "\n  - ".join(plan.conflicts))
-    for rel, data in plan.writes.items():
-        atomic_write(tree / rel, data)
-    for rel in plan.deletes:
-        (tree / rel).unlink()
     manifest = tree / MANIFEST_REL
-    if plan.manifest is None:
-        if manifest.exists():
-            manifest.unlink()
-    elif not manifest.is_file() or manifest.read_text().split() != plan.manifest:
-        atomic_write(manifest, ("\n".join(plan.manifest) + "\n").encode())
+    manifest_text = None if plan.manifest is None else "\n".join(plan.manifest) + "\n"
+    manifest_changes = (manifest.exists() if manifest_text is None else
+                        not manifest.is_file() or manifest.read_text() != manifest_text)
+    if not plan.changes and not manifest_changes:
+        return
+    preflight(tree, plan)
+    undo: List[Tuple[Path, Optional[bytes]]] = []   # (path, bytes before or None: new file)
+    made_dirs: List[Path] = []
+    try:
+        for rel, data in plan.writes.items():
+            target = _target(tree, plan, rel)
+            missing = []
+            parent = target.parent
+            while not parent.exists():
+                missing.append(parent)
+                parent = parent.parent
+            made_dirs.extend(reversed(missing))
+            undo.append((target, target.read_bytes() if target.exists() else None))
+            atomic_write(target, data)
+        for rel in plan.deletes:
+            target = tree / rel
+            undo.append((target, target.read_bytes()))
+            target.unlink()
+        if manifest_changes:
+            undo.append((manifest, manifest.read_bytes() if manifest.exists() else None))
+            if manifest_text is None:
+                manifest.unlink()
+            else:
+                atomic_write(manifest, manifest_text.encode())
+    except OSError as err:
+        failed = _rollback(undo, made_dirs)
+        raise CannotWrite(f"writing into {tree} failed ({err}); "
+                          + ("the changes made so far were undone" if not failed else
+                             "could not undo: " + "; ".join(failed))) from err
+
+
+def _rollback(undo, made_dirs) -> List[str]:
+    failed = []
+    for path, before in reversed(undo):
+        try:
+            if before is None:
+                if path.exists():
+                    path.unlink()
+            else:
+                atomic_write(path, before)
+        except OSError as err:
+            failed.append(f"{path}: {err}")
+    for folder in reversed(made_dirs):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+    return failed
 
 
 def tree_state(tree: Path, root: Path) -> Dict[str, str]:
@@ -146,16 +340,25 @@ def tree_state(tree: Path, root: Path) -> Dict[str, str]:
     state: Dict[str, str] = {}
     for rel, src in project_files(root).items():
         dest = tree / rel
-        if not dest.is_file():
+        if _dest_problem(tree, rel):
+            state[rel] = "conflict"
+        elif not dest.is_file():
             state[rel] = "missing"
         elif dest.read_bytes() == src.read_bytes():
             state[rel] = "current"
         else:
             state[rel] = "outdated" if _is_ours(dest.read_bytes()) else "conflict"
-    for rel in _read_manifest(tree):
+    entries, problems = read_manifest(tree)
+    if problems:
+        state[MANIFEST_REL] = "conflict"
+    for rel in entries:
         if rel not in state and (tree / rel).is_file():
             state[rel] = "stale"
-    text = (tree / PROTO_REL).read_text()
+    target = proto_target(tree)
+    if not target.is_file():
+        state[PROTO_REL] = "conflict"
+        return state
+    text, _ = decode_proto(target.read_bytes())
     project = load_project(root)
     if find_conflicts(strip_injection(text), project):
         state[PROTO_REL] = "conflict"

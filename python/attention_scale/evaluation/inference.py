@@ -30,9 +30,15 @@ _BRANCH_BLOB = re.compile(r"^fc8_res(\d+)_interp$")
 
 def import_caffe(gpu=None):
     """pycaffe in CPU mode, or GPU mode on device `gpu`. glog's INFO lines are kept quiet unless
-    GLOG_minloglevel is set (the net's construction log is long and says nothing useful here)."""
+    GLOG_minloglevel is set (the net's construction log is long and says nothing useful here).
+    glog reads the variable when libcaffe loads; it is not left behind for child processes."""
+    previous = os.environ.get("GLOG_minloglevel")
     os.environ.setdefault("GLOG_minloglevel", "2")
-    import caffe
+    try:
+        import caffe
+    finally:
+        if previous is None:
+            del os.environ["GLOG_minloglevel"]
     if gpu is None:
         caffe.set_mode_cpu()
     else:

@@ -43,6 +43,12 @@ class SolverInfo:
     snapshot_prefix: Optional[str]
 
 
+# Progress, the loss curve and the resume point are read from glog's INFO lines on stderr: keep
+# them on whatever the caller's environment says (GLOG_minloglevel=2 is a common way to quiet
+# pycaffe, and the process that calls this may have set it).
+_CAFFE_LOG_ENV = {"GLOG_minloglevel": "0", "GLOG_logtostderr": "1"}
+
+
 def read_solver(path) -> SolverInfo:
     """The fields of a solver prototxt that running it needs (parsed as caffe.SolverParameter)."""
     from google.protobuf import text_format
@@ -217,7 +223,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         log_file.flush()
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace", bufsize=1,
-                                env=dict(os.environ, **(env or {})))
+                                env={**os.environ, **_CAFFE_LOG_ENV, **(env or {})})
         diverged = None
         with _CtrlC(proc, bar):
             lr = None
