@@ -252,3 +252,17 @@ def test_openmp_is_a_build_option_off_by_default():
     openmp = builder.cmake_args(builder.BuildConfig(project_root=REPO, openmp=True), py,
                                 Path("/py"), Path("/prefix"))
     assert "-DUSE_OPENMP=ON" in openmp
+
+
+def test_scaling_note_states_bit_identity_from_the_results():
+    from attention_scale.benchmarks.speed import scaling_note
+    from attention_scale.benchmarks.speed_scaling import ScalingResult
+
+    features = {"openmp": True, "libcaffe": "/x/libcaffe.so"}
+    same = ScalingResult("softmax + merge a", [1, 2], {1: 2.0, 2: 1.0}, {1: 1.0, 2: 2.0}, True)
+    other = ScalingResult("ScaleInterp b", [1, 2], {1: 2.0, 2: 1.0}, {1: 1.0, 2: 2.0}, False)
+    assert "Results bit-identical" in scaling_note(features, None, [1, 2], [same])
+    note = scaling_note(features, None, [1, 2], [same, other])
+    assert "NOT bit-identical" in note and "ScaleInterp b" in note
+    assert "softmax + merge a" not in note
+    assert "built without OpenMP" in scaling_note({"openmp": False}, "/p", [1, 2])

@@ -1,5 +1,6 @@
 """The speed benchmark of issue 11 end to end (tools/benchmark_speed.py is its command line)."""
 
+import os
 import sys
 
 from . import speed_merge, speed_report, speed_resize, speed_scaling, speed_timing
@@ -23,17 +24,20 @@ def resize_cases(args):
     return [(f"{c} x {i}x{i} -> {o}x{o}", c, i, o) for c, i, o in args.resize_case]
 
 
-def scaling_note(features, prefix, threads):
+def scaling_note(features, prefix, threads, results=()):
     where = f"Caffe in {prefix}" if prefix else "this run's pycaffe"
     if not features["openmp"]:
         return (f"Not measured: {where} was built without OpenMP (libcaffe does not load "
                 "libgomp). Build one with `python3 tools/build_caffe.py --openmp` and pass its "
                 "prefix (`--print-env` prints it) as `--openmp-prefix`.")
     counts = ", ".join(map(str, threads))
+    differ = [r.label for r in results if not r.bit_identical]
+    bits = ("Results bit-identical: the SHA-256 of the top and every input diff is the same at "
+            "every thread count." if not differ else
+            f"Results NOT bit-identical across thread counts for: {', '.join(differ)}.")
     return (f"The fused layers of {where} ({features['libcaffe']}, built with OpenMP) in fresh "
             f"processes with OMP_NUM_THREADS = {counts}, alternating; forward + backward, median. "
-            "Results bit-identical: the SHA-256 of the top and every input diff is the same at "
-            "every thread count.")
+            + bits)
 
 
 def run_gpu(caffe, args, m_cases, r_cases):
@@ -58,10 +62,15 @@ def run_gpu(caffe, args, m_cases, r_cases):
     return {"status": None, "bandwidth": bandwidth, "merge": merge, "resize": resize}
 
 
+def _load_average():
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def run(args):
     import caffe
 
     caffe.set_mode_cpu()
+    load_start = _load_average()  # the report's own figure is taken at the end
     features = speed_timing.build_features()
     m_cases, r_cases = merge_cases(args), resize_cases(args)
     _log(f"libcaffe: {features['libcaffe']} (OpenMP: {features['openmp']}, "
@@ -89,11 +98,14 @@ def run(args):
             child_features, scaling = speed_scaling.run_scaling(
                 cases, tuple(args.threads), args.scaling_rounds, max(3, args.repeats // 2),
                 prefix)
-        note = scaling_note(child_features, prefix, args.threads)
+        note = scaling_note(child_features, prefix, args.threads, scaling or ())
 
     gpu = run_gpu(caffe, args, m_cases, r_cases) if args.gpu is not None else None
     env = environment({"repeats": args.repeats, "libcaffe_openmp": features["openmp"],
                        "libcaffe_cuda": features["cuda"],
+                       "load_average_1min_start": load_start,
+                       # how the OpenMP children's idle threads wait (libgomp's default: unset)
+                       "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                        "copy_bandwidth_gbs_before_after": [round(before.reference_gbs, 2),
                                                            round(after.reference_gbs, 2)]})
     data, markdown = speed_report.report(env, bandwidth, merge, resize, scaling, note, gpu)
