@@ -231,6 +231,8 @@ def test_tool_refuses_bad_arguments(args, message):
 # ---------------------------------------------------------------------------------------------
 
 def test_scaling_children_agree_bit_for_bit():
+    # The children use the pycaffe under test: the threads differ only where that is an OpenMP
+    # build (the default build is not; the benchmark's --openmp-prefix run covers that one).
     from attention_scale.benchmarks import speed_scaling
 
     # sizes past the loops' blocks and thread splits: several pixel blocks, odd plane counts
