@@ -8,19 +8,23 @@
 
 namespace caffe {
 
-// One forward pass: one thread per element (plane, y, x) of the dst_h x dst_w
-// output planes.
+// The forward: one thread per output element (plane, y, x) runs both passes
+// for it (scale_interp_at), so the intermediate planes never go through
+// memory; the input cells it reads are shared with its neighbours' in the
+// caches.
 template <typename Dtype>
-__global__ void ScaleInterpPass(const int count,
-    const attention_scale::InterpPass pass,
-    const attention_scale::InterpAxis<Dtype> axis, const Dtype* src,
+__global__ void ScaleInterpForward(const int count,
+    const attention_scale::InterpPass first,
+    const attention_scale::InterpAxis<Dtype> first_axis,
+    const attention_scale::InterpPass second,
+    const attention_scale::InterpAxis<Dtype> second_axis, const Dtype* src,
     Dtype* dst) {
   CUDA_KERNEL_LOOP(index, count) {
-    const int x = index % pass.dst_w;
-    const int y = (index / pass.dst_w) % pass.dst_h;
-    const int plane = index / pass.dst_w / pass.dst_h;
-    dst[index] =
-        attention_scale::scale_interp_pass_at(plane, y, x, src, pass, axis);
+    const int x = index % second.dst_w;
+    const int y = (index / second.dst_w) % second.dst_h;
+    const int plane = index / second.dst_w / second.dst_h;
+    dst[index] = attention_scale::scale_interp_at(
+        plane, y, x, src, first, first_axis, second, second_axis);
   }
 }
 
@@ -43,18 +47,13 @@ __global__ void ScaleInterpGather(const int count,
 template <typename Dtype>
 void ScaleInterpLayer<Dtype>::Forward_gpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
-  const int planes = bottom[0]->num() * bottom[0]->channels();
-  Dtype* mid = buffer_.mutable_gpu_data();
-  const Dtype* src[2] = {bottom[0]->gpu_data(), mid};
-  Dtype* dst[2] = {mid, top[0]->mutable_gpu_data()};
-  for (int p = 0; p < 2; ++p) {
-    const int count = planes * pass_[p].dst_h * pass_[p].dst_w;
-    // NOLINT_NEXT_LINE(whitespace/operators)
-    ScaleInterpPass<Dtype><<<CAFFE_GET_BLOCKS(count),
-        CAFFE_CUDA_NUM_THREADS>>>(count, pass_[p], Axis(pass_[p].along_x, true),
-        src[p], dst[p]);
-    CUDA_POST_KERNEL_CHECK;
-  }
+  const int count = top[0]->count();
+  // NOLINT_NEXT_LINE(whitespace/operators)
+  ScaleInterpForward<Dtype><<<CAFFE_GET_BLOCKS(count),
+      CAFFE_CUDA_NUM_THREADS>>>(count, pass_[0], Axis(pass_[0].along_x, true),
+      pass_[1], Axis(pass_[1].along_x, true), bottom[0]->gpu_data(),
+      top[0]->mutable_gpu_data());
+  CUDA_POST_KERNEL_CHECK;
 }
 
 template <typename Dtype>

@@ -1,5 +1,6 @@
 // Attention to Scale for Caffe: WeightedScaleSum layer, CUDA kernels (the CPU
 // loops' functions).
+#include <algorithm>
 #include <vector>
 
 #include "caffe/layers/weighted_scale_sum_layer.hpp"
@@ -7,85 +8,130 @@
 
 namespace caffe {
 
-// Forward, one launch per scale s (each element is updated by one thread per
-// launch). The attention kernels split the flat index of an N x C x inner map
-// into the class plane (n, c) and the pixel i, as the CPU loops run over them.
+// One launch takes up to kLaunchScales scales: every thread runs the element
+// functions for them in order (the CPU loops' order), so an element's partial
+// result is written and read again by the same thread, from the caches, and
+// the maps cross the memory bus once rather than once per scale. More scales
+// take further launches of up to kLaunchScales each.
+static const int kLaunchScales = 8;
+
+/// The score maps (or their diffs) of the scales of one launch, by value.
 template <typename Dtype>
-__global__ void AttentionForward(const int count, const int s, const Dtype* f,
-    const Dtype* w, const int channels, const int num_scales, const int inner,
+struct ScaleMaps {
+  Dtype* map[kLaunchScales];
+};
+
+template <typename Dtype>
+static ScaleMaps<const Dtype> ScaleData(
+    const vector<Blob<Dtype>*>& bottom, int first, int size) {
+  ScaleMaps<const Dtype> maps;
+  for (int k = 0; k < kLaunchScales; ++k) {
+    maps.map[k] = (k < size) ? bottom[first + k]->gpu_data() : NULL;
+  }
+  return maps;
+}
+
+// Forward of scales first .. first + size - 1. The attention kernel splits
+// the flat index of an N x C x inner map into the class plane (n, c) and the
+// pixel i, as the CPU loops run over them.
+template <typename Dtype>
+__global__ void AttentionForward(const int count, const int first,
+    const int size, const ScaleMaps<const Dtype> f, const Dtype* w,
+    const int channels, const int num_scales, const int inner,
     Dtype* top_data) {
   CUDA_KERNEL_LOOP(index, count) {
     const int i = index % inner;
     const int plane = (index / inner) * inner;
     const int n = index / inner / channels;
-    attention_scale::attention_accumulate_at(
-        i, s, f + plane, w + (n * num_scales + s) * inner, top_data + plane);
+    for (int k = 0; k < size; ++k) {
+      const int s = first + k;
+      attention_scale::attention_accumulate_at(i, s, f.map[k] + plane,
+          w + (n * num_scales + s) * inner, top_data + plane);
+    }
   }
 }
 
 template <typename Dtype>
-__global__ void AverageForward(const int count, const int s, const Dtype* f,
-    const Dtype inv_num_scales, Dtype* top_data) {
+__global__ void AverageForward(const int count, const int first,
+    const int size, const ScaleMaps<const Dtype> f, const Dtype inv_num_scales,
+    Dtype* top_data) {
   CUDA_KERNEL_LOOP(index, count) {
-    attention_scale::average_accumulate_at(
-        index, s, f, inv_num_scales, top_data);
+    for (int k = 0; k < size; ++k) {
+      attention_scale::average_accumulate_at(
+          index, first + k, f.map[k], inv_num_scales, top_data);
+    }
   }
 }
 
 template <typename Dtype>
-__global__ void MaxForward(
-    const int count, const int s, const Dtype* f, Dtype* top_data, int* mask) {
+__global__ void MaxForward(const int count, const int first, const int size,
+    const ScaleMaps<const Dtype> f, Dtype* top_data, int* mask) {
   CUDA_KERNEL_LOOP(index, count) {
-    attention_scale::max_accumulate_at(index, s, f, top_data, mask);
+    for (int k = 0; k < size; ++k) {
+      attention_scale::max_accumulate_at(
+          index, first + k, f.map[k], top_data, mask);
+    }
   }
 }
 
-// Backward to the score map of scale s.
+// Backward to the score maps of scales first .. first + size - 1 (f_diff.map[k]
+// NULL: not wanted).
 template <typename Dtype>
-__global__ void AttentionFeatureBackward(const int count, const int s,
-    const Dtype* w, const Dtype* top_diff, const int channels,
-    const int num_scales, const int inner, Dtype* f_diff) {
+__global__ void AverageFeatureBackward(const int count, const int size,
+    const Dtype inv_num_scales, const Dtype* top_diff,
+    const ScaleMaps<Dtype> f_diff) {
   CUDA_KERNEL_LOOP(index, count) {
-    const int i = index % inner;
-    const int plane = (index / inner) * inner;
-    const int n = index / inner / channels;
-    f_diff[index] = attention_scale::attention_feature_diff_at(
-        i, w + (n * num_scales + s) * inner, top_diff + plane);
-  }
-}
-
-template <typename Dtype>
-__global__ void AverageFeatureBackward(const int count,
-    const Dtype inv_num_scales, const Dtype* top_diff, Dtype* f_diff) {
-  CUDA_KERNEL_LOOP(index, count) {
-    f_diff[index] = attention_scale::average_feature_diff_at(
+    const Dtype dg = attention_scale::average_feature_diff_at(
         index, inv_num_scales, top_diff);
+    for (int k = 0; k < size; ++k) {
+      if (f_diff.map[k]) {
+        f_diff.map[k][index] = dg;
+      }
+    }
   }
 }
 
 template <typename Dtype>
-__global__ void MaxFeatureBackward(const int count, const int s,
-    const int* mask, const Dtype* top_diff, Dtype* f_diff) {
+__global__ void MaxFeatureBackward(const int count, const int first,
+    const int size, const int* mask, const Dtype* top_diff,
+    const ScaleMaps<Dtype> f_diff) {
   CUDA_KERNEL_LOOP(index, count) {
-    f_diff[index] =
-        attention_scale::max_feature_diff_at(index, s, mask, top_diff);
+    for (int k = 0; k < size; ++k) {
+      if (f_diff.map[k]) {
+        f_diff.map[k][index] = attention_scale::max_feature_diff_at(
+            index, first + k, mask, top_diff);
+      }
+    }
   }
 }
 
-// Backward to channel s of the weights: one thread per pixel (n, i) sums over
-// the C classes in order, as the CPU loop does plane by plane.
+// ATTENTION backward of scales first .. first + size - 1: one thread per pixel
+// (n, i) goes over the C classes in order and, for each, over the scales:
+// df^s = w^s dg (where wanted) and dw^s summed over the classes in order, as
+// the CPU loop does; dg is read once for all the scales of a class.
 template <typename Dtype>
-__global__ void AttentionWeightBackward(const int pixels, const int s,
-    const Dtype* f, const Dtype* top_diff, const int channels,
-    const int num_scales, const int inner, Dtype* w_diff) {
+__global__ void AttentionBackward(const int pixels, const int first,
+    const int size, const ScaleMaps<const Dtype> f, const Dtype* w,
+    const Dtype* top_diff, const int channels, const int num_scales,
+    const int inner, const ScaleMaps<Dtype> f_diff, Dtype* w_diff) {
   CUDA_KERNEL_LOOP(index, pixels) {
     const int i = index % inner;
     const int n = index / inner;
-    Dtype* w_diff_s = w_diff + (n * num_scales + s) * inner;
     for (int c = 0; c < channels; ++c) {
       const int plane = (n * channels + c) * inner;
-      attention_scale::attention_weight_accumulate_at(
-          i, c, f + plane, top_diff + plane, w_diff_s);
+      for (int k = 0; k < size; ++k) {
+        const int s = first + k;
+        const Dtype* w_s = w + (n * num_scales + s) * inner;
+        if (f_diff.map[k]) {
+          f_diff.map[k][plane + i] = attention_scale::attention_feature_diff_at(
+              i, w_s, top_diff + plane);
+        }
+        if (w_diff) {
+          attention_scale::attention_weight_accumulate_at(i, c,
+              f.map[k] + plane, top_diff + plane,
+              w_diff + (n * num_scales + s) * inner);
+        }
+      }
     }
   }
 }
@@ -96,25 +142,27 @@ void WeightedScaleSumLayer<Dtype>::Forward_gpu(
   Dtype* top_data = top[0]->mutable_gpu_data();
   const int count = top[0]->count();
   const Dtype inv_num_scales = Dtype(1) / num_scales_;
-  for (int s = 0; s < num_scales_; ++s) {
-    const Dtype* f = bottom[s]->gpu_data();
+  for (int first = 0; first < num_scales_; first += kLaunchScales) {
+    const int size = std::min(kLaunchScales, num_scales_ - first);
+    const ScaleMaps<const Dtype> f = ScaleData(bottom, first, size);
     switch (merge_) {
       case WeightedScaleSumParameter_MergeMethod_ATTENTION:
         // NOLINT_NEXT_LINE(whitespace/operators)
         AttentionForward<Dtype><<<CAFFE_GET_BLOCKS(count),
-            CAFFE_CUDA_NUM_THREADS>>>(count, s, f,
+            CAFFE_CUDA_NUM_THREADS>>>(count, first, size, f,
             bottom[num_scales_]->gpu_data(), channels_, num_scales_, inner_,
             top_data);
         break;
       case WeightedScaleSumParameter_MergeMethod_AVERAGE:
         // NOLINT_NEXT_LINE(whitespace/operators)
         AverageForward<Dtype><<<CAFFE_GET_BLOCKS(count),
-            CAFFE_CUDA_NUM_THREADS>>>(count, s, f, inv_num_scales, top_data);
+            CAFFE_CUDA_NUM_THREADS>>>(count, first, size, f, inv_num_scales,
+            top_data);
         break;
       case WeightedScaleSumParameter_MergeMethod_MAX:
         // NOLINT_NEXT_LINE(whitespace/operators)
         MaxForward<Dtype><<<CAFFE_GET_BLOCKS(count),
-            CAFFE_CUDA_NUM_THREADS>>>(count, s, f, top_data,
+            CAFFE_CUDA_NUM_THREADS>>>(count, first, size, f, top_data,
             max_idx_.mutable_gpu_data());
         break;
       default: LOG(FATAL) << "Unknown merge method " << merge_;
@@ -129,44 +177,48 @@ void WeightedScaleSumLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
   const Dtype* top_diff = top[0]->gpu_diff();
   const int count = top[0]->count();
   const Dtype inv_num_scales = Dtype(1) / num_scales_;
-  for (int s = 0; s < num_scales_; ++s) {
-    if (!propagate_down[s]) {
+  const bool attention =
+      merge_ == WeightedScaleSumParameter_MergeMethod_ATTENTION;
+  Dtype* w_diff = (attention && propagate_down[num_scales_])
+      ? bottom[num_scales_]->mutable_gpu_diff()
+      : NULL;
+  for (int first = 0; first < num_scales_; first += kLaunchScales) {
+    const int size = std::min(kLaunchScales, num_scales_ - first);
+    ScaleMaps<Dtype> f_diff;
+    bool any = false;
+    for (int k = 0; k < kLaunchScales; ++k) {
+      const bool wanted = k < size && propagate_down[first + k];
+      f_diff.map[k] = wanted ? bottom[first + k]->mutable_gpu_diff() : NULL;
+      any = any || wanted;
+    }
+    if (!any && !w_diff) {
       continue;
     }
-    Dtype* f_diff = bottom[s]->mutable_gpu_diff();
     switch (merge_) {
-      case WeightedScaleSumParameter_MergeMethod_ATTENTION:
+      case WeightedScaleSumParameter_MergeMethod_ATTENTION: {
+        const int pixels = top[0]->num() * inner_;
         // NOLINT_NEXT_LINE(whitespace/operators)
-        AttentionFeatureBackward<Dtype><<<CAFFE_GET_BLOCKS(count),
-            CAFFE_CUDA_NUM_THREADS>>>(count, s, bottom[num_scales_]->gpu_data(),
-            top_diff, channels_, num_scales_, inner_, f_diff);
+        AttentionBackward<Dtype><<<CAFFE_GET_BLOCKS(pixels),
+            CAFFE_CUDA_NUM_THREADS>>>(pixels, first, size,
+            ScaleData(bottom, first, size), bottom[num_scales_]->gpu_data(),
+            top_diff, channels_, num_scales_, inner_, f_diff, w_diff);
         break;
+      }
       case WeightedScaleSumParameter_MergeMethod_AVERAGE:
         // NOLINT_NEXT_LINE(whitespace/operators)
         AverageFeatureBackward<Dtype><<<CAFFE_GET_BLOCKS(count),
-            CAFFE_CUDA_NUM_THREADS>>>(count, inv_num_scales, top_diff, f_diff);
+            CAFFE_CUDA_NUM_THREADS>>>(count, size, inv_num_scales, top_diff,
+            f_diff);
         break;
       case WeightedScaleSumParameter_MergeMethod_MAX:
         // NOLINT_NEXT_LINE(whitespace/operators)
         MaxFeatureBackward<Dtype><<<CAFFE_GET_BLOCKS(count),
-            CAFFE_CUDA_NUM_THREADS>>>(count, s, max_idx_.gpu_data(), top_diff,
-            f_diff);
+            CAFFE_CUDA_NUM_THREADS>>>(count, first, size, max_idx_.gpu_data(),
+            top_diff, f_diff);
         break;
       default: LOG(FATAL) << "Unknown merge method " << merge_;
     }
     CUDA_POST_KERNEL_CHECK;
-  }
-  if (merge_ == WeightedScaleSumParameter_MergeMethod_ATTENTION &&
-      propagate_down[num_scales_]) {
-    Dtype* w_diff = bottom[num_scales_]->mutable_gpu_diff();
-    const int pixels = top[0]->num() * inner_;
-    for (int s = 0; s < num_scales_; ++s) {
-      // NOLINT_NEXT_LINE(whitespace/operators)
-      AttentionWeightBackward<Dtype><<<CAFFE_GET_BLOCKS(pixels),
-          CAFFE_CUDA_NUM_THREADS>>>(pixels, s, bottom[s]->gpu_data(), top_diff,
-          channels_, num_scales_, inner_, w_diff);
-      CUDA_POST_KERNEL_CHECK;
-    }
   }
 }
 

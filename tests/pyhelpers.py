@@ -169,18 +169,10 @@ def numeric_gradient(fn, x, eps=1e-6):
 # ---------------------------------------------------------------------------------------------
 
 def import_caffe():
-    """Import pycaffe; a missing pycaffe fails the test (the README's setup installs it)."""
-    # glog reads GLOG_minloglevel when libcaffe loads: quiet it for this process only, so that
-    # subprocesses of other tests (the `caffe` tool) still log.
-    previous = os.environ.get("GLOG_minloglevel")
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    try:
-        import caffe  # noqa: F401  (ImportError here is a test failure, on purpose)
-    finally:
-        if previous is None:
-            del os.environ["GLOG_minloglevel"]
-    caffe.set_mode_cpu()
-    return caffe
+    """pycaffe in CPU mode, glog quiet for this process only; a missing pycaffe fails the test
+    (the README's setup installs it)."""
+    from attention_scale.pycaffe import import_caffe as package_import_caffe
+    return package_import_caffe()
 
 
 def input_layers(shapes):

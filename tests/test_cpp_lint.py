@@ -2,8 +2,9 @@
 as `make lint` runs it: `python scripts/cpp_lint.py FILE` from the tree's root for every
 .cpp/.hpp/.cu/.cuh file, where any output line but "Done processing" and "Total errors found: 0"
 is a failure. BVLC's cpp_lint.py runs under Python 3 through `six` (a dependency of pycaffe);
-Python 3.11 warns that its `sre_compile` import is deprecated, a warning about the interpreter
-and not about the files, so it is silenced.
+Python 3.11 warns that its `sre_compile` import is deprecated, and Python 3.12+ that its regex
+strings hold invalid escapes (SyntaxWarning): warnings about the script and the interpreter, not
+about the files, so both are silenced.
 
 The files are linted in a scratch copy of their destination paths (what the lint sees: the path
 relative to the root and the contents), so the test checks the checkout, not whatever the last
@@ -31,7 +32,8 @@ def cpp_lint(caffe_paths):
 
 def run_lint(script, root, files):
     """The lines `make lint` would report for `files` (paths relative to `root`)."""
-    res = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", str(script), *files],
+    res = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning",
+                          "-W", "ignore::SyntaxWarning", str(script), *files],
                          cwd=root, capture_output=True, text=True, timeout=300)
     lines = (res.stdout + res.stderr).splitlines()
     return [line for line in lines

@@ -14,7 +14,7 @@ float coordinate equals the exact one (zoom 8 from 41 to 321, any ratio with a s
 fraction), and elsewhere differ by exactly what the float grid's misplacement of the sample
 makes: (its coordinate error) x (the local slope of the input), which these tests check.
 
-Run as a script, this file prints the measured differences for the README (the converter section).
+Run as a script, this file prints the measured differences for docs/layers.md (DeepLab's Interp and ScaleInterp).
 """
 
 import sys

@@ -181,6 +181,46 @@ def test_ctrl_c_stops_with_a_snapshot_and_leaves_no_worker(tmp_path, toy):
     assert not any(Path(f"/proc/{p}").exists() for p in pids)
 
 
+class _BusyStderr:
+    """A stderr in the middle of a write: Python 3.13 raises when a signal handler re-enters
+    a buffered stream that way (seen in the Debian 13 proof, where Ctrl-C arrived mid-print)."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def fileno(self):
+        return self.fd
+
+    def write(self, text):
+        raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stderr>'>")
+
+    def flush(self):
+        raise RuntimeError("reentrant call inside <_io.BufferedWriter name='<stderr>'>")
+
+
+def test_ctrl_c_message_does_not_reenter_a_busy_stderr(monkeypatch):
+    class Running:
+        def poll(self):
+            return None
+
+        def kill(self):
+            raise AssertionError("the first Ctrl-C must not kill Caffe")
+
+    read_end, write_end = os.pipe()
+    try:
+        monkeypatch.setattr(sys, "stderr", _BusyStderr(write_end))
+        runner._CtrlC(Running())._handler(signal.SIGINT, None)
+        os.close(write_end)
+        write_end = None
+        with os.fdopen(read_end) as pipe:
+            read_end = None
+            assert "Ctrl-C: Caffe finishes this iteration, snapshots and stops" in pipe.read()
+    finally:
+        for fd in (read_end, write_end):
+            if fd is not None:
+                os.close(fd)
+
+
 def test_a_diverging_run_is_stopped_with_a_message(tmp_path, toy):
     wild = TEST_SOLVER.with_(type="SGD", base_lr=50.0, momentum2=None, max_iter=200)
     folder = small_files(tmp_path, "cpp", toy, wild)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Time the Python fallback layers against the C++ layers (CPU, forward + backward) at the sizes of
-SPEC section 3, both in one run on the same inputs; then (unless --no-memory) the peak memory each
-form needs beyond the net's blobs, each measured in a fresh child process against a baseline child
-of the same run; print the Python / C++ ratios and write benchmarks/layers.json and
-benchmarks/layers.md."""
+the paper's nets (DeepLab-LargeFOV, 321 crop, 513 test input), both in one run on the same inputs;
+then (unless --no-memory) the peak memory each form needs beyond the net's blobs, each measured in
+a fresh child process against a baseline child of the same run; print the Python / C++ ratios and
+write benchmarks/layers.json and benchmarks/layers.md."""
 
 import argparse
 import os

@@ -46,6 +46,9 @@ def parse_args(argv):
     parser.add_argument("--cuda-arch", nargs="+", default=list(builder.DEFAULT_CUDA_ARCHS),
                         metavar="SM", help="compute capabilities for --cuda (default: 80 86 90;"
                                            " CUDA 13 supports 75 and newer)")
+    parser.add_argument("--openmp", action="store_true",
+                        help="compile with OpenMP (Caffe's USE_OPENMP): the layers' CPU loops "
+                             "then use OMP_NUM_THREADS threads (same results); a separate build")
     parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--venv", type=Path, help="wire this venv to the build: pycaffe on its "
                                                   "path and bin/caffe")
@@ -77,7 +80,7 @@ def main(argv=None) -> int:
                               cuda=args.cuda, cuda_archs=args.cuda_arch, jobs=args.jobs,
                               source_tarball=args.source_tarball, source_url=args.source_url,
                               source_route=args.source_route,
-                              extra_cmake_args=extra)
+                              extra_cmake_args=extra, openmp=args.openmp)
     try:
         if args.compat_patch:
             builder.ti.check_tree(args.compat_patch.resolve())

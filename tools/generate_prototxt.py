@@ -31,7 +31,7 @@ def parse_args(argv=None):
     p.add_argument("--num-classes", type=int, default=21)
     p.add_argument("--batch-size", type=int, default=10, help="train net's batch (default 10)")
     p.add_argument("--crop-size", type=int, default=321, help="training crop (default 321)")
-    solver = p.add_argument_group("solver (defaults: the paper's schedule, see README)")
+    solver = p.add_argument_group("solver (defaults: the paper's schedule, see docs/training.md)")
     solver.add_argument("--solver-type", default="SGD", help="SGD, Adam, ...")
     solver.add_argument("--base-lr", type=float, default=0.001)
     solver.add_argument("--lr-policy", default="step", help="step (x0.1 every --stepsize), fixed, ...")

@@ -13,14 +13,6 @@
 #include "caffe/util/math_functions.hpp"
 #include "caffe/util/scale_interp.hpp"
 
-// The row helpers below stay out of line: inlined into their callers, GCC 12 no
-// longer used the
-// __restrict__ of their parameters and did not vectorize them.
-#if defined(__GNUC__)
-#define ATS_NOINLINE __attribute__((noinline))
-#else
-#define ATS_NOINLINE
-#endif
 
 namespace caffe {
 
@@ -263,151 +255,190 @@ attention_scale::InterpAxis<Dtype> ScaleInterpLayer<Dtype>::Axis(
       axis_width_[a], geometry_.nearest);
 }
 
-// The CPU loops run row by row through helpers whose output row is __restrict__
-// (it overlaps neither the input nor the tables) and which know the pass's axis
-// at compile time, so the compiler keeps a row's table entries in registers and
-// vectorizes along y. Each helper calls the element functions of
-// caffe/util/scale_interp.hpp that the CUDA kernels call.
+// The CPU loops take one plane at a time: both passes of a plane run before
+// the next plane starts, through one plane of intermediate values per thread
+// (plane_buffer_), which stays in cache, and planes are shared out among the
+// OpenMP threads where Caffe was built with OpenMP. Within a plane they run row
+// by row through helpers whose pointers are __restrict__ and whose loops are
+// plain enough for the compiler to vectorize (the selects of interp_mix and
+// interp_gather_add are branch-free). Every output is computed by the element
+// functions of caffe/util/scale_interp.hpp that the CUDA kernels call, in the
+// same order, whatever the number of threads.
 
-/// Row y of output plane `plane` of a forward pass along x (kAlongX) or y.
-template <typename Dtype, bool kAlongX>
-static ATS_NOINLINE void ScaleInterpPassRow(int plane, int y,
-    const Dtype* __restrict__ src, const attention_scale::InterpPass& pass,
-    const attention_scale::InterpAxis<Dtype>& axis, Dtype* __restrict__ row) {
-  attention_scale::InterpPass p = pass;
-  p.along_x = kAlongX;
-  const attention_scale::InterpAxis<Dtype> a = axis;
-  for (int x = 0; x < p.dst_w; ++x) {
-    row[x] = attention_scale::scale_interp_pass_at(plane, y, x, src, p, a);
-  }
-}
-
-/// Row y of source plane `plane` of the backward of a pass along x, element by
-/// element (scale_interp_gather_at); kWidth > 0: the window width, known to the
-/// compiler.
-template <typename Dtype, int kWidth>
-static ATS_NOINLINE void ScaleInterpGatherRowX(int plane, int y,
-    const Dtype* __restrict__ dst_diff, const attention_scale::InterpPass& pass,
-    const attention_scale::InterpAxis<Dtype>& axis, Dtype* __restrict__ row) {
-  attention_scale::InterpPass p = pass;
-  p.along_x = true;
-  attention_scale::InterpAxis<Dtype> a = axis;
-  if (kWidth > 0) {
-    a.width = kWidth;
-  }
-  for (int x = 0; x < p.src_w; ++x) {
-    row[x] =
-        attention_scale::scale_interp_gather_at(plane, y, x, dst_diff, p, a);
-  }
-}
-
-/// Step k of every element of row sy of the window (source planes) of the
-/// backward of a pass along y: a row operation, window += weight * (diff row
-/// first[sy] + k).
+/// Forward along x of one row: out[x] = interp_mix of line[i0[x]] and
+/// line[i1[x]] (a gather).
 template <typename Dtype>
-static ATS_NOINLINE void ScaleInterpGatherRowStepY(int plane, int sy, int k,
-    const Dtype* __restrict__ dst_diff, const attention_scale::InterpPass& pass,
-    const attention_scale::InterpAxis<Dtype>& axis,
-    Dtype* __restrict__ window) {
-  attention_scale::InterpPass p = pass;
-  p.along_x = false;
-  const attention_scale::InterpAxis<Dtype> a = axis;
-  for (int sx = 0; sx < p.eff_w; ++sx) {
-    window[sx] = attention_scale::scale_interp_gather_step(
-        window[sx], plane, sy, sx, k, dst_diff, p, a);
+static ATS_NOINLINE void InterpRowAlongX(const Dtype* __restrict__ line,
+    const attention_scale::InterpAxis<Dtype>& axis, int size,
+    Dtype* __restrict__ out) {
+  const int* __restrict__ i0 = axis.i0;
+  const int* __restrict__ i1 = axis.i1;
+  const Dtype* __restrict__ lambda = axis.lambda;
+  if (axis.nearest) {
+    for (int x = 0; x < size; ++x) {
+      out[x] = attention_scale::interp_mix(
+          line[i0[x]], line[i1[x]], lambda[x], true);
+    }
+    return;
+  }
+  for (int x = 0; x < size; ++x) {
+    out[x] = attention_scale::interp_mix(
+        line[i0[x]], line[i1[x]], lambda[x], false);
   }
 }
 
-/// Forward pass over `planes` planes: dst (dense dst_h x dst_w planes) from
-/// src.
+/// Forward along y of one row, from source rows r0 and r1 with the row's one
+/// weight lambda of r1: interp_mix, decided once for the row (a copy of r0
+/// where the weight is zero, else interp_blend).
 template <typename Dtype>
-static void ScaleInterpPassCpu(int planes,
-    const attention_scale::InterpPass& pass,
+static ATS_NOINLINE void InterpRowAlongY(const Dtype* __restrict__ r0,
+    const Dtype* __restrict__ r1, Dtype lambda, bool nearest, int size,
+    Dtype* __restrict__ out) {
+  if (nearest || lambda == Dtype(0)) {
+    for (int x = 0; x < size; ++x) {
+      out[x] = r0[x];
+    }
+    return;
+  }
+  for (int x = 0; x < size; ++x) {
+    out[x] = attention_scale::interp_blend(r0[x], r1[x], lambda);
+  }
+}
+
+/// Forward of one pass on one plane: dst (dst_h x dst_w) from the eff_h x
+/// eff_w window at (off_y, off_x) of src (src_h x src_w).
+template <typename Dtype>
+static void InterpPassPlane(const attention_scale::InterpPass& pass,
     const attention_scale::InterpAxis<Dtype>& axis, const Dtype* src,
     Dtype* dst) {
-  for (int plane = 0; plane < planes; ++plane) {
-    for (int y = 0; y < pass.dst_h; ++y) {
-      Dtype* row =
-          dst + (static_cast<size_t>(plane) * pass.dst_h + y) * pass.dst_w;
-      if (pass.along_x) {
-        ScaleInterpPassRow<Dtype, true>(plane, y, src, pass, axis, row);
-      } else {
-        ScaleInterpPassRow<Dtype, false>(plane, y, src, pass, axis, row);
-      }
+  const Dtype* window =
+      src + static_cast<size_t>(pass.off_y) * pass.src_w + pass.off_x;
+  for (int y = 0; y < pass.dst_h; ++y) {
+    Dtype* row = dst + static_cast<size_t>(y) * pass.dst_w;
+    if (pass.along_x) {
+      InterpRowAlongX(
+          window + static_cast<size_t>(y) * pass.src_w, axis, pass.dst_w, row);
+    } else {
+      InterpRowAlongY(window + static_cast<size_t>(axis.i0[y]) * pass.src_w,
+          window + static_cast<size_t>(axis.i1[y]) * pass.src_w,
+          axis.lambda[y], axis.nearest, pass.dst_w, row);
     }
   }
 }
 
-/// Backward of a pass: src_diff (dense src_h x src_w planes) gathered from
-/// dst_diff. Along x, element by element, with the window width a compile-time
-/// constant up to 6 (the steps are then unrolled). Along y, every element of a
-/// window row takes step k before any takes step k + 1: each still sums its
-/// steps from zero in the order of scale_interp_gather_at, and the loop over
-/// the row is a plain row operation. Cells outside the window get zero, as
-/// scale_interp_gather_at gives.
+/// Backward along x of row sy of the window: window[sx] = the gather of
+/// scale_interp_gather_at (interp_gather_add of the diffs of outputs first[sx]
+/// + k, k = 0 .. width - 1, from zero). kWidth > 0: the window width, known to
+/// the compiler (the steps are then unrolled).
+template <typename Dtype, int kWidth>
+static ATS_NOINLINE void InterpGatherRowAlongX(const Dtype* __restrict__ diff,
+    const attention_scale::InterpAxis<Dtype>& axis, int size,
+    Dtype* __restrict__ window) {
+  const int width = (kWidth > 0) ? kWidth : axis.width;
+  const int* __restrict__ first = axis.first;
+  const Dtype* __restrict__ weight = axis.weight;
+  for (int sx = 0; sx < size; ++sx) {
+    Dtype sum(0);
+    for (int k = 0; k < width; ++k) {
+      sum = attention_scale::interp_gather_add(
+          sum, weight[sx * width + k], diff[first[sx] + k]);
+    }
+    window[sx] = sum;
+  }
+}
+
+/// Backward along y, step k of window row sy: window += weight * (diff row
+/// first[sy] + k) by interp_gather_add, a row operation (a zero weight adds
+/// nothing, so its row is skipped).
 template <typename Dtype>
-static void ScaleInterpGatherCpu(int planes,
-    const attention_scale::InterpPass& pass,
+static ATS_NOINLINE void InterpGatherRowStepAlongY(
+    const Dtype* __restrict__ diff, Dtype weight, int size,
+    Dtype* __restrict__ window) {
+  if (weight == Dtype(0)) {
+    return;
+  }
+  for (int sx = 0; sx < size; ++sx) {
+    window[sx] =
+        attention_scale::interp_gather_add(window[sx], weight, diff[sx]);
+  }
+}
+
+/// Backward of one pass on one plane: src_diff (src_h x src_w) gathered from
+/// dst_diff (dst_h x dst_w); zero outside the window (cropped-away cells), as
+/// scale_interp_gather_at gives. Along y every element of a window row takes
+/// step k before any takes step k + 1: each still sums its steps from zero in
+/// the order of scale_interp_gather_at.
+template <typename Dtype>
+static void InterpGatherPlane(const attention_scale::InterpPass& pass,
     const attention_scale::InterpAxis<Dtype>& axis, const Dtype* dst_diff,
     Dtype* src_diff) {
-  for (int plane = 0; plane < planes; ++plane) {
-    for (int y = 0; y < pass.src_h; ++y) {
-      Dtype* row =
-          src_diff + (static_cast<size_t>(plane) * pass.src_h + y) * pass.src_w;
-      if (pass.along_x) {
-        switch (axis.width) {
-          case 1:
-            ScaleInterpGatherRowX<Dtype, 1>(
-                plane, y, dst_diff, pass, axis, row);
-            break;
-          case 2:
-            ScaleInterpGatherRowX<Dtype, 2>(
-                plane, y, dst_diff, pass, axis, row);
-            break;
-          case 3:
-            ScaleInterpGatherRowX<Dtype, 3>(
-                plane, y, dst_diff, pass, axis, row);
-            break;
-          case 4:
-            ScaleInterpGatherRowX<Dtype, 4>(
-                plane, y, dst_diff, pass, axis, row);
-            break;
-          case 5:
-            ScaleInterpGatherRowX<Dtype, 5>(
-                plane, y, dst_diff, pass, axis, row);
-            break;
-          case 6:
-            ScaleInterpGatherRowX<Dtype, 6>(
-                plane, y, dst_diff, pass, axis, row);
-            break;
-          default:
-            ScaleInterpGatherRowX<Dtype, 0>(
-                plane, y, dst_diff, pass, axis, row);
-        }
-        continue;
-      }
+  for (int y = 0; y < pass.src_h; ++y) {
+    Dtype* row = src_diff + static_cast<size_t>(y) * pass.src_w;
+    const int sy = y - pass.off_y;
+    if (sy < 0 || sy >= pass.eff_h) {
       caffe_set(pass.src_w, Dtype(0), row);
-      const int sy = y - pass.off_y;
-      if (sy < 0 || sy >= pass.eff_h) {
-        continue;
-      }
+      continue;
+    }
+    Dtype* window = row + pass.off_x;
+    caffe_set(pass.off_x, Dtype(0), row);
+    const int end = pass.off_x + pass.eff_w;
+    caffe_set(pass.src_w - end, Dtype(0), row + end);
+    if (!pass.along_x) {
+      caffe_set(pass.eff_w, Dtype(0), window);
       for (int k = 0; k < axis.width; ++k) {
-        ScaleInterpGatherRowStepY(
-            plane, sy, k, dst_diff, pass, axis, row + pass.off_x);
+        InterpGatherRowStepAlongY(dst_diff +
+            static_cast<size_t>(axis.first[sy] + k) * pass.dst_w,
+            axis.weight[sy * axis.width + k], pass.eff_w, window);
       }
+      continue;
+    }
+    const Dtype* diff = dst_diff + static_cast<size_t>(sy) * pass.dst_w;
+    switch (axis.width) {
+      case 1: InterpGatherRowAlongX<Dtype, 1>(diff, axis, pass.eff_w, window);
+        break;
+      case 2: InterpGatherRowAlongX<Dtype, 2>(diff, axis, pass.eff_w, window);
+        break;
+      case 3: InterpGatherRowAlongX<Dtype, 3>(diff, axis, pass.eff_w, window);
+        break;
+      case 4: InterpGatherRowAlongX<Dtype, 4>(diff, axis, pass.eff_w, window);
+        break;
+      default: InterpGatherRowAlongX<Dtype, 0>(diff, axis, pass.eff_w, window);
     }
   }
+}
+
+/// Threads for `planes` planes of `plane_size` intermediate values each: at
+/// most one per plane, and their buffers must fit in a blob.
+static int ScaleInterpThreads(int planes, int plane_size) {
+  const int threads = std::min(attention_scale::MaxThreads(), planes);
+  return std::max(1, std::min(threads, INT_MAX / std::max(plane_size, 1)));
 }
 
 template <typename Dtype>
 void ScaleInterpLayer<Dtype>::Forward_cpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   const int planes = bottom[0]->num() * bottom[0]->channels();
-  Dtype* mid = buffer_.mutable_cpu_data();
-  ScaleInterpPassCpu(planes, pass_[0], Axis(pass_[0].along_x, false),
-      bottom[0]->cpu_data(), mid);
-  ScaleInterpPassCpu(planes, pass_[1], Axis(pass_[1].along_x, false), mid,
-      top[0]->mutable_cpu_data());
+  const attention_scale::InterpPass first = pass_[0], second = pass_[1];
+  const attention_scale::InterpAxis<Dtype> first_axis =
+      Axis(first.along_x, false);
+  const attention_scale::InterpAxis<Dtype> second_axis =
+      Axis(second.along_x, false);
+  const int mid_size = first.dst_h * first.dst_w;
+  const int threads = ScaleInterpThreads(planes, mid_size);
+  plane_buffer_.Reshape(vector<int>(1, threads * mid_size));
+  Dtype* buffer = plane_buffer_.mutable_cpu_data();
+  const Dtype* bottom_data = bottom[0]->cpu_data();
+  Dtype* top_data = top[0]->mutable_cpu_data();
+  const size_t in_size = static_cast<size_t>(first.src_h) * first.src_w;
+  const size_t out_size = static_cast<size_t>(second.dst_h) * second.dst_w;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+  for (int plane = 0; plane < planes; ++plane) {
+    Dtype* mid = buffer + attention_scale::ThreadNum() * mid_size;
+    InterpPassPlane(first, first_axis, bottom_data + plane * in_size, mid);
+    InterpPassPlane(second, second_axis, mid, top_data + plane * out_size);
+  }
 }
 
 template <typename Dtype>
@@ -422,11 +453,27 @@ void ScaleInterpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   }
   // The passes in reverse order, each transposed.
   const int planes = bottom[0]->num() * bottom[0]->channels();
-  Dtype* mid = buffer_.mutable_cpu_diff();
-  ScaleInterpGatherCpu(
-      planes, pass_[1], Axis(pass_[1].along_x, false), top[0]->cpu_diff(), mid);
-  ScaleInterpGatherCpu(planes, pass_[0], Axis(pass_[0].along_x, false), mid,
-      bottom[0]->mutable_cpu_diff());
+  const attention_scale::InterpPass first = pass_[0], second = pass_[1];
+  const attention_scale::InterpAxis<Dtype> first_axis =
+      Axis(first.along_x, false);
+  const attention_scale::InterpAxis<Dtype> second_axis =
+      Axis(second.along_x, false);
+  const int mid_size = first.dst_h * first.dst_w;
+  const int threads = ScaleInterpThreads(planes, mid_size);
+  plane_buffer_.Reshape(vector<int>(1, threads * mid_size));
+  Dtype* buffer = plane_buffer_.mutable_cpu_data();
+  const Dtype* top_diff = top[0]->cpu_diff();
+  Dtype* bottom_diff = bottom[0]->mutable_cpu_diff();
+  const size_t in_size = static_cast<size_t>(first.src_h) * first.src_w;
+  const size_t out_size = static_cast<size_t>(second.dst_h) * second.dst_w;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+  for (int plane = 0; plane < planes; ++plane) {
+    Dtype* mid = buffer + attention_scale::ThreadNum() * mid_size;
+    InterpGatherPlane(second, second_axis, top_diff + plane * out_size, mid);
+    InterpGatherPlane(first, first_axis, mid, bottom_diff + plane * in_size);
+  }
 }
 
 #ifdef CPU_ONLY

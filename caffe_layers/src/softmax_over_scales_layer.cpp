@@ -68,8 +68,39 @@ void SoftmaxOverScalesLayer<Dtype>::Reshape(
 // the block before the next: every pixel still takes the steps in the order
 // softmax_over_scales_pixel and softmax_over_scales_diff_at (what the CUDA
 // kernels call) take them, but the loops over a block are contiguous and
-// vectorize.
+// vectorize. The blocks are independent: with OpenMP, threads share them out.
 static const int kBlock = 512;
+
+/// Forward of pixels [begin, begin + size) of one sample (x: its logits, y: its
+/// weights; x == y in place).
+template <typename Dtype>
+static void SoftmaxForwardBlock(const Dtype* x, Dtype* y, int begin, int size,
+    int num_scales, int inner) {
+  Dtype peak[kBlock], sum[kBlock];
+  for (int j = 0; j < size; ++j) {
+    peak[j] = x[begin + j];
+  }
+  for (int s = 1; s < num_scales; ++s) {
+    for (int j = 0; j < size; ++j) {
+      peak[j] =
+          attention_scale::softmax_max_step(peak[j], begin + j, s, x, inner);
+    }
+  }
+  for (int j = 0; j < size; ++j) {
+    sum[j] = Dtype(0);
+  }
+  for (int s = 0; s < num_scales; ++s) {
+    for (int j = 0; j < size; ++j) {
+      sum[j] = attention_scale::softmax_exp_step(
+          sum[j], peak[j], begin + j, s, x, y, inner);
+    }
+  }
+  for (int s = 0; s < num_scales; ++s) {
+    for (int j = 0; j < size; ++j) {
+      attention_scale::softmax_normalize_step(sum[j], begin + j, s, y, inner);
+    }
+  }
+}
 
 template <typename Dtype>
 void SoftmaxOverScalesLayer<Dtype>::Forward_cpu(
@@ -89,36 +120,44 @@ void SoftmaxOverScalesLayer<Dtype>::Forward_cpu(
     }
     in = top_data;
   }
-  Dtype peak[kBlock], sum[kBlock];
-  for (int n = 0; n < num; ++n) {
-    const Dtype* x = in + n * sample;
-    Dtype* y = top_data + n * sample;
-    for (int begin = 0; begin < inner_; begin += kBlock) {
-      const int size = std::min(kBlock, inner_ - begin);
-      for (int j = 0; j < size; ++j) {
-        peak[j] = x[begin + j];
-      }
-      for (int s = 1; s < num_scales_; ++s) {
-        for (int j = 0; j < size; ++j) {
-          peak[j] = attention_scale::softmax_max_step(
-              peak[j], begin + j, s, x, inner_);
-        }
-      }
-      for (int j = 0; j < size; ++j) {
-        sum[j] = Dtype(0);
-      }
-      for (int s = 0; s < num_scales_; ++s) {
-        for (int j = 0; j < size; ++j) {
-          sum[j] = attention_scale::softmax_exp_step(
-              sum[j], peak[j], begin + j, s, x, y, inner_);
-        }
-      }
-      for (int s = 0; s < num_scales_; ++s) {
-        for (int j = 0; j < size; ++j) {
-          attention_scale::softmax_normalize_step(
-              sum[j], begin + j, s, y, inner_);
-        }
-      }
+  const int blocks = (inner_ + kBlock - 1) / kBlock;
+  const int jobs = num * blocks;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+  for (int job = 0; job < jobs; ++job) {
+    const int n = job / blocks;
+    const int begin = (job - n * blocks) * kBlock;
+    SoftmaxForwardBlock(in + n * sample, top_data + n * sample, begin,
+        std::min(kBlock, inner_ - begin), num_scales_, inner_);
+  }
+}
+
+/// Backward of pixels [begin, begin + size) of sample n: diff[s] (NULL: not
+/// wanted) is the diff of channel s of sample 0, diff_sample[s] its stride per
+/// sample.
+template <typename Dtype>
+static void SoftmaxBackwardBlock(const Dtype* y, const Dtype* dy, int n,
+    int begin, int size, int num_scales, int inner, Dtype* const* diff,
+    const int* diff_sample) {
+  Dtype dot[kBlock];
+  for (int j = 0; j < size; ++j) {
+    dot[j] = Dtype(0);
+  }
+  for (int t = 0; t < num_scales; ++t) {
+    for (int j = 0; j < size; ++j) {
+      dot[j] =
+          attention_scale::softmax_dot_step(dot[j], begin + j, t, y, dy, inner);
+    }
+  }
+  for (int s = 0; s < num_scales; ++s) {
+    if (!diff[s]) {
+      continue;
+    }
+    Dtype* dx = diff[s] + n * diff_sample[s];
+    for (int j = 0; j < size; ++j) {
+      dx[begin + j] = attention_scale::softmax_over_scales_diff(
+          dot[j], begin + j, s, y, dy, inner);
     }
   }
 }
@@ -142,32 +181,17 @@ void SoftmaxOverScalesLayer<Dtype>::Backward_cpu(
   const Dtype* top_data = top[0]->cpu_data();
   const Dtype* top_diff = top[0]->cpu_diff();
   const int sample = num_scales_ * inner_;
-  Dtype dot[kBlock];
-  for (int n = 0; n < top[0]->num(); ++n) {
-    const Dtype* y = top_data + n * sample;
-    const Dtype* dy = top_diff + n * sample;
-    for (int begin = 0; begin < inner_; begin += kBlock) {
-      const int size = std::min(kBlock, inner_ - begin);
-      for (int j = 0; j < size; ++j) {
-        dot[j] = Dtype(0);
-      }
-      for (int t = 0; t < num_scales_; ++t) {
-        for (int j = 0; j < size; ++j) {
-          dot[j] = attention_scale::softmax_dot_step(
-              dot[j], begin + j, t, y, dy, inner_);
-        }
-      }
-      for (int s = 0; s < num_scales_; ++s) {
-        if (!diff[s]) {
-          continue;
-        }
-        Dtype* dx = diff[s] + n * diff_sample[s];
-        for (int j = 0; j < size; ++j) {
-          dx[begin + j] = attention_scale::softmax_over_scales_diff(
-              dot[j], begin + j, s, y, dy, inner_);
-        }
-      }
-    }
+  const int blocks = (inner_ + kBlock - 1) / kBlock;
+  const int jobs = top[0]->num() * blocks;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+  for (int job = 0; job < jobs; ++job) {
+    const int n = job / blocks;
+    const int begin = (job - n * blocks) * kBlock;
+    SoftmaxBackwardBlock(top_data + n * sample, top_diff + n * sample, n, begin,
+        std::min(kBlock, inner_ - begin), num_scales_, inner_, &diff[0],
+        &diff_sample[0]);
   }
 }
 

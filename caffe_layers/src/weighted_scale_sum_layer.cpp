@@ -76,185 +76,263 @@ void WeightedScaleSumLayer<Dtype>::Reshape(
   }
 }
 
-// The CPU loops. Every element takes the element functions of
+// The CPU loops go block by block over the pixels (kBlock of them): within a
+// block every element takes the element functions of
 // caffe/util/weighted_scale_sum.hpp for scales s = 0, 1, .. in order, as in the
-// CUDA kernels (one launch per scale there); here one pass over the elements
-// takes up to kGroup consecutive scales, so a partial result stays in a
-// register instead of going through memory once per scale.
+// CUDA kernels (one launch per scale there). AVERAGE and MAX take one scale at
+// a time over a block (the partial results stay in the L1 cache); ATTENTION
+// takes up to kGroup scales in one pass, the partial sum in a register, and all
+// the classes of a block of pixels together, so the block's weights are read
+// from memory once. Every loop is a plain one that vectorizes. The blocks are
+// independent: with OpenMP, threads share them out.
+static const int kBlock = 8192;
 static const int kGroup = 4;
 
-/// op(i, s) for every i in [begin, end) and s = first .. first + G - 1, in that
-/// order per i.
-template <int G, typename Op>
-static inline void ScaleGroupPass(int begin, int end, int first, const Op& op) {
+/// Blocks of kBlock elements in a plane of `size` elements.
+static inline int Blocks(int size) { return (size + kBlock - 1) / kBlock; }
+
+/// ATTENTION forward of [begin, end) for scales s0 .. s0 + G - 1 (pointers to
+/// the class plane of each score map and to the weight plane of each scale):
+/// top = (s0 == 0: 0, else top) + w^s0 f^s0 + ... in the order of
+/// attention_accumulate_at.
+template <typename Dtype, int G, bool kFirst>
+static ATS_NOINLINE void AttentionForwardGroup(int begin, int end,
+    const Dtype* const* f, const Dtype* const* w, Dtype* __restrict__ top) {
+  const Dtype* __restrict__ f0 = f[0];
+  const Dtype* __restrict__ f1 = f[G > 1 ? 1 : 0];
+  const Dtype* __restrict__ f2 = f[G > 2 ? 2 : 0];
+  const Dtype* __restrict__ f3 = f[G > 3 ? 3 : 0];
+  const Dtype* __restrict__ w0 = w[0];
+  const Dtype* __restrict__ w1 = w[G > 1 ? 1 : 0];
+  const Dtype* __restrict__ w2 = w[G > 2 ? 2 : 0];
+  const Dtype* __restrict__ w3 = w[G > 3 ? 3 : 0];
   for (int i = begin; i < end; ++i) {
-    for (int g = 0; g < G; ++g) {
-      op(i, first + g);
+    Dtype t = kFirst
+        ? attention_scale::attention_term(w0[i], f0[i])
+        : attention_scale::attention_term_add(top[i], w0[i], f0[i]);
+    if (G > 1) {
+      t = attention_scale::attention_term_add(t, w1[i], f1[i]);
     }
+    if (G > 2) {
+      t = attention_scale::attention_term_add(t, w2[i], f2[i]);
+    }
+    if (G > 3) {
+      t = attention_scale::attention_term_add(t, w3[i], f3[i]);
+    }
+    top[i] = t;
   }
 }
 
-/// op(i, s) for every i in [begin, end) and s = 0 .. num_scales - 1, in that
-/// order per i.
-template <typename Op>
-static void ScalePasses(int begin, int end, int num_scales, const Op& op) {
+/// AttentionForwardGroup with the group size and first flag as constants.
+template <typename Dtype, bool kFirst>
+static void AttentionForwardGroupOf(int size, int begin, int end,
+    const Dtype* const* f, const Dtype* const* w, Dtype* top) {
+  switch (size) {
+    case 1: AttentionForwardGroup<Dtype, 1, kFirst>(begin, end, f, w, top);
+      break;
+    case 2: AttentionForwardGroup<Dtype, 2, kFirst>(begin, end, f, w, top);
+      break;
+    case 3: AttentionForwardGroup<Dtype, 3, kFirst>(begin, end, f, w, top);
+      break;
+    default: AttentionForwardGroup<Dtype, 4, kFirst>(begin, end, f, w, top);
+  }
+}
+
+/// The ATTENTION forward of [begin, end) of one class plane, every scale, in
+/// groups of up to kGroup scales.
+template <typename Dtype>
+static void AttentionForwardGroups(int begin, int end, int num_scales,
+    const Dtype* const* f, const Dtype* const* w, Dtype* top) {
   for (int s = 0; s < num_scales; s += kGroup) {
-    switch (std::min(kGroup, num_scales - s)) {
-      case 4: ScaleGroupPass<4>(begin, end, s, op); break;
-      case 3: ScaleGroupPass<3>(begin, end, s, op); break;
-      case 2: ScaleGroupPass<2>(begin, end, s, op); break;
-      default: ScaleGroupPass<1>(begin, end, s, op); break;
+    const int size = std::min(kGroup, num_scales - s);
+    if (s == 0) {
+      AttentionForwardGroupOf<Dtype, true>(size, begin, end, f, w, top);
+    } else {
+      AttentionForwardGroupOf<Dtype, false>(size, begin, end, f + s, w + s,
+          top);
     }
   }
 }
 
-// The operations, on pointers prepared by the loops: f[s] (score map of scale
-// s), w[s] (the weights of scale s), for the class plane or the whole blob that
-// the pass covers.
-template <typename Dtype>
-struct AttentionForwardOp {
-  const Dtype* const* f;
-  const Dtype* const* w;
-  Dtype* top;
-  inline void operator()(int i, int s) const {
-    attention_scale::attention_accumulate_at(i, s, f[s], w[s], top);
+/// ATTENTION backward of [begin, end) of class plane c for scale s, both
+/// diffs in one pass: df^s = w^s dg (attention_feature_diff_at) and dw^s (=
+/// for the first class, else +=) f^s dg (attention_weight_accumulate_at).
+template <typename Dtype, bool kFirstClass>
+static ATS_NOINLINE void AttentionBackwardScale(int begin, int end,
+    const Dtype* __restrict__ f, const Dtype* __restrict__ w,
+    const Dtype* __restrict__ dg, Dtype* __restrict__ f_diff,
+    Dtype* __restrict__ w_diff) {
+  for (int i = begin; i < end; ++i) {
+    f_diff[i] = attention_scale::attention_feature_diff_at(i, w, dg);
+    attention_scale::attention_weight_accumulate_at(
+        i, kFirstClass ? 0 : 1, f, dg, w_diff);
   }
-};
-
-template <typename Dtype>
-struct AverageForwardOp {
-  const Dtype* const* f;
-  Dtype inv_num_scales;
-  Dtype* top;
-  inline void operator()(int i, int s) const {
-    attention_scale::average_accumulate_at(i, s, f[s], inv_num_scales, top);
-  }
-};
-
-template <typename Dtype>
-struct MaxForwardOp {
-  const Dtype* const* f;
-  Dtype* top;
-  int* mask;
-  inline void operator()(int i, int s) const {
-    attention_scale::max_accumulate_at(i, s, f[s], top, mask);
-  }
-};
-
-// Backward to the score maps: k counts those whose diff is wanted, scale[k] is
-// their scale.
-template <typename Dtype>
-struct AverageBackwardOp {
-  Dtype inv_num_scales;
-  const Dtype* top_diff;
-  Dtype* const* f_diff;
-  inline void operator()(int i, int k) const {
-    f_diff[k][i] =
-        attention_scale::average_feature_diff_at(i, inv_num_scales, top_diff);
-  }
-};
-
-template <typename Dtype>
-struct MaxBackwardOp {
-  const int* scale;
-  const int* mask;
-  const Dtype* top_diff;
-  Dtype* const* f_diff;
-  inline void operator()(int i, int k) const {
-    f_diff[k][i] =
-        attention_scale::max_feature_diff_at(i, scale[k], mask, top_diff);
-  }
-};
+}
 
 template <typename Dtype>
 void WeightedScaleSumLayer<Dtype>::Forward_cpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
   Dtype* top_data = top[0]->mutable_cpu_data();
   const int count = top[0]->count();
-  vector<const Dtype*> f(num_scales_);
-  for (int s = 0; s < num_scales_; ++s) {
+  const int num_scales = num_scales_, channels = channels_, inner = inner_;
+  vector<const Dtype*> f(num_scales);
+  for (int s = 0; s < num_scales; ++s) {
     f[s] = bottom[s]->cpu_data();
   }
+  const Dtype* const* scores = &f[0];
   switch (merge_) {
     case WeightedScaleSumParameter_MergeMethod_ATTENTION: {
-      const Dtype* w = bottom[num_scales_]->cpu_data();
-      vector<const Dtype*> f_plane(num_scales_), w_plane(num_scales_);
-      for (int n = 0; n < top[0]->num(); ++n) {
-        for (int c = 0; c < channels_; ++c) {
-          const int plane = (n * channels_ + c) * inner_;
-          for (int s = 0; s < num_scales_; ++s) {
-            f_plane[s] = f[s] + plane;
-            w_plane[s] = w + (n * num_scales_ + s) * inner_;
+      // One job per block of pixels of a sample, every class of it.
+      const Dtype* w = bottom[num_scales]->cpu_data();
+      const int blocks = Blocks(inner);
+      const int jobs = top[0]->num() * blocks;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+      for (int job = 0; job < jobs; ++job) {
+        const int n = job / blocks;
+        const int begin = (job - n * blocks) * kBlock;
+        const int end = std::min(begin + kBlock, inner);
+        vector<const Dtype*> f_plane(num_scales), w_plane(num_scales);
+        for (int s = 0; s < num_scales; ++s) {
+          w_plane[s] = w + (n * num_scales + s) * inner;
+        }
+        for (int c = 0; c < channels; ++c) {
+          const int plane = (n * channels + c) * inner;
+          for (int s = 0; s < num_scales; ++s) {
+            f_plane[s] = scores[s] + plane;
           }
-          AttentionForwardOp<Dtype> op = {
-              &f_plane[0], &w_plane[0], top_data + plane};
-          ScalePasses(0, inner_, num_scales_, op);
+          AttentionForwardGroups(begin, end, num_scales, &f_plane[0],
+              &w_plane[0], top_data + plane);
         }
       }
       break;
     }
     case WeightedScaleSumParameter_MergeMethod_AVERAGE: {
-      AverageForwardOp<Dtype> op = {&f[0], Dtype(1) / num_scales_, top_data};
-      ScalePasses(0, count, num_scales_, op);
+      const Dtype inv_num_scales = Dtype(1) / num_scales;
+      const int jobs = Blocks(count);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+      for (int job = 0; job < jobs; ++job) {
+        const int begin = job * kBlock;
+        const int end = std::min(begin + kBlock, count);
+        for (int s = 0; s < num_scales; ++s) {
+          const Dtype* f_s = scores[s];
+          for (int i = begin; i < end; ++i) {
+            attention_scale::average_accumulate_at(
+                i, s, f_s, inv_num_scales, top_data);
+          }
+        }
+      }
       break;
     }
     case WeightedScaleSumParameter_MergeMethod_MAX: {
-      MaxForwardOp<Dtype> op = {&f[0], top_data, max_idx_.mutable_cpu_data()};
-      ScalePasses(0, count, num_scales_, op);
+      int* mask = max_idx_.mutable_cpu_data();
+      const int jobs = Blocks(count);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+      for (int job = 0; job < jobs; ++job) {
+        const int begin = job * kBlock;
+        const int end = std::min(begin + kBlock, count);
+        for (int s = 0; s < num_scales; ++s) {
+          const Dtype* f_s = scores[s];
+          for (int i = begin; i < end; ++i) {
+            attention_scale::max_accumulate_at(i, s, f_s, top_data, mask);
+          }
+        }
+      }
       break;
     }
     default: LOG(FATAL) << "Unknown merge method " << merge_;
   }
 }
 
-// Backward of ATTENTION, block by block of kBlock pixels: the weight diffs of a
-// block, summed over the classes, stay in cache.
-static const int kBlock = 4096;
-
 template <typename Dtype>
 void WeightedScaleSumLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
     const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom) {
   const Dtype* top_diff = top[0]->cpu_diff();
   const int count = top[0]->count();
+  const int num_scales = num_scales_, channels = channels_, inner = inner_;
   // The score maps whose diff is wanted: wanted[k] is the scale, f_diff[k] the
   // diff.
   vector<int> wanted;
   vector<Dtype*> f_diff;
-  for (int s = 0; s < num_scales_; ++s) {
+  for (int s = 0; s < num_scales; ++s) {
     if (propagate_down[s]) {
       wanted.push_back(s);
       f_diff.push_back(bottom[s]->mutable_cpu_diff());
     }
   }
   const int num_wanted = wanted.size();
+  if (num_wanted == 0 &&
+      (merge_ != WeightedScaleSumParameter_MergeMethod_ATTENTION ||
+          !propagate_down[num_scales])) {
+    return;
+  }
+  const int* scale = num_wanted ? &wanted[0] : NULL;
+  Dtype* const* diffs = num_wanted ? &f_diff[0] : NULL;
   switch (merge_) {
     case WeightedScaleSumParameter_MergeMethod_ATTENTION: {
-      // df^s = w^s dg, and dw^s summed over the classes c in order; one scale
-      // at a time (the passes write through different pointers per scale, which
-      // keeps compilers from vectorizing grouped ones).
-      const Dtype* w = bottom[num_scales_]->cpu_data();
-      Dtype* w_diff = propagate_down[num_scales_]
-          ? bottom[num_scales_]->mutable_cpu_diff()
+      // df^s = w^s dg, and dw^s summed over the classes c in order, block by
+      // block of pixels: the weight diffs of a block stay in cache.
+      vector<const Dtype*> f(num_scales);
+      for (int s = 0; s < num_scales; ++s) {
+        f[s] = bottom[s]->cpu_data();
+      }
+      const Dtype* const* scores = &f[0];
+      const Dtype* w = bottom[num_scales]->cpu_data();
+      Dtype* w_diff = propagate_down[num_scales]
+          ? bottom[num_scales]->mutable_cpu_diff()
           : NULL;
-      for (int n = 0; n < top[0]->num(); ++n) {
-        for (int begin = 0; begin < inner_; begin += kBlock) {
-          const int end = std::min(begin + kBlock, inner_);
-          for (int c = 0; c < channels_; ++c) {
-            const int plane = (n * channels_ + c) * inner_;
-            for (int k = 0; k < num_wanted; ++k) {
-              const Dtype* w_s = w + (n * num_scales_ + wanted[k]) * inner_;
-              Dtype* diff = f_diff[k] + plane;
+      const int blocks = Blocks(inner);
+      const int jobs = top[0]->num() * blocks;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+      for (int job = 0; job < jobs; ++job) {
+        const int n = job / blocks;
+        const int begin = (job - n * blocks) * kBlock;
+        const int end = std::min(begin + kBlock, inner);
+        vector<const Dtype*> w_plane(num_scales);
+        vector<Dtype*> w_diff_plane(num_scales);
+        for (int s = 0; s < num_scales; ++s) {
+          w_plane[s] = w + (n * num_scales + s) * inner;
+          w_diff_plane[s] = w_diff ? w_diff + (n * num_scales + s) * inner
+                                   : NULL;
+        }
+        for (int c = 0; c < channels; ++c) {
+          const int plane = (n * channels + c) * inner;
+          const Dtype* dg = top_diff + plane;
+          // Where a scale's score diff and the weight diff are both wanted,
+          // one pass computes both (measured a quarter faster than a pass for
+          // each, with dg and the weights read from the cache once).
+          int k = 0;
+          for (int s = 0; s < num_scales; ++s) {
+            const bool score = k < num_wanted && scale[k] == s;
+            Dtype* diff = score ? diffs[k++] + plane : NULL;
+            const Dtype* f_s = scores[s] + plane;
+            if (score && w_diff) {
+              if (c == 0) {
+                AttentionBackwardScale<Dtype, true>(begin, end, f_s,
+                    w_plane[s], dg, diff, w_diff_plane[s]);
+              } else {
+                AttentionBackwardScale<Dtype, false>(begin, end, f_s,
+                    w_plane[s], dg, diff, w_diff_plane[s]);
+              }
+              continue;
+            }
+            if (score) {
               for (int i = begin; i < end; ++i) {
                 diff[i] = attention_scale::attention_feature_diff_at(
-                    i, w_s, top_diff + plane);
+                    i, w_plane[s], dg);
               }
             }
-            for (int s = 0; w_diff && s < num_scales_; ++s) {
-              const Dtype* f = bottom[s]->cpu_data() + plane;
-              Dtype* w_diff_s = w_diff + (n * num_scales_ + s) * inner_;
+            if (w_diff) {
               for (int i = begin; i < end; ++i) {
                 attention_scale::attention_weight_accumulate_at(
-                    i, c, f, top_diff + plane, w_diff_s);
+                    i, c, f_s, dg, w_diff_plane[s]);
               }
             }
           }
@@ -262,20 +340,44 @@ void WeightedScaleSumLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
       }
       break;
     }
-    case WeightedScaleSumParameter_MergeMethod_AVERAGE:
-      if (num_wanted > 0) {
-        AverageBackwardOp<Dtype> op = {
-            Dtype(1) / num_scales_, top_diff, &f_diff[0]};
-        ScalePasses(0, count, num_wanted, op);
+    case WeightedScaleSumParameter_MergeMethod_AVERAGE: {
+      const Dtype inv_num_scales = Dtype(1) / num_scales;
+      const int jobs = Blocks(count);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+      for (int job = 0; job < jobs; ++job) {
+        const int begin = job * kBlock;
+        const int end = std::min(begin + kBlock, count);
+        for (int k = 0; k < num_wanted; ++k) {
+          Dtype* diff = diffs[k];
+          for (int i = begin; i < end; ++i) {
+            diff[i] = attention_scale::average_feature_diff_at(
+                i, inv_num_scales, top_diff);
+          }
+        }
       }
       break;
-    case WeightedScaleSumParameter_MergeMethod_MAX:
-      if (num_wanted > 0) {
-        MaxBackwardOp<Dtype> op = {
-            &wanted[0], max_idx_.cpu_data(), top_diff, &f_diff[0]};
-        ScalePasses(0, count, num_wanted, op);
+    }
+    case WeightedScaleSumParameter_MergeMethod_MAX: {
+      const int* mask = max_idx_.cpu_data();
+      const int jobs = Blocks(count);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+      for (int job = 0; job < jobs; ++job) {
+        const int begin = job * kBlock;
+        const int end = std::min(begin + kBlock, count);
+        for (int k = 0; k < num_wanted; ++k) {
+          Dtype* diff = diffs[k];
+          for (int i = begin; i < end; ++i) {
+            diff[i] = attention_scale::max_feature_diff_at(
+                i, scale[k], mask, top_diff);
+          }
+        }
       }
       break;
+    }
     default: LOG(FATAL) << "Unknown merge method " << merge_;
   }
 }

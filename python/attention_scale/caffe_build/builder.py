@@ -56,6 +56,7 @@ class BuildConfig:
     caffe_root: Optional[Path] = None      # a user's tree; None: BVLC Caffe 99bd997
     cuda: bool = False
     cuda_archs: List[str] = field(default_factory=lambda: list(DEFAULT_CUDA_ARCHS))
+    openmp: bool = False                   # Caffe's USE_OPENMP: the layers' parallel CPU loops
     jobs: int = os.cpu_count() or 2
     cache: Path = field(default_factory=cache_root)
     source_tarball: Optional[Path] = None  # an offline copy of BVLC's source
@@ -184,6 +185,8 @@ def cmake_args(cfg: BuildConfig, py: Dict[str, str], python: Path, prefix: Path,
                  "-DCUDA_ARCH_PTX="]
     else:
         args += ["-DCPU_ONLY=ON"]
+    if cfg.openmp:
+        args += ["-DUSE_OPENMP=ON"]
     return args + list(cfg.extra_cmake_args)   # last: the user's word wins
 
 
@@ -256,6 +259,8 @@ def build(cfg: BuildConfig) -> BuildResult:
             "archs": cfg.cuda_archs if cfg.cuda else [], "toolchain": toolchain_facts,
             "python": py, "features": sorted(required), "cmake_extra": cfg.extra_cmake_args,
             "layout": 2}
+    if cfg.openmp:  # only when on, so the default build keeps its key (and its cache)
+        base["openmp"] = True
     key = _sha(base)[:16]
     work = cfg.cache / f"caffe-{key}"
     work.mkdir(exist_ok=True)

@@ -22,29 +22,11 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..layers import scale_interp
+from ..pycaffe import import_caffe
 
 DEEPLAB_MEAN_BGR = (104.008, 116.669, 122.675)
 LAYER_FORMS = ("cpp", "python")
 _BRANCH_BLOB = re.compile(r"^fc8_res(\d+)_interp$")
-
-
-def import_caffe(gpu=None):
-    """pycaffe in CPU mode, or GPU mode on device `gpu`. glog's INFO lines are kept quiet unless
-    GLOG_minloglevel is set (the net's construction log is long and says nothing useful here).
-    glog reads the variable when libcaffe loads; it is not left behind for child processes."""
-    previous = os.environ.get("GLOG_minloglevel")
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    try:
-        import caffe
-    finally:
-        if previous is None:
-            del os.environ["GLOG_minloglevel"]
-    if gpu is None:
-        caffe.set_mode_cpu()
-    else:
-        caffe.set_device(int(gpu))
-        caffe.set_mode_gpu()
-    return caffe
 
 
 def padded_size(n, minimum, step=8):

@@ -1,5 +1,5 @@
 """Solvers: the paper's training schedule, with DeepLab-LargeFOV's published solver where the
-paper is silent (README, "Training schedule", gives the sources and decisions).
+paper is silent (docs/training.md, "Training schedule", gives the sources and decisions).
 
     SGD, base_lr 0.001 (fc8 and the attention head 10x through their lr_mult), step policy
     x0.1 every 2000 iterations, 6000 iterations, momentum 0.9, weight decay 0.0005;

@@ -229,7 +229,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
                                 text=True, errors="replace", bufsize=1,
                                 env={**os.environ, **_CAFFE_LOG_ENV, **(env or {})})
         diverged = None
-        with _CtrlC(proc, bar):
+        with _CtrlC(proc):
             lr = None
             for line in proc.stdout:
                 log_file.write(line)
@@ -273,14 +273,20 @@ class _CtrlC:
     process: Caffe snapshots and exits, and the output is read to the end. A second Ctrl-C
     kills Caffe. Outside the main thread signals cannot be caught: nothing changes there."""
 
-    def __init__(self, proc, bar):
-        self.proc, self.bar, self.count, self.previous = proc, bar, 0, None
+    def __init__(self, proc):
+        self.proc, self.count, self.previous = proc, 0, None
 
     def _handler(self, signum, frame):
         self.count += 1
         if self.count == 1:
-            self.bar.write("Ctrl-C: Caffe finishes this iteration, snapshots and stops "
-                           "(Ctrl-C again to kill it)")
+            # Straight to the file descriptor: the handler may interrupt a print() to stderr,
+            # and re-entering that buffered stream raises RuntimeError (seen on Python 3.13).
+            message = ("\nCtrl-C: Caffe finishes this iteration, snapshots and stops "
+                       "(Ctrl-C again to kill it)\n")
+            try:
+                os.write(sys.stderr.fileno(), message.encode())
+            except (OSError, ValueError):
+                pass  # no usable stderr: the message is a courtesy
         elif self.proc.poll() is None:
             self.proc.kill()
 

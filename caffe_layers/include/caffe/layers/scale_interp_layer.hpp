@@ -53,9 +53,11 @@ namespace caffe {
  * The grid is computed exactly in integers, once per shape, into per-axis
  * tables (Reshape). The resize runs as two separable passes, along x and along
  * y, in the order the CPU loops take less time for (intermediate planes never
- * larger than both bottom and top). Backward is a gather: every element sums
- * the diffs that read it, with the forward's own weights, so it needs no
- * atomics on the GPU.
+ * larger than both bottom and top); the CPU takes them plane by plane through
+ * one buffered plane per thread, the GPU forward computes both for each output
+ * element (the same operations). Backward is a gather: every element sums the
+ * diffs that read it, with the forward's own weights, so it needs no atomics on
+ * the GPU.
  */
 template <typename Dtype>
 class ScaleInterpLayer : public Layer<Dtype> {
@@ -106,10 +108,15 @@ class ScaleInterpLayer : public Layer<Dtype> {
   /// eff_h, eff_w, out_h, out_w, nearest of the tables now filled (empty: none
   /// yet).
   vector<int> tables_key_;
-  /// The first pass (bottom -> buffer_) and the second (buffer_ -> top).
+  /// The first pass (bottom -> intermediate planes) and the second
+  /// (intermediate planes -> top).
   attention_scale::InterpPass pass_[2];
-  /// The planes between the passes (data forward, diff backward).
+  /// GPU backward: every intermediate plane (diff); allocated on the device
+  /// only. (The GPU forward computes both passes per output element.)
   Blob<Dtype> buffer_;
+  /// CPU: one intermediate plane per thread (the CPU loops take a plane at a
+  /// time, so it stays in cache).
+  Blob<Dtype> plane_buffer_;
 };
 
 }  // namespace caffe

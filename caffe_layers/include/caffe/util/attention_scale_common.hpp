@@ -9,6 +9,9 @@
 #ifndef CAFFE_UTIL_ATTENTION_SCALE_COMMON_HPP_
 #define CAFFE_UTIL_ATTENTION_SCALE_COMMON_HPP_
 
+#include <stdint.h>
+#include <string.h>
+
 #include <sstream>
 #include <string>
 #include <vector>
@@ -22,8 +25,69 @@
 #define ATS_HOST_DEVICE
 #endif
 
+// The CPU loops' row and block helpers stay out of line (ATS_NOINLINE):
+// inlined into their callers, GCC 12 no longer used the __restrict__ of their
+// parameters and did not vectorize them.
+#if defined(__GNUC__)
+#define ATS_NOINLINE __attribute__((noinline))
+#else
+#define ATS_NOINLINE
+#endif
+
+// The CPU loops share independent blocks of outputs out among OpenMP threads
+// where Caffe was built with OpenMP (USE_OPENMP, tools/build_caffe.py
+// --openmp). Every output is computed by one thread in the same order as
+// without threads, so the results do not depend on the thread count.
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 namespace caffe {
 namespace attention_scale {
+
+/// Threads the CPU loops may use (OMP_NUM_THREADS; 1 without OpenMP).
+inline int MaxThreads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+/// The calling thread's number within its parallel loop (0 outside).
+inline int ThreadNum() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+/// Unsigned integers of the size of float and double, for selects on bits.
+template <typename Dtype> struct AtsBits;
+template <> struct AtsBits<float> { typedef uint32_t Type; };
+template <> struct AtsBits<double> { typedef uint64_t Type; };
+
+/// cond ? a : b for floats, without a branch. On the host a select on the
+/// bits: compilers turn a ?: between floating-point values into a branch and
+/// then refuse to vectorize the loop (the arithmetic of the other arm may
+/// trap), while an integer select vectorizes; on the device the plain ?:.
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype ats_select(bool cond, Dtype a, Dtype b) {
+#ifdef __CUDA_ARCH__
+  return cond ? a : b;
+#else
+  typedef typename AtsBits<Dtype>::Type Bits;
+  Bits a_bits, b_bits;
+  memcpy(&a_bits, &a, sizeof(a));  // NOLINT(caffe/alt_fn): bits, not Dtypes
+  memcpy(&b_bits, &b, sizeof(b));  // NOLINT(caffe/alt_fn): bits, not Dtypes
+  const Bits mask = Bits(0) - static_cast<Bits>(cond);
+  const Bits bits = (a_bits & mask) | (b_bits & ~mask);
+  Dtype result;
+  memcpy(&result, &bits, sizeof(result));  // NOLINT(caffe/alt_fn): bits
+  return result;
+#endif
+}
 
 /// "<type> layer '<name>'", the start of every message of the three layers.
 inline std::string LayerLabel(const char* type, const LayerParameter& param) {

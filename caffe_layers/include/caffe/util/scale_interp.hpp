@@ -284,35 +284,52 @@ inline InterpAxis<Dtype> interp_axis_view(const int* index, const Dtype* value,
   return axis;
 }
 
+/// The two-tap blend of a bilinear sample: (1 - lambda) v0 + lambda v1.
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype interp_blend(Dtype v0, Dtype v1, Dtype lambda) {
+  return (Dtype(1) - lambda) * v0 + lambda * v1;
+}
+
+/// One output of a pass from its two source cells: interp_blend, except that a
+/// zero weight reads nothing: NEAREST, and a bilinear sample that falls on a
+/// cell (lambda 0), copy v0, so a NaN or inf in cell i1 cannot reach the output
+/// through 0 * NaN or 0 * inf (lambda < 1, so the weight 1 - lambda of v0 is
+/// never zero). Both operands are computed and one is selected, without a
+/// branch (ats_select).
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype interp_mix(
+    Dtype v0, Dtype v1, Dtype lambda, bool nearest) {
+  return ats_select(
+      nearest || lambda == Dtype(0), v0, interp_blend(v0, v1, lambda));
+}
+
 /// Forward along one axis: output dst of a line whose source cells lie `stride`
 /// apart.
 template <typename Dtype>
 ATS_HOST_DEVICE inline Dtype interp_line_at(
     int dst, const Dtype* line, int stride, const InterpAxis<Dtype>& axis) {
-  // Every table entry and value is read unconditionally (the compiler can then
-  // hoist them out of a row along y and select instead of branching).
-  const Dtype v0 = line[axis.i0[dst] * stride];
-  const Dtype v1 = line[axis.i1[dst] * stride];
-  const Dtype lambda = axis.lambda[dst];
-  const Dtype mixed = (Dtype(1) - lambda) * v0 + lambda * v1;
-  // A zero weight reads nothing: NEAREST, and a bilinear sample that falls on a
-  // cell, copy v0, so a NaN or inf in cell i1 cannot reach this output through
-  // 0 * NaN or 0 * inf (lambda < 1, so the weight 1 - lambda of v0 is never
-  // zero).
-  return (axis.nearest || lambda == Dtype(0)) ? v0 : mixed;
+  return interp_mix(line[axis.i0[dst] * stride], line[axis.i1[dst] * stride],
+      axis.lambda[dst], axis.nearest);
 }
 
-/// Backward along one axis (gather), step k < width: sum plus the diff of
-/// output first[src] + k (in a line of diffs `stride` apart) times its forward
-/// weight for source cell src. A zero weight (an output that does not read src)
-/// adds nothing, as in the forward: not even the NaN of 0 * inf or 0 * NaN (a
-/// select on the loaded values, no branch).
+/// One step of the backward gather: sum + weight * diff, or sum unchanged where
+/// the weight is zero (an output that does not read the cell adds nothing, as
+/// in the forward: not even the NaN of 0 * inf or 0 * NaN; a select, no
+/// branch).
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype interp_gather_add(
+    Dtype sum, Dtype weight, Dtype diff) {
+  return ats_select(weight != Dtype(0), sum + weight * diff, sum);
+}
+
+/// Backward along one axis (gather), step k < width: interp_gather_add of the
+/// diff of output first[src] + k (in a line of diffs `stride` apart) with its
+/// forward weight for source cell src.
 template <typename Dtype>
 ATS_HOST_DEVICE inline Dtype interp_line_gather_step(Dtype sum, int src, int k,
     const Dtype* line, int stride, const InterpAxis<Dtype>& axis) {
-  const Dtype weight = axis.weight[src * axis.width + k];
-  const Dtype term = weight * line[(axis.first[src] + k) * stride];
-  return (weight != Dtype(0)) ? sum + term : sum;
+  return interp_gather_add(sum, axis.weight[src * axis.width + k],
+      line[(axis.first[src] + k) * stride]);
 }
 
 /// One pass of the separable resize over planes stored one after another: it
@@ -337,6 +354,29 @@ ATS_HOST_DEVICE inline Dtype scale_interp_pass_at(int plane, int y, int x,
       pass.off_x;
   return pass.along_x ? interp_line_at(x, in + y * pass.src_w, 1, axis)
                       : interp_line_at(y, in + x, pass.src_w, axis);
+}
+
+/// Both passes for one output element (y, x) of plane `plane`: the two values
+/// of the first pass that the second pass mixes, each by scale_interp_pass_at,
+/// then their interp_mix, exactly as the two passes through a buffer compute
+/// it (the GPU forward; no buffer, each first-pass value computed where it is
+/// used).
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype scale_interp_at(int plane, int y, int x,
+    const Dtype* src, const InterpPass& first,
+    const InterpAxis<Dtype>& first_axis, const InterpPass& second,
+    const InterpAxis<Dtype>& second_axis) {
+  // The second pass reads first-pass outputs i0 and i1 of its axis.
+  const int dst = second.along_x ? x : y;
+  const int i0 = second_axis.i0[dst];
+  const int i1 = second_axis.i1[dst];
+  const Dtype v0 = second.along_x
+      ? scale_interp_pass_at(plane, y, i0, src, first, first_axis)
+      : scale_interp_pass_at(plane, i0, x, src, first, first_axis);
+  const Dtype v1 = second.along_x
+      ? scale_interp_pass_at(plane, y, i1, src, first, first_axis)
+      : scale_interp_pass_at(plane, i1, x, src, first, first_axis);
+  return interp_mix(v0, v1, second_axis.lambda[dst], second_axis.nearest);
 }
 
 /// Backward of a pass, step k at element (sy, sx) of the window (which starts

@@ -1,8 +1,8 @@
 // Attention to Scale for Caffe: WeightedScaleSum's per-element maths.
 //
 // The ATTENTION, AVERAGE and MAX merges of one element for one scale at a
-// time, called in order of the scales by the CPU loops and by one CUDA launch
-// per scale.
+// time, called in order of the scales by the CPU loops (block by block) and by
+// one CUDA launch per scale.
 #ifndef CAFFE_UTIL_WEIGHTED_SCALE_SUM_HPP_
 #define CAFFE_UTIL_WEIGHTED_SCALE_SUM_HPP_
 
@@ -24,19 +24,31 @@ namespace attention_scale {
 // the maps and to the weight plane (n, s), and a pixel index i < inner.
 // -----------------------------------------------------------------------------
 
+/// The product of a weight and a score (or of a score and a diff): w f.
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype attention_term(Dtype w, Dtype f) {
+  return w * f;
+}
+
+/// A running sum plus one more product: sum + w f (the product rounded first).
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype attention_term_add(Dtype sum, Dtype w, Dtype f) {
+  return sum + attention_term(w, f);
+}
+
 /// Attention forward, scale s: g (=, or += after the first scale) w^s f^s.
 template <typename Dtype>
 ATS_HOST_DEVICE inline void attention_accumulate_at(
     int i, int s, const Dtype* f, const Dtype* w, Dtype* top) {
-  const Dtype v = w[i] * f[i];
-  top[i] = (s == 0) ? v : top[i] + v;
+  top[i] = (s == 0) ? attention_term(w[i], f[i])
+                    : attention_term_add(top[i], w[i], f[i]);
 }
 
 /// Attention backward to the score map of scale s: df^s = w^s dg.
 template <typename Dtype>
 ATS_HOST_DEVICE inline Dtype attention_feature_diff_at(
     int i, const Dtype* w, const Dtype* top_diff) {
-  return w[i] * top_diff[i];
+  return attention_term(w[i], top_diff[i]);
 }
 
 /// Attention backward to the weight of scale s, class c of the sum over
@@ -45,8 +57,8 @@ ATS_HOST_DEVICE inline Dtype attention_feature_diff_at(
 template <typename Dtype>
 ATS_HOST_DEVICE inline void attention_weight_accumulate_at(
     int i, int c, const Dtype* f, const Dtype* top_diff, Dtype* w_diff) {
-  const Dtype v = f[i] * top_diff[i];
-  w_diff[i] = (c == 0) ? v : w_diff[i] + v;
+  w_diff[i] = (c == 0) ? attention_term(f[i], top_diff[i])
+                       : attention_term_add(w_diff[i], f[i], top_diff[i]);
 }
 
 /// Average forward, scale s: g (=, or +=) f^s / S.
@@ -69,7 +81,8 @@ ATS_HOST_DEVICE inline Dtype average_feature_diff_at(
 /// earlier NaN, so the output is NaN where any scale is NaN, whatever the scale
 /// order, and its gradient goes to the first NaN scale (the Python layer does
 /// the same). After the first scale every operand is loaded and the choice is a
-/// select, not a branch (the data decide it at random; loops vectorize).
+/// select without a branch (ats_select; the data decide it at random; loops
+/// vectorize).
 template <typename Dtype>
 ATS_HOST_DEVICE inline void max_accumulate_at(
     int index, int s, const Dtype* f, Dtype* top, int* mask) {
@@ -79,14 +92,11 @@ ATS_HOST_DEVICE inline void max_accumulate_at(
     mask[index] = 0;
     return;
   }
-  Dtype best = top[index];
-  int best_scale = mask[index];
-  if (v > best || (v != v && best == best)) {  // larger, or the first NaN
-    best = v;
-    best_scale = s;
-  }
-  top[index] = best;
-  mask[index] = best_scale;
+  const Dtype best = top[index];
+  // larger, or the first NaN (& and |: no branches)
+  const bool take = (v > best) | ((v != v) & (best == best));
+  top[index] = ats_select(take, v, best);
+  mask[index] = take ? s : mask[index];
 }
 
 /// Max backward to the score map of scale s: dg where s won, else 0 (a select,
@@ -94,11 +104,7 @@ ATS_HOST_DEVICE inline void max_accumulate_at(
 template <typename Dtype>
 ATS_HOST_DEVICE inline Dtype max_feature_diff_at(
     int index, int s, const int* mask, const Dtype* top_diff) {
-  Dtype dg = top_diff[index];
-  if (mask[index] != s) {
-    dg = Dtype(0);
-  }
-  return dg;
+  return ats_select(mask[index] == s, top_diff[index], Dtype(0));
 }
 
 }  // namespace attention_scale

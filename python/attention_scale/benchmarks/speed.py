@@ -1,0 +1,113 @@
+"""The speed benchmark of issue 11 end to end (tools/benchmark_speed.py is its command line)."""
+
+import os
+import sys
+
+from . import speed_merge, speed_report, speed_resize, speed_scaling, speed_timing
+from .common import environment, publish_report
+
+
+def _log(message):
+    print(f"benchmark_speed: {message}", file=sys.stderr, flush=True)
+
+
+def merge_cases(args):
+    if not args.merge_case:
+        return speed_merge.MERGE_CASES
+    return [(f"--merge-case {k + 1}", n, c, h, w, s)
+            for k, (n, c, h, w, s) in enumerate(args.merge_case)]
+
+
+def resize_cases(args):
+    if not args.resize_case:
+        return speed_resize.resize_cases()
+    return [(f"{c} x {i}x{i} -> {o}x{o}", c, i, o) for c, i, o in args.resize_case]
+
+
+def scaling_note(features, prefix, threads, results=()):
+    where = f"Caffe in {prefix}" if prefix else "this run's pycaffe"
+    if not features["openmp"]:
+        return (f"Not measured: {where} was built without OpenMP (libcaffe does not load "
+                "libgomp). Build one with `python3 tools/build_caffe.py --openmp` and pass its "
+                "prefix (`--print-env` prints it) as `--openmp-prefix`.")
+    counts = ", ".join(map(str, threads))
+    differ = [r.label for r in results if not r.bit_identical]
+    bits = ("Results bit-identical: the SHA-256 of the top and every input diff is the same at "
+            "every thread count." if not differ else
+            f"Results NOT bit-identical across thread counts for: {', '.join(differ)}.")
+    return (f"The fused layers of {where} ({features['libcaffe']}, built with OpenMP) in fresh "
+            f"processes with OMP_NUM_THREADS = {counts}, alternating; forward + backward, median. "
+            + bits)
+
+
+def run_gpu(caffe, args, m_cases, r_cases):
+    """The GPU part: {"status": None, ...results} or {"status": why it was skipped}."""
+    reason = speed_timing.gpu_unavailable_reason(args.gpu)
+    if reason is not None:
+        _log(f"--gpu: skipped: {reason}; the GPU column stays "
+             f"'{speed_report.NOT_MEASURED}'")
+        return {"status": reason}
+    sync = speed_timing.CudaRuntime().synchronize
+    caffe.set_device(args.gpu)
+    caffe.set_mode_gpu()
+    try:
+        bandwidth = speed_timing.copy_bandwidth(caffe, "gpu", args.bandwidth_mib, args.repeats,
+                                                sync=sync)
+        merge = (speed_merge.run_merge_benchmarks(caffe, args.repeats, m_cases, "gpu", sync)
+                 if "merge" in args.only else [])
+        resize = (speed_resize.run_resize_benchmarks(caffe, args.repeats, r_cases, "gpu", sync)
+                  if "resize" in args.only else [])
+    finally:
+        caffe.set_mode_cpu()
+    return {"status": None, "bandwidth": bandwidth, "merge": merge, "resize": resize}
+
+
+def _load_average():
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def run(args):
+    import caffe
+
+    caffe.set_mode_cpu()
+    load_start = _load_average()  # the report's own figure is taken at the end
+    features = speed_timing.build_features()
+    m_cases, r_cases = merge_cases(args), resize_cases(args)
+    _log(f"libcaffe: {features['libcaffe']} (OpenMP: {features['openmp']}, "
+         f"CUDA: {features['cuda']})")
+    before = speed_timing.copy_bandwidth(caffe, "cpu", args.bandwidth_mib, args.repeats)
+    merge = (speed_merge.run_merge_benchmarks(caffe, args.repeats, m_cases,
+                                              memory_repeats=args.memory_repeats)
+             if "merge" in args.only else [])
+    resize = (speed_resize.run_resize_benchmarks(caffe, args.repeats, r_cases)
+              if "resize" in args.only else [])
+    after = speed_timing.copy_bandwidth(caffe, "cpu", args.bandwidth_mib, args.repeats)
+    # The higher of the two: the fractions are then the smaller (conservative).
+    bandwidth = max(before, after, key=lambda b: b.reference_gbs)
+
+    scaling, note = None, None
+    if not args.no_scaling:
+        prefix = str(args.openmp_prefix) if args.openmp_prefix else None
+        cases = speed_scaling.scaling_cases(m_cases if "merge" in args.only else [],
+                                            r_cases if "resize" in args.only else [])
+        child_features = features
+        if prefix:
+            child_features = speed_scaling.run_child({"cases": [], "repeats": 1}, 1,
+                                                     prefix)["features"]
+        if child_features["openmp"]:
+            child_features, scaling = speed_scaling.run_scaling(
+                cases, tuple(args.threads), args.scaling_rounds, max(3, args.repeats // 2),
+                prefix)
+        note = scaling_note(child_features, prefix, args.threads, scaling or ())
+
+    gpu = run_gpu(caffe, args, m_cases, r_cases) if args.gpu is not None else None
+    env = environment({"repeats": args.repeats, "libcaffe_openmp": features["openmp"],
+                       "libcaffe_cuda": features["cuda"],
+                       "load_average_1min_start": load_start,
+                       # how the OpenMP children's idle threads wait (libgomp's default: unset)
+                       "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                       "copy_bandwidth_gbs_before_after": [round(before.reference_gbs, 2),
+                                                           round(after.reference_gbs, 2)]})
+    data, markdown = speed_report.report(env, bandwidth, merge, resize, scaling, note, gpu)
+    publish_report(data, markdown, args.output_dir, "speed", write=not args.no_write)
+    return data

@@ -1,0 +1,251 @@
+"""Timing primitives of the speed benchmark: nets and plain callables timed in alternating rounds
+(time_rounds: a change of machine load hits every contender alike; warm and cold runs recorded
+apart), the copy bandwidth of the same process, and what the running pycaffe was built with
+(OpenMP, CUDA).
+"""
+
+import ctypes
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .speed_nets import TOP, copy_net
+
+
+def load_net(caffe, text):
+    """A pycaffe Net (TEST phase) from prototxt text."""
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
+        handle.write(text)
+    try:
+        return caffe.Net(handle.name, caffe.TEST)
+    finally:
+        os.unlink(handle.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the running libcaffe was built with
+# ---------------------------------------------------------------------------------------------
+
+
+def _mapped_libraries():
+    """Paths of the shared libraries mapped into this process."""
+    paths = set()
+    try:
+        with open("/proc/self/maps") as handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) >= 6 and ".so" in parts[5]:
+                    paths.add(parts[5])
+    except OSError:
+        pass
+    return paths
+
+
+def build_features():
+    """{"openmp": bool, "cuda": bool, "libcaffe": path} of the libcaffe pycaffe loaded (import
+    caffe first): a library built with OpenMP maps libgomp, one built with CUDA maps libcudart."""
+    libs = _mapped_libraries()
+    libcaffe = sorted(p for p in libs if os.path.basename(p).startswith("libcaffe"))
+    return {"openmp": any("libgomp" in os.path.basename(p) or "libomp" in os.path.basename(p)
+                          for p in libs),
+            "cuda": any("libcudart" in os.path.basename(p) for p in libs),
+            "libcaffe": libcaffe[0] if libcaffe else None}
+
+
+class CudaRuntime:
+    """The CUDA runtime that libcaffe loaded, through ctypes: device count and synchronize
+    (kernel launches return before the kernels finish; timing needs a synchronize)."""
+
+    def __init__(self):
+        paths = sorted(p for p in _mapped_libraries() if "libcudart" in os.path.basename(p))
+        if not paths:
+            raise OSError("libcaffe does not load the CUDA runtime: it was built CPU_ONLY "
+                          "(build with `bash tools/setup.sh --cuda`)")
+        self.path = paths[0]
+        self.lib = ctypes.CDLL(self.path)
+
+    def device_count(self):
+        count = ctypes.c_int(0)
+        status = self.lib.cudaGetDeviceCount(ctypes.byref(count))
+        return count.value if status == 0 else 0, status
+
+    def synchronize(self):
+        status = self.lib.cudaDeviceSynchronize()
+        if status != 0:
+            raise RuntimeError(f"cudaDeviceSynchronize returned CUDA error {status}")
+
+
+def gpu_unavailable_reason(device_id=0):
+    """None when pycaffe can run on GPU `device_id`, else why not (one sentence)."""
+    try:
+        runtime = CudaRuntime()
+    except OSError as err:
+        return str(err)
+    count, status = runtime.device_count()
+    if count == 0:
+        return (f"the CUDA runtime finds no GPU (cudaGetDeviceCount returned error {status})"
+                if status else "the CUDA runtime finds no GPU")
+    if not 0 <= device_id < count:
+        return f"GPU {device_id} does not exist (the CUDA runtime finds {count})"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NetRun:
+    """A net with its inputs and top diff, timed forward and backward."""
+    net: object
+    inputs: dict
+    top_diff: np.ndarray = None
+    backward: bool = True
+    forward_ms: list = field(default_factory=list)  # warm runs (see time_rounds)
+    backward_ms: list = field(default_factory=list)
+    cold_forward_ms: list = field(default_factory=list)  # first run of each round
+    cold_backward_ms: list = field(default_factory=list)
+
+    def prepare(self):
+        for name, value in self.inputs.items():
+            self.net.blobs[name].data[...] = value
+        if self.backward:
+            self.net.blobs[TOP].diff[...] = self.top_diff
+
+    def run(self, sync, record=None):
+        """One forward (+ backward); record: None, "warm" or "cold"."""
+        last = len(self.net.layers) - 1
+        sync()
+        start = time.perf_counter()
+        self.net._forward(0, last)
+        sync()
+        middle = time.perf_counter()
+        if self.backward:
+            self.net._backward(last, 0)
+            sync()
+        end = time.perf_counter()
+        if record:
+            prefix = "cold_" if record == "cold" else ""
+            getattr(self, prefix + "forward_ms").append(1e3 * (middle - start))
+            getattr(self, prefix + "backward_ms").append(1e3 * (end - middle))
+
+    def results(self):
+        """Copies of the top data and of every input's diff (after a backward)."""
+        out = {"out": self.net.blobs[TOP].data.copy()}
+        if self.backward:
+            out.update({f"d{name}": self.net.blobs[name].diff.copy() for name in self.inputs})
+        return out
+
+
+@dataclass
+class CallRun:
+    """A plain callable (e.g. cv2.resize over the planes), timed as a forward."""
+    call: object
+    forward_ms: list = field(default_factory=list)
+    cold_forward_ms: list = field(default_factory=list)
+
+    def prepare(self):
+        pass
+
+    def run(self, sync, record=None):
+        start = time.perf_counter()
+        self.call()
+        elapsed = 1e3 * (time.perf_counter() - start)
+        if record:
+            (self.cold_forward_ms if record == "cold" else self.forward_ms).append(elapsed)
+
+
+def no_sync():
+    pass
+
+
+BLOCK = 3  # warm runs back to back per contender and round
+
+
+def time_rounds(runs, repeats, block=BLOCK, warmup=2, sync=no_sync):
+    """Time every run of `runs` in rounds. After `warmup` untimed runs each, every round runs
+    each contender in turn: one "cold" run (the other contenders ran just before it, so it
+    starts from the caches they left) and then `block` "warm" runs back to back (each starts
+    from the caches its own previous run left, as repeated runs of one net do). Rounds repeat
+    until every run has `repeats` warm times; alternating the contenders round by round makes a
+    change of the machine's load hit them alike. Returns, per run with results(), whether its
+    results after the first and the last warm run were bit-identical."""
+    for run in runs:
+        run.prepare()
+    for _ in range(warmup):
+        for run in runs:
+            run.run(sync)
+    first = {}
+    done = 0
+    while done < repeats:
+        count = min(block, repeats - done)
+        for k, run in enumerate(runs):
+            run.run(sync, "cold")
+            for j in range(count):
+                run.run(sync, "warm")
+                if done == 0 and j == 0 and hasattr(run, "results"):
+                    first[k] = run.results()
+        done += count
+    identical = {}
+    for k, run in enumerate(runs):
+        if k in first:
+            last = run.results()
+            identical[k] = all(np.array_equal(first[k][key], last[key], equal_nan=True)
+                               for key in first[k])
+    return identical
+
+
+def median(values):
+    return statistics.median(values) if values else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# Copy bandwidth
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bandwidth:
+    mode: str  # "cpu" or "gpu"
+    mib: float  # size of the copied blob
+    caffe_copy_gbs: float  # 2 x bytes / median time of the Power layer's caffe_copy
+    numpy_copy_gbs: float = None  # CPU only: np.copyto of the same size, for comparison
+    caffe_copy_ms: list = field(default_factory=list)
+    numpy_copy_ms: list = field(default_factory=list)
+
+    @property
+    def reference_gbs(self):
+        """The figure the memory-bound cases are compared with: Caffe's own copy."""
+        return self.caffe_copy_gbs
+
+
+def copy_bandwidth(caffe, mode="cpu", mib=256, repeats=10, sync=no_sync):
+    """Copy bandwidth of this process: a Power layer (its forward is one caffe_copy: memcpy on the
+    CPU, cudaMemcpy device to device on a GPU) of `mib` MiB, 2 x bytes (read + written) over the
+    median time; on the CPU also numpy's copy of the same size."""
+    count = int(mib * 2**20) // 4
+    net = load_net(caffe, copy_net(count))
+    data = np.random.default_rng(0).standard_normal(count, dtype=np.float32)
+    run = NetRun(net, {"x": data.reshape(1, 1, 1, count)}, backward=False)
+    runs = [run]
+    numpy_run = None
+    if mode == "cpu":
+        source, target = data.copy(), np.empty_like(data)
+        numpy_run = CallRun(lambda: np.copyto(target, source))
+        runs.append(numpy_run)
+    time_rounds(runs, repeats, sync=sync)
+    if not np.array_equal(net.blobs[TOP].data.ravel(), data):
+        raise AssertionError("the copy net did not copy its input")
+    nbytes = 2 * 4 * count
+    result = Bandwidth(mode, mib, nbytes / median(run.forward_ms) / 1e6,
+                       caffe_copy_ms=[round(t, 3) for t in run.forward_ms])
+    if numpy_run is not None:
+        result.numpy_copy_gbs = nbytes / median(numpy_run.forward_ms) / 1e6
+        result.numpy_copy_ms = [round(t, 3) for t in numpy_run.forward_ms]
+    del net
+    return result

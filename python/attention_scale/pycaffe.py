@@ -1,0 +1,26 @@
+"""Importing pycaffe the way every part of this package wants it.
+
+glog reads GLOG_minloglevel once, when libcaffe loads: the first import decides whether a net's
+long construction log is printed. The import here keeps it quiet unless the caller's environment
+says otherwise, and leaves the environment as it found it, so that a `caffe train` child process
+started later still logs its INFO lines (the training runner reads them).
+"""
+
+import os
+
+
+def import_caffe(gpu=None):
+    """pycaffe, in CPU mode or in GPU mode on device `gpu`."""
+    previous = os.environ.get("GLOG_minloglevel")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        import caffe
+    finally:
+        if previous is None:
+            del os.environ["GLOG_minloglevel"]
+    if gpu is None:
+        caffe.set_mode_cpu()
+    else:
+        caffe.set_device(int(gpu))
+        caffe.set_mode_gpu()
+    return caffe

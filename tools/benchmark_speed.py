@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Speed of the C++ layers against what users would otherwise write (issue 11), in one run:
+SoftmaxOverScales + WeightedScaleSum against the stock-Caffe composition (Softmax -> Slice ->
+Tile -> Eltwise PROD -> Eltwise SUM), ScaleInterp against cv2.resize, both against the copy
+bandwidth measured in the same run, the extra memory of each approach, the OpenMP scaling of the
+layers and, with --gpu, the same on a GPU. Prints the table of ratios and writes
+benchmarks/speed.md and benchmarks/speed.json."""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=12,
+                        help="warm timed runs per contender and case, 3 back to back per round "
+                             "after 2 warm-up runs (median kept)")
+    parser.add_argument("--only", choices=("merge", "resize"), nargs="+",
+                        default=["merge", "resize"], help="which comparisons (default: both)")
+    parser.add_argument("--merge-case", type=int, nargs=5, action="append",
+                        metavar=("N", "C", "H", "W", "S"),
+                        help="softmax + merge case instead of the paper's sizes (repeatable)")
+    parser.add_argument("--resize-case", type=int, nargs=3, action="append",
+                        metavar=("C", "IN", "OUT"),
+                        help="ScaleInterp case C planes IN x IN -> OUT x OUT instead of the "
+                             "defaults (repeatable)")
+    parser.add_argument("--bandwidth-mib", type=float, default=256,
+                        help="size of the copy that measures the bandwidth (default 256 MiB)")
+    parser.add_argument("--memory-repeats", type=int, default=1,
+                        help="rounds of the memory children per merge case (0: count the "
+                             "intermediate blobs only)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="OMP_NUM_THREADS of the OpenMP scaling children (default: 1 2)")
+    parser.add_argument("--scaling-rounds", type=int, default=2,
+                        help="rounds of the scaling children, alternating the thread counts")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the OpenMP scaling")
+    parser.add_argument("--openmp-prefix", type=Path,
+                        help="a Caffe install built with OpenMP (tools/build_caffe.py --openmp "
+                             "--print-env gives it) for the scaling children; default: this "
+                             "run's pycaffe if it has OpenMP")
+    parser.add_argument("--gpu", type=int, nargs="?", const=0, metavar="ID",
+                        help="also run on GPU ID (default 0); skipped with a message where "
+                             "pycaffe has no CUDA or there is no GPU")
+    parser.add_argument("--output-dir", type=Path, default=REPO / "benchmarks",
+                        help="where speed.json and speed.md go")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    for name in ("repeats", "scaling_rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.memory_repeats < 0:
+        parser.error("--memory-repeats must be >= 0")
+    if args.bandwidth_mib <= 0:
+        parser.error("--bandwidth-mib must be > 0")
+    if any(t < 1 for t in args.threads):
+        parser.error("--threads must be >= 1")
+    if args.gpu is not None and args.gpu < 0:
+        parser.error("--gpu ID must be >= 0")
+    for case in args.merge_case or []:
+        if min(case) < 1:
+            parser.error(f"--merge-case {' '.join(map(str, case))}: every value must be >= 1")
+    for case in args.resize_case or []:
+        if min(case) < 1 or min(case[1:]) < 2:
+            parser.error(f"--resize-case {' '.join(map(str, case))}: C >= 1 and sides >= 2")
+    if args.openmp_prefix and not (args.openmp_prefix / "python" / "caffe").is_dir():
+        parser.error(f"--openmp-prefix {args.openmp_prefix}: no pycaffe in its python/ folder")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # One thread everywhere unless a child says otherwise; before numpy and libcaffe load.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ[var] = "1"
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    from attention_scale.benchmarks import speed
+
+    speed.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
