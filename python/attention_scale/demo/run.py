@@ -24,9 +24,11 @@ from ..data.lists import read_list
 from ..data.synthetic import write_dataset
 from ..errors import DataError
 from ..files import atomic_write
-from ..training import caffe_log, runner
+from ..training import caffe_log, plots, runner
 from .experiment import DemoConfig, DemoVariant
 from .layout import DemoLayout, RunPaths, write_run_files
+
+_PYPLOT = threading.Lock()  # pyplot is not thread-safe: one figure at a time across the jobs
 
 # For each `caffe train`: one BLAS thread, and glog's INFO lines, which the runner reads for
 # progress and losses (pycaffe in this process is made quiet through the same variable).
@@ -131,13 +133,18 @@ def train_job(config: DemoConfig, layout: DemoLayout, seed, variant: DemoVariant
                              f"{event.iteration}/{config.iterations} loss {event.value:.3g}")
 
     started = time.monotonic()
+    # plot=False: the runner would draw with pyplot in this worker thread while the other job
+    # draws in its own, and pyplot is not thread-safe (figures went missing, or "pop from empty
+    # list"); the curve is drawn below, one thread at a time
     result = runner.train(paths.solver, resume=True, caffe=caffe, progress=False,
                           env=TRAIN_ENV, on_event=on_event, echo=False, log_path=paths.log,
-                          plot_path=paths.loss_plot)
+                          plot=False)
     seconds = time.monotonic() - started
     if result.log.stopped_early or not weights.is_file():
         raise DemoError(f"{variant.label}, seed {seed}: training stopped at iteration "
                         f"{result.last_iteration}; run the same command again to continue")
+    with _PYPLOT:
+        plots.plot_logs([paths.log], paths.loss_plot, title=f"{variant.label}, seed {seed}")
     first, last = _loss_ends(paths.log)
     record = {"variant": variant.key, "seed": seed, "iterations": config.iterations,
               "seconds": round(seconds, 1), "resumed_from": earlier or None,
