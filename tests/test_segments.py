@@ -99,6 +99,18 @@ def test_iou_by_object_size_by_hand():
     np.testing.assert_array_equal(total, whole)
 
 
+def test_bin_miou_is_over_the_classes_in_the_bins_ground_truth():
+    # One segment (class 2, area 3, bin < 10) and one background pixel; one object pixel
+    # predicted as class 1, which this bin's ground truth does not hold. bg: 1/1; two: TP 2, FN 1 -> 2/3;
+    # one: TP 0, FP 1 -> 0, left out of the bin's mean (the miss still costs class two).
+    gt = np.array([[2, 2, 2, 0]], np.uint8)
+    pred = np.array([[2, 2, 1, 0]], np.uint8)
+    only, _ = SizeBinnedConfusion(3, seg.Bins((10,))).update(gt, pred).summary(
+        ["bg", "one", "two"])["bins"]
+    assert only["per_class_iou"] == {"bg": 1.0, "two": pytest.approx(2 / 3)}
+    assert only["mean_iou"] == pytest.approx((1 + 2 / 3) / 2)
+
+
 def test_iou_by_size_keeps_images_without_objects_apart():
     sized = SizeBinnedConfusion(3, seg.Bins((2,)))
     sized.update(np.zeros((2, 2), np.uint8), np.ones((2, 2), np.uint8))

@@ -4,8 +4,11 @@ Every pixel is given to one object: the segment it lies on, or, for background a
 pixels, the nearest segment. Bin b's matrix counts the pixels of the objects whose area falls in
 bin b, so the bins partition each image (their matrices add up to the whole-image matrix, less the
 images without any object, which are kept apart) and a false positive around a small object
-counts against the small objects' bin. Alongside the IoU, `object_accuracy` is the fraction of
-the bin's object pixels labelled with their own class (recall, free of that assignment rule).
+counts against the small objects' bin. A bin's mIOU is the mean IoU over the classes present in
+that bin's ground truth: a class absent there but predicted on a few of its pixels would add an
+IoU of 0 and swing the mean by 1/(number of classes) (those pixels still count as misses of the
+classes they belong to). Alongside the IoU, `object_accuracy` is the fraction of the bin's
+object pixels labelled with their own class (recall, free of that assignment rule).
 """
 
 import numpy as np
@@ -70,16 +73,17 @@ class SizeBinnedConfusion:
         for b, (label, (low, high)) in enumerate(zip(self.bins.labels(), self.bins.ranges())):
             matrix = self.matrices[b]
             iou = matrix.iou()
+            present = matrix.matrix.sum(1) > 0   # classes in this bin's ground truth
             pixels = int(self.object_pixels[b])
             rows.append({
                 "bin": label, "area_min": low, "area_max": high,
                 "segments": int(self.segment_counts[b]),
                 "object_pixels": pixels,
                 "pixels": int(matrix.matrix.sum()),
-                "mean_iou": _json_float(matrix.mean_iou()),
+                "mean_iou": _json_float(float(iou[present].mean())) if present.any() else None,
                 "object_accuracy": float(self.object_correct[b] / pixels) if pixels else None,
                 "per_class_iou": {names[i]: _json_float(iou[i]) for i in range(len(names))
-                                  if matrix.matrix[i].sum() > 0},
+                                  if present[i]},
             })
         return {"rule": "pixels belong to the ground-truth segment they lie on or, off objects, "
                         "the nearest one; bins by that segment's area",
