@@ -28,7 +28,6 @@ from ..training import caffe_log, plots, runner
 from .experiment import DemoConfig, DemoVariant
 from .layout import DemoLayout, RunPaths, write_run_files
 
-_PYPLOT = threading.Lock()  # pyplot is not thread-safe: one figure at a time across the jobs
 
 # For each `caffe train`: one BLAS thread, and glog's INFO lines, which the runner reads for
 # progress and losses (pycaffe in this process is made quiet through the same variable).
@@ -143,8 +142,8 @@ def train_job(config: DemoConfig, layout: DemoLayout, seed, variant: DemoVariant
     if result.log.stopped_early or not weights.is_file():
         raise DemoError(f"{variant.label}, seed {seed}: training stopped at iteration "
                         f"{result.last_iteration}; run the same command again to continue")
-    with _PYPLOT:
-        plots.plot_logs([paths.log], paths.loss_plot, title=f"{variant.label}, seed {seed}")
+    # plot_logs holds pyplot's lock: the other job's thread may be drawing too.
+    plots.plot_logs([paths.log], paths.loss_plot, title=f"{variant.label}, seed {seed}")
     first, last = _loss_ends(paths.log)
     record = {"variant": variant.key, "seed": seed, "iterations": config.iterations,
               "seconds": round(seconds, 1), "resumed_from": earlier or None,

@@ -8,11 +8,17 @@ moving average.
 """
 
 import io
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from ..files import atomic_write
+
+
+# pyplot keeps global state and is not thread-safe: callers that train several nets in threads
+# (runner.train plots at every snapshot) would otherwise lose figures or crash.
+PYPLOT_LOCK = threading.RLock()
 
 
 def _matplotlib():
@@ -133,5 +139,6 @@ def plot_logs(log_paths, output, labels=None, window=None, title=None):
         if not log.outputs and not log.display_loss:
             raise ValueError(f"{path}: no training iterations found (is it a `caffe train` log?)")
     labels = labels or [default_label(p) for p in log_paths]
-    save_figure(curves_figure(logs, labels, window, title), output)
+    with PYPLOT_LOCK:
+        save_figure(curves_figure(logs, labels, window, title), output)
     return Path(output)
