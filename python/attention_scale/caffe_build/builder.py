@@ -301,6 +301,16 @@ def _prepare_tree(cfg: BuildConfig, work: Path) -> Dict[str, str]:
     return identity
 
 
+def _forget_installed_files(build_dir: Path):
+    """Delete the files listed in build_dir's install_manifest.txt (written by the last install)."""
+    manifest = build_dir / "install_manifest.txt"
+    if manifest.is_file():
+        for line in manifest.read_text().splitlines():
+            path = Path(line.strip())
+            if line.strip() and (path.is_file() or path.is_symlink()):
+                path.unlink()
+
+
 def _build_locked(cfg, base, work: Path, args: List[str]) -> BuildResult:
     prefix, build_dir, tree = work / "install", work / "build", work / "src"
     identity = _prepare_tree(cfg, work)
@@ -332,6 +342,10 @@ def _build_locked(cfg, base, work: Path, args: List[str]) -> BuildResult:
         env = dict(os.environ, CCACHE_BASEDIR=str(cfg.cache.resolve()))
         _run_logged(["cmake", "--build", str(build_dir), "--", f"-j{cfg.jobs}"], work, logfile,
                     "caffe build", progress=True, env=env)
+        # CMake's install skips a file whose time is within one second of the installed copy's
+        # ("Up-to-date"), so a quick rebuild could leave the old file in place: remove what the
+        # last install wrote, and every file is copied afresh.
+        _forget_installed_files(build_dir)
         _run_logged(["cmake", "--install", str(build_dir)], work, logfile, "install",
                     progress=False)
     atomic_write(stamp_path, json.dumps(stamp, indent=2, sort_keys=True) + "\n")
