@@ -414,31 +414,42 @@ static int ScaleInterpThreads(int planes, int plane_size) {
   return std::max(1, std::min(threads, INT_MAX / std::max(plane_size, 1)));
 }
 
+/// Both passes over every plane, each plane through the calling thread's
+/// intermediate plane in *buffer. Forward: bottom planes in, pass 0 then pass
+/// 1, top planes out. Backward: top diff planes in, pass 1 then pass 0 (each
+/// transposed), bottom diff planes out.
 template <typename Dtype>
-void ScaleInterpLayer<Dtype>::Forward_cpu(
-    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
-  const int planes = bottom[0]->num() * bottom[0]->channels();
-  const attention_scale::InterpPass first = pass_[0], second = pass_[1];
-  const attention_scale::InterpAxis<Dtype> first_axis =
-      Axis(first.along_x, false);
-  const attention_scale::InterpAxis<Dtype> second_axis =
-      Axis(second.along_x, false);
-  const int mid_size = first.dst_h * first.dst_w;
+static void TwoPassPlanes(const attention_scale::InterpPass* pass,
+    const attention_scale::InterpAxis<Dtype>* axis, int planes, bool backward,
+    const Dtype* in, Dtype* out, Blob<Dtype>* buffer) {
+  const int mid_size = pass[0].dst_h * pass[0].dst_w;
   const int threads = ScaleInterpThreads(planes, mid_size);
-  plane_buffer_.Reshape(vector<int>(1, threads * mid_size));
-  Dtype* buffer = plane_buffer_.mutable_cpu_data();
-  const Dtype* bottom_data = bottom[0]->cpu_data();
-  Dtype* top_data = top[0]->mutable_cpu_data();
-  const size_t in_size = static_cast<size_t>(first.src_h) * first.src_w;
-  const size_t out_size = static_cast<size_t>(second.dst_h) * second.dst_w;
+  buffer->Reshape(vector<int>(1, threads * mid_size));
+  Dtype* mids = buffer->mutable_cpu_data();
+  const size_t bottom_size = static_cast<size_t>(pass[0].src_h) * pass[0].src_w;
+  const size_t top_size = static_cast<size_t>(pass[1].dst_h) * pass[1].dst_w;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static)
 #endif
   for (int plane = 0; plane < planes; ++plane) {
-    Dtype* mid = buffer + attention_scale::ThreadNum() * mid_size;
-    InterpPassPlane(first, first_axis, bottom_data + plane * in_size, mid);
-    InterpPassPlane(second, second_axis, mid, top_data + plane * out_size);
+    Dtype* mid = mids + attention_scale::ThreadNum() * mid_size;
+    if (!backward) {
+      InterpPassPlane(pass[0], axis[0], in + plane * bottom_size, mid);
+      InterpPassPlane(pass[1], axis[1], mid, out + plane * top_size);
+    } else {
+      InterpGatherPlane(pass[1], axis[1], in + plane * top_size, mid);
+      InterpGatherPlane(pass[0], axis[0], mid, out + plane * bottom_size);
+    }
   }
+}
+
+template <typename Dtype>
+void ScaleInterpLayer<Dtype>::Forward_cpu(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  const attention_scale::InterpAxis<Dtype> axis[2] = {
+      Axis(pass_[0].along_x, false), Axis(pass_[1].along_x, false)};
+  TwoPassPlanes(pass_, axis, bottom[0]->num() * bottom[0]->channels(), false,
+      bottom[0]->cpu_data(), top[0]->mutable_cpu_data(), &plane_buffer_);
 }
 
 template <typename Dtype>
@@ -451,29 +462,10 @@ void ScaleInterpLayer<Dtype>::Backward_cpu(const vector<Blob<Dtype>*>& top,
   if (!propagate_down[0]) {
     return;
   }
-  // The passes in reverse order, each transposed.
-  const int planes = bottom[0]->num() * bottom[0]->channels();
-  const attention_scale::InterpPass first = pass_[0], second = pass_[1];
-  const attention_scale::InterpAxis<Dtype> first_axis =
-      Axis(first.along_x, false);
-  const attention_scale::InterpAxis<Dtype> second_axis =
-      Axis(second.along_x, false);
-  const int mid_size = first.dst_h * first.dst_w;
-  const int threads = ScaleInterpThreads(planes, mid_size);
-  plane_buffer_.Reshape(vector<int>(1, threads * mid_size));
-  Dtype* buffer = plane_buffer_.mutable_cpu_data();
-  const Dtype* top_diff = top[0]->cpu_diff();
-  Dtype* bottom_diff = bottom[0]->mutable_cpu_diff();
-  const size_t in_size = static_cast<size_t>(first.src_h) * first.src_w;
-  const size_t out_size = static_cast<size_t>(second.dst_h) * second.dst_w;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static)
-#endif
-  for (int plane = 0; plane < planes; ++plane) {
-    Dtype* mid = buffer + attention_scale::ThreadNum() * mid_size;
-    InterpGatherPlane(second, second_axis, top_diff + plane * out_size, mid);
-    InterpGatherPlane(first, first_axis, mid, bottom_diff + plane * in_size);
-  }
+  const attention_scale::InterpAxis<Dtype> axis[2] = {
+      Axis(pass_[0].along_x, false), Axis(pass_[1].along_x, false)};
+  TwoPassPlanes(pass_, axis, bottom[0]->num() * bottom[0]->channels(), true,
+      top[0]->cpu_diff(), bottom[0]->mutable_cpu_diff(), &plane_buffer_);
 }
 
 #ifdef CPU_ONLY
