@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attention_scale.benchmarks import speed_report, traffic
+from attention_scale.benchmarks import speed_gpu_report, speed_report, traffic
 from attention_scale.benchmarks.speed_merge import MergeResult
 from attention_scale.benchmarks.speed_resize import ResizeResult
-from attention_scale.benchmarks.speed_timing import Bandwidth
+from attention_scale.benchmarks.speed_timing import Bandwidth, NetRun
 from pyhelpers import import_caffe, ref_interp_forward
 
 REPO = Path(__file__).resolve().parents[1]
@@ -180,6 +180,67 @@ def test_report_marks_each_target():
     json.dumps(data)  # JSON-ready
 
 
+def _gpu_run(fused_ms):
+    # 268 MB at 4000 GB/s: 70% is 0.0958 ms
+    return {"status": None, "device": {"name": "Test GPU", "runtime": "13.0"}, "passes": 10,
+            "bandwidth": Bandwidth("gpu", 256, 4000.0),
+            "merge": [_merge("train S=3", 0.02, 0.1), _merge("test S=3", fused_ms, 0.5)],
+            "resize": [_resize("a", 0.01, None)]}
+
+
+def test_gpu_report_marks_the_bandwidth_target_at_full_resolution():
+    bytes_min = traffic.merge_bytes(1, 21, 513, 513, 3)
+    assert bytes_min / 0.0958e-3 / 1e9 == pytest.approx(0.7 * 4000, rel=1e-3)
+    data, markdown = speed_gpu_report.gpu_report({}, _gpu_run(0.0950))
+    assert _marks(markdown) == ["yes"] and data["targets"][0]["met"] is True
+    assert "Test GPU" in markdown and "10 passes" in markdown
+    data, markdown = speed_gpu_report.gpu_report({}, _gpu_run(0.0970))
+    assert _marks(markdown) == ["**no**"] and data["targets"][0]["measured"] == "69%"
+    json.dumps(data)
+
+
+def test_cpu_report_quotes_a_separate_gpu_run(tmp_path):
+    data, _ = speed_gpu_report.gpu_report({}, _gpu_run(0.0950))
+    (tmp_path / "speed-gpu.json").write_text(json.dumps(data))
+    summary = speed_gpu_report.load_gpu_summary(tmp_path)
+    bw = Bandwidth("cpu", 256, 10.0, 12.0)
+    cpu, markdown = speed_report.report({}, bw, [_merge("test S=3", 50.0, 200.0)], [], gpu=None,
+                                        gpu_summary=summary)
+    assert _marks(markdown)[-1] == "yes"
+    assert "Test GPU, [speed-gpu.md](speed-gpu.md)" in markdown
+    # the GPU columns of the CPU tables come from the separate run's rows: 0.5 / 0.095 ms
+    merge_row = next(line for line in markdown.splitlines() if line.startswith("| test S=3 | 1,"))
+    assert merge_row.endswith("| 5.26 |")
+    assert "| GPU (Test GPU, [speed-gpu.md](speed-gpu.md)) | 256 | 4000.0 | - |" in markdown
+    assert cpu["gpu"]["separate_run"]["device"]["name"] == "Test GPU"
+    assert speed_gpu_report.load_gpu_summary(tmp_path / "nowhere") is None
+    (tmp_path / "speed-gpu.json").write_text("{not json")
+    assert speed_gpu_report.load_gpu_summary(tmp_path) is None
+
+
+class _CountingNet:
+    """Stands in for a pycaffe Net: counts the passes NetRun makes."""
+    layers = [None, None]
+
+    def __init__(self):
+        self.forward = self.backward = 0
+
+    def _forward(self, start, end):
+        self.forward += 1
+
+    def _backward(self, start, end):
+        self.backward += 1
+
+
+def test_net_run_makes_its_passes_between_two_synchronizations():
+    net, syncs = _CountingNet(), []
+    run = NetRun(net, {}, passes=4)
+    run.run(lambda: syncs.append(net.forward + net.backward), record="warm")
+    assert (net.forward, net.backward) == (4, 4)
+    assert syncs == [0, 4, 8]  # before, after the forwards, after the backwards
+    assert len(run.forward_ms) == len(run.backward_ms) == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # The command line
 # ---------------------------------------------------------------------------------------------
@@ -213,8 +274,21 @@ def test_tool_end_to_end_with_gpu_skipped(tmp_path, caffe):
         assert "built without OpenMP" in data["scaling"]["note"]
 
 
+def test_gpu_only_without_a_gpu_writes_nothing(tmp_path, caffe):
+    from attention_scale.benchmarks.speed_timing import gpu_unavailable_reason
+
+    if gpu_unavailable_reason() is None:
+        pytest.skip("this machine has a GPU: --gpu-only measures instead")
+    res = _tool("--gpu-only", "--merge-case", "1", "2", "5", "5", "2", "--resize-case", "2",
+                "9", "17", "--repeats", "1", "--output-dir", str(tmp_path))
+    assert res.returncode == 1, res.stderr
+    assert "--gpu: skipped:" in res.stderr and "nothing written" in res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("args, message", [
     (["--repeats", "0"], "--repeats must be >= 1"),
+    (["--gpu-passes", "0"], "--gpu-passes must be >= 1"),
     (["--threads", "0"], "--threads must be >= 1"),
     (["--merge-case", "1", "0", "2", "2", "2"], "every value must be >= 1"),
     (["--resize-case", "2", "1", "5"], "sides >= 2"),

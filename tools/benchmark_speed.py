@@ -4,7 +4,8 @@ SoftmaxOverScales + WeightedScaleSum against the stock-Caffe composition (Softma
 Tile -> Eltwise PROD -> Eltwise SUM), ScaleInterp against cv2.resize, both against the copy
 bandwidth measured in the same run, the extra memory of each approach, the OpenMP scaling of the
 layers and, with --gpu, the same on a GPU. Prints the table of ratios and writes
-benchmarks/speed.md and benchmarks/speed.json."""
+benchmarks/speed.md and benchmarks/speed.json; --gpu-only measures the GPU half alone and writes
+benchmarks/speed-gpu.md and .json (speed.md then quotes and links them)."""
 
 import argparse
 import os
@@ -45,11 +46,19 @@ def parse_args(argv=None):
     parser.add_argument("--gpu", type=int, nargs="?", const=0, metavar="ID",
                         help="also run on GPU ID (default 0); skipped with a message where "
                              "pycaffe has no CUDA or there is no GPU")
+    parser.add_argument("--gpu-only", action="store_true",
+                        help="only the GPU half (on GPU --gpu ID, default 0), written as "
+                             "speed-gpu.md/.json; exit status 1 and nothing written without a GPU")
+    parser.add_argument("--gpu-passes", type=int, default=10,
+                        help="passes back to back per timed GPU run, between two synchronizations "
+                             "(default 10)")
     parser.add_argument("--output-dir", type=Path, default=REPO / "benchmarks",
                         help="where speed.json and speed.md go")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
-    for name in ("repeats", "scaling_rounds"):
+    if args.gpu_only and args.gpu is None:
+        args.gpu = 0
+    for name in ("repeats", "scaling_rounds", "gpu_passes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.memory_repeats < 0:
@@ -79,7 +88,7 @@ def main(argv=None):
     os.environ.setdefault("GLOG_minloglevel", "2")
     from attention_scale.benchmarks import speed
 
-    speed.run(args)
+    return speed.run(args)
 
 
 if __name__ == "__main__":

@@ -268,7 +268,7 @@ attention_scale::InterpAxis<Dtype> ScaleInterpLayer<Dtype>::Axis(
 /// Forward along x of one row: out[x] = interp_mix of line[i0[x]] and
 /// line[i1[x]] (a gather).
 template <typename Dtype>
-static ATS_NOINLINE void InterpRowAlongX(const Dtype* __restrict__ line,
+static ATS_CPU_LOOP void InterpRowAlongX(const Dtype* __restrict__ line,
     const attention_scale::InterpAxis<Dtype>& axis, int size,
     Dtype* __restrict__ out) {
   const int* __restrict__ i0 = axis.i0;
@@ -291,7 +291,7 @@ static ATS_NOINLINE void InterpRowAlongX(const Dtype* __restrict__ line,
 /// weight lambda of r1: interp_mix, decided once for the row (a copy of r0
 /// where the weight is zero, else interp_blend).
 template <typename Dtype>
-static ATS_NOINLINE void InterpRowAlongY(const Dtype* __restrict__ r0,
+static ATS_CPU_LOOP void InterpRowAlongY(const Dtype* __restrict__ r0,
     const Dtype* __restrict__ r1, Dtype lambda, bool nearest, int size,
     Dtype* __restrict__ out) {
   if (nearest || lambda == Dtype(0)) {
@@ -331,7 +331,7 @@ static void InterpPassPlane(const attention_scale::InterpPass& pass,
 /// + k, k = 0 .. width - 1, from zero). kWidth > 0: the window width, known to
 /// the compiler (the steps are then unrolled).
 template <typename Dtype, int kWidth>
-static ATS_NOINLINE void InterpGatherRowAlongX(const Dtype* __restrict__ diff,
+static ATS_CPU_LOOP void InterpGatherRowAlongX(const Dtype* __restrict__ diff,
     const attention_scale::InterpAxis<Dtype>& axis, int size,
     Dtype* __restrict__ window) {
   const int width = (kWidth > 0) ? kWidth : axis.width;
@@ -351,7 +351,7 @@ static ATS_NOINLINE void InterpGatherRowAlongX(const Dtype* __restrict__ diff,
 /// first[sy] + k) by interp_gather_add, a row operation (a zero weight adds
 /// nothing, so its row is skipped).
 template <typename Dtype>
-static ATS_NOINLINE void InterpGatherRowStepAlongY(
+static ATS_CPU_LOOP void InterpGatherRowStepAlongY(
     const Dtype* __restrict__ diff, Dtype weight, int size,
     Dtype* __restrict__ window) {
   if (weight == Dtype(0)) {

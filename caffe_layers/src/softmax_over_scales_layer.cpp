@@ -74,8 +74,8 @@ static const int kBlock = 512;
 /// Forward of pixels [begin, begin + size) of one sample (x: its logits, y: its
 /// weights; x == y in place).
 template <typename Dtype>
-static void SoftmaxForwardBlock(const Dtype* x, Dtype* y, int begin, int size,
-    int num_scales, int inner) {
+static ATS_CPU_LOOP void SoftmaxForwardBlock(const Dtype* x, Dtype* y,
+    int begin, int size, int num_scales, int inner) {
   Dtype peak[kBlock], sum[kBlock];
   for (int j = 0; j < size; ++j) {
     peak[j] = x[begin + j];
@@ -137,9 +137,9 @@ void SoftmaxOverScalesLayer<Dtype>::Forward_cpu(
 /// wanted) is the diff of channel s of sample 0, diff_sample[s] its stride per
 /// sample.
 template <typename Dtype>
-static void SoftmaxBackwardBlock(const Dtype* y, const Dtype* dy, int n,
-    int begin, int size, int num_scales, int inner, Dtype* const* diff,
-    const int* diff_sample) {
+static ATS_CPU_LOOP void SoftmaxBackwardBlock(const Dtype* y,
+    const Dtype* dy, int n, int begin, int size, int num_scales, int inner,
+    Dtype* const* diff, const int* diff_sample) {
   Dtype dot[kBlock];
   for (int j = 0; j < size; ++j) {
     dot[j] = Dtype(0);

@@ -96,7 +96,7 @@ static inline int Blocks(int size) { return (size + kBlock - 1) / kBlock; }
 /// top = (s0 == 0: 0, else top) + w^s0 f^s0 + ... in the order of
 /// attention_accumulate_at.
 template <typename Dtype, int G, bool kFirst>
-static ATS_NOINLINE void AttentionForwardGroup(int begin, int end,
+static ATS_CPU_LOOP void AttentionForwardGroup(int begin, int end,
     const Dtype* const* f, const Dtype* const* w, Dtype* __restrict__ top) {
   const Dtype* __restrict__ f0 = f[0];
   const Dtype* __restrict__ f1 = f[G > 1 ? 1 : 0];
@@ -158,7 +158,7 @@ static void AttentionForwardGroups(int begin, int end, int num_scales,
 /// diffs in one pass: df^s = w^s dg (attention_feature_diff_at) and dw^s (=
 /// for the first class, else +=) f^s dg (attention_weight_accumulate_at).
 template <typename Dtype, bool kFirstClass>
-static ATS_NOINLINE void AttentionBackwardScale(int begin, int end,
+static ATS_CPU_LOOP void AttentionBackwardScale(int begin, int end,
     const Dtype* __restrict__ f, const Dtype* __restrict__ w,
     const Dtype* __restrict__ dg, Dtype* __restrict__ f_diff,
     Dtype* __restrict__ w_diff) {

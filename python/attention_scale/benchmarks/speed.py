@@ -3,7 +3,8 @@
 import os
 import sys
 
-from . import speed_merge, speed_report, speed_resize, speed_scaling, speed_timing
+from . import (speed_gpu_report, speed_merge, speed_report, speed_resize, speed_scaling,
+               speed_timing)
 from .common import environment, publish_report
 
 
@@ -11,9 +12,9 @@ def _log(message):
     print(f"benchmark_speed: {message}", file=sys.stderr, flush=True)
 
 
-def merge_cases(args):
+def merge_cases(args, gpu=False):
     if not args.merge_case:
-        return speed_merge.MERGE_CASES
+        return speed_merge.MERGE_CASES + (speed_merge.GPU_EXTRA_CASES if gpu else [])
     return [(f"--merge-case {k + 1}", n, c, h, w, s)
             for k, (n, c, h, w, s) in enumerate(args.merge_case)]
 
@@ -47,19 +48,40 @@ def run_gpu(caffe, args, m_cases, r_cases):
         _log(f"--gpu: skipped: {reason}; the GPU column stays "
              f"'{speed_report.NOT_MEASURED}'")
         return {"status": reason}
-    sync = speed_timing.CudaRuntime().synchronize
+    runtime = speed_timing.CudaRuntime()
+    sync, passes = runtime.synchronize, args.gpu_passes
     caffe.set_device(args.gpu)
     caffe.set_mode_gpu()
     try:
+        device = runtime.describe(args.gpu)
+        _log(f"GPU {args.gpu}: {device}")
         bandwidth = speed_timing.copy_bandwidth(caffe, "gpu", args.bandwidth_mib, args.repeats,
-                                                sync=sync)
-        merge = (speed_merge.run_merge_benchmarks(caffe, args.repeats, m_cases, "gpu", sync)
+                                                sync=sync, passes=passes)
+        merge = (speed_merge.run_merge_benchmarks(caffe, args.repeats, m_cases, "gpu", sync,
+                                                  passes=passes)
                  if "merge" in args.only else [])
-        resize = (speed_resize.run_resize_benchmarks(caffe, args.repeats, r_cases, "gpu", sync)
+        resize = (speed_resize.run_resize_benchmarks(caffe, args.repeats, r_cases, "gpu", sync,
+                                                     passes=passes)
                   if "resize" in args.only else [])
     finally:
         caffe.set_mode_cpu()
-    return {"status": None, "bandwidth": bandwidth, "merge": merge, "resize": resize}
+    return {"status": None, "device": device, "passes": passes, "bandwidth": bandwidth,
+            "merge": merge, "resize": resize}
+
+
+def run_gpu_only(caffe, args):
+    """--gpu-only: the GPU half alone, written as speed-gpu.md/.json; 1 (nothing written) where
+    there is no GPU to run on."""
+    gpu = run_gpu(caffe, args, merge_cases(args, gpu=True), resize_cases(args))
+    if gpu["status"] is not None:
+        _log("--gpu-only: nothing measured, nothing written")
+        return 1
+    env = environment({"repeats": args.repeats, "gpu_passes": args.gpu_passes,
+                       "libcaffe": speed_timing.build_features()["libcaffe"]})
+    data, markdown = speed_gpu_report.gpu_report(env, gpu)
+    publish_report(data, markdown, args.output_dir, speed_gpu_report.STEM,
+                   write=not args.no_write)
+    return 0
 
 
 def _load_average():
@@ -70,6 +92,8 @@ def run(args):
     import caffe
 
     caffe.set_mode_cpu()
+    if args.gpu_only:
+        return run_gpu_only(caffe, args)
     load_start = _load_average()  # the report's own figure is taken at the end
     features = speed_timing.build_features()
     m_cases, r_cases = merge_cases(args), resize_cases(args)
@@ -100,7 +124,8 @@ def run(args):
                 prefix)
         note = scaling_note(child_features, prefix, args.threads, scaling or ())
 
-    gpu = run_gpu(caffe, args, m_cases, r_cases) if args.gpu is not None else None
+    gpu = (run_gpu(caffe, args, merge_cases(args, gpu=True), r_cases)
+           if args.gpu is not None else None)
     env = environment({"repeats": args.repeats, "libcaffe_openmp": features["openmp"],
                        "libcaffe_cuda": features["cuda"],
                        "load_average_1min_start": load_start,
@@ -108,6 +133,7 @@ def run(args):
                        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                        "copy_bandwidth_gbs_before_after": [round(before.reference_gbs, 2),
                                                            round(after.reference_gbs, 2)]})
-    data, markdown = speed_report.report(env, bandwidth, merge, resize, scaling, note, gpu)
+    data, markdown = speed_report.report(env, bandwidth, merge, resize, scaling, note, gpu,
+                                         speed_gpu_report.load_gpu_summary(args.output_dir))
     publish_report(data, markdown, args.output_dir, "speed", write=not args.no_write)
-    return data
+    return 0

@@ -19,6 +19,9 @@ MERGE_CASES = [
     ("train S=2", 10, 21, 41, 41, 2),
     ("test S=3", 1, 21, 513, 513, 3),
 ]
+# On a GPU also ten test images at once: one 513 x 513 image is small for a GPU (its least
+# traffic takes tens of microseconds), a batch shows what the kernels sustain.
+GPU_EXTRA_CASES = [("test S=3, N=10", 10, 21, 513, 513, 3)]
 
 
 @dataclass
@@ -93,8 +96,8 @@ def _cold_ms(run):
 
 
 def run_merge_case(caffe, label, num, channels, height, width, num_scales, repeats, mode="cpu",
-                   sync=None, seed=0):
-    """Time both forms of one case interleaved; a MergeResult."""
+                   sync=None, seed=0, passes=1):
+    """Time both forms of one case interleaved; a MergeResult. passes: NetRun.passes."""
     from .speed_timing import no_sync
 
     shapes = merge_shapes(num, channels, height, width, num_scales)
@@ -102,9 +105,9 @@ def run_merge_case(caffe, label, num, channels, height, width, num_scales, repea
     top_diff = np.random.default_rng(seed + 1).standard_normal(
         (num, channels, height, width)).astype(np.float32)
     fused = NetRun(load_net(caffe, merge_net("fused", num, channels, height, width, num_scales)),
-                   inputs, top_diff)
+                   inputs, top_diff, passes=passes)
     stock = NetRun(load_net(caffe, merge_net("stock", num, channels, height, width, num_scales)),
-                   inputs, top_diff)
+                   inputs, top_diff, passes=passes)
     identical = time_rounds([fused, stock], repeats, sync=sync or no_sync)
     max_abs, max_rel = compare(fused.results(), stock.results())
     result = MergeResult(
@@ -145,13 +148,14 @@ def measure_merge_memory(num, channels, height, width, num_scales, repeats=1):
 
 
 def run_merge_benchmarks(caffe, repeats, cases=MERGE_CASES, mode="cpu", sync=None,
-                         memory_repeats=0, progress=True):
+                         memory_repeats=0, progress=True, passes=1):
     """run_merge_case (and, with memory_repeats > 0, measure_merge_memory) for every case."""
     from tqdm import tqdm
 
     results = []
     for label, *dims in tqdm(cases, desc=f"merge ({mode})", disable=not progress):
-        result = run_merge_case(caffe, label, *dims, repeats=repeats, mode=mode, sync=sync)
+        result = run_merge_case(caffe, label, *dims, repeats=repeats, mode=mode, sync=sync,
+                                passes=passes)
         if memory_repeats > 0:
             result.memory = measure_merge_memory(*dims, repeats=memory_repeats)
         results.append(result)

@@ -55,7 +55,7 @@ def resize_row_data(result, bandwidth_gbs):
     return data
 
 
-def targets(merge, resize, bandwidth, gpu_merge=None, gpu_bandwidth=None):
+def targets(merge, resize, bandwidth, gpu_merge=None, gpu_bandwidth=None, gpu_summary=None):
     """[(target, worst measured value, met)] of issue 11 for what this run measured."""
     rows = []
     if merge:
@@ -87,21 +87,29 @@ def targets(merge, resize, bandwidth, gpu_merge=None, gpu_bandwidth=None):
         rows.append((f"GPU kernels >= {GPU_BANDWIDTH_TARGET:.0%} of cudaMemcpy device to device "
                      "(softmax + merge, worst size)", f"{fraction:.0%} ({worst.case})",
                      fraction >= GPU_BANDWIDTH_TARGET))
+    elif gpu_summary and gpu_summary["targets"]:
+        name = gpu_summary["device"].get("name", "a GPU")
+        rows += [(t["target"], f"{t['measured']} ({name}, [{gpu_summary['file']}]"
+                  f"({gpu_summary['file']}))", t["met"]) for t in gpu_summary["targets"]]
     else:
         rows.append((f"GPU kernels >= {GPU_BANDWIDTH_TARGET:.0%} of cudaMemcpy device to device",
                      NOT_MEASURED, None))
     return rows
 
 
-def report(env, bandwidth, merge, resize, scaling=None, scaling_note=None, gpu=None):
+def report(env, bandwidth, merge, resize, scaling=None, scaling_note=None, gpu=None,
+           gpu_summary=None):
     """(json-ready dict, markdown). gpu: {"status": reason or None, "bandwidth": Bandwidth,
-    "merge": [MergeResult], "resize": [ResizeResult]} or None (not asked for)."""
+    "merge": [MergeResult], "resize": [ResizeResult]} or None (not asked for); gpu_summary:
+    speed_gpu_report.load_gpu_summary of a separate --gpu-only run, quoted when this run
+    measured no GPU."""
     bw = bandwidth.reference_gbs
     gpu = gpu or {"status": "not asked for (--gpu)"}
     gpu_measured = gpu.get("status") is None
     target_rows = targets(merge, resize, bandwidth,
                           gpu.get("merge") if gpu_measured else None,
-                          gpu.get("bandwidth") if gpu_measured else None)
+                          gpu.get("bandwidth") if gpu_measured else None,
+                          None if gpu_measured else gpu_summary)
     data = {
         "environment": env,
         "bandwidth": asdict(bandwidth),
@@ -155,22 +163,37 @@ def report(env, bandwidth, merge, resize, scaling=None, scaling_note=None, gpu=N
         f"{bandwidth.numpy_copy_gbs:.2f} |" if bandwidth.numpy_copy_gbs else
         f"| CPU | {bandwidth.mib:g} | {bandwidth.caffe_copy_gbs:.2f} | - |",
     ]
+    summary = None if gpu_measured else gpu_summary
     if gpu_measured:
         g = gpu["bandwidth"]
         lines.append(f"| GPU | {g.mib:g} | {g.caffe_copy_gbs:.1f} | - |")
+    elif summary:
+        g = summary["bandwidth"]
+        lines.append(f"| GPU ({summary['device'].get('name', 'a GPU')}, [{summary['file']}]"
+                     f"({summary['file']})) | {g['mib']:g} | {g['caffe_copy_gbs']:.1f} | - |")
     else:
         lines.append(f"| GPU | - | {NOT_MEASURED} | - |")
 
-    lines += _merge_tables(merge, bw, gpu if gpu_measured else None)
-    lines += _resize_tables(resize, bw, gpu if gpu_measured else None)
+    lines += _merge_tables(merge, bw, gpu if gpu_measured else None, summary)
+    lines += _resize_tables(resize, bw, gpu if gpu_measured else None, summary)
     lines += _scaling_table(scaling, scaling_note)
-    if not gpu_measured:
+    if not gpu_measured and gpu_summary:
+        name = gpu_summary["device"].get("name", "a GPU")
+        data["gpu"]["separate_run"] = {k: gpu_summary[k] for k in ("device", "targets", "file")}
+        lines += ["", "## GPU", "", f"GPU column: not measured in this run ({gpu.get('status')}); "
+                  f"measured separately on {name} with `--gpu-only`: "
+                  f"[{gpu_summary['file']}]({gpu_summary['file']})."]
+    elif not gpu_measured:
         lines += ["", "## GPU", "", f"GPU column: {NOT_MEASURED} ({gpu.get('status')})."]
     return data, "\n".join(lines) + "\n"
 
 
-def _gpu_cell(gpu, key, case, fmt):
+def _gpu_cell(gpu, key, case, fmt, summary=None, summary_fmt=None):
+    """A GPU column's cell: from this run's GPU results, else from a separate --gpu-only run's
+    rows (summary), else "not yet measured"."""
     if gpu is None:
+        if summary and case in summary[key]:
+            return summary_fmt(summary[key][case])
         return NOT_MEASURED
     for r in gpu[key]:
         if r.case == case:
@@ -178,7 +201,7 @@ def _gpu_cell(gpu, key, case, fmt):
     return "-"
 
 
-def _merge_tables(merge, bw, gpu):
+def _merge_tables(merge, bw, gpu, summary=None):
     if not merge:
         return []
     lines = [
@@ -198,13 +221,14 @@ def _merge_tables(merge, bw, gpu):
     ]
     for r in merge:
         n, c, h, w, s = r.shape
+        gpu_cell = _gpu_cell(gpu, "merge", r.case, lambda g: f"{g.speedup:.2f}", summary,
+                             lambda g: f"{g['speedup']:.2f}")
         lines.append(
             f"| {r.case} | {n}, {c}, {h}x{w}, {s} | {_ms(r.fused_forward_ms)} | "
             f"{_ms(r.fused_backward_ms)} | {_ms(r.fused_ms)} | {_ms(r.stock_ms)} | "
             f"{r.speedup:.2f} | {_mark(r.speedup >= MERGE_SPEEDUP_TARGET)} | "
             f"{_ms(r.fused_cold_ms)} | {r.cold_speedup:.2f} | {r.max_rel_diff:.1e} | "
-            f"{'yes' if r.bit_identical_repeats else '**no**'} | "
-            f"{_gpu_cell(gpu, 'merge', r.case, lambda g: f'{g.speedup:.2f}')} |")
+            f"{'yes' if r.bit_identical_repeats else '**no**'} | {gpu_cell} |")
     lines += [
         "",
         "### Bytes moved against the copy bandwidth",
@@ -227,7 +251,8 @@ def _merge_tables(merge, bw, gpu):
             target = f" ({_mark(gbs / bw >= MERGE_BANDWIDTH_TARGET)} >= " \
                      f"{MERGE_BANDWIDTH_TARGET:.0%})"
         gpu_cell = _gpu_cell(gpu, "merge", r.case,
-                             lambda g: f"{g.fused_gbs() / gpu['bandwidth'].reference_gbs:.0%}")
+                             lambda g: f"{g.fused_gbs() / gpu['bandwidth'].reference_gbs:.0%}",
+                             summary, lambda g: f"{g['fraction_of_copy_bandwidth']:.0%}")
         lines.append(f"| {r.case} | {r.bytes_min / 1e6:.1f} | {gbs:.2f} | {gbs / bw:.0%}{target} "
                      f"| {gpu_cell} |")
     lines += [
@@ -255,7 +280,7 @@ def _merge_tables(merge, bw, gpu):
     return lines
 
 
-def _resize_tables(resize, bw, gpu):
+def _resize_tables(resize, bw, gpu, summary=None):
     if not resize:
         return []
     lines = [
@@ -285,7 +310,8 @@ def _resize_tables(resize, bw, gpu):
         warp = f"{r.warp_affine_max_diff_steps:.1e}" if r.warp_affine_max_diff_steps is not None \
             else "-"
         cvd = f"{r.cv2_resize_max_abs_diff:.2f}" if r.cv2_resize_max_abs_diff is not None else "-"
-        gpu_cell = _gpu_cell(gpu, "resize", r.case, lambda g: f"{g.forward_ms:.3f}")
+        gpu_cell = _gpu_cell(gpu, "resize", r.case, lambda g: f"{g.forward_ms:.3f}",
+                             summary, lambda g: f"{g['forward_ms']:.3f}")
         lines.append(f"| {r.case} | {_ms(r.forward_ms)} | {cv2_cells} | "
                      f"{_ms(r.forward_backward_ms)} | {fb_cv2} | {r.numpy_max_abs_diff:.1e} | "
                      f"{warp} | {cvd} | {gpu_cell} |")

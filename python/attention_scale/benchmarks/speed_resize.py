@@ -104,14 +104,15 @@ def resize_cases(sizes=RESIZE_SIZES, channels=RESIZE_CHANNELS):
 
 
 def run_resize_case(caffe, cv2, label, channels, in_side, out_side, repeats, mode="cpu",
-                    sync=None, seed=0):
+                    sync=None, seed=0, passes=1):
     from .speed_timing import no_sync
 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((1, channels, in_side, in_side), dtype=np.float32)
     top_diff = rng.standard_normal((1, channels, out_side, out_side), dtype=np.float32)
     run = NetRun(load_net(caffe, resize_net(1, channels, (in_side, in_side),
-                                            (out_side, out_side))), {"x": x}, top_diff)
+                                            (out_side, out_side))), {"x": x}, top_diff,
+                 passes=passes)
     runs = [run]
     cv2_run = None
     cv2_out = np.empty((channels, out_side, out_side), np.float32)
@@ -148,7 +149,8 @@ def run_resize_case(caffe, cv2, label, channels, in_side, out_side, repeats, mod
     return result
 
 
-def run_resize_benchmarks(caffe, repeats, cases=None, mode="cpu", sync=None, progress=True):
+def run_resize_benchmarks(caffe, repeats, cases=None, mode="cpu", sync=None, progress=True,
+                          passes=1):
     """run_resize_case for every case (cv2 on the CPU run only, with one OpenCV thread)."""
     from tqdm import tqdm
 
@@ -156,6 +158,7 @@ def run_resize_benchmarks(caffe, repeats, cases=None, mode="cpu", sync=None, pro
     if mode == "cpu":
         import cv2
         cv2.setNumThreads(1)
-    return [run_resize_case(caffe, cv2, *case, repeats=repeats, mode=mode, sync=sync)
+    return [run_resize_case(caffe, cv2, *case, repeats=repeats, mode=mode, sync=sync,
+                            passes=passes)
             for case in tqdm(cases or resize_cases(), desc=f"resize ({mode})",
                              disable=not progress)]

@@ -73,6 +73,23 @@ class CudaRuntime:
         status = self.lib.cudaGetDeviceCount(ctypes.byref(count))
         return count.value if status == 0 else 0, status
 
+    def describe(self, device_id=0):
+        """{"name", "memory_gib", "runtime", "driver"} of GPU `device_id` (for the report)."""
+        info = {}
+        props = ctypes.create_string_buffer(16384)  # cudaDeviceProp starts with char name[256]
+        getter = getattr(self.lib, "cudaGetDeviceProperties_v2", None) or \
+            self.lib.cudaGetDeviceProperties
+        if getter(props, ctypes.c_int(device_id)) == 0:
+            info["name"] = props.raw[:256].split(b"\0", 1)[0].decode(errors="replace")
+        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        if self.lib.cudaMemGetInfo(ctypes.byref(free), ctypes.byref(total)) == 0:
+            info["memory_gib"] = round(total.value / 2**30, 1)
+        for key, call in (("runtime", "cudaRuntimeGetVersion"), ("driver", "cudaDriverGetVersion")):
+            version = ctypes.c_int(0)
+            if getattr(self.lib, call)(ctypes.byref(version)) == 0:
+                info[key] = f"{version.value // 1000}.{version.value % 1000 // 10}"
+        return info
+
     def synchronize(self):
         status = self.lib.cudaDeviceSynchronize()
         if status != 0:
@@ -110,6 +127,10 @@ class NetRun:
     backward_ms: list = field(default_factory=list)
     cold_forward_ms: list = field(default_factory=list)  # first run of each round
     cold_backward_ms: list = field(default_factory=list)
+    # Passes back to back per timed run (time / passes is recorded). On a GPU, kernel launches
+    # return at once: several passes between two synchronizations measure what the kernels
+    # sustain, as in training, rather than one launch's latency.
+    passes: int = 1
 
     def prepare(self):
         for name, value in self.inputs.items():
@@ -122,17 +143,19 @@ class NetRun:
         last = len(self.net.layers) - 1
         sync()
         start = time.perf_counter()
-        self.net._forward(0, last)
+        for _ in range(self.passes):
+            self.net._forward(0, last)
         sync()
         middle = time.perf_counter()
         if self.backward:
-            self.net._backward(last, 0)
+            for _ in range(self.passes):
+                self.net._backward(last, 0)
             sync()
         end = time.perf_counter()
         if record:
             prefix = "cold_" if record == "cold" else ""
-            getattr(self, prefix + "forward_ms").append(1e3 * (middle - start))
-            getattr(self, prefix + "backward_ms").append(1e3 * (end - middle))
+            getattr(self, prefix + "forward_ms").append(1e3 * (middle - start) / self.passes)
+            getattr(self, prefix + "backward_ms").append(1e3 * (end - middle) / self.passes)
 
     def results(self):
         """Copies of the top data and of every input's diff (after a backward)."""
@@ -224,14 +247,14 @@ class Bandwidth:
         return self.caffe_copy_gbs
 
 
-def copy_bandwidth(caffe, mode="cpu", mib=256, repeats=10, sync=no_sync):
+def copy_bandwidth(caffe, mode="cpu", mib=256, repeats=10, sync=no_sync, passes=1):
     """Copy bandwidth of this process: a Power layer (its forward is one caffe_copy: memcpy on the
     CPU, cudaMemcpy device to device on a GPU) of `mib` MiB, 2 x bytes (read + written) over the
     median time; on the CPU also numpy's copy of the same size."""
     count = int(mib * 2**20) // 4
     net = load_net(caffe, copy_net(count))
     data = np.random.default_rng(0).standard_normal(count, dtype=np.float32)
-    run = NetRun(net, {"x": data.reshape(1, 1, 1, count)}, backward=False)
+    run = NetRun(net, {"x": data.reshape(1, 1, 1, count)}, backward=False, passes=passes)
     runs = [run]
     numpy_run = None
     if mode == "cpu":

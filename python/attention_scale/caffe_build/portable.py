@@ -1,0 +1,198 @@
+"""A self-contained copy of a built Caffe, its Python and the packages a command needs, as one
+.tar.xz, for a machine that can run it but cannot build it (a GPU node with another Linux, no
+compilers or system packages): the shared libraries come along (their ldd closure), except the
+C library and the GPU driver, which must be the target's own, and the CUDA libraries, which the
+target's toolkit provides. libstdc++ and libgcc_s go to fallback/ (use them only where the
+target's are older than the build machine's).
+
+Layout: python/ (the interpreter, its shared library and standard library), site/ (packages),
+caffe/ (the install: lib/, bin/, python/), bin/ (extra executables), lib/ (the closure),
+fallback/, env.sh (sets PATH-like variables relative to where it is unpacked).
+"""
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tarfile
+from pathlib import Path
+
+# Never packed: the C library (the target's own must be used) and the GPU driver's libraries.
+SYSTEM = re.compile(r"^(linux-vdso|ld-linux|libc\.|libm\.|libpthread\.|libdl\.|librt\.|"
+                    r"libutil\.|libresolv\.|libcuda\.|libnvidia)")
+# Provided by the target's CUDA toolkit (cuBLAS alone is over 500 MB).
+CUDA = re.compile(r"^(libcudart|libcublas|libcublasLt|libcurand|libcudnn|libnccl)\.")
+FALLBACK = re.compile(r"^(libstdc\+\+|libgcc_s)\.")
+# Parts of the standard library a benchmark or test never imports.
+STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
+               "site-packages", "__pycache__", "unittest/test", "distutils/tests"}
+
+# pycaffe's caffe.io imports scikit-image and scipy at import time (over 150 MB with what they
+# pull in) for image helpers that nets, solvers and the benchmarks never call: stand-ins that
+# import and raise on use take their place unless the packages are packed.
+PYCAFFE_STUBS = ("skimage.io", "skimage.transform", "scipy.ndimage")
+
+STUB = '''"""Stand-in written by tools/pack_portable.py: {package} was not packed. It imports;
+calling anything of it raises ImportError."""
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+
+    def missing(*args, **kwargs):
+        raise ImportError(f"{{__name__}}.{{name}}: {package} was left out of this bundle "
+                          "(tools/pack_portable.py --package {package})")
+    return missing
+'''
+
+ENV_SH = """# source this file: the bundle's Python, pycaffe and libraries, wherever it was unpacked
+B=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export PYTHONHOME="$B/python" PYTHONPATH="$B/site:$B/caffe/python" PYTHONNOUSERSITE=1
+export LD_LIBRARY_PATH="$B/lib:$B/caffe/lib:$B/python/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PATH="$B/bin:$B/caffe/bin:$B/python/bin:$PATH"
+"""
+
+
+def ldd_closure(paths):
+    """{soname: resolved path} of every shared library the files in `paths` load."""
+    found = {}
+    for path in paths:
+        out = subprocess.run(["ldd", str(path)], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            match = re.match(r"\s*(\S+) => (/\S+)", line)
+            if match:
+                found.setdefault(match.group(1), match.group(2))
+            elif "not found" in line:
+                raise RuntimeError(f"{path}: ldd cannot resolve {line.strip()}")
+    return found
+
+
+def _elf_files(root):
+    for path in Path(root).rglob("*"):
+        if path.is_file() and (path.suffix == ".so" or ".so." in path.name
+                               or os.access(path, os.X_OK)):
+            with open(path, "rb") as handle:
+                if handle.read(4) == b"\x7fELF":
+                    yield path
+
+
+def _stdlib_filter(stdlib):
+    def keep(info):
+        rel = Path(info.name).relative_to("python/lib/python" + sysconfig.get_python_version())
+        parts = rel.parts
+        if parts and (parts[0] in STDLIB_SKIP or "/".join(parts[:2]) in STDLIB_SKIP
+                      or parts[0].startswith("config-")):
+            return None
+        return info
+    return keep
+
+
+def stub_files(modules, packages):
+    """{archive name: text} of stand-ins for the dotted `modules` whose top-level package is
+    not among `packages`."""
+    files = {}
+    for module in modules:
+        parts = module.split(".")
+        if parts[0] in packages:
+            continue
+        text = STUB.format(package=parts[0])
+        for depth in range(1, len(parts)):
+            files["site/" + "/".join(parts[:depth]) + "/__init__.py"] = text
+        files["site/" + "/".join(parts) + ".py"] = text
+    return files
+
+
+def pack(output, caffe_prefix, site_packages, packages, extra_binaries=(), python=None,
+         stubs=PYCAFFE_STUBS, preset=6):
+    """Write `output` (.tar.xz, xz `preset`; written whole or not at all) and return the
+    archive names of the shared libraries packed. packages: top-level names in site_packages
+    (a name's `.libs` folder of vendored libraries comes along); stubs: modules to stand in
+    for (stub_files)."""
+    python = Path(python or sys.executable).resolve()
+    base = Path(sys.base_prefix)
+    version = sysconfig.get_python_version()
+    # the interpreter's shared library, where it has one (a static build has none to pack)
+    libpython = Path(sysconfig.get_config_var("LIBDIR")) / sysconfig.get_config_var("LDLIBRARY")
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        libpython = Path("/nonexistent")
+    stdlib = Path(sysconfig.get_paths(vars={"installed_base": str(base),
+                                            "base": str(base)})["stdlib"])
+    site_packages, caffe_prefix = Path(site_packages), Path(caffe_prefix)
+    members = []  # (source, name in the archive)
+    members.append((python, f"python/bin/python{version}"))
+    if libpython.is_file():  # under its soname, which the interpreter asks for
+        members.append((libpython.resolve(), f"python/lib/libpython{version}.so.1.0"))
+    for name in packages:
+        for candidate in (site_packages / name, site_packages / f"{name}.libs",
+                          site_packages / f"{name}.py"):
+            if candidate.exists():
+                members.append((candidate, f"site/{candidate.name}"))
+        if not any((site_packages / n).exists() for n in (name, f"{name}.py")):
+            raise FileNotFoundError(f"package {name!r} is not in {site_packages}")
+    for sub in ("lib", "bin", "python"):
+        if (caffe_prefix / sub).is_dir():
+            members.append((caffe_prefix / sub, f"caffe/{sub}"))
+    for binary in extra_binaries:
+        members.append((Path(binary), f"bin/{Path(binary).name}"))
+
+    elves = [python, *[p for p in _elf_files(caffe_prefix)], *map(Path, extra_binaries)]
+    elves += [p for src, _ in members if src.is_dir() and src.name.endswith(("caffe", "numpy"))
+              for p in _elf_files(src)]
+    if libpython.is_file():
+        elves.append(libpython)
+    elves += [p for p in _elf_files(stdlib / "lib-dynload") if _no_cache(_Named(p.name))]
+    packed_dirs = [src.resolve() for src, _ in members if src.is_dir()]
+    libs = {}
+    for soname, path in ldd_closure(elves).items():
+        resolved = Path(path).resolve()
+        if SYSTEM.match(soname) or CUDA.match(soname) or soname.startswith("libpython") \
+                or any(d in resolved.parents for d in packed_dirs):
+            continue
+        folder = "fallback" if FALLBACK.match(soname) else "lib"
+        libs[f"{folder}/{soname}"] = resolved
+
+    output = Path(output)
+    partial = output.with_name(output.name + ".partial")
+    with tarfile.open(partial, "w:xz", preset=preset) as tar:
+        for source, name in members:
+            tar.add(source, arcname=name, filter=_no_cache)
+        tar.add(stdlib, arcname=f"python/lib/python{version}", filter=_chain(
+            _stdlib_filter(stdlib), _no_cache))
+        for name, source in sorted(libs.items()):
+            tar.add(source, arcname=name)
+        texts = dict(stub_files(stubs, set(packages)), **{"env.sh": ENV_SH})
+        for name, text in sorted(texts.items()):
+            info = tarfile.TarInfo(name)
+            data = text.encode()
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    os.replace(partial, output)
+    return sorted(libs)
+
+
+class _Named:
+    def __init__(self, name):
+        self.name = name
+
+
+def _no_cache(info):
+    """Drop byte code, static libraries and the Tk extension (it pulls in X11)."""
+    name = info.name
+    base = name.rsplit("/", 1)[-1]
+    if "__pycache__" in name or name.endswith((".pyc", ".a")) or base.startswith("_tkinter"):
+        return None
+    return info
+
+
+def _chain(*filters):
+    def run(info):
+        for f in filters:
+            info = f(info)
+            if info is None:
+                return None
+        return info
+    return run
