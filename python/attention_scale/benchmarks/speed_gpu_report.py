@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from .speed_report import (BANDWIDTH_TARGET_CASE, GPU_BANDWIDTH_TARGET, _mark, _ms,
+from .speed_report import (BANDWIDTH_TARGET_CASE, GPU_BANDWIDTH_TARGET, format_ms, mark,
                            merge_row_data, resize_row_data)
 
 STEM = "speed-gpu"
@@ -63,7 +63,7 @@ def gpu_report(env, gpu):
         "| --- | --- | --- |",
     ]
     if target:
-        lines.append(f"| {target[0]} | {target[1]} | {_mark(target[2])} |")
+        lines.append(f"| {target[0]} | {target[1]} | {mark(target[2])} |")
     lines += [
         "",
         "## Copy bandwidth",
@@ -89,9 +89,10 @@ def gpu_report(env, gpu):
             n, c, h, w, s = r.shape
             gbs = r.fused_gbs()
             lines.append(
-                f"| {r.case} | {n}, {c}, {h}x{w}, {s} | {_ms(r.fused_forward_ms)} | "
-                f"{_ms(r.fused_backward_ms)} | {_ms(r.fused_ms)} | {_ms(r.stock_ms)} | "
-                f"{r.speedup:.2f} | {r.bytes_min / 1e6:.1f} | {gbs:.0f} | {gbs / gbw:.0%} | "
+                f"| {r.case} | {n}, {c}, {h}x{w}, {s} | {format_ms(r.fused_forward_ms)} | "
+                f"{format_ms(r.fused_backward_ms)} | {format_ms(r.fused_ms)} | "
+                f"{format_ms(r.stock_ms)} | {r.speedup:.2f} | {r.bytes_min / 1e6:.1f} | "
+                f"{gbs:.0f} | {gbs / gbw:.0%} | "
                 f"{r.max_rel_diff:.1e} | {'yes' if r.bit_identical_repeats else '**no**'} |")
     if resize:
         lines += [
@@ -105,7 +106,8 @@ def gpu_report(env, gpu):
         for r in resize:
             fwd = r.forward_bytes / r.forward_ms / 1e6 / gbw
             both = (r.forward_bytes + r.backward_bytes) / r.forward_backward_ms / 1e6 / gbw
-            lines.append(f"| {r.case} | {_ms(r.forward_ms)} | {_ms(r.forward_backward_ms)} | "
+            lines.append(f"| {r.case} | {format_ms(r.forward_ms)} | "
+                         f"{format_ms(r.forward_backward_ms)} | "
                          f"{r.forward_bytes / 1e6:.1f} | {r.backward_bytes / 1e6:.1f} | "
                          f"{fwd:.0%} | {both:.0%} | {r.numpy_max_abs_diff:.1e} |")
     return data, "\n".join(lines) + "\n"

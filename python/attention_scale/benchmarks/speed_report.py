@@ -13,7 +13,7 @@ BANDWIDTH_TARGET_CASE = "test S=3"
 NOT_MEASURED = "not yet measured"
 
 
-def _mark(ok):
+def mark(ok):
     return "yes" if ok else "**no**"
 
 
@@ -21,7 +21,7 @@ def _mib(nbytes):
     return nbytes / 2**20
 
 
-def _ms(value):
+def format_ms(value):
     """Milliseconds to three significant digits or so."""
     if value is None:
         return "-"
@@ -147,7 +147,7 @@ def report(env, bandwidth, merge, resize, scaling=None, scaling_note=None, gpu=N
         "| --- | --- | --- |",
     ]
     for target, measured, ok in target_rows:
-        lines.append(f"| {target} | {measured} | {NOT_MEASURED if ok is None else _mark(ok)} |")
+        lines.append(f"| {target} | {measured} | {NOT_MEASURED if ok is None else mark(ok)} |")
 
     lines += [
         "",
@@ -224,10 +224,11 @@ def _merge_tables(merge, bw, gpu, summary=None):
         gpu_cell = _gpu_cell(gpu, "merge", r.case, lambda g: f"{g.speedup:.2f}", summary,
                              lambda g: f"{g['speedup']:.2f}")
         lines.append(
-            f"| {r.case} | {n}, {c}, {h}x{w}, {s} | {_ms(r.fused_forward_ms)} | "
-            f"{_ms(r.fused_backward_ms)} | {_ms(r.fused_ms)} | {_ms(r.stock_ms)} | "
-            f"{r.speedup:.2f} | {_mark(r.speedup >= MERGE_SPEEDUP_TARGET)} | "
-            f"{_ms(r.fused_cold_ms)} | {r.cold_speedup:.2f} | {r.max_rel_diff:.1e} | "
+            f"| {r.case} | {n}, {c}, {h}x{w}, {s} | {format_ms(r.fused_forward_ms)} | "
+            f"{format_ms(r.fused_backward_ms)} | {format_ms(r.fused_ms)} | "
+            f"{format_ms(r.stock_ms)} | {r.speedup:.2f} | "
+            f"{mark(r.speedup >= MERGE_SPEEDUP_TARGET)} | "
+            f"{format_ms(r.fused_cold_ms)} | {r.cold_speedup:.2f} | {r.max_rel_diff:.1e} | "
             f"{'yes' if r.bit_identical_repeats else '**no**'} | {gpu_cell} |")
     lines += [
         "",
@@ -248,7 +249,7 @@ def _merge_tables(merge, bw, gpu, summary=None):
         gbs = r.fused_gbs()
         target = ""
         if r.case == BANDWIDTH_TARGET_CASE:
-            target = f" ({_mark(gbs / bw >= MERGE_BANDWIDTH_TARGET)} >= " \
+            target = f" ({mark(gbs / bw >= MERGE_BANDWIDTH_TARGET)} >= " \
                      f"{MERGE_BANDWIDTH_TARGET:.0%})"
         gpu_cell = _gpu_cell(gpu, "merge", r.case,
                              lambda g: f"{g.fused_gbs() / gpu['bandwidth'].reference_gbs:.0%}",
@@ -276,7 +277,7 @@ def _merge_tables(merge, bw, gpu, summary=None):
                     else "- | -")
         lines.append(f"| {r.case} | {_mib(r.fused_intermediate_bytes):.2f} | "
                      f"{_mib(r.stock_intermediate_bytes):.2f} | {ratio:.3f} | "
-                     f"{_mark(ratio <= 1 / r.shape[4])} | {measured} |")
+                     f"{mark(ratio <= 1 / r.shape[4])} | {measured} |")
     return lines
 
 
@@ -302,8 +303,8 @@ def _resize_tables(resize, bw, gpu, summary=None):
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in resize:
-        cv2_cells = (f"{_ms(r.cv2_ms)} | {r.forward_over_cv2:.2f} | "
-                     f"{_mark(r.forward_over_cv2 <= RESIZE_CV2_TARGET)} | "
+        cv2_cells = (f"{format_ms(r.cv2_ms)} | {r.forward_over_cv2:.2f} | "
+                     f"{mark(r.forward_over_cv2 <= RESIZE_CV2_TARGET)} | "
                      f"{r.cold_forward_ms / r.cold_cv2_ms:.2f}" if r.cv2_ms
                      else "- | - | - | -")
         fb_cv2 = f"{r.forward_backward_ms / r.cv2_ms:.2f}" if r.cv2_ms else "-"
@@ -312,9 +313,9 @@ def _resize_tables(resize, bw, gpu, summary=None):
         cvd = f"{r.cv2_resize_max_abs_diff:.2f}" if r.cv2_resize_max_abs_diff is not None else "-"
         gpu_cell = _gpu_cell(gpu, "resize", r.case, lambda g: f"{g.forward_ms:.3f}",
                              summary, lambda g: f"{g['forward_ms']:.3f}")
-        lines.append(f"| {r.case} | {_ms(r.forward_ms)} | {cv2_cells} | "
-                     f"{_ms(r.forward_backward_ms)} | {fb_cv2} | {r.numpy_max_abs_diff:.1e} | "
-                     f"{warp} | {cvd} | {gpu_cell} |")
+        lines.append(f"| {r.case} | {format_ms(r.forward_ms)} | {cv2_cells} | "
+                     f"{format_ms(r.forward_backward_ms)} | {fb_cv2} | "
+                     f"{r.numpy_max_abs_diff:.1e} | {warp} | {cvd} | {gpu_cell} |")
     lines += [
         "",
         "### Bytes moved against the copy bandwidth",

@@ -80,15 +80,23 @@ def _elf_files(root):
                     yield path
 
 
-def _stdlib_filter(stdlib):
-    def keep(info):
-        rel = Path(info.name).relative_to("python/lib/python" + sysconfig.get_python_version())
-        parts = rel.parts
-        if parts and (parts[0] in STDLIB_SKIP or "/".join(parts[:2]) in STDLIB_SKIP
-                      or parts[0].startswith("config-")):
-            return None
-        return info
-    return keep
+def _left_out(name):
+    """Byte code, static libraries and the Tk extension (it pulls in X11) are not packed."""
+    base = name.rsplit("/", 1)[-1]
+    return "__pycache__" in name or name.endswith((".pyc", ".a")) or base.startswith("_tkinter")
+
+
+def _member_filter(info):
+    return None if _left_out(info.name) else info
+
+
+def _stdlib_filter(info):
+    """_member_filter, and the parts of the standard library in STDLIB_SKIP."""
+    parts = Path(info.name).parts[3:]  # below python/lib/pythonX.Y
+    if parts and (parts[0] in STDLIB_SKIP or "/".join(parts[:2]) in STDLIB_SKIP
+                  or parts[0].startswith("config-")):
+        return None
+    return _member_filter(info)
 
 
 def stub_files(modules, packages):
@@ -116,35 +124,31 @@ def pack(output, caffe_prefix, site_packages, packages, extra_binaries=(), pytho
     base = Path(sys.base_prefix)
     version = sysconfig.get_python_version()
     # the interpreter's shared library, where it has one (a static build has none to pack)
-    libpython = Path(sysconfig.get_config_var("LIBDIR")) / sysconfig.get_config_var("LDLIBRARY")
-    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
-        libpython = Path("/nonexistent")
+    libpython = None
+    if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        libpython = Path(sysconfig.get_config_var("LIBDIR")) / sysconfig.get_config_var("LDLIBRARY")
     stdlib = Path(sysconfig.get_paths(vars={"installed_base": str(base),
                                             "base": str(base)})["stdlib"])
     site_packages, caffe_prefix = Path(site_packages), Path(caffe_prefix)
-    members = []  # (source, name in the archive)
-    members.append((python, f"python/bin/python{version}"))
-    if libpython.is_file():  # under its soname, which the interpreter asks for
+    members = [(python, f"python/bin/python{version}")]  # (source, name in the archive)
+    if libpython and libpython.is_file():  # under its soname, which the interpreter asks for
         members.append((libpython.resolve(), f"python/lib/libpython{version}.so.1.0"))
     for name in packages:
+        if not any((site_packages / n).exists() for n in (name, f"{name}.py")):
+            raise FileNotFoundError(f"package {name!r} is not in {site_packages}")
         for candidate in (site_packages / name, site_packages / f"{name}.libs",
                           site_packages / f"{name}.py"):
             if candidate.exists():
                 members.append((candidate, f"site/{candidate.name}"))
-        if not any((site_packages / n).exists() for n in (name, f"{name}.py")):
-            raise FileNotFoundError(f"package {name!r} is not in {site_packages}")
     for sub in ("lib", "bin", "python"):
         if (caffe_prefix / sub).is_dir():
             members.append((caffe_prefix / sub, f"caffe/{sub}"))
-    for binary in extra_binaries:
-        members.append((Path(binary), f"bin/{Path(binary).name}"))
+    members += [(Path(binary), f"bin/{Path(binary).name}") for binary in extra_binaries]
 
-    elves = [python, *[p for p in _elf_files(caffe_prefix)], *map(Path, extra_binaries)]
-    elves += [p for src, _ in members if src.is_dir() and src.name.endswith(("caffe", "numpy"))
-              for p in _elf_files(src)]
-    if libpython.is_file():
-        elves.append(libpython)
-    elves += [p for p in _elf_files(stdlib / "lib-dynload") if _no_cache(_Named(p.name))]
+    # What every packed executable and extension loads, and the standard library's extensions.
+    elves = [src for src, _ in members if src.is_file()]
+    elves += [p for src, _ in members if src.is_dir() for p in _elf_files(src)]
+    elves += [p for p in _elf_files(stdlib / "lib-dynload") if not _left_out(p.name)]
     packed_dirs = [src.resolve() for src, _ in members if src.is_dir()]
     libs = {}
     for soname, path in ldd_closure(elves).items():
@@ -157,42 +161,21 @@ def pack(output, caffe_prefix, site_packages, packages, extra_binaries=(), pytho
 
     output = Path(output)
     partial = output.with_name(output.name + ".partial")
-    with tarfile.open(partial, "w:xz", preset=preset) as tar:
-        for source, name in members:
-            tar.add(source, arcname=name, filter=_no_cache)
-        tar.add(stdlib, arcname=f"python/lib/python{version}", filter=_chain(
-            _stdlib_filter(stdlib), _no_cache))
-        for name, source in sorted(libs.items()):
-            tar.add(source, arcname=name)
-        texts = dict(stub_files(stubs, set(packages)), **{"env.sh": ENV_SH})
-        for name, text in sorted(texts.items()):
-            info = tarfile.TarInfo(name)
-            data = text.encode()
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
+    try:
+        with tarfile.open(partial, "w:xz", preset=preset) as tar:
+            for source, name in members:
+                tar.add(source, arcname=name, filter=_member_filter)
+            tar.add(stdlib, arcname=f"python/lib/python{version}", filter=_stdlib_filter)
+            for name, source in sorted(libs.items()):
+                tar.add(source, arcname=name)
+            texts = dict(stub_files(stubs, set(packages)), **{"env.sh": ENV_SH})
+            for name, text in sorted(texts.items()):
+                info = tarfile.TarInfo(name)
+                data = text.encode()
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, output)
     return sorted(libs)
-
-
-class _Named:
-    def __init__(self, name):
-        self.name = name
-
-
-def _no_cache(info):
-    """Drop byte code, static libraries and the Tk extension (it pulls in X11)."""
-    name = info.name
-    base = name.rsplit("/", 1)[-1]
-    if "__pycache__" in name or name.endswith((".pyc", ".a")) or base.startswith("_tkinter"):
-        return None
-    return info
-
-
-def _chain(*filters):
-    def run(info):
-        for f in filters:
-            info = f(info)
-            if info is None:
-                return None
-        return info
-    return run
