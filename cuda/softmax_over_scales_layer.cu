@@ -31,20 +31,42 @@ __global__ void SoftmaxOverScalesForward(const int pixels, const int num_scales,
   }
 }
 
-// Bottom diff element `index`: of the one N x S x H x W bottom when s < 0 (same
-// layout as the top), else of scale s's N x 1 x H x W bottom (channel s of the
-// top's pixel `index`).
+// Bottom diff element `index` of scale s's N x 1 x H x W bottom (channel s of
+// the top's pixel `index`), in the form with one bottom per scale.
 template <typename Dtype>
 __global__ void SoftmaxOverScalesBackward(const int count, const int s,
     const int num_scales, const int inner, const Dtype* top_data,
     const Dtype* top_diff, Dtype* bottom_diff) {
   CUDA_KERNEL_LOOP(index, count) {
     const int i = index % inner;
-    const int channel = (s < 0) ? (index / inner) % num_scales : s;
-    const int n = (s < 0) ? index / inner / num_scales : index / inner;
-    const int sample = n * num_scales * inner;
+    const int sample = (index / inner) * num_scales * inner;
     bottom_diff[index] = attention_scale::softmax_over_scales_diff_at(
-        i, channel, top_data + sample, top_diff + sample, num_scales, inner);
+        i, s, top_data + sample, top_diff + sample, num_scales, inner);
+  }
+}
+
+// Backward of the one-bottom form, one thread per pixel: the dot product of
+// softmax_over_scales_diff_at once, then every channel's diff from it (the same
+// steps in the same order as that function takes per channel; each of the
+// pixel's weights and diffs is read once).
+template <typename Dtype>
+__global__ void SoftmaxOverScalesBackwardPixel(const int pixels,
+    const int num_scales, const int inner, const Dtype* top_data,
+    const Dtype* top_diff, Dtype* bottom_diff) {
+  CUDA_KERNEL_LOOP(index, pixels) {
+    const int n = index / inner;
+    const int i = index % inner;
+    const int sample = n * num_scales * inner;
+    Dtype dot(0);
+    for (int t = 0; t < num_scales; ++t) {
+      dot = attention_scale::softmax_dot_step(dot, i, t, top_data + sample,
+          top_diff + sample, inner);
+    }
+    for (int s = 0; s < num_scales; ++s) {
+      bottom_diff[sample + s * inner + i] =
+          attention_scale::softmax_over_scales_diff(dot, i, s,
+              top_data + sample, top_diff + sample, inner);
+    }
   }
 }
 
@@ -80,10 +102,10 @@ void SoftmaxOverScalesLayer<Dtype>::Backward_gpu(
     if (!propagate_down[0]) {
       return;
     }
-    const int count = top[0]->count();
+    const int pixels = top[0]->num() * inner_;
     // NOLINT_NEXT_LINE(whitespace/operators)
-    SoftmaxOverScalesBackward<Dtype><<<CAFFE_GET_BLOCKS(count),
-        CAFFE_CUDA_NUM_THREADS>>>(count, -1, num_scales_, inner_, top_data,
+    SoftmaxOverScalesBackwardPixel<Dtype><<<CAFFE_GET_BLOCKS(pixels),
+        CAFFE_CUDA_NUM_THREADS>>>(pixels, num_scales_, inner_, top_data,
         top_diff, bottom[0]->mutable_gpu_diff());
     CUDA_POST_KERNEL_CHECK;
     return;
