@@ -45,28 +45,17 @@ __global__ void SoftmaxOverScalesBackward(const int count, const int s,
   }
 }
 
-// Backward of the one-bottom form, one thread per pixel: the dot product of
-// softmax_over_scales_diff_at once, then every channel's diff from it (the same
-// steps in the same order as that function takes per channel; each of the
-// pixel's weights and diffs is read once).
+// Backward of the one-bottom form, one thread per pixel
+// (softmax_over_scales_backward_pixel: each weight and diff read once).
 template <typename Dtype>
 __global__ void SoftmaxOverScalesBackwardPixel(const int pixels,
     const int num_scales, const int inner, const Dtype* top_data,
     const Dtype* top_diff, Dtype* bottom_diff) {
   CUDA_KERNEL_LOOP(index, pixels) {
-    const int n = index / inner;
-    const int i = index % inner;
-    const int sample = n * num_scales * inner;
-    Dtype dot(0);
-    for (int t = 0; t < num_scales; ++t) {
-      dot = attention_scale::softmax_dot_step(dot, i, t, top_data + sample,
-          top_diff + sample, inner);
-    }
-    for (int s = 0; s < num_scales; ++s) {
-      bottom_diff[sample + s * inner + i] =
-          attention_scale::softmax_over_scales_diff(dot, i, s,
-              top_data + sample, top_diff + sample, inner);
-    }
+    const int sample = (index / inner) * num_scales * inner;
+    attention_scale::softmax_over_scales_backward_pixel(index % inner,
+        top_data + sample, top_diff + sample, bottom_diff + sample, num_scales,
+        inner);
   }
 }
 

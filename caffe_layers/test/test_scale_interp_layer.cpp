@@ -2,6 +2,7 @@
 // gradients, errors).
 #include <limits.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <algorithm>
 #include <cmath>
@@ -143,6 +144,13 @@ static void FillLinear(Blob<Dtype>* blob, double a, double b) {
       }
     }
   }
+}
+
+// Bitwise equal, or both NaN.
+template <typename Dtype>
+static bool SameBits(Dtype a, Dtype b) {
+  return memcmp(&a, &b, sizeof(a)) == 0 ||  // NOLINT(caffe/alt_fn)
+      (std::isnan(a) && std::isnan(b));
 }
 
 template <typename TypeParam>
@@ -997,6 +1005,124 @@ TYPED_TEST(ScaleInterpLayerTest, TestGradientOutputSizeOne) {
   layer_param.mutable_scale_interp_param()->set_height(1);
   layer_param.mutable_scale_interp_param()->set_width(1);
   this->CheckGradient(layer_param);
+}
+
+// -----------------------------------------------------------------------------
+// The CUDA kernels' element functions (scale_interp_at: both passes of one
+// output; scale_interp_gather_at: one element of a backward pass), run here on
+// the host with the layer's own passes and tables, against the CPU loops: the
+// same bits, so the GPU code is checked on every machine.
+// -----------------------------------------------------------------------------
+
+// The layer with its passes and host tables visible.
+template <typename Dtype>
+class ScaleInterpLayerTables : public ScaleInterpLayer<Dtype> {
+ public:
+  explicit ScaleInterpLayerTables(const LayerParameter& param)
+      : ScaleInterpLayer<Dtype>(param) {}
+  const attention_scale::InterpPass& pass(int p) const {
+    return this->pass_[p];
+  }
+  attention_scale::InterpAxis<Dtype> axis(int p) {
+    return this->Axis(this->pass_[p].along_x, false);
+  }
+};
+
+template <typename Dtype>
+class ScaleInterpKernelFunctionsTest : public CPUDeviceTest<Dtype> {};
+
+TYPED_TEST_CASE(ScaleInterpKernelFunctionsTest, TestDtypes);
+
+TYPED_TEST(ScaleInterpKernelFunctionsTest, TestMatchCpuLoops) {
+  typedef TypeParam Dtype;
+  struct Case {
+    int in_h, in_w, pad_beg, pad_end, out_h, out_w;
+    bool nearest;
+  };
+  // Shrink, zoom, both, crops, size one, identity, nearest; resampled first
+  // along x or first along y (the layer picks by its CPU cost).
+  const Case cases[] = {
+      {17, 17, 0, 0, 3, 3, false},
+      {3, 3, 0, 0, 17, 17, false},
+      {6, 7, 0, 0, 41, 49, false},
+      {13, 11, 0, 0, 4, 3, false},
+      {8, 10, -1, -2, 9, 13, false},
+      {1, 5, 0, 0, 5, 1, false},
+      {11, 9, 0, 0, 11, 9, false},
+      {30, 6, -1, -1, 4, 40, false},
+      {5, 6, -1, -1, 20, 30, false},
+      {9, 11, 0, 0, 17, 21, true},
+      {9, 8, -2, -1, 30, 2, true},
+  };
+  bool orders[2] = {false, false};
+  for (int k = 0; k < sizeof(cases) / sizeof(cases[0]); ++k) {
+    const Case& c = cases[k];
+    SCOPED_TRACE(k);
+    Blob<Dtype> bottom(2, 3, c.in_h, c.in_w), top;
+    FillerParameter filler_param;
+    GaussianFiller<Dtype> filler(filler_param);
+    filler.Fill(&bottom);
+    vector<Blob<Dtype>*> bottom_vec(1, &bottom), top_vec(1, &top);
+    LayerParameter layer_param;
+    ScaleInterpParameter* p = layer_param.mutable_scale_interp_param();
+    p->set_height(c.out_h);
+    p->set_width(c.out_w);
+    p->set_pad_beg(c.pad_beg);
+    p->set_pad_end(c.pad_end);
+    if (c.nearest) {
+      p->set_interpolation(ScaleInterpParameter_Interpolation_NEAREST);
+    }
+    ScaleInterpLayerTables<Dtype> layer(layer_param);
+    layer.SetUp(bottom_vec, top_vec);
+    layer.Forward(bottom_vec, top_vec);
+    Blob<Dtype> top_diff(top.shape());
+    filler.Fill(&top_diff);
+    caffe_copy(top.count(), top_diff.cpu_data(), top.mutable_cpu_diff());
+    layer.Backward(top_vec, vector<bool>(1, true), bottom_vec);
+    const attention_scale::InterpPass first = layer.pass(0);
+    const attention_scale::InterpPass second = layer.pass(1);
+    const attention_scale::InterpAxis<Dtype> first_axis = layer.axis(0);
+    const attention_scale::InterpAxis<Dtype> second_axis = layer.axis(1);
+    orders[first.along_x ? 1 : 0] = true;
+    const int planes = bottom.num() * bottom.channels();
+    int mismatches = 0;
+    for (int plane = 0; plane < planes; ++plane) {
+      for (int y = 0; y < top.height(); ++y) {
+        for (int x = 0; x < top.width(); ++x) {
+          const Dtype v = attention_scale::scale_interp_at(plane, y, x,
+              bottom.cpu_data(), first, first_axis, second, second_axis);
+          mismatches += !SameBits(
+              v, top.cpu_data()[(plane * top.height() + y) * top.width() + x]);
+        }
+      }
+    }
+    // The GPU backward: the second pass's gather into the intermediate planes,
+    // then the first pass's into the bottom diff.
+    vector<Dtype> mid(planes * second.src_h * second.src_w);
+    for (int plane = 0; plane < planes; ++plane) {
+      for (int y = 0; y < second.src_h; ++y) {
+        for (int x = 0; x < second.src_w; ++x) {
+          mid[(plane * second.src_h + y) * second.src_w + x] =
+              attention_scale::scale_interp_gather_at(plane, y, x,
+                  top.cpu_diff(), second, second_axis);
+        }
+      }
+    }
+    for (int plane = 0; plane < planes; ++plane) {
+      for (int y = 0; y < c.in_h; ++y) {
+        for (int x = 0; x < c.in_w; ++x) {
+          const Dtype d = attention_scale::scale_interp_gather_at(
+              plane, y, x, &mid[0], first, first_axis);
+          mismatches += !SameBits(
+              d, bottom.cpu_diff()[(plane * c.in_h + y) * c.in_w + x]);
+        }
+      }
+    }
+    EXPECT_EQ(mismatches, 0);
+  }
+  // Both orders of the passes were covered.
+  EXPECT_TRUE(orders[0]);
+  EXPECT_TRUE(orders[1]);
 }
 
 // -----------------------------------------------------------------------------

@@ -413,6 +413,106 @@ TYPED_TEST(SoftmaxOverScalesLayerTest, TestGradientScaleBottoms) {
 }
 
 // -----------------------------------------------------------------------------
+// The CUDA kernels' per-pixel functions, run here on the host, against the CPU
+// loops: the same bits, so the GPU code is checked on every machine, not only
+// where a GPU runs the tests above.
+// -----------------------------------------------------------------------------
+
+template <typename Dtype>
+class SoftmaxOverScalesKernelFunctionsTest : public CPUDeviceTest<Dtype> {};
+
+TYPED_TEST_CASE(SoftmaxOverScalesKernelFunctionsTest, TestDtypes);
+
+// Bitwise equal, or both NaN.
+template <typename Dtype>
+static bool SameBits(Dtype a, Dtype b) {
+  return memcmp(&a, &b, sizeof(a)) == 0 ||  // NOLINT(caffe/alt_fn)
+      (std::isnan(a) && std::isnan(b));
+}
+
+TYPED_TEST(SoftmaxOverScalesKernelFunctionsTest, TestMatchCpuLoops) {
+  typedef TypeParam Dtype;
+  // 600 pixels: more than one CPU block (512); some logits infinite or NaN.
+  const int num = 2, num_scales = 4, height = 20, width = 30;
+  const int inner = height * width;
+  Blob<Dtype> logits(num, num_scales, height, width);
+  FillerParameter filler_param;
+  filler_param.set_std(3.0);
+  GaussianFiller<Dtype> filler(filler_param);
+  filler.Fill(&logits);
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  Dtype* h = logits.mutable_cpu_data();
+  h[logits.offset(0, 1, 0, 3)] = inf;
+  h[logits.offset(0, 2, 0, 3)] = inf;
+  h[logits.offset(1, 0, 5, 7)] = -inf;
+  h[logits.offset(1, 3, 9, 9)] = std::numeric_limits<Dtype>::quiet_NaN();
+  for (int s = 0; s < num_scales; ++s) {
+    h[logits.offset(1, s, 19, 29)] = -inf;
+  }
+  vector<Blob<Dtype>*> scales;
+  for (int s = 0; s < num_scales; ++s) {
+    scales.push_back(new Blob<Dtype>(num, 1, height, width));
+    for (int n = 0; n < num; ++n) {
+      caffe_copy(inner, logits.cpu_data() + logits.offset(n, s),
+          scales[s]->mutable_cpu_data() + scales[s]->offset(n));
+    }
+  }
+  Blob<Dtype> top_diff(num, num_scales, height, width);
+  filler.Fill(&top_diff);
+  const int sample = num_scales * inner;
+  for (int form = 0; form < 2; ++form) {
+    SCOPED_TRACE(form == 0 ? "one bottom" : "a bottom per scale");
+    vector<Blob<Dtype>*> bottom = (form == 0)
+        ? vector<Blob<Dtype>*>(1, &logits) : scales;
+    Blob<Dtype> top;
+    vector<Blob<Dtype>*> top_vec(1, &top);
+    LayerParameter layer_param;
+    SoftmaxOverScalesLayer<Dtype> layer(layer_param);
+    layer.SetUp(bottom, top_vec);
+    layer.Forward(bottom, top_vec);
+    caffe_copy(top_diff.count(), top_diff.cpu_data(), top.mutable_cpu_diff());
+    layer.Backward(top_vec, vector<bool>(bottom.size(), true), bottom);
+    // The kernels' functions on the logits as the GPU forward sees them (the
+    // one bottom, or the scales gathered into the top: the same values).
+    vector<Dtype> weights(top.count()), diffs(top.count());
+    for (int n = 0; n < num; ++n) {
+      for (int i = 0; i < inner; ++i) {
+        attention_scale::softmax_over_scales_pixel(i,
+            logits.cpu_data() + n * sample, &weights[n * sample], num_scales,
+            inner);
+        attention_scale::softmax_over_scales_backward_pixel(i,
+            top.cpu_data() + n * sample, top.cpu_diff() + n * sample,
+            &diffs[n * sample], num_scales, inner);
+      }
+    }
+    int mismatches = 0;
+    for (int n = 0; n < num; ++n) {
+      for (int s = 0; s < num_scales; ++s) {
+        for (int i = 0; i < inner; ++i) {
+          const int at = n * sample + s * inner + i;
+          mismatches += !SameBits(weights[at], top.cpu_data()[at]);
+          const Dtype cpu_diff = (form == 0)
+              ? logits.cpu_diff()[at]
+              : scales[s]->cpu_diff()[n * inner + i];
+          mismatches += !SameBits(diffs[at], cpu_diff);
+          if (form == 1) {  // the per-scale kernel's function
+            mismatches += !SameBits(
+                attention_scale::softmax_over_scales_diff_at(i, s,
+                    top.cpu_data() + n * sample, top.cpu_diff() + n * sample,
+                    num_scales, inner),
+                cpu_diff);
+          }
+        }
+      }
+    }
+    EXPECT_EQ(mismatches, 0);
+  }
+  for (int s = 0; s < num_scales; ++s) {
+    delete scales[s];
+  }
+}
+
+// -----------------------------------------------------------------------------
 // ats_exp in float (a polynomial, so that loops vectorize) against exp in
 // double.
 // -----------------------------------------------------------------------------

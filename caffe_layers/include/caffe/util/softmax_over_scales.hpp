@@ -179,6 +179,25 @@ ATS_HOST_DEVICE inline Dtype softmax_over_scales_diff_at(int i, int s,
   return softmax_over_scales_diff(dot, i, s, top_data, top_diff, inner);
 }
 
+/// Backward for every channel of pixel i of one sample (the one-bottom form;
+/// the CUDA kernel's thread per pixel): the dot product once, then each
+/// channel's diff from it, with the steps of softmax_over_scales_diff_at in
+/// its order. Each weight and diff of the pixel is read once for the dot
+/// product.
+template <typename Dtype>
+ATS_HOST_DEVICE inline void softmax_over_scales_backward_pixel(int i,
+    const Dtype* top_data, const Dtype* top_diff, Dtype* bottom_diff,
+    int num_scales, int inner) {
+  Dtype dot(0);
+  for (int t = 0; t < num_scales; ++t) {
+    dot = softmax_dot_step(dot, i, t, top_data, top_diff, inner);
+  }
+  for (int s = 0; s < num_scales; ++s) {
+    bottom_diff[i + s * inner] =
+        softmax_over_scales_diff(dot, i, s, top_data, top_diff, inner);
+  }
+}
+
 }  // namespace attention_scale
 }  // namespace caffe
 
