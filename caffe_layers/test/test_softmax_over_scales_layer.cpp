@@ -290,8 +290,8 @@ TYPED_TEST(SoftmaxOverScalesLayerTest, TestForwardInfiniteAndNaN) {
 }
 
 // The CPU loops take the pixels of a sample in blocks of 512: sizes around the
-// block boundary, with up to 8 scales, against the double reference (forward)
-// and the formula (backward).
+// block boundary, with up to 12 scales, against the double reference
+// (forward) and the formula (backward).
 TYPED_TEST(SoftmaxOverScalesLayerTest, TestBlockBoundariesAndManyScales) {
   typedef typename TypeParam::Dtype Dtype;
   const int shapes[][4] = {
@@ -303,6 +303,8 @@ TYPED_TEST(SoftmaxOverScalesLayerTest, TestBlockBoundariesAndManyScales) {
       {1, 7, 32, 32},
       {2, 6, 1, 1},
       {1, 4, 3, 171},
+      {2, 9, 5, 7},
+      {1, 12, 1, 515},
   };
   for (int k = 0; k < sizeof(shapes) / sizeof(shapes[0]); ++k) {
     SCOPED_TRACE(k);

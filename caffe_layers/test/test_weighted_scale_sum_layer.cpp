@@ -408,18 +408,20 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestAttentionAndAverageNonFinite) {
 }
 
 // The CPU loops take up to 4 scales per pass and the ATTENTION backward blocks
-// of 4096 pixels: sizes around the block boundary, 1 to 8 scales, every mode,
-// forward and backward against references computed here in double.
+// of 4096 pixels, a CUDA launch up to 8 scales: sizes around the block
+// boundary, 1 to 12 scales, every mode, forward and backward against
+// references computed here in double.
 TYPED_TEST(WeightedScaleSumLayerTest, TestBlockBoundariesAndManyScales) {
   typedef typename TypeParam::Dtype Dtype;
   const int shapes[][4] = {{1, 2, 1, 4095}, {2, 2, 1, 4096}, {1, 3, 1, 4097},
       {1, 1, 91, 91}, {2, 3, 2, 3}};
   const int num_shapes = sizeof(shapes) / sizeof(shapes[0]);
   for (int k = 0; k < num_shapes; ++k) {
-    for (int num_scales = 1; num_scales <= 8; ++num_scales) {
-      if (k < 4 && num_scales != 1 && num_scales != 5 && num_scales != 8) {
-        continue;  // the large shapes with 1, 5 and 8 scales; the small one
-                   // with all
+    for (int num_scales = 1; num_scales <= 12; ++num_scales) {
+      if (k < 4 && num_scales != 1 && num_scales != 5 && num_scales != 8 &&
+          num_scales != 9 && num_scales != 12) {
+        continue;  // the large shapes with 1, 5, 8, 9 and 12 scales; the
+                   // small one with all
       }
       for (int m = 0; m < 3; ++m) {
         const WeightedScaleSumParameter_MergeMethod merge =
