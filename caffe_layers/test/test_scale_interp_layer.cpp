@@ -545,41 +545,45 @@ TYPED_TEST(ScaleInterpLayerTest, TestOutputSizeOne) {
   }
 }
 
+// Resizes over many size ratios: shrink, zoom, both, crops (negative pads),
+// size one, identity, nearest; resampled first along y or first along x.
+struct ResizeCase {
+  int in_h, in_w, pad_beg, pad_end, out_h, out_w;
+  bool nearest;
+};
+static const ResizeCase kResizeCases[] = {
+    {17, 17, 0, 0, 3, 3, false},
+    {3, 3, 0, 0, 17, 17, false},
+    {6, 7, 0, 0, 41, 49, false},
+    {9, 9, 0, 0, 7, 7, false},
+    {13, 11, 0, 0, 4, 3, false},
+    {7, 5, 0, 0, 3, 11, false},
+    {8, 10, -1, -2, 9, 13, false},
+    {1, 5, 0, 0, 5, 1, false},
+    {5, 1, 0, 0, 1, 6, false},
+    {12, 10, -3, 0, 2, 2, false},
+    {11, 9, 0, 0, 11, 9, false},
+    {3, 3, 0, 0, 5, 5, true},
+    {9, 11, 0, 0, 17, 21, true},
+    {17, 15, 0, 0, 3, 4, true},
+    {8, 10, -1, -2, 7, 9, true},
+    {5, 5, 0, 0, 1, 1, true},
+    {1, 1, 0, 0, 3, 2, true},
+    // Long windows along x (gathered element by element) after a crop,
+    // resampled first along y and first along x; a crop with one axis up and
+    // the other down, nearest.
+    {30, 6, -1, -1, 4, 40, false},
+    {5, 6, -1, -1, 20, 30, false},
+    {9, 8, -2, -1, 30, 2, true},
+};
+static const int kNumResizeCases =
+    sizeof(kResizeCases) / sizeof(kResizeCases[0]);
+
 // The gather backward against a scatter of the top diffs, over many size
 // ratios.
 TYPED_TEST(ScaleInterpLayerTest, TestBackwardMatchesScatter) {
-  struct Case {
-    int in_h, in_w, pad_beg, pad_end, out_h, out_w;
-    bool nearest;
-  };
-  const Case cases[] = {
-      {17, 17, 0, 0, 3, 3, false},
-      {3, 3, 0, 0, 17, 17, false},
-      {6, 7, 0, 0, 41, 49, false},
-      {9, 9, 0, 0, 7, 7, false},
-      {13, 11, 0, 0, 4, 3, false},
-      {7, 5, 0, 0, 3, 11, false},
-      {8, 10, -1, -2, 9, 13, false},
-      {1, 5, 0, 0, 5, 1, false},
-      {5, 1, 0, 0, 1, 6, false},
-      {12, 10, -3, 0, 2, 2, false},
-      {11, 9, 0, 0, 11, 9, false},
-      {3, 3, 0, 0, 5, 5, true},
-      {9, 11, 0, 0, 17, 21, true},
-      {17, 15, 0, 0, 3, 4, true},
-      {8, 10, -1, -2, 7, 9, true},
-      {5, 5, 0, 0, 1, 1, true},
-      {1, 1, 0, 0, 3, 2, true},
-      // Long windows along x (gathered element by element) after a crop,
-      // resampled first along y and first along x; a crop with one axis up and
-      // the other down, nearest.
-      {30, 6, -1, -1, 4, 40, false},
-      {5, 6, -1, -1, 20, 30, false},
-      {9, 8, -2, -1, 30, 2, true},
-  };
-  const int num_cases = sizeof(cases) / sizeof(cases[0]);
-  for (int k = 0; k < num_cases; ++k) {
-    const Case& c = cases[k];
+  for (int k = 0; k < kNumResizeCases; ++k) {
+    const ResizeCase& c = kResizeCases[k];
     this->blob_bottom_->Reshape(2, 2, c.in_h, c.in_w);
     this->FillGaussian(this->blob_bottom_);
     LayerParameter layer_param;
@@ -1035,28 +1039,9 @@ TYPED_TEST_CASE(ScaleInterpKernelFunctionsTest, TestDtypes);
 
 TYPED_TEST(ScaleInterpKernelFunctionsTest, TestMatchCpuLoops) {
   typedef TypeParam Dtype;
-  struct Case {
-    int in_h, in_w, pad_beg, pad_end, out_h, out_w;
-    bool nearest;
-  };
-  // Shrink, zoom, both, crops, size one, identity, nearest; resampled first
-  // along x or first along y (the layer picks by its CPU cost).
-  const Case cases[] = {
-      {17, 17, 0, 0, 3, 3, false},
-      {3, 3, 0, 0, 17, 17, false},
-      {6, 7, 0, 0, 41, 49, false},
-      {13, 11, 0, 0, 4, 3, false},
-      {8, 10, -1, -2, 9, 13, false},
-      {1, 5, 0, 0, 5, 1, false},
-      {11, 9, 0, 0, 11, 9, false},
-      {30, 6, -1, -1, 4, 40, false},
-      {5, 6, -1, -1, 20, 30, false},
-      {9, 11, 0, 0, 17, 21, true},
-      {9, 8, -2, -1, 30, 2, true},
-  };
   bool orders[2] = {false, false};
-  for (int k = 0; k < sizeof(cases) / sizeof(cases[0]); ++k) {
-    const Case& c = cases[k];
+  for (int k = 0; k < kNumResizeCases; ++k) {
+    const ResizeCase& c = kResizeCases[k];
     SCOPED_TRACE(k);
     Blob<Dtype> bottom(2, 3, c.in_h, c.in_w), top;
     FillerParameter filler_param;
