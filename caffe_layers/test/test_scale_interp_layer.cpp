@@ -550,6 +550,19 @@ TYPED_TEST(ScaleInterpLayerTest, TestOutputSizeOne) {
 struct ResizeCase {
   int in_h, in_w, pad_beg, pad_end, out_h, out_w;
   bool nearest;
+
+  LayerParameter Param() const {
+    LayerParameter layer_param;
+    ScaleInterpParameter* p = layer_param.mutable_scale_interp_param();
+    p->set_height(out_h);
+    p->set_width(out_w);
+    p->set_pad_beg(pad_beg);
+    p->set_pad_end(pad_end);
+    if (nearest) {
+      p->set_interpolation(ScaleInterpParameter_Interpolation_NEAREST);
+    }
+    return layer_param;
+  }
 };
 static const ResizeCase kResizeCases[] = {
     {17, 17, 0, 0, 3, 3, false},
@@ -586,18 +599,9 @@ TYPED_TEST(ScaleInterpLayerTest, TestBackwardMatchesScatter) {
     const ResizeCase& c = kResizeCases[k];
     this->blob_bottom_->Reshape(2, 2, c.in_h, c.in_w);
     this->FillGaussian(this->blob_bottom_);
-    LayerParameter layer_param;
-    ScaleInterpParameter* p = layer_param.mutable_scale_interp_param();
-    p->set_height(c.out_h);
-    p->set_width(c.out_w);
-    p->set_pad_beg(c.pad_beg);
-    p->set_pad_end(c.pad_end);
-    if (c.nearest) {
-      p->set_interpolation(ScaleInterpParameter_Interpolation_NEAREST);
-    }
     SCOPED_TRACE(k);
-    this->CheckForward(layer_param);
-    this->CheckBackward(layer_param);
+    this->CheckForward(c.Param());
+    this->CheckBackward(c.Param());
   }
 }
 
@@ -1048,16 +1052,7 @@ TYPED_TEST(ScaleInterpKernelFunctionsTest, TestMatchCpuLoops) {
     GaussianFiller<Dtype> filler(filler_param);
     filler.Fill(&bottom);
     vector<Blob<Dtype>*> bottom_vec(1, &bottom), top_vec(1, &top);
-    LayerParameter layer_param;
-    ScaleInterpParameter* p = layer_param.mutable_scale_interp_param();
-    p->set_height(c.out_h);
-    p->set_width(c.out_w);
-    p->set_pad_beg(c.pad_beg);
-    p->set_pad_end(c.pad_end);
-    if (c.nearest) {
-      p->set_interpolation(ScaleInterpParameter_Interpolation_NEAREST);
-    }
-    ScaleInterpLayerTables<Dtype> layer(layer_param);
+    ScaleInterpLayerTables<Dtype> layer(c.Param());
     layer.SetUp(bottom_vec, top_vec);
     layer.Forward(bottom_vec, top_vec);
     Blob<Dtype> top_diff(top.shape());
