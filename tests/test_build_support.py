@@ -226,6 +226,19 @@ def test_cache_key_covers_the_build_inputs():
                                                                           "-DX=1"]
 
 
+def test_cache_key_follows_the_compiler_cmake_will_use(tmp_path):
+    """CMake compiles with $CXX / $CC where set: the key's compiler facts come from them, and
+    without them stay the default c++'s alone (so the default build keeps its key)."""
+    fake = tmp_path / "my-clang++"
+    fake.write_text("#!/bin/sh\necho 'fake clang version 99.1'\n")
+    fake.chmod(0o755)
+    default = builder.compiler_facts({})
+    assert list(default) == ["cxx"] and default["cxx"] != "missing"
+    named = builder.compiler_facts({"CXX": str(fake), "CC": f"env {fake}"})
+    assert named == {"cxx": "fake clang version 99.1", "cc": "fake clang version 99.1"}
+    assert builder.compiler_facts({"CXX": str(tmp_path / "absent")})["cxx"] == "missing"
+
+
 # --- compatibility fixes -----------------------------------------------------------------------
 
 IO_CPP = "  coded_input->SetTotalBytesLimit(kProtoReadBytesLimit, 536870912);\n"

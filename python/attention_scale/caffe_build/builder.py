@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -84,6 +85,17 @@ def _first_line(cmd: List[str]) -> str:
         return "missing"
     lines = [ln for ln in out.splitlines() if ln.strip()]
     return lines[-1] if cmd[0] == "nvcc" else lines[0]
+
+
+def compiler_facts(env) -> Dict[str, str]:
+    """The compilers CMake will use, for the cache key: $CXX and $CC where set (CMake takes them
+    over the defaults), else the default c++ (its fact alone, so the default build keeps its key).
+    Switching compilers then builds anew instead of finding the other compiler's build."""
+    facts = {"cxx": _first_line(shlex.split(env["CXX"]) + ["--version"]) if env.get("CXX")
+             else _first_line(["c++", "--version"])}
+    if env.get("CC"):
+        facts["cc"] = _first_line(shlex.split(env["CC"]) + ["--version"])
+    return facts
 
 
 def _sha(obj) -> str:
@@ -246,7 +258,7 @@ def build(cfg: BuildConfig) -> BuildResult:
     cfg.cache.mkdir(parents=True, exist_ok=True)
     python = _ensure_buildenv(cfg, py)
     cmake_version = toolchain.tool_version(["cmake", "--version"])
-    toolchain_facts = {"cxx": _first_line(["c++", "--version"]),
+    toolchain_facts = {**compiler_facts(os.environ),
                        "protoc": _first_line(["protoc", "--version"]),
                        "cmake": _first_line(["cmake", "--version"]),
                        "numpy": _numpy_version(python)}

@@ -34,15 +34,17 @@
 #define ATS_NOINLINE
 #endif
 
-// ATS_CPU_LOOP marks those helpers, which GCC and Clang on x86-64 Linux also
-// compile twice, for AVX2 and for the baseline (SSE2), the loader picking the
-// one the CPU runs (function multiversioning, as OpenCV dispatches its own
-// loops). AVX2 alone, without FMA: the same operations on wider registers, in
-// the same order per element, so the same results to the bit.
-// target_clones needs the loader's ifunc support (glibc) and a compiler that
-// has the attribute (GCC 6, Clang 14).
+// ATS_CPU_LOOP marks those helpers, which GCC on x86-64 Linux also compiles
+// twice, for AVX2 and for the baseline (SSE2), the loader picking the one the
+// CPU runs (function multiversioning, as OpenCV dispatches its own loops).
+// AVX2 alone, without FMA: the same operations on wider registers, in the same
+// order per element, so the same results to the bit. target_clones needs the
+// loader's ifunc support (glibc) and GCC 6 or later; Clang (14 tried) refuses
+// it on function templates and with noinline, so Clang builds take the
+// baseline loops only.
 #if defined(__x86_64__) && defined(__GLIBC__) && defined(__has_attribute) && \
-    !defined(__CUDACC__) && !defined(ATS_NO_CPU_DISPATCH)
+    defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && \
+    !defined(ATS_NO_CPU_DISPATCH)
 #if __has_attribute(target_clones)
 #define ATS_CPU_LOOP __attribute__((noinline, target_clones("avx2", "default")))
 #endif
