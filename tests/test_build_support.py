@@ -340,6 +340,16 @@ def test_missing_library_is_named_before_building(tmp_path, monkeypatch):
     ("io.cpp:6:10: fatal error: opencv2/core/core.hpp: No such file or directory", "OpenCV"),
     ("matio_io.cpp:10:10: fatal error: matio.h: No such file or directory", "matio"),
     ("/usr/bin/ld: cannot find -lmatio: No such file or directory", "libmatio"),
+    # Clang's wording of the same
+    ("io.cpp:6:10: fatal error: 'opencv2/core/core.hpp' file not found", "OpenCV's headers "
+     "(opencv2/core/core.hpp)"),
+    ("io.cpp:70:37: error: use of undeclared identifier 'CV_LOAD_IMAGE_COLOR'",
+     "OpenCV: CV_LOAD_IMAGE_COLOR is used"),
+    ("io.cpp:9:3: error: unknown type name 'IplImage'", "OpenCV: IplImage is used"),
+    ("db.cpp:1:10: fatal error: 'lmdb.h' file not found", "LMDB's headers (lmdb.h)"),
+    ("x.cpp:1:10: fatal error: 'no_such_lib/x.h' file not found", "the header no_such_lib/x.h"),
+    ("x.cpp:1:10: fatal error: no_such_lib/x.h: No such file or directory",
+     "the header no_such_lib/x.h"),
 ])
 def test_build_failures_name_the_missing_piece(line, named):
     assert named in tf.diagnose(["[ 40%] Building CXX object x.o", line])

@@ -38,17 +38,27 @@ _EXTENSIONS = {".cpp", ".hpp", ".h", ".cu", ".cuh", ".cc"}
 _INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]')
 _IF = re.compile(r"^\s*#\s*(if|ifdef|ifndef|elif|else|endif)\b(.*)")
 
-# What a failed compile's first error says, mapped to the piece that is missing.
+def _missing_header(header: str) -> "re.Pattern[str]":
+    """A missing #include as GCC ("fatal error: x.h: No such file") and Clang ("fatal error:
+    'x.h' file not found") say it; `header` matches the name."""
+    return re.compile(rf"fatal error: (?:({header}): No such file|'({header})' file not found)")
+
+
+_CV_NAME = r"(?:CV|cv)_\w+|IplImage|CvMat"
+
+# What a failed compile's first error says, mapped to the piece that is missing (GCC's and
+# Clang's wording; the message takes the first group that matched).
 _DIAGNOSES = [
-    (re.compile(r"fatal error: (opencv2?/\S+): No such file"), "OpenCV's headers ({0})"),
-    (re.compile(r"fatal error: (lmdb\.h): No such file"), "LMDB's headers ({0})"),
-    (re.compile(r"fatal error: (leveldb/\S+): No such file"), "LevelDB's headers ({0})"),
-    (re.compile(r"fatal error: (matio\.h): No such file"), "matio's headers ({0})"),
-    (re.compile(r"'((?:CV|cv)_\w+|IplImage|CvMat)' was not declared"),
+    (_missing_header(r"opencv2?/[^\s':]+"), "OpenCV's headers ({0})"),
+    (_missing_header(r"lmdb\.h"), "LMDB's headers ({0})"),
+    (_missing_header(r"leveldb/[^\s':]+"), "LevelDB's headers ({0})"),
+    (_missing_header(r"matio\.h"), "matio's headers ({0})"),
+    (re.compile(rf"'({_CV_NAME})' was not declared|"
+                rf"(?:use of undeclared identifier|unknown type name) '({_CV_NAME})'"),
      "OpenCV: {0} is used outside #ifdef USE_OPENCV (configure with -DUSE_OPENCV=ON), or it is "
      "an OpenCV 2/3 name that OpenCV 4 removed"),
     (re.compile(r"cannot find -l(\w+)"), "the library lib{0} (the linker cannot find -l{0})"),
-    (re.compile(r"fatal error: ([\w/.+-]+): No such file"), "the header {0}"),
+    (_missing_header(r"[\w/.+-]+"), "the header {0}"),
 ]
 
 
@@ -121,5 +131,5 @@ def diagnose(log_lines: Sequence[str]) -> Optional[str]:
         for pattern, message in _DIAGNOSES:
             m = pattern.search(line)
             if m:
-                return message.format(m.group(1))
+                return message.format(next(g for g in m.groups() if g is not None))
     return None
