@@ -91,8 +91,7 @@ def compiler_facts(env) -> Dict[str, str]:
     """The compilers CMake will use, for the cache key: $CXX and $CC where set (CMake takes them
     over the defaults), else the default c++ (its fact alone, so the default build keeps its key).
     Switching compilers then builds anew instead of finding the other compiler's build."""
-    facts = {"cxx": _first_line(shlex.split(env["CXX"]) + ["--version"]) if env.get("CXX")
-             else _first_line(["c++", "--version"])}
+    facts = {"cxx": _first_line(shlex.split(env.get("CXX") or "c++") + ["--version"])}
     if env.get("CC"):
         facts["cc"] = _first_line(shlex.split(env["CC"]) + ["--version"])
     return facts

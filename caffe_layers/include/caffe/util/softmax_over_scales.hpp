@@ -167,31 +167,37 @@ ATS_HOST_DEVICE inline Dtype softmax_over_scales_diff(Dtype dot, int i, int s,
   return top_data[i + s * inner] * (top_diff[i + s * inner] - dot);
 }
 
-/// Backward for channel s of pixel i of one sample (top_data, top_diff: its
-/// channel 0).
+/// sum_t y_t dy_t of pixel i of one sample, by softmax_dot_step in order of t.
 template <typename Dtype>
-ATS_HOST_DEVICE inline Dtype softmax_over_scales_diff_at(int i, int s,
+ATS_HOST_DEVICE inline Dtype softmax_over_scales_dot(int i,
     const Dtype* top_data, const Dtype* top_diff, int num_scales, int inner) {
   Dtype dot(0);
   for (int t = 0; t < num_scales; ++t) {
     dot = softmax_dot_step(dot, i, t, top_data, top_diff, inner);
   }
-  return softmax_over_scales_diff(dot, i, s, top_data, top_diff, inner);
+  return dot;
+}
+
+/// Backward for channel s of pixel i of one sample (top_data, top_diff: its
+/// channel 0).
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype softmax_over_scales_diff_at(int i, int s,
+    const Dtype* top_data, const Dtype* top_diff, int num_scales, int inner) {
+  return softmax_over_scales_diff(
+      softmax_over_scales_dot(i, top_data, top_diff, num_scales, inner), i, s,
+      top_data, top_diff, inner);
 }
 
 /// Backward for every channel of pixel i of one sample (the one-bottom form;
 /// the CUDA kernel's thread per pixel): the dot product once, then each
-/// channel's diff from it, with the steps of softmax_over_scales_diff_at in
-/// its order. Each weight and diff of the pixel is read once for the dot
-/// product.
+/// channel's diff from it, as softmax_over_scales_diff_at computes them. Each
+/// weight and diff of the pixel is read once for the dot product.
 template <typename Dtype>
 ATS_HOST_DEVICE inline void softmax_over_scales_backward_pixel(int i,
     const Dtype* top_data, const Dtype* top_diff, Dtype* bottom_diff,
     int num_scales, int inner) {
-  Dtype dot(0);
-  for (int t = 0; t < num_scales; ++t) {
-    dot = softmax_dot_step(dot, i, t, top_data, top_diff, inner);
-  }
+  const Dtype dot =
+      softmax_over_scales_dot(i, top_data, top_diff, num_scales, inner);
   for (int s = 0; s < num_scales; ++s) {
     bottom_diff[i + s * inner] =
         softmax_over_scales_diff(dot, i, s, top_data, top_diff, inner);
