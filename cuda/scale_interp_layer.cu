@@ -1,5 +1,6 @@
 // Attention to Scale for Caffe: ScaleInterp layer, CUDA kernels (the CPU loops'
 // element functions).
+#include <algorithm>
 #include <vector>
 
 #include "caffe/layers/scale_interp_layer.hpp"
@@ -8,28 +9,56 @@
 
 namespace caffe {
 
-// The forward: one thread per output element (plane, y, x) runs both passes
-// for it (scale_interp_at), so the intermediate planes never go through
-// memory; the input cells it reads are shared with its neighbours' in the
-// caches.
+// The forward runs on a 3-D grid: x and y of a plane (blocks of kBlockX x
+// kBlockY threads; no index divisions), z groups of planes; it strides over
+// whatever the grid does not cover.
+static const int kBlockX = 32;
+static const int kBlockY = 8;
+
+// The forward: a thread takes output (y, x) of kInterpPlanes planes (gridDim.z
+// apart): it looks up the taps once (scale_interp_taps) and then does four
+// loads and one store per plane (scale_interp_tapped), the planes' loads
+// independent of each other. Both passes run per output, so the intermediate
+// planes never go through memory; neighbouring outputs share their source
+// cells in the caches.
+static const int kInterpPlanes = 4;
+
 template <typename Dtype>
-__global__ void ScaleInterpForward(const int count,
+__global__ void ScaleInterpForward(const int planes,
     const attention_scale::InterpPass first,
     const attention_scale::InterpAxis<Dtype> first_axis,
     const attention_scale::InterpPass second,
-    const attention_scale::InterpAxis<Dtype> second_axis, const Dtype* src,
-    Dtype* dst) {
-  CUDA_KERNEL_LOOP(index, count) {
-    const int x = index % second.dst_w;
-    const int y = (index / second.dst_w) % second.dst_h;
-    const int plane = index / second.dst_w / second.dst_h;
-    dst[index] = attention_scale::scale_interp_at(
-        plane, y, x, src, first, first_axis, second, second_axis);
+    const attention_scale::InterpAxis<Dtype> second_axis,
+    const Dtype* __restrict__ src, Dtype* __restrict__ dst) {
+  const int x = blockIdx.x * blockDim.x + threadIdx.x;
+  if (x >= second.dst_w) {
+    return;
+  }
+  const size_t in_plane = static_cast<size_t>(first.src_h) * first.src_w;
+  const size_t out_plane = static_cast<size_t>(second.dst_h) * second.dst_w;
+  for (int y = blockIdx.y * blockDim.y + threadIdx.y; y < second.dst_h;
+       y += blockDim.y * gridDim.y) {
+    const attention_scale::InterpTaps<Dtype> taps =
+        attention_scale::scale_interp_taps(
+            y, x, first, first_axis, second, second_axis);
+    const size_t at = static_cast<size_t>(y) * second.dst_w + x;
+    for (int p0 = blockIdx.z; p0 < planes; p0 += gridDim.z * kInterpPlanes) {
+#pragma unroll
+      for (int q = 0; q < kInterpPlanes; ++q) {
+        const int plane = p0 + q * gridDim.z;
+        if (plane < planes) {
+          dst[plane * out_plane + at] = attention_scale::scale_interp_tapped(
+              src + plane * in_plane, taps);
+        }
+      }
+    }
   }
 }
 
 // The backward of a pass: one thread per element (plane, y, x) of the src_h x
-// src_w planes gathers the diffs that read it: deterministic, no atomics.
+// src_w planes gathers the diffs that read it: deterministic, no atomics. (On
+// a 3-D grid like the forward's it measured no faster: 4% faster for the
+// downsampling passes, up to 11% slower for the upsampling ones, H200.)
 template <typename Dtype>
 __global__ void ScaleInterpGather(const int count,
     const attention_scale::InterpPass pass,
@@ -44,14 +73,24 @@ __global__ void ScaleInterpGather(const int count,
   }
 }
 
+/// The forward's grid over `planes` planes of height x width, each thread
+/// taking `per_thread` planes (CUDA's limits on y and z capped; the
+/// kernels stride over the rest).
+static dim3 PlaneTiles(int planes, int height, int width, int per_thread) {
+  return dim3((width + kBlockX - 1) / kBlockX,
+      std::min((height + kBlockY - 1) / kBlockY, 65535),
+      std::min((planes + per_thread - 1) / per_thread, 65535));
+}
+
 template <typename Dtype>
 void ScaleInterpLayer<Dtype>::Forward_gpu(
     const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
-  const int count = top[0]->count();
+  const int planes = top[0]->num() * top[0]->channels();
   // NOLINT_NEXT_LINE(whitespace/operators)
-  ScaleInterpForward<Dtype><<<CAFFE_GET_BLOCKS(count),
-      CAFFE_CUDA_NUM_THREADS>>>(count, pass_[0], Axis(pass_[0].along_x, true),
-      pass_[1], Axis(pass_[1].along_x, true), bottom[0]->gpu_data(),
+  ScaleInterpForward<Dtype><<<PlaneTiles(planes, pass_[1].dst_h,
+      pass_[1].dst_w, kInterpPlanes), dim3(kBlockX, kBlockY)>>>(planes,
+      pass_[0], Axis(pass_[0].along_x, true), pass_[1],
+      Axis(pass_[1].along_x, true), bottom[0]->gpu_data(),
       top[0]->mutable_gpu_data());
   CUDA_POST_KERNEL_CHECK;
 }

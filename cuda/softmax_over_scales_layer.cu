@@ -18,16 +18,24 @@ __global__ void SoftmaxOverScalesGather(const int pixels, const int s,
   }
 }
 
-// One thread per pixel (n, i); safe in place (in == out).
+// One thread per pixel (n, i); safe in place (in == out). Up to
+// kRegisterScales scales the pixel's values stay in registers and each output
+// is written once; more scales take the steps through memory.
+static const int kRegisterScales = 8;
+
 template <typename Dtype>
 __global__ void SoftmaxOverScalesForward(const int pixels, const int num_scales,
     const int inner, const Dtype* in, Dtype* out) {
   CUDA_KERNEL_LOOP(index, pixels) {
-    const int n = index / inner;
     const int i = index % inner;
-    const int sample = n * num_scales * inner;
-    attention_scale::softmax_over_scales_pixel(
-        i, in + sample, out + sample, num_scales, inner);
+    const int sample = (index / inner) * num_scales * inner;
+    if (num_scales <= kRegisterScales) {
+      attention_scale::softmax_over_scales_pixel_registers<kRegisterScales>(
+          i, in + sample, out + sample, num_scales, inner);
+    } else {
+      attention_scale::softmax_over_scales_pixel(
+          i, in + sample, out + sample, num_scales, inner);
+    }
   }
 }
 

@@ -476,12 +476,16 @@ TYPED_TEST(SoftmaxOverScalesKernelFunctionsTest, TestMatchCpuLoops) {
     layer.Backward(top_vec, vector<bool>(bottom.size(), true), bottom);
     // The kernels' functions on the logits as the GPU forward sees them (the
     // one bottom, or the scales gathered into the top: the same values).
-    vector<Dtype> weights(top.count()), diffs(top.count());
+    vector<Dtype> weights(top.count()), in_registers(top.count());
+    vector<Dtype> diffs(top.count());
     for (int n = 0; n < num; ++n) {
       for (int i = 0; i < inner; ++i) {
         attention_scale::softmax_over_scales_pixel(i,
             logits.cpu_data() + n * sample, &weights[n * sample], num_scales,
             inner);
+        attention_scale::softmax_over_scales_pixel_registers<8>(i,
+            logits.cpu_data() + n * sample, &in_registers[n * sample],
+            num_scales, inner);
         attention_scale::softmax_over_scales_backward_pixel(i,
             top.cpu_data() + n * sample, top.cpu_diff() + n * sample,
             &diffs[n * sample], num_scales, inner);
@@ -493,6 +497,7 @@ TYPED_TEST(SoftmaxOverScalesKernelFunctionsTest, TestMatchCpuLoops) {
         for (int i = 0; i < inner; ++i) {
           const int at = n * sample + s * inner + i;
           mismatches += !SameBits(weights[at], top.cpu_data()[at]);
+          mismatches += !SameBits(in_registers[at], top.cpu_data()[at]);
           const Dtype cpu_diff = (form == 0)
               ? logits.cpu_diff()[at]
               : scales[s]->cpu_diff()[n * inner + i];

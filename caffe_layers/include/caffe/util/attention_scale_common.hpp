@@ -25,6 +25,14 @@
 #define ATS_HOST_DEVICE
 #endif
 
+// ATS_UNROLL: "#pragma unroll" for the device compiler (loops over small
+// register arrays), nothing for the host compiler, which does not know it.
+#ifdef __CUDA_ARCH__
+#define ATS_UNROLL _Pragma("unroll")
+#else
+#define ATS_UNROLL
+#endif
+
 // The CPU loops' row and block helpers stay out of line (ATS_NOINLINE):
 // inlined into their callers, GCC 12 no longer used the __restrict__ of their
 // parameters and did not vectorize them.

@@ -4,9 +4,9 @@
 // per-axis tables the layer fills once per shape, and the element functions
 // of the separable two-pass resize and of its gather backward. Every function
 // marked ATS_HOST_DEVICE computes one output element from indices the caller
-// already split up: the CPU loops call them row by row, the CUDA kernels
-// inside CUDA_KERNEL_LOOP, so the CPU tests exercise exactly the formulas the
-// GPU runs.
+// already split up: the CPU loops call them row by row, the CUDA kernels per
+// thread, and the C++ tests run the kernels' compositions on the host against
+// the CPU loops, so the CPU tests exercise exactly the formulas the GPU runs.
 #ifndef CAFFE_UTIL_SCALE_INTERP_HPP_
 #define CAFFE_UTIL_SCALE_INTERP_HPP_
 
@@ -303,15 +303,6 @@ ATS_HOST_DEVICE inline Dtype interp_mix(
       nearest || lambda == Dtype(0), v0, interp_blend(v0, v1, lambda));
 }
 
-/// Forward along one axis: output dst of a line whose source cells lie `stride`
-/// apart.
-template <typename Dtype>
-ATS_HOST_DEVICE inline Dtype interp_line_at(
-    int dst, const Dtype* line, int stride, const InterpAxis<Dtype>& axis) {
-  return interp_mix(line[axis.i0[dst] * stride], line[axis.i1[dst] * stride],
-      axis.lambda[dst], axis.nearest);
-}
-
 /// One step of the backward gather: sum + weight * diff, or sum unchanged where
 /// the weight is zero (an output that does not read the cell adds nothing, as
 /// in the forward: not even the NaN of 0 * inf or 0 * NaN; a select, no
@@ -344,39 +335,71 @@ struct InterpPass {
   bool along_x;
 };
 
-/// Forward pass: element (y, x) of output plane `plane` from the source planes
-/// `src`.
+/// What output (y, x) of the two passes reads, the same in every plane (the
+/// GPU forward, which runs both passes per output without the intermediate
+/// planes): the second pass mixes two first-pass values, v0 of cells at00 and
+/// at01 and v1 of cells at10 and at11 (offsets in a source plane, crop
+/// included), each with its pass's weight.
 template <typename Dtype>
-ATS_HOST_DEVICE inline Dtype scale_interp_pass_at(int plane, int y, int x,
-    const Dtype* src, const InterpPass& pass, const InterpAxis<Dtype>& axis) {
-  const Dtype* in = src +
-      (static_cast<size_t>(plane) * pass.src_h + pass.off_y) * pass.src_w +
-      pass.off_x;
-  return pass.along_x ? interp_line_at(x, in + y * pass.src_w, 1, axis)
-                      : interp_line_at(y, in + x, pass.src_w, axis);
+struct InterpTaps {
+  int at00, at01, at10, at11;
+  Dtype lambda_first, lambda_second;
+  bool nearest_first, nearest_second;
+};
+
+/// The taps of output (y, x) from the two passes' tables.
+template <typename Dtype>
+ATS_HOST_DEVICE inline InterpTaps<Dtype> scale_interp_taps(int y, int x,
+    const InterpPass& first, const InterpAxis<Dtype>& first_axis,
+    const InterpPass& second, const InterpAxis<Dtype>& second_axis) {
+  // The second pass reads first-pass outputs j0 and j1 along its axis; each of
+  // those reads source cells a0 and a1 along the first pass's axis.
+  const int dst_second = second.along_x ? x : y;
+  const int dst_first = first.along_x ? x : y;
+  const int j0 = second_axis.i0[dst_second];
+  const int j1 = second_axis.i1[dst_second];
+  const int a0 = first_axis.i0[dst_first];
+  const int a1 = first_axis.i1[dst_first];
+  // Along x: cell (j, a) is row j, column a of the window; along y, the other
+  // way round.
+  const int row = first.along_x ? first.src_w : 1;
+  const int col = first.along_x ? 1 : first.src_w;
+  const int origin = first.off_y * first.src_w + first.off_x;
+  InterpTaps<Dtype> taps;
+  taps.at00 = origin + j0 * row + a0 * col;
+  taps.at01 = origin + j0 * row + a1 * col;
+  taps.at10 = origin + j1 * row + a0 * col;
+  taps.at11 = origin + j1 * row + a1 * col;
+  taps.lambda_first = first_axis.lambda[dst_first];
+  taps.lambda_second = second_axis.lambda[dst_second];
+  taps.nearest_first = first_axis.nearest;
+  taps.nearest_second = second_axis.nearest;
+  return taps;
 }
 
-/// Both passes for one output element (y, x) of plane `plane`: the two values
-/// of the first pass that the second pass mixes, each by scale_interp_pass_at,
-/// then their interp_mix, exactly as the two passes through a buffer compute
-/// it (the GPU forward; no buffer, each first-pass value computed where it is
-/// used).
+/// Both passes for one output from its taps in one source plane: the two
+/// first-pass values by interp_mix, then their interp_mix, exactly as the two
+/// passes through a buffer compute it.
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype scale_interp_tapped(
+    const Dtype* plane, const InterpTaps<Dtype>& taps) {
+  const Dtype v0 = interp_mix(plane[taps.at00], plane[taps.at01],
+      taps.lambda_first, taps.nearest_first);
+  const Dtype v1 = interp_mix(plane[taps.at10], plane[taps.at11],
+      taps.lambda_first, taps.nearest_first);
+  return interp_mix(v0, v1, taps.lambda_second, taps.nearest_second);
+}
+
+/// Output (y, x) of plane `plane` of the source planes `src`: its taps, then
+/// scale_interp_tapped.
 template <typename Dtype>
 ATS_HOST_DEVICE inline Dtype scale_interp_at(int plane, int y, int x,
     const Dtype* src, const InterpPass& first,
     const InterpAxis<Dtype>& first_axis, const InterpPass& second,
     const InterpAxis<Dtype>& second_axis) {
-  // The second pass reads first-pass outputs i0 and i1 of its axis.
-  const int dst = second.along_x ? x : y;
-  const int i0 = second_axis.i0[dst];
-  const int i1 = second_axis.i1[dst];
-  const Dtype v0 = second.along_x
-      ? scale_interp_pass_at(plane, y, i0, src, first, first_axis)
-      : scale_interp_pass_at(plane, i0, x, src, first, first_axis);
-  const Dtype v1 = second.along_x
-      ? scale_interp_pass_at(plane, y, i1, src, first, first_axis)
-      : scale_interp_pass_at(plane, i1, x, src, first, first_axis);
-  return interp_mix(v0, v1, second_axis.lambda[dst], second_axis.nearest);
+  return scale_interp_tapped(
+      src + static_cast<size_t>(plane) * first.src_h * first.src_w,
+      scale_interp_taps(y, x, first, first_axis, second, second_axis));
 }
 
 /// Backward of a pass, step k at element (sy, sx) of the window (which starts
@@ -393,8 +416,9 @@ ATS_HOST_DEVICE inline Dtype scale_interp_gather_step(Dtype sum, int plane,
 }
 
 /// Backward of a pass (gather, no atomics): diff of source element (y, x) of
-/// plane `plane`, the transpose of scale_interp_pass_at: zero outside the
-/// window (cropped-away cells), else the steps k = 0 .. width - 1 in order.
+/// plane `plane`, the transpose of one pass of scale_interp_at: zero outside
+/// the window (cropped-away cells), else the steps k = 0 .. width - 1 in
+/// order.
 template <typename Dtype>
 ATS_HOST_DEVICE inline Dtype scale_interp_gather_at(int plane, int y, int x,
     const Dtype* dst_diff, const InterpPass& pass,

@@ -93,13 +93,25 @@ ATS_HOST_DEVICE inline int scale_channel_index(
   return ((index / inner) * num_scales + s) * inner + index % inner;
 }
 
+/// The larger of m and v (m where v is NaN; the steps below on one value).
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype softmax_max_value(Dtype m, Dtype v) {
+  return (v > m) ? v : m;
+}
+
+/// exp(v - m), or 1 where v equals the maximum m (see softmax_exp_step).
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype softmax_exp_value(Dtype v, Dtype m) {
+  // A select without a branch (ats_select), so that loops over it vectorize.
+  return ats_select(v == m, Dtype(1), ats_exp(v - m));
+}
+
 /// Forward, step 1 (s >= 1; the maximum starts as channel 0): the larger of m
 /// and channel s of pixel i (in: the sample's channel 0).
 template <typename Dtype>
 ATS_HOST_DEVICE inline Dtype softmax_max_step(
     Dtype m, int i, int s, const Dtype* in, int inner) {
-  const Dtype v = in[i + s * inner];
-  return (v > m) ? v : m;
+  return softmax_max_value(m, in[i + s * inner]);
 }
 
 /// Forward, step 2 (s = 0, 1, ..; the sum starts at 0): e = exp(channel s - m),
@@ -109,9 +121,7 @@ ATS_HOST_DEVICE inline Dtype softmax_max_step(
 template <typename Dtype>
 ATS_HOST_DEVICE inline Dtype softmax_exp_step(
     Dtype sum, Dtype m, int i, int s, const Dtype* in, Dtype* out, int inner) {
-  const Dtype v = in[i + s * inner];
-  // A select without a branch (ats_select), so that loops over it vectorize.
-  const Dtype e = ats_select(v == m, Dtype(1), ats_exp(v - m));
+  const Dtype e = softmax_exp_value(in[i + s * inner], m);
   out[i + s * inner] = e;
   return sum + e;
 }
@@ -148,6 +158,38 @@ ATS_HOST_DEVICE inline void softmax_over_scales_pixel(
   }
   for (int s = 0; s < num_scales; ++s) {
     softmax_normalize_step(sum, i, s, out, inner);
+  }
+}
+
+/// softmax_over_scales_pixel for up to kMaxScales scales with the pixel's
+/// values held in registers (the CUDA forward): the same steps in the same
+/// order, each input read and each output written once. Safe in place.
+template <int kMaxScales, typename Dtype>
+ATS_HOST_DEVICE inline void softmax_over_scales_pixel_registers(
+    int i, const Dtype* in, Dtype* out, int num_scales, int inner) {
+  Dtype v[kMaxScales];
+  ATS_UNROLL
+  for (int s = 0; s < kMaxScales; ++s) {
+    v[s] = (s < num_scales) ? in[i + s * inner] : Dtype(0);
+  }
+  Dtype m = v[0];
+  ATS_UNROLL
+  for (int s = 1; s < kMaxScales; ++s) {
+    m = (s < num_scales) ? softmax_max_value(m, v[s]) : m;
+  }
+  Dtype sum(0);
+  ATS_UNROLL
+  for (int s = 0; s < kMaxScales; ++s) {
+    if (s < num_scales) {
+      v[s] = softmax_exp_value(v[s], m);
+      sum = sum + v[s];
+    }
+  }
+  ATS_UNROLL
+  for (int s = 0; s < kMaxScales; ++s) {
+    if (s < num_scales) {
+      out[i + s * inner] = v[s] / sum;
+    }
   }
 }
 
