@@ -15,7 +15,7 @@ import pytest
 from attention_scale.benchmarks import speed_gpu_report, speed_report, traffic
 from attention_scale.benchmarks.speed_merge import MergeResult
 from attention_scale.benchmarks.speed_resize import ResizeResult
-from attention_scale.benchmarks.speed_timing import Bandwidth, NetRun
+from attention_scale.benchmarks.speed_timing import Bandwidth, EventClock, HostClock, NetRun
 from pyhelpers import import_caffe, ref_interp_forward
 
 REPO = Path(__file__).resolve().parents[1]
@@ -235,10 +235,57 @@ class _CountingNet:
 def test_net_run_makes_its_passes_between_two_synchronizations():
     net, syncs = _CountingNet(), []
     run = NetRun(net, {}, passes=4)
-    run.run(lambda: syncs.append(net.forward + net.backward), record="warm")
+    run.run(HostClock(lambda: syncs.append(net.forward + net.backward)), record="warm")
     assert (net.forward, net.backward) == (4, 4)
     assert syncs == [0, 4, 8]  # before, after the forwards, after the backwards
     assert len(run.forward_ms) == len(run.backward_ms) == 1
+
+
+class _FakeRuntime:
+    """Stands in for CudaRuntime: logs the calls, with the net's pass counts at each, and gives
+    each event the time at which it was recorded (10 ms per pass)."""
+
+    def __init__(self, net):
+        self.net, self.log, self._made = net, [], 0
+
+    def _passes(self):
+        return self.net.forward + self.net.backward
+
+    def synchronize(self):
+        self.log.append(("sync", self._passes()))
+
+    def event_create(self):
+        self._made += 1
+        return {"id": self._made}
+
+    def event_record(self, event):
+        event["at"] = 10.0 * self._passes()
+        self.log.append(("record", self._passes()))
+
+    def event_synchronize(self, event):
+        self.log.append(("wait", self._passes()))
+
+    def event_elapsed_ms(self, start, end):
+        return end["at"] - start["at"]
+
+    def event_destroy(self, event):
+        self.log.append(("destroy", event["id"]))
+
+
+def test_event_clock_queues_one_untimed_pass_before_the_first_event():
+    """The GPU clock: synchronize, one lead forward, then an event before and after the timed
+    forwards and after the backwards; the laps exclude the lead pass."""
+    net = _CountingNet()
+    runtime = _FakeRuntime(net)
+    clock = EventClock(runtime)
+    run = NetRun(net, {}, passes=4)
+    run.run(clock, record="warm")
+    assert (net.forward, net.backward) == (5, 4)  # 4 timed forwards + the lead
+    assert runtime.log == [("sync", 0), ("record", 1), ("record", 5), ("record", 9),
+                           ("wait", 9)]
+    assert run.forward_ms == [10.0] and run.backward_ms == [10.0]  # 40 ms / 4 passes each
+    clock.close()
+    assert [entry[0] for entry in runtime.log[-3:]] == ["destroy"] * 3
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,21 +49,23 @@ def run_gpu(caffe, args, m_cases, r_cases):
              f"'{speed_report.NOT_MEASURED}'")
         return {"status": reason}
     runtime = speed_timing.CudaRuntime()
-    sync, passes = runtime.synchronize, args.gpu_passes
+    passes = args.gpu_passes
     caffe.set_device(args.gpu)
     caffe.set_mode_gpu()
+    clock = speed_timing.EventClock(runtime)
     try:
         device = runtime.describe(args.gpu)
         _log(f"GPU {args.gpu}: {device}")
         bandwidth = speed_timing.copy_bandwidth(caffe, "gpu", args.bandwidth_mib, args.repeats,
-                                                sync=sync, passes=passes)
-        merge = (speed_merge.run_merge_benchmarks(caffe, args.repeats, m_cases, "gpu", sync,
+                                                clock=clock, passes=passes)
+        merge = (speed_merge.run_merge_benchmarks(caffe, args.repeats, m_cases, "gpu", clock,
                                                   passes=passes)
                  if "merge" in args.only else [])
-        resize = (speed_resize.run_resize_benchmarks(caffe, args.repeats, r_cases, "gpu", sync,
+        resize = (speed_resize.run_resize_benchmarks(caffe, args.repeats, r_cases, "gpu", clock,
                                                      passes=passes)
                   if "resize" in args.only else [])
     finally:
+        clock.close()
         caffe.set_mode_cpu()
     return {"status": None, "device": device, "passes": passes, "bandwidth": bandwidth,
             "merge": merge, "resize": resize}

@@ -96,10 +96,8 @@ def _cold_ms(run):
 
 
 def run_merge_case(caffe, label, num, channels, height, width, num_scales, repeats, mode="cpu",
-                   sync=None, seed=0, passes=1):
+                   clock=None, seed=0, passes=1):
     """Time both forms of one case interleaved; a MergeResult. passes: NetRun.passes."""
-    from .speed_timing import no_sync
-
     shapes = merge_shapes(num, channels, height, width, num_scales)
     inputs = merge_inputs(shapes, seed)
     top_diff = np.random.default_rng(seed + 1).standard_normal(
@@ -108,7 +106,7 @@ def run_merge_case(caffe, label, num, channels, height, width, num_scales, repea
                    inputs, top_diff, passes=passes)
     stock = NetRun(load_net(caffe, merge_net("stock", num, channels, height, width, num_scales)),
                    inputs, top_diff, passes=passes)
-    identical = time_rounds([fused, stock], repeats, sync=sync or no_sync)
+    identical = time_rounds([fused, stock], repeats, clock=clock)
     max_abs, max_rel = compare(fused.results(), stock.results())
     result = MergeResult(
         label, [num, channels, height, width, num_scales], mode,
@@ -147,14 +145,14 @@ def measure_merge_memory(num, channels, height, width, num_scales, repeats=1):
             "peaks_kib": peaks}
 
 
-def run_merge_benchmarks(caffe, repeats, cases=MERGE_CASES, mode="cpu", sync=None,
+def run_merge_benchmarks(caffe, repeats, cases=MERGE_CASES, mode="cpu", clock=None,
                          memory_repeats=0, progress=True, passes=1):
     """run_merge_case (and, with memory_repeats > 0, measure_merge_memory) for every case."""
     from tqdm import tqdm
 
     results = []
     for label, *dims in tqdm(cases, desc=f"merge ({mode})", disable=not progress):
-        result = run_merge_case(caffe, label, *dims, repeats=repeats, mode=mode, sync=sync,
+        result = run_merge_case(caffe, label, *dims, repeats=repeats, mode=mode, clock=clock,
                                 passes=passes)
         if memory_repeats > 0:
             result.memory = measure_merge_memory(*dims, repeats=memory_repeats)

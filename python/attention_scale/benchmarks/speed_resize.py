@@ -104,9 +104,7 @@ def resize_cases(sizes=RESIZE_SIZES, channels=RESIZE_CHANNELS):
 
 
 def run_resize_case(caffe, cv2, label, channels, in_side, out_side, repeats, mode="cpu",
-                    sync=None, seed=0, passes=1):
-    from .speed_timing import no_sync
-
+                    clock=None, seed=0, passes=1):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((1, channels, in_side, in_side), dtype=np.float32)
     top_diff = rng.standard_normal((1, channels, out_side, out_side), dtype=np.float32)
@@ -126,7 +124,7 @@ def run_resize_case(caffe, cv2, label, channels, in_side, out_side, repeats, mod
 
         cv2_run = CallRun(resize_planes)
         runs.append(cv2_run)
-    identical = time_rounds(runs, repeats, sync=sync or no_sync)
+    identical = time_rounds(runs, repeats, clock=clock)
     ours = run.net.blobs[TOP].data[0, :CHECKED_PLANES]
     checked = x[0, :CHECKED_PLANES]
     numpy_diff = float(np.max(np.abs(ours - numpy_reference(checked, (out_side, out_side)))))
@@ -149,7 +147,7 @@ def run_resize_case(caffe, cv2, label, channels, in_side, out_side, repeats, mod
     return result
 
 
-def run_resize_benchmarks(caffe, repeats, cases=None, mode="cpu", sync=None, progress=True,
+def run_resize_benchmarks(caffe, repeats, cases=None, mode="cpu", clock=None, progress=True,
                           passes=1):
     """run_resize_case for every case (cv2 on the CPU run only, with one OpenCV thread)."""
     from tqdm import tqdm
@@ -158,7 +156,7 @@ def run_resize_benchmarks(caffe, repeats, cases=None, mode="cpu", sync=None, pro
     if mode == "cpu":
         import cv2
         cv2.setNumThreads(1)
-    return [run_resize_case(caffe, cv2, *case, repeats=repeats, mode=mode, sync=sync,
+    return [run_resize_case(caffe, cv2, *case, repeats=repeats, mode=mode, clock=clock,
                             passes=passes)
             for case in tqdm(cases or resize_cases(), desc=f"resize ({mode})",
                              disable=not progress)]

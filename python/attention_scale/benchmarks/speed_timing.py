@@ -57,8 +57,8 @@ def build_features():
 
 
 class CudaRuntime:
-    """The CUDA runtime that libcaffe loaded, through ctypes: device count and synchronize
-    (kernel launches return before the kernels finish; timing needs a synchronize)."""
+    """The CUDA runtime that libcaffe loaded, through ctypes: device count, synchronize and events
+    (kernel launches return before the kernels finish; timing needs the GPU's own clock)."""
 
     def __init__(self):
         paths = sorted(p for p in _mapped_libraries() if "libcudart" in os.path.basename(p))
@@ -90,10 +90,34 @@ class CudaRuntime:
                 info[key] = f"{version.value // 1000}.{version.value % 1000 // 10}"
         return info
 
-    def synchronize(self):
-        status = self.lib.cudaDeviceSynchronize()
+    def _call(self, name, *args):
+        status = getattr(self.lib, name)(*args)
         if status != 0:
-            raise RuntimeError(f"cudaDeviceSynchronize returned CUDA error {status}")
+            raise RuntimeError(f"{name} returned CUDA error {status}")
+
+    def synchronize(self):
+        self._call("cudaDeviceSynchronize")
+
+    def event_create(self):
+        event = ctypes.c_void_p()
+        self._call("cudaEventCreate", ctypes.byref(event))
+        return event
+
+    def event_record(self, event):
+        """Record `event` on the legacy default stream (stream 0), where Caffe's kernels and
+        copies run."""
+        self._call("cudaEventRecord", event, ctypes.c_void_p(0))
+
+    def event_synchronize(self, event):
+        self._call("cudaEventSynchronize", event)
+
+    def event_elapsed_ms(self, start, end):
+        elapsed = ctypes.c_float(0.0)
+        self._call("cudaEventElapsedTime", ctypes.byref(elapsed), start, end)
+        return elapsed.value
+
+    def event_destroy(self, event):
+        self._call("cudaEventDestroy", event)
 
 
 def gpu_unavailable_reason(device_id=0):
@@ -116,6 +140,62 @@ def gpu_unavailable_reason(device_id=0):
 # ---------------------------------------------------------------------------------------------
 
 
+class HostClock:
+    """Laps of the host's wall clock, each mark after a `sync()` (the CPU needs none)."""
+
+    def __init__(self, sync=None):
+        self.sync = sync or no_sync
+        self._marks = []
+
+    def start(self, lead=None):
+        """Begin a timed run (`lead`, one untimed pass for a GPU clock, is not run here)."""
+        self.sync()
+        self._marks = [time.perf_counter()]
+
+    def mark(self):
+        self.sync()
+        self._marks.append(time.perf_counter())
+
+    def laps_ms(self):
+        return [1e3 * (b - a) for a, b in zip(self._marks, self._marks[1:])]
+
+
+class EventClock:
+    """Laps of the GPU's own clock: CUDA events recorded on the stream Caffe launches on.
+    start(lead) launches `lead` (one untimed pass) before recording the first event, so the GPU
+    is still busy when it reaches that event and the passes after it run back to back: the laps
+    are what the GPU sustains, as in training, without the first launch's latency or the host's
+    wait for a synchronization (which a wall clock would spread over the passes)."""
+
+    def __init__(self, runtime, marks=3):
+        self.runtime = runtime
+        self._events = [runtime.event_create() for _ in range(marks)]
+        self._count = 0
+
+    def start(self, lead=None):
+        self.runtime.synchronize()
+        if lead is not None:
+            lead()
+        self._count = 0
+        self.mark()
+
+    def mark(self):
+        if self._count == len(self._events):
+            self._events.append(self.runtime.event_create())
+        self.runtime.event_record(self._events[self._count])
+        self._count += 1
+
+    def laps_ms(self):
+        events = self._events[:self._count]
+        self.runtime.event_synchronize(events[-1])
+        return [self.runtime.event_elapsed_ms(a, b) for a, b in zip(events, events[1:])]
+
+    def close(self):
+        for event in self._events:
+            self.runtime.event_destroy(event)
+        self._events = []
+
+
 @dataclass
 class NetRun:
     """A net with its inputs and top diff, timed forward and backward."""
@@ -128,8 +208,8 @@ class NetRun:
     cold_forward_ms: list = field(default_factory=list)  # first run of each round
     cold_backward_ms: list = field(default_factory=list)
     # Passes back to back per timed run (time / passes is recorded). On a GPU, kernel launches
-    # return at once: several passes between two synchronizations measure what the kernels
-    # sustain, as in training, rather than one launch's latency.
+    # return at once: several passes in one timed run measure what the kernels sustain, as in
+    # training, rather than one launch's latency (see EventClock).
     passes: int = 1
 
     def prepare(self):
@@ -138,24 +218,28 @@ class NetRun:
         if self.backward:
             self.net.blobs[TOP].diff[...] = self.top_diff
 
-    def run(self, sync, record=None):
-        """One forward (+ backward); record: None, "warm" or "cold"."""
+    def run(self, clock, record=None):
+        """One timed forward (+ backward) of `passes` passes each on `clock` (HostClock or
+        EventClock); record: None, "warm" or "cold"."""
         last = len(self.net.layers) - 1
-        sync()
-        start = time.perf_counter()
-        for _ in range(self.passes):
+
+        def forward():
             self.net._forward(0, last)
-        sync()
-        middle = time.perf_counter()
+
+        clock.start(lead=forward)
+        for _ in range(self.passes):
+            forward()
+        clock.mark()
         if self.backward:
             for _ in range(self.passes):
                 self.net._backward(last, 0)
-            sync()
-        end = time.perf_counter()
+            clock.mark()
+        laps = clock.laps_ms()
         if record:
             prefix = "cold_" if record == "cold" else ""
-            getattr(self, prefix + "forward_ms").append(1e3 * (middle - start) / self.passes)
-            getattr(self, prefix + "backward_ms").append(1e3 * (end - middle) / self.passes)
+            getattr(self, prefix + "forward_ms").append(laps[0] / self.passes)
+            getattr(self, prefix + "backward_ms").append(
+                laps[1] / self.passes if self.backward else 0.0)
 
     def results(self):
         """Copies of the top data and of every input's diff (after a backward)."""
@@ -175,7 +259,7 @@ class CallRun:
     def prepare(self):
         pass
 
-    def run(self, sync, record=None):
+    def run(self, clock, record=None):
         start = time.perf_counter()
         self.call()
         elapsed = 1e3 * (time.perf_counter() - start)
@@ -190,27 +274,29 @@ def no_sync():
 BLOCK = 3  # warm runs back to back per contender and round
 
 
-def time_rounds(runs, repeats, block=BLOCK, warmup=2, sync=no_sync):
+def time_rounds(runs, repeats, block=BLOCK, warmup=2, clock=None):
     """Time every run of `runs` in rounds. After `warmup` untimed runs each, every round runs
     each contender in turn: one "cold" run (the other contenders ran just before it, so it
     starts from the caches they left) and then `block` "warm" runs back to back (each starts
     from the caches its own previous run left, as repeated runs of one net do). Rounds repeat
     until every run has `repeats` warm times; alternating the contenders round by round makes a
     change of the machine's load hit them alike. Returns, per run with results(), whether its
-    results after the first and the last warm run were bit-identical."""
+    results after the first and the last warm run were bit-identical. clock: HostClock (the
+    default) or EventClock."""
+    clock = clock or HostClock()
     for run in runs:
         run.prepare()
     for _ in range(warmup):
         for run in runs:
-            run.run(sync)
+            run.run(clock)
     first = {}
     done = 0
     while done < repeats:
         count = min(block, repeats - done)
         for k, run in enumerate(runs):
-            run.run(sync, "cold")
+            run.run(clock, "cold")
             for j in range(count):
-                run.run(sync, "warm")
+                run.run(clock, "warm")
                 if done == 0 and j == 0 and hasattr(run, "results"):
                     first[k] = run.results()
         done += count
@@ -247,7 +333,7 @@ class Bandwidth:
         return self.caffe_copy_gbs
 
 
-def copy_bandwidth(caffe, mode="cpu", mib=256, repeats=10, sync=no_sync, passes=1):
+def copy_bandwidth(caffe, mode="cpu", mib=256, repeats=10, clock=None, passes=1):
     """Copy bandwidth of this process: a Power layer (its forward is one caffe_copy: memcpy on the
     CPU, cudaMemcpy device to device on a GPU) of `mib` MiB, 2 x bytes (read + written) over the
     median time; on the CPU also numpy's copy of the same size."""
@@ -261,7 +347,7 @@ def copy_bandwidth(caffe, mode="cpu", mib=256, repeats=10, sync=no_sync, passes=
         source, target = data.copy(), np.empty_like(data)
         numpy_run = CallRun(lambda: np.copyto(target, source))
         runs.append(numpy_run)
-    time_rounds(runs, repeats, sync=sync)
+    time_rounds(runs, repeats, clock=clock)
     if not np.array_equal(net.blobs[TOP].data.ravel(), data):
         raise AssertionError("the copy net did not copy its input")
     nbytes = 2 * 4 * count
