@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from attention_scale.caffe_build.portable import PYCAFFE_STUBS, pack, stub_files
+from attention_scale.caffe_build.portable import (PYCAFFE_STUBS, distribution_folders, pack,
+                                                  stub_files)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,6 +31,21 @@ def test_stand_ins_import_and_raise_on_use(tmp_path):
     assert "scipy.ndimage.zoom: scipy was left out of this bundle" in res.stdout
 
 
+def test_distribution_folders_follow_the_packed_packages(tmp_path):
+    site = tmp_path / "site-packages"
+    for folder, name, text in [("foo-1.0.dist-info", "top_level.txt", "foo\n_foo_c\n"),
+                               ("bar_dist-2.1.dist-info", "RECORD",
+                                "bar.py,sha256=x,10\nbar_dist-2.1.dist-info/METADATA,,\n"),
+                               ("baz-3.dist-info", "top_level.txt", "baz\n"),
+                               ("empty-1.dist-info", "METADATA", "")]:
+        (site / folder).mkdir(parents=True)
+        (site / folder / name).write_text(text)
+    assert [p.name for p in distribution_folders(site, ["foo", "bar"])] == \
+        ["bar_dist-2.1.dist-info", "foo-1.0.dist-info"]
+    assert distribution_folders(site, ["_foo_c"])[0].name == "foo-1.0.dist-info"
+    assert distribution_folders(site, ["qux"]) == []
+
+
 def test_bundle_runs_a_net_of_the_layers_without_the_venv(tmp_path, caffe_paths):
     bundle = tmp_path / "b.tar.xz"
     libs = pack(bundle, caffe_paths["CAFFE_PREFIX"],
@@ -38,6 +54,8 @@ def test_bundle_runs_a_net_of_the_layers_without_the_venv(tmp_path, caffe_paths)
     assert not any(Path(name).name.startswith(("libc.", "libcuda.", "libcublas"))
                    for name in libs)
     with tarfile.open(bundle) as tar:
+        assert any(name.startswith("site/numpy-") and name.endswith(".dist-info")
+                   for name in tar.getnames())
         tar.extractall(tmp_path / "x", filter="tar")
     net = ('layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 1 '
            'dim: 2 dim: 2 } } }\nlayer { name: "up" type: "ScaleInterp" bottom: "x" top: "y" '
@@ -45,6 +63,8 @@ def test_bundle_runs_a_net_of_the_layers_without_the_venv(tmp_path, caffe_paths)
     (tmp_path / "net.prototxt").write_text(net)
     code = ("import caffe, numpy as np, sys\n"
             "assert caffe.__file__.startswith(sys.argv[1]), caffe.__file__\n"
+            "from importlib.metadata import version\n"
+            "assert version('numpy') == np.__version__\n"
             "n = caffe.Net(sys.argv[2], caffe.TEST)\n"
             "n.blobs['x'].data[...] = [[[[0, 2], [4, 6]]]]\n"
             "n.forward()\nprint(n.blobs['y'].data.ravel().tolist())\n")

@@ -114,12 +114,32 @@ def stub_files(modules, packages):
     return files
 
 
+def distribution_folders(site_packages, packages):
+    """The `*.dist-info` folders in site_packages of the distributions that provide any of the
+    top-level `packages` (by their top_level.txt, else the first parts of their RECORD): packed
+    beside them so that importlib.metadata finds them (pluggy, for one, asks it for its own
+    version when pytest starts)."""
+    wanted, found = set(packages), []
+    for info in sorted(Path(site_packages).glob("*.dist-info")):
+        top_level = info / "top_level.txt"
+        if top_level.is_file():
+            names = set(top_level.read_text().split())
+        elif (info / "RECORD").is_file():
+            names = {line.split(",", 1)[0].split("/", 1)[0].removesuffix(".py")
+                     for line in (info / "RECORD").read_text().splitlines() if line}
+        else:
+            continue
+        if names & wanted:
+            found.append(info)
+    return found
+
+
 def pack(output, caffe_prefix, site_packages, packages, extra_binaries=(), python=None,
          stubs=PYCAFFE_STUBS, preset=6):
     """Write `output` (.tar.xz, xz `preset`; written whole or not at all) and return the
     archive names of the shared libraries packed. packages: top-level names in site_packages
-    (a name's `.libs` folder of vendored libraries comes along); stubs: modules to stand in
-    for (stub_files)."""
+    (a name's `.libs` folder of vendored libraries and its distribution's `.dist-info` come
+    along); stubs: modules to stand in for (stub_files)."""
     python = Path(python or sys.executable).resolve()
     base = Path(sys.base_prefix)
     version = sysconfig.get_python_version()
@@ -140,6 +160,8 @@ def pack(output, caffe_prefix, site_packages, packages, extra_binaries=(), pytho
                           site_packages / f"{name}.py"):
             if candidate.exists():
                 members.append((candidate, f"site/{candidate.name}"))
+    members += [(info, f"site/{info.name}") for info in distribution_folders(site_packages,
+                                                                             packages)]
     for sub in ("lib", "bin", "python"):
         if (caffe_prefix / sub).is_dir():
             members.append((caffe_prefix / sub, f"caffe/{sub}"))
