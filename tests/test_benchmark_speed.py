@@ -298,7 +298,7 @@ def _tool(*args, timeout=600):
 
 
 def test_tool_end_to_end_with_gpu_skipped(tmp_path, caffe):
-    from attention_scale.benchmarks.speed_timing import build_features
+    from attention_scale.caffe_runtime import build_features
 
     res = _tool("--merge-case", "1", "2", "5", "5", "2", "--resize-case", "2", "9", "17",
                 "--repeats", "1", "--memory-repeats", "1", "--bandwidth-mib", "1",
@@ -322,7 +322,7 @@ def test_tool_end_to_end_with_gpu_skipped(tmp_path, caffe):
 
 
 def test_gpu_only_without_a_gpu_writes_nothing(tmp_path, caffe):
-    from attention_scale.benchmarks.speed_timing import gpu_unavailable_reason
+    from attention_scale.caffe_runtime import gpu_unavailable_reason
 
     if gpu_unavailable_reason() is None:
         pytest.skip("this machine has a GPU: --gpu-only measures instead")

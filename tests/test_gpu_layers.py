@@ -14,7 +14,7 @@ from pyhelpers import cpp_layer, import_caffe, input_layers, make_net, run_net
 
 def _gpu_reason():
     import_caffe()
-    from attention_scale.benchmarks.speed_timing import gpu_unavailable_reason
+    from attention_scale.caffe_runtime import gpu_unavailable_reason
     return gpu_unavailable_reason(0)
 
 

@@ -3,6 +3,7 @@
 import os
 import sys
 
+from .. import caffe_runtime
 from . import (speed_gpu_report, speed_merge, speed_report, speed_resize, speed_scaling,
                speed_timing)
 from .common import environment, publish_report
@@ -43,12 +44,12 @@ def scaling_note(features, prefix, threads, results=()):
 
 def run_gpu(caffe, args, m_cases, r_cases):
     """The GPU part: {"status": None, ...results} or {"status": why it was skipped}."""
-    reason = speed_timing.gpu_unavailable_reason(args.gpu)
+    reason = caffe_runtime.gpu_unavailable_reason(args.gpu)
     if reason is not None:
         _log(f"--gpu: skipped: {reason}; the GPU column stays "
              f"'{speed_report.NOT_MEASURED}'")
         return {"status": reason}
-    runtime = speed_timing.CudaRuntime()
+    runtime = caffe_runtime.CudaRuntime()
     passes = args.gpu_passes
     caffe.set_device(args.gpu)
     caffe.set_mode_gpu()
@@ -79,7 +80,7 @@ def run_gpu_only(caffe, args):
         _log("--gpu-only: nothing measured, nothing written")
         return 1
     env = environment({"repeats": args.repeats, "gpu_passes": args.gpu_passes,
-                       "libcaffe": speed_timing.build_features()["libcaffe"]})
+                       "libcaffe": caffe_runtime.build_features()["libcaffe"]})
     data, markdown = speed_gpu_report.gpu_report(env, gpu)
     publish_report(data, markdown, args.output_dir, speed_gpu_report.STEM,
                    write=not args.no_write)
@@ -97,7 +98,7 @@ def run(args):
     if args.gpu_only:
         return run_gpu_only(caffe, args)
     load_start = _load_average()  # the report's own figure is taken at the end
-    features = speed_timing.build_features()
+    features = caffe_runtime.build_features()
     m_cases, r_cases = merge_cases(args), resize_cases(args)
     _log(f"libcaffe: {features['libcaffe']} (OpenMP: {features['openmp']}, "
          f"CUDA: {features['cuda']})")

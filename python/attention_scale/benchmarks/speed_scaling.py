@@ -36,7 +36,8 @@ def child_main(spec):
 
     from .speed_merge import merge_inputs
     from .speed_nets import merge_net, merge_shapes, resize_net
-    from .speed_timing import NetRun, build_features, load_net, median, time_rounds
+    from ..caffe_runtime import build_features
+    from .speed_timing import NetRun, load_net, median, time_rounds
 
     import numpy as np
 
