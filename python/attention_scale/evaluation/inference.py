@@ -145,12 +145,17 @@ class NetPredictor:
                              f"`fc8` and `fc8_res..._interp` blobs (a multi-scale net has them)")
 
     def _load(self, caffe):
+        # A layer type this pycaffe lacks would end the process inside caffe.Net (LOG(FATAL)):
+        # refused here first, with what to do.
+        from ..nets.layer_support import check_net_layers
         if self.layer_form == "cpp":
+            check_net_layers(self.prototxt, caffe, python_form="--layer-form python")
             return caffe.Net(self.prototxt, self.weights, caffe.TEST)
         # The Python-layer form: the same net with our layers as `type: "Python"`, for a pycaffe
         # whose Caffe was not rebuilt with them. Converted here, never written next to the input.
         from ..nets.convert import convert_text
         text, _ = convert_text(Path(self.prototxt).read_text(), "python")
+        check_net_layers(self.prototxt, caffe, text=text)
         with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
             handle.write(text)
         try:

@@ -1,0 +1,137 @@
+"""Whether a Caffe knows every layer type a network uses, and what to do when it does not.
+
+Caffe meets an unknown type with LOG(FATAL) (`Unknown layer type: ScaleInterp (known types: ...)`),
+which in pycaffe ends the Python process and in `caffe train` leaves a line listing every type
+it does know. The usual causes each have one fix: a Caffe without this project's layers (use the
+setup's Caffe, inject the layers into yours, or run their Python form), one built without Python
+layers (the data layer and the Python form need WITH_PYTHON_LAYER), and DeepLab's `Interp` on a
+Caffe that lacks it (the converter makes it a ScaleInterp). check_net_layers compares a net's types
+with the Caffe's registry before the net is built and raises MissingLayerTypes with that advice;
+unknown_type_advice gives the same advice for the fatal line of a `caffe train` that failed.
+"""
+
+import re
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..layers.params import MESSAGES
+from .caffe_proto import ConversionError, load_protos
+from .prototxt import parse_net
+
+OUR_TYPES = tuple(MESSAGES)  # ScaleInterp, SoftmaxOverScales, WeightedScaleSum
+PYTHON_TYPE = "Python"
+DEEPLAB_INTERP = "Interp"
+# glog's fatal line from Caffe's layer registry (layer_factory.hpp).
+_UNKNOWN_TYPE = re.compile(r"Unknown layer type: (\S+)")
+_SHOWN_LAYERS = 4
+
+
+class MissingLayerTypes(ValueError):
+    """The Caffe at hand cannot build the net: it lacks layer types the net uses."""
+
+
+def net_layers(text, protos=None, source="the network") -> List[Tuple[str, str]]:
+    """[(layer name, type)] of a prototxt's layers, in order (parsed with the Caffe's caffe.proto
+    extended by this project's layer parameters, so a net of our layers parses on any Caffe)."""
+    net, _ = parse_net(text, protos or load_protos(), source)
+    return [(layer.name, layer.type) for layer in net.layer]
+
+
+def missing_types(layers: Iterable[Tuple[str, str]], known: Iterable[str]) -> Dict[str, List[str]]:
+    """{type: [layer names]} for the layers whose type is not in `known`, types in net order."""
+    known = set(known)
+    missing: Dict[str, List[str]] = {}
+    for name, layer_type in layers:
+        if layer_type not in known:
+            missing.setdefault(layer_type, []).append(name)
+    return missing
+
+
+def _layers_of(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:_SHOWN_LAYERS])
+    more = f" and {len(names) - _SHOWN_LAYERS} more" if len(names) > _SHOWN_LAYERS else ""
+    return f"layer{'s' if len(names) > 1 else ''} {shown}{more}"
+
+
+def advice(missing: Dict[str, Optional[Sequence[str]]], caffe_label: str,
+           python_form: str = "tools/convert_net.py NET --to python") -> str:
+    """What is missing from `caffe_label` (a pycaffe or caffe binary) and what to do, one
+    sentence per cause. missing: {type: layer names, or None where they are not known}."""
+    def what(types):
+        named = [f"{t} ({_layers_of(missing[t])})" if missing[t] else t for t in types]
+        return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+
+    ours = [t for t in missing if t in OUR_TYPES]
+    parts = []
+    if ours:
+        parts.append(
+            f"{caffe_label} has no {what(ours)}: it was built without this project's layers. "
+            "Use the Caffe that `bash tools/setup.sh` builds (.venv/bin/python, .venv/bin/caffe), "
+            "add the layers to yours (`python tools/inject_layers.py CAFFE_ROOT`, then rebuild "
+            f"it and its pycaffe), or run their Python form on this Caffe ({python_form})")
+    if PYTHON_TYPE in missing:
+        users = (_layers_of(missing[PYTHON_TYPE]) if missing[PYTHON_TYPE]
+                 else "the data layer (SegmentationData) and the Python form of the layers")
+        parts.append(
+            f"{caffe_label} was built without Python layers (type \"Python\"), which {users} "
+            "need: rebuild it with WITH_PYTHON_LAYER := 1 (Makefile.config) or "
+            "-DWITH_PYTHON_LAYER=ON (CMake); the Caffe of `bash tools/setup.sh` has them")
+    if DEEPLAB_INTERP in missing:
+        parts.append(
+            f"{caffe_label} has no {what([DEEPLAB_INTERP])}, DeepLab's resize layer: "
+            "`python tools/convert_net.py NET --to cpp -o NEW` makes each a ScaleInterp "
+            "(the same numerics)")
+    others = [t for t in missing if t not in OUR_TYPES + (PYTHON_TYPE, DEEPLAB_INTERP)]
+    if others:
+        parts.append(
+            f"{caffe_label} has no layer type {what(others)}: the net needs a Caffe (or fork) "
+            "that registers it")
+    return "; ".join(parts)
+
+
+def caffe_label(caffe) -> str:
+    """Which pycaffe this is, for messages: its folder."""
+    where = getattr(caffe, "__file__", None)
+    return f"this pycaffe ({Path(where).parent})" if where else "this pycaffe"
+
+
+def check_net_layers(prototxt, caffe, python_form="tools/convert_net.py NET --to python",
+                     text=None):
+    """Raise MissingLayerTypes when `caffe` (pycaffe) lacks a layer type of the net at
+    `prototxt` (or of `text`, named `prototxt` in messages), before caffe.Net would end the
+    process. Nothing is checked where pycaffe cannot list its types (layer_type_list, missing in
+    pycaffe before 2016) or where the net does not parse here (caffe.Net reports that)."""
+    list_types = getattr(caffe, "layer_type_list", None)
+    if list_types is None:
+        return
+    if text is None:
+        try:
+            text = Path(prototxt).read_text()
+        except (OSError, UnicodeDecodeError):
+            return
+    try:
+        layers = net_layers(text, source=str(prototxt))
+    except ConversionError:
+        return
+    missing = missing_types(layers, list_types())
+    if missing:
+        raise MissingLayerTypes(f"{prototxt}: {advice(missing, caffe_label(caffe), python_form)}")
+
+
+def unknown_type_advice(fatal_lines: Iterable[str], caffe_label: str) -> Optional[str]:
+    """The advice for the first `Unknown layer type: T` among Caffe's fatal lines, else None."""
+    for line in fatal_lines:
+        match = _UNKNOWN_TYPE.search(line)
+        if match:
+            return advice({match.group(1): None}, caffe_label)
+    return None
+
+
+def shorten_known_types(line: str, limit: int = 200) -> str:
+    """A fatal line with its `(known types: ...)` list cut after the last name that fits in
+    `limit` characters."""
+    head, sep, tail = line.partition("(known types: ")
+    if not sep or len(tail) <= limit:
+        return line
+    cut = tail.rfind(", ", 0, limit)
+    return f"{head}{sep}{tail[:cut if cut > 0 else limit]}, ...)"

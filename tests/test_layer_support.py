@@ -1,0 +1,149 @@
+"""A net whose layer types the Caffe at hand lacks: refused before Caffe ends the process, with
+the cause and the fix (attention_scale.nets.layer_support), in test_voc's predictor and in the
+training runner."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attention_scale.nets import layer_support
+from attention_scale.nets.layer_support import MissingLayerTypes
+
+REPO = Path(__file__).resolve().parents[1]
+ATTENTION_TEST = REPO / "prototxt" / "scales-1-0.5" / "attention" / "test.prototxt"
+OURS = ("ScaleInterp", "SoftmaxOverScales", "WeightedScaleSum")
+
+
+def test_missing_types_lists_layers_by_type_in_net_order():
+    layers = [("data", "Input"), ("a", "ScaleInterp"), ("b", "Foo"), ("c", "ScaleInterp"),
+              ("d", "Python")]
+    missing = layer_support.missing_types(layers, ["Input", "Python"])
+    assert missing == {"ScaleInterp": ["a", "c"], "Foo": ["b"]}
+    assert list(missing) == ["ScaleInterp", "Foo"]
+    assert layer_support.missing_types(layers, ["Input", "Python", "Foo", "ScaleInterp"]) == {}
+
+
+def test_advice_gives_each_cause_its_fix():
+    text = layer_support.advice({"WeightedScaleSum": ["fc8_fusion"],
+                                 "ScaleInterp": ["s1", "s2", "s3", "s4", "s5", "s6"]},
+                                "this pycaffe (X)", "--layer-form python")
+    assert text.startswith("this pycaffe (X) has no WeightedScaleSum (layer 'fc8_fusion') and "
+                           "ScaleInterp (layers 's1', 's2', 's3', 's4' and 2 more)")
+    for fix in ("tools/setup.sh", "tools/inject_layers.py CAFFE_ROOT", "--layer-form python"):
+        assert fix in text
+    python = layer_support.advice({"Python": ["data"]}, "the caffe tool Y")
+    assert "without Python layers" in python and "layer 'data' need" in python
+    assert "WITH_PYTHON_LAYER" in python
+    interp = layer_support.advice({"Interp": None}, "Z")
+    assert "DeepLab's resize layer" in interp and "--to cpp" in interp
+    other = layer_support.advice({"Foo": ["f"], "Bar": None}, "Z")
+    assert other == ("Z has no layer type Foo (layer 'f') and Bar: the net needs a Caffe (or "
+                     "fork) that registers it")
+    # several causes: one sentence each, in the order above
+    both = layer_support.advice({"Foo": None, "Python": None, "ScaleInterp": ["s"]}, "Z")
+    assert both.index("project's layers") < both.index("Python layers") < both.index("Foo")
+
+
+def test_net_layers_reads_a_net_of_our_layers():
+    layers = layer_support.net_layers(ATTENTION_TEST.read_text())
+    types = {t for _, t in layers}
+    assert {"Input", "Convolution", "ScaleInterp", "WeightedScaleSum",
+            "SoftmaxOverScales"} <= types
+    assert layers[0] == ("data", "Input")
+    assert ("fc8_fusion", "WeightedScaleSum") in layers
+
+
+def test_unknown_type_advice_reads_caffes_fatal_line():
+    known = ", ".join(f"Layer{i}" for i in range(80))
+    fatal = [f"F1126 10:00:00.0 1 layer_factory.hpp:81] Check failed: registry.count(type) == 1 "
+             f"(0 vs. 1) Unknown layer type: SoftmaxOverScales (known types: {known})"]
+    hint = layer_support.unknown_type_advice(fatal, "the caffe tool /x/caffe")
+    assert hint.startswith("the caffe tool /x/caffe has no SoftmaxOverScales: it was built "
+                           "without this project's layers")
+    assert layer_support.unknown_type_advice(["F1126 net.cpp:1] Check failed: x"], "c") is None
+    short = layer_support.shorten_known_types(fatal[0])
+    assert short.endswith(", ...)") and len(short) < len(fatal[0])
+    assert short.split("(known types: ")[1].split(", ")[-2].startswith("Layer")  # whole names
+    assert layer_support.shorten_known_types("F] other") == "F] other"
+
+
+@pytest.fixture
+def weights(tmp_path):
+    path = tmp_path / "w.caffemodel"
+    path.write_bytes(b"")  # never read: the net is refused before it is built
+    return path
+
+
+def _without(caffe, monkeypatch, types):
+    known = [t for t in caffe.layer_type_list() if t not in types]
+    monkeypatch.setattr(caffe, "layer_type_list", lambda: known)
+
+
+def test_predictor_refuses_a_net_this_pycaffe_lacks_layers_for(monkeypatch, weights):
+    from attention_scale.evaluation.inference import NetPredictor
+    from attention_scale.pycaffe import import_caffe
+
+    _without(import_caffe(), monkeypatch, OURS)
+    with pytest.raises(MissingLayerTypes) as error:
+        NetPredictor(ATTENTION_TEST, weights)
+    message = str(error.value)
+    assert message.startswith(f"{ATTENTION_TEST}: this pycaffe (")
+    assert "has no ScaleInterp (layers 'data_res05'" in message
+    assert "WeightedScaleSum (layer 'fc8_fusion')" in message
+    assert "--layer-form python" in message
+
+
+def test_predictor_in_python_form_needs_python_layers(monkeypatch, weights):
+    from attention_scale.evaluation.inference import NetPredictor
+    from attention_scale.pycaffe import import_caffe
+
+    _without(import_caffe(), monkeypatch, ("Python",))
+    with pytest.raises(MissingLayerTypes, match=r"without Python layers \(type \"Python\"\), which "
+                                                r"layers 'data_res05', 'fc8_res05_interp', "
+                                                r"'fc7_res05_interp', 'attention' and 2 more "
+                                                r"need: .*WITH_PYTHON_LAYER"):
+        NetPredictor(ATTENTION_TEST, weights, layer_form="python")
+
+
+def test_test_voc_ends_with_a_message_not_an_abort(tmp_path, weights):
+    """A type no Caffe has: without the check, caffe.Net would end the process with SIGABRT."""
+    net = tmp_path / "odd.prototxt"
+    net.write_text('layer { name: "data" type: "Input" top: "data" '
+                   'input_param { shape { dim: 1 dim: 3 dim: 9 dim: 9 } } }\n'
+                   'layer { name: "score" type: "NoSuchLayer" bottom: "data" top: "score" }\n')
+    (tmp_path / "list.txt").write_text("a.jpg a.png\n")
+    env = dict(os.environ, GLOG_minloglevel="2")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "test_voc.py"), "--net", str(net), "--weights",
+         str(weights), "--list", str(tmp_path / "list.txt"), "--root", str(tmp_path),
+         "--output", str(tmp_path / "out"), "--quiet"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+    assert f"test_voc: {net}: this pycaffe (" in proc.stderr
+    assert "has no layer type NoSuchLayer (layer 'score')" in proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_training_runner_explains_an_unknown_layer_type(tmp_path):
+    from attention_scale.training import runner
+
+    known = ", ".join(f"Layer{i}" for i in range(80))
+    fake = tmp_path / "caffe"
+    fake.write_text("#!/bin/sh\n"
+                    "echo 'F1126 10:00:00.000000 1 layer_factory.hpp:81] Check failed: "
+                    "registry.count(type) == 1 (0 vs. 1) Unknown layer type: WeightedScaleSum "
+                    f"(known types: {known})' >&2\nexit 134\n")
+    fake.chmod(0o755)
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "net.prototxt"\nmax_iter: 10\nsnapshot_prefix: "{tmp_path}/s/x"\n')
+    with pytest.raises(runner.TrainingError) as error:
+        runner.train(solver, caffe=str(fake), resume=False, progress=False, plot=False)
+    message = str(error.value)
+    assert "exited with code 134" in message
+    assert "Unknown layer type: WeightedScaleSum (known types: Layer0," in message
+    assert "Layer79" not in message  # the list of every known type is cut
+    assert f"the caffe tool {fake} has no WeightedScaleSum: it was built without" in message
+    assert "tools/inject_layers.py" in message and "full log:" in message
