@@ -7,6 +7,7 @@ started later still logs its INFO lines (the training runner reads them).
 """
 
 import os
+import tempfile
 
 
 def import_caffe(gpu=None):
@@ -24,3 +25,18 @@ def import_caffe(gpu=None):
         caffe.set_device(int(gpu))
         caffe.set_mode_gpu()
     return caffe
+
+
+def net_from_text(caffe, text, phase=None, weights=None):
+    """A pycaffe Net from prototxt text (TEST phase unless given), with `weights` copied in when
+    given. Caffe reads nets from files only: the text goes through a temporary file, removed
+    again whatever happens."""
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
+        handle.write(text)
+    try:
+        phase = caffe.TEST if phase is None else phase
+        if weights is None:
+            return caffe.Net(handle.name, phase)
+        return caffe.Net(handle.name, phase, weights=str(weights))
+    finally:
+        os.unlink(handle.name)

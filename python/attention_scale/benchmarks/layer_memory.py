@@ -49,22 +49,16 @@ def measure_in_this_process(net_text, passes=MEMORY_PASSES, seed=0):
     """Build the net, touch every blob, run it; dict of peaks (KiB) and blob shapes.
 
     Meant for a fresh process: ru_maxrss is the peak of the whole process so far."""
-    import tempfile
-
     import numpy as np
 
     import caffe
     after_caffe = _maxrss_kib()
     import attention_scale.layers.python_layers  # noqa: F401  (in every child: not a form's cost)
+    from attention_scale.pycaffe import net_from_text
     after_imports = _maxrss_kib()
 
     caffe.set_mode_cpu()
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-        handle.write(net_text)
-    try:
-        net = caffe.Net(handle.name, caffe.TEST)
-    finally:
-        os.unlink(handle.name)
+    net = net_from_text(caffe, net_text)
     rng = np.random.default_rng(seed)
     blobs = {}
     for name, blob in net.blobs.items():

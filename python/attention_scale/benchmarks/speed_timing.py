@@ -4,25 +4,19 @@ apart) on the host's or the GPU's clock, and the copy bandwidth of the same proc
 running pycaffe was built with is attention_scale.caffe_runtime.
 """
 
-import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..pycaffe import net_from_text
 from .speed_nets import TOP, copy_net
 
 
 def load_net(caffe, text):
     """A pycaffe Net (TEST phase) from prototxt text."""
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-        handle.write(text)
-    try:
-        return caffe.Net(handle.name, caffe.TEST)
-    finally:
-        os.unlink(handle.name)
+    return net_from_text(caffe, text)
 
 
 # ---------------------------------------------------------------------------------------------

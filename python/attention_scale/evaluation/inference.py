@@ -12,9 +12,8 @@ pycaffe is imported only when a net is loaded, so evaluating a folder of predict
 """
 
 import math
-import os
 import re
-import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -22,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..layers import scale_interp
-from ..pycaffe import import_caffe
+from ..pycaffe import import_caffe, net_from_text
 
 DEEPLAB_MEAN_BGR = (104.008, 116.669, 122.675)
 LAYER_FORMS = ("cpp", "python")
@@ -145,23 +144,39 @@ class NetPredictor:
                              f"`fc8` and `fc8_res..._interp` blobs (a multi-scale net has them)")
 
     def _load(self, caffe):
-        # A layer type this pycaffe lacks would end the process inside caffe.Net (LOG(FATAL)):
+        # What would end the process inside Caffe (LOG(FATAL): a layer type this pycaffe lacks, a
+        # saved blob of another shape) or pass in silence (a layer the weights do not reach) is
         # refused here first, with what to do.
         from ..nets.layer_support import check_net_layers
+        text = Path(self.prototxt).read_text()
         if self.layer_form == "cpp":
-            check_net_layers(self.prototxt, caffe, python_form="--layer-form python")
-            return caffe.Net(self.prototxt, self.weights, caffe.TEST)
-        # The Python-layer form: the same net with our layers as `type: "Python"`, for a pycaffe
-        # whose Caffe was not rebuilt with them. Converted here, never written next to the input.
-        from ..nets.convert import convert_text
-        text, _ = convert_text(Path(self.prototxt).read_text(), "python")
-        check_net_layers(self.prototxt, caffe, text=text)
-        with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-            handle.write(text)
+            check_net_layers(self.prototxt, caffe, python_form="--layer-form python", text=text)
+            net = caffe.Net(self.prototxt, caffe.TEST)
+        else:
+            # The Python-layer form: the same net with our layers as `type: "Python"`, for a
+            # pycaffe whose Caffe was not rebuilt with them. Converted here, never written next
+            # to the input.
+            from ..nets.convert import convert_text
+            text, _ = convert_text(text, "python")
+            check_net_layers(self.prototxt, caffe, text=text)
+            net = net_from_text(caffe, text)
+        self._check_weights(net, text)
+        net.copy_from(self.weights)
+        return net
+
+    def _check_weights(self, net, text):
+        from ..nets import caffemodel
+        from ..nets.caffe_proto import ConversionError, load_protos
+        from ..nets.prototxt import parse_net
+        protos = load_protos()
         try:
-            return caffe.Net(handle.name, self.weights, caffe.TEST)
-        finally:
-            os.unlink(handle.name)
+            net_param, _ = parse_net(text, protos, self.prototxt)
+        except ConversionError:  # Caffe read it; nothing to compare the weights with here
+            return
+        saved = caffemodel.read_saved_shapes(self.weights, protos.net_parameter)
+        for note in caffemodel.check_weights_fit(caffemodel.net_params(net, net_param), saved,
+                                                 self.weights, self.prototxt):
+            warnings.warn(note)
 
     def settings(self):
         return {"net": self.prototxt, "weights": self.weights, "layer_form": self.layer_form,

@@ -22,6 +22,7 @@ import numpy as np
 from google.protobuf import text_format
 
 from ..errors import LayerConfigError
+from ..pycaffe import net_from_text
 from .backbones import VGG16, Backbone
 
 VGG_FC_CHANNELS = 4096
@@ -94,17 +95,6 @@ def convert_params(source, backbone: Backbone = VGG16):
     return out
 
 
-def _net_from_text(caffe, text, weights=None):
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-        handle.write(text)
-    try:
-        if weights is None:
-            return caffe.Net(handle.name, caffe.TEST)
-        return caffe.Net(handle.name, caffe.TEST, weights=str(weights))
-    finally:
-        os.unlink(handle.name)
-
-
 def read_vgg16(caffemodel, source_prototxt=None, backbone: Backbone = VGG16,
                fc_channels=VGG_FC_CHANNELS):
     """{layer: [weights, bias]} (numpy copies) of a VGG-16 .caffemodel, read with pycaffe."""
@@ -115,7 +105,8 @@ def read_vgg16(caffemodel, source_prototxt=None, backbone: Backbone = VGG16,
     if source_prototxt:
         net = caffe.Net(str(source_prototxt), caffe.TEST, weights=str(caffemodel))
     else:
-        net = _net_from_text(caffe, vgg16_classifier_text(backbone, fc_channels), caffemodel)
+        net = net_from_text(caffe, vgg16_classifier_text(backbone, fc_channels),
+                            weights=caffemodel)
     return {name: [np.array(blob.data) for blob in blobs] for name, blobs in net.params.items()}
 
 
@@ -124,7 +115,7 @@ def write_init(params, output, backbone: Backbone = VGG16):
     import caffe
     from .builder import backbone_net
 
-    net = _net_from_text(caffe, text_format.MessageToString(backbone_net(backbone)))
+    net = net_from_text(caffe, text_format.MessageToString(backbone_net(backbone)))
     for name, blobs in net.params.items():
         if name not in params:
             raise LayerConfigError(f"no weights for layer {name}")
