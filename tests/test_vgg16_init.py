@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
+from attention_scale.errors import LayerConfigError
 from attention_scale.nets import backbones, builder, vgg16_init
 from pyhelpers import import_caffe
 
@@ -129,6 +130,23 @@ def test_narrow_vgg16_in_the_v1_format(tmp_path):
                                         fc_channels=64)
     assert shapes["fc6"] == ((16, 16, 3, 3), (16,)) and "fc8" not in shapes
     check_written(tmp_path / "init.caffemodel", expected_init(source), backbone)
+
+    # its output (DeepLab-LargeFOV's shapes) given back as the ImageNet model: refused by name,
+    # where Caffe would abort on fc6's shape
+    with pytest.raises(LayerConfigError, match=r"does not fit the VGG-16 classifier net: layer "
+                                               r"'fc6' blob 0: 16 x 16 x 3 x 3 saved, 64 x 784 in "
+                                               r"the net; .*Its fc6 is a 16 x 16 x 3 x 3 "
+                                               r"convolution, .* already converted"):
+        vgg16_init.init_from_vgg16(tmp_path / "init.caffemodel", tmp_path / "again.caffemodel",
+                                   backbone=backbone, fc_channels=64)
+    assert not (tmp_path / "again.caffemodel").exists()
+    # a model without fc7 (cut short): the layer is named
+    del source["fc7"], source["fc8"]
+    write_v1_model(tmp_path / "short.caffemodel", source)
+    with pytest.raises(LayerConfigError, match=r"no weights for 1 layer\(s\) of the VGG-16 "
+                                               r"classifier net: 'fc7' \(64 x 64, 64\)"):
+        vgg16_init.init_from_vgg16(tmp_path / "short.caffemodel", tmp_path / "again.caffemodel",
+                                   backbone=backbone, fc_channels=64)
 
 
 def test_missing_layer_is_named(tmp_path):

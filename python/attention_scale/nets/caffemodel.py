@@ -140,16 +140,19 @@ def _listed(items, describe):
     return shown + (f"; and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
 
 
+MISMATCH_ADVICE = ("Are they the weights of this net (its number of classes, its variant)? To "
+                   "learn such a layer afresh instead, rename it in the prototxt")
+
+
 def check_weights_fit(params: NetParams, saved: Dict[str, List[SavedShape]], weights,
-                      prototxt) -> List[str]:
+                      prototxt, mismatch_advice=MISMATCH_ADVICE) -> List[str]:
     """Raise WeightsMismatch when the saved weights would end the process or leave learnable
     blobs of the net at their initial values; else the warnings (fixed blobs left as declared)."""
     result = fit(params, saved)
     if result.mismatched:
         raise WeightsMismatch(
             f"{weights} does not fit {prototxt}: {_listed(result.mismatched, str)}. Caffe would "
-            "stop the process on this. Are they the weights of this net (its number of classes, "
-            "its variant)? To learn such a layer afresh instead, rename it in the prototxt")
+            f"stop the process on this. {mismatch_advice}")
     if result.unfilled:
         def net_layer(layer):
             shapes = [_shape_text(params.shapes[layer][i]) for i in result.unfilled[layer]]
@@ -166,7 +169,7 @@ def check_weights_fit(params: NetParams, saved: Dict[str, List[SavedShape]], wei
         raise WeightsMismatch(
             f"{weights} has no weights for {len(result.unfilled)} layer(s) of {prototxt}: "
             f"{_listed(list(result.unfilled), net_layer)}. They would keep their initial values "
-            f"(the prototxt's fillers) and the predictions would mean nothing.{unused}")
+            f"(the prototxt's fillers) and the net's outputs would mean nothing.{unused}")
     return [f"{prototxt}: layer {layer!r} blob(s) {', '.join(map(str, blobs))} are not in "
             f"{weights}; they keep the values the prototxt gives them (lr_mult: 0)"
             for layer, blobs in result.unfilled_fixed.items()]
