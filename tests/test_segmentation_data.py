@@ -151,6 +151,28 @@ def test_batches_do_not_depend_on_the_number_of_workers(dataset):
     assert not np.array_equal(other[0][0], reference[0][0])
 
 
+def test_a_resumed_layer_goes_on_at_the_batch_the_environment_names(dataset, monkeypatch):
+    """tools/train.py resumes with ATTENTION_SCALE_DATA_START_BATCH = iteration x iter_size: the
+    layer then gives the batches an uninterrupted run would have given from there on."""
+    fields = dict(seed=3, scale_min=0.5, scale_max=1.5)
+    reference = batches(data_net(params(dataset, **fields)), 6)
+    monkeypatch.setenv(data_params.START_BATCH_ENV, "3")
+    for workers in (0, 2):
+        resumed = batches(data_net(params(dataset, workers=workers, prefetch=2, **fields)), 3)
+        for (d0, l0), (d1, l1) in zip(reference[3:], resumed):
+            np.testing.assert_array_equal(d0, d1)
+            np.testing.assert_array_equal(l0, l1)
+    # a test-mode layer reads the list from the start whatever the environment says
+    test_ref = batches(data_net(params(dataset), phase="TEST"), 1)
+    monkeypatch.delenv(data_params.START_BATCH_ENV)
+    np.testing.assert_array_equal(test_ref[0][0],
+                                  batches(data_net(params(dataset), phase="TEST"), 1)[0][0])
+    monkeypatch.setenv(data_params.START_BATCH_ENV, "three")
+    with pytest.raises(LayerConfigError, match=r"ATTENTION_SCALE_DATA_START_BATCH='three' is "
+                                               r"not a batch index"):
+        data_net(params(dataset))
+
+
 def test_random_scaling_never_mixes_label_values(dataset):
     net = data_net(params(dataset, seed=1, scale_min=0.5, scale_max=2.0, crop_size=40))
     visible_sizes = set()

@@ -128,6 +128,9 @@ def test_snapshot_then_resume_continues_at_the_same_iteration(tmp_path, toy, mon
     assert "-snapshot" in second.command
     text = second.log_path.read_text().split("# tools/train.py")[-1]  # the second run's part
     resumed = caffe_log.parse_text(text)
+    # the data layer goes on where the first run stopped: 10 iterations of one batch each
+    assert "from batch 10 (resumed)" in text and "from batch" not in first.log_path.read_text(
+        ).split("# tools/train.py")[1]
     iterations = sorted(resumed.display_loss)
     assert iterations[0] == 10 and iterations[-1] == 20
     # The restored iteration counter drives the schedule: 0.001 until 15, then 0.0001.
@@ -136,6 +139,33 @@ def test_snapshot_then_resume_continues_at_the_same_iteration(tmp_path, toy, mon
     assert Path(f"{prefix}_iter_20.caffemodel").is_file()
     whole = caffe_log.parse_file(second.log_path)  # the log holds both runs
     assert sorted(whole.display_loss) == list(range(21))
+
+
+def test_resuming_tells_the_data_layer_its_first_batch(tmp_path, monkeypatch):
+    """iteration x iter_size from the snapshot's name (or, where the name lacks it, from the
+    .solverstate itself); a fresh run starts at batch 0 even if the caller's environment says
+    otherwise."""
+    from caffe.proto import caffe_pb2
+
+    fake = tmp_path / "caffe"
+    fake.write_text('#!/bin/sh\necho "start=${ATTENTION_SCALE_DATA_START_BATCH:-unset}" >&2\n')
+    fake.chmod(0o755)
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "n.prototxt"\nmax_iter: 100\niter_size: 3\n'
+                      f'snapshot_prefix: "{tmp_path}/snap/train"\n')
+    (tmp_path / "snap").mkdir()
+    (tmp_path / "snap/train_iter_40.solverstate").write_bytes(b"")
+    monkeypatch.setenv("ATTENTION_SCALE_DATA_START_BATCH", "7")
+
+    def start(**kwargs):
+        result = runner.train(solver, caffe=str(fake), progress=False, plot=False, **kwargs)
+        return result.log_path.read_text().rsplit("start=", 1)[1].split()[0]
+
+    assert start() == "120"  # the latest snapshot: iteration 40 x iter_size 3
+    assert start(resume=False) == "unset"
+    odd = tmp_path / "odd.solverstate"
+    odd.write_bytes(caffe_pb2.SolverState(iter=5).SerializeToString())
+    assert start(resume=odd) == "15"
 
 
 def test_ctrl_c_stops_with_a_snapshot_and_leaves_no_worker(tmp_path, toy):

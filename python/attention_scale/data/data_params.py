@@ -5,6 +5,7 @@ generates segmentation_data_pb2 from it. Nothing here imports caffe.
 """
 
 import json
+import os
 
 from google.protobuf import json_format, text_format
 
@@ -23,6 +24,10 @@ AUTO, TRAIN, TEST = (SegmentationDataParameter.AUTO, SegmentationDataParameter.T
                      SegmentationDataParameter.TEST)
 VOC_MEAN_BGR = (104.008, 116.669, 122.675)
 LAYER = "SegmentationData"
+# The batch a TRAIN-mode layer starts at. tools/train.py sets it to iteration x iter_size when it
+# resumes from a snapshot, so the resumed run reads the batches an uninterrupted one would have
+# read (a batch depends on the seed and its index only); Caffe's own data layers start over.
+START_BATCH_ENV = "ATTENTION_SCALE_DATA_START_BATCH"
 
 
 def _fail(param_str, problem):
@@ -96,3 +101,15 @@ def make(**fields) -> SegmentationDataParameter:
         else:
             setattr(message, name, value)
     return message
+
+
+def start_batch(environ=None) -> int:
+    """The batch index a TRAIN-mode layer starts at: START_BATCH_ENV, 0 when unset."""
+    value = (os.environ if environ is None else environ).get(START_BATCH_ENV, "").strip()
+    if not value:
+        return 0
+    if not value.isdigit():
+        raise LayerConfigError(f"{LAYER} (Python layer): the environment's {START_BATCH_ENV}="
+                               f"{value!r} is not a batch index (a whole number >= 0); unset it "
+                               "to start at the first batch")
+    return int(value)

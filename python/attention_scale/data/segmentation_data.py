@@ -73,7 +73,7 @@ class SegmentationData(ReportingLayer):
         self.workers, self.prefetch = param.workers, param.prefetch
         self.pool = None
         self.maker = BatchMaker(self.spec, samples)
-        self.next_index = 0
+        self.next_index = data_params.start_batch() if train else 0
         self.orphan_checks = 0
         if param.workers:
             self._start_pool()
@@ -84,7 +84,9 @@ class SegmentationData(ReportingLayer):
             how = "no prefetch workers"
         print(f"SegmentationData: {len(samples)} samples from {param.source}, "
               f"{'training' if train else 'test'} mode, batch {param.batch_size} x "
-              f"{param.crop_size} x {param.crop_size}, {how}", file=sys.stderr, flush=True)
+              f"{param.crop_size} x {param.crop_size}, {how}"
+              + (f", from batch {self.next_index} (resumed)" if self.next_index else ""),
+              file=sys.stderr, flush=True)
 
     def reshape(self, bottom, top):
         top[0].reshape(*self.spec.data_shape)

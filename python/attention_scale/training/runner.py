@@ -41,6 +41,7 @@ class SolverInfo:
     max_iter: int
     snapshot: int
     snapshot_prefix: Optional[str]
+    iter_size: int = 1  # forward passes (data batches) an iteration
 
 
 # Progress, the loss curve and the resume point are read from glog's INFO lines on stderr: keep
@@ -65,7 +66,7 @@ def read_solver(path) -> SolverInfo:
     except text_format.ParseError as exc:
         raise TrainingError(f"{path} is not a solver prototxt: {exc}") from None
     return SolverInfo(path, solver.net or solver.train_net or None, solver.max_iter,
-                      solver.snapshot, solver.snapshot_prefix or None)
+                      solver.snapshot, solver.snapshot_prefix or None, solver.iter_size or 1)
 
 
 def latest_solverstate(snapshot_prefix) -> Optional[Path]:
@@ -121,6 +122,20 @@ class TrainResult:
     def snapshot_iteration(self):
         """Iteration of the latest snapshot written (where a resumed run continues)."""
         return snapshot_iteration(self.log.solverstates[-1]) if self.log.solverstates else None
+
+
+def _solverstate_iteration(path) -> int:
+    """The iteration a .solverstate was written at (its `iter` field), for a file whose name
+    does not say it."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
+
+    state = caffe_pb2.SolverState()
+    try:
+        state.ParseFromString(Path(path).read_bytes())
+    except (OSError, DecodeError) as exc:
+        raise TrainingError(f"--resume {path}: not a readable .solverstate ({exc})") from None
+    return state.iter
 
 
 def build_command(caffe, solver, weights=None, resume_from=None, gpu=None, extra=()):
@@ -216,9 +231,19 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     command = build_command(caffe, solver, weights, resume_from, gpu, extra_args)
 
     start_iter = snapshot_iteration(resume_from) if resume_from else 0
+    if resume_from and start_iter is None:
+        start_iter = _solverstate_iteration(resume_from)
     bar = _Progress(progress, info.max_iter, start_iter or 0)
     if resume_from:
         bar.write(f"resuming from {resume_from} (iteration {start_iter})")
+    caffe_env = {**os.environ, **_CAFFE_LOG_ENV}
+    # The data layer goes on with the batch an uninterrupted run would read next (and a fresh run
+    # starts at the first, whatever the caller's environment holds).
+    from ..data.data_params import START_BATCH_ENV
+    caffe_env.pop(START_BATCH_ENV, None)
+    if resume_from:
+        caffe_env[START_BATCH_ENV] = str(start_iter * info.iter_size)
+    caffe_env.update(env or {})
     log_path.parent.mkdir(parents=True, exist_ok=True)
     parser = LogParser()
     with open(log_path, "a") as log_file:
@@ -227,7 +252,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         log_file.flush()
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace", bufsize=1,
-                                env={**os.environ, **_CAFFE_LOG_ENV, **(env or {})})
+                                env=caffe_env)
         diverged = None
         with _CtrlC(proc):
             lr = None
