@@ -56,14 +56,18 @@ def test_net_layers_reads_a_net_of_our_layers():
     assert ("fc8_fusion", "WeightedScaleSum") in layers
 
 
-def test_unknown_type_advice_reads_caffes_fatal_line():
+def test_failure_advice_reads_caffes_fatal_line():
     known = ", ".join(f"Layer{i}" for i in range(80))
     fatal = [f"F1126 10:00:00.0 1 layer_factory.hpp:81] Check failed: registry.count(type) == 1 "
              f"(0 vs. 1) Unknown layer type: SoftmaxOverScales (known types: {known})"]
-    hint = layer_support.unknown_type_advice(fatal, "the caffe tool /x/caffe")
+    hint = layer_support.failure_advice(fatal, "the caffe tool /x/caffe")
     assert hint.startswith("the caffe tool /x/caffe has no SoftmaxOverScales: it was built "
                            "without this project's layers")
-    assert layer_support.unknown_type_advice(["F1126 net.cpp:1] Check failed: x"], "c") is None
+    assert layer_support.failure_advice(["F1126 net.cpp:1] Check failed: x"], "c") is None
+    python = layer_support.failure_advice(
+        ["ModuleNotFoundError: No module named 'attention_scale'"], "the caffe tool /x/caffe")
+    assert python.startswith("the Python inside the caffe tool /x/caffe cannot import "
+                             "attention_scale") and "pip install ." in python
     short = layer_support.shorten_known_types(fatal[0])
     assert short.endswith(", ...)") and len(short) < len(fatal[0])
     assert short.split("(known types: ")[1].split(", ")[-2].startswith("Layer")  # whole names
@@ -147,3 +151,22 @@ def test_training_runner_explains_an_unknown_layer_type(tmp_path):
     assert "Layer79" not in message  # the list of every known type is cut
     assert f"the caffe tool {fake} has no WeightedScaleSum: it was built without" in message
     assert "tools/inject_layers.py" in message and "full log:" in message
+
+
+def test_training_runner_explains_a_python_that_lacks_the_package(tmp_path):
+    """The real caffe tool, a Python layer whose module its Python cannot import."""
+    from attention_scale.training import runner
+
+    caffe_tool = REPO / ".venv" / "bin" / "caffe"
+    (tmp_path / "net.prototxt").write_text(
+        'layer { name: "data" type: "Python" top: "data" top: "label" '
+        'python_param { module: "attention_scale.no_such_module" layer: "SegmentationData" } }\n')
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{tmp_path}/net.prototxt"\nmax_iter: 1\nbase_lr: 0.01\n'
+                      f'snapshot_prefix: "{tmp_path}/s/x"\nsolver_mode: CPU\n')
+    with pytest.raises(runner.TrainingError) as error:
+        runner.train(solver, caffe=str(caffe_tool), resume=False, progress=False, plot=False)
+    message = str(error.value)
+    assert "No module named 'attention_scale.no_such_module'" in message
+    assert (f"the Python inside the caffe tool {caffe_tool} cannot import "
+            "attention_scale.no_such_module") in message

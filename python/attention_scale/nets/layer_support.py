@@ -7,7 +7,8 @@ setup's Caffe, inject the layers into yours, or run their Python form), one buil
 layers (the data layer and the Python form need WITH_PYTHON_LAYER), and DeepLab's `Interp` on a
 Caffe that lacks it (the converter makes it a ScaleInterp). check_net_layers compares a net's types
 with the Caffe's registry before the net is built and raises MissingLayerTypes with that advice;
-unknown_type_advice gives the same advice for the fatal line of a `caffe train` that failed.
+failure_advice gives the same advice for the fatal lines of a `caffe train` that failed (and
+says what to do when the tool's Python cannot import this package).
 """
 
 import re
@@ -23,6 +24,8 @@ PYTHON_TYPE = "Python"
 DEEPLAB_INTERP = "Interp"
 # glog's fatal line from Caffe's layer registry (layer_factory.hpp).
 _UNKNOWN_TYPE = re.compile(r"Unknown layer type: (\S+)")
+# What the caffe tool's embedded Python prints when a Python layer's module is not importable.
+_NO_PACKAGE = re.compile(r"No module named '(attention_scale[\w.]*)'")
 _SHOWN_LAYERS = 4
 
 
@@ -118,12 +121,19 @@ def check_net_layers(prototxt, caffe, python_form="tools/convert_net.py NET --to
         raise MissingLayerTypes(f"{prototxt}: {advice(missing, caffe_label(caffe), python_form)}")
 
 
-def unknown_type_advice(fatal_lines: Iterable[str], caffe_label: str) -> Optional[str]:
-    """The advice for the first `Unknown layer type: T` among Caffe's fatal lines, else None."""
+def failure_advice(fatal_lines: Iterable[str], caffe_label: str) -> Optional[str]:
+    """The advice for the first `Unknown layer type: T` among Caffe's fatal lines, or for its
+    Python not finding this package; else None."""
     for line in fatal_lines:
         match = _UNKNOWN_TYPE.search(line)
         if match:
             return advice({match.group(1): None}, caffe_label)
+        match = _NO_PACKAGE.search(line)
+        if match:
+            return (f"the Python inside {caffe_label} cannot import {match.group(1)} (the data "
+                    "layer, or the Python form of the layers): `pip install .` from this "
+                    "repository into the Python that Caffe was built against, or use the caffe "
+                    "of `bash tools/setup.sh` (.venv/bin/caffe)")
     return None
 
 

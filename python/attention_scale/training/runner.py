@@ -287,10 +287,10 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         raise TrainingError(f"the loss became NaN at iteration {diverged}: training diverged "
                             f"(lower base_lr?); Caffe was stopped. Full log: {log_path}")
     if returncode != 0:
-        from ..nets.layer_support import shorten_known_types, unknown_type_advice
+        from ..nets.layer_support import failure_advice, shorten_known_types
         fatal = "\n".join(shorten_known_types(line) for line in log.fatal[-10:]) or \
             "(no fatal line; see the log)"
-        hint = unknown_type_advice(log.fatal, f"the caffe tool {caffe}")
+        hint = failure_advice(log.fatal, f"the caffe tool {caffe}")
         raise TrainingError(f"caffe train exited with code {returncode}:\n{fatal}\n"
                             + (f"{hint}\n" if hint else "") + f"full log: {log_path}")
     return result
