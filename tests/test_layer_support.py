@@ -68,6 +68,9 @@ def test_failure_advice_reads_caffes_fatal_line():
         ["ModuleNotFoundError: No module named 'attention_scale'"], "the caffe tool /x/caffe")
     assert python.startswith("the Python inside the caffe tool /x/caffe cannot import "
                              "attention_scale") and "pip install ." in python
+    cpu = layer_support.failure_advice(
+        ["F1126 common.cpp:66] Cannot use GPU in CPU-only Caffe: check mode."], "the caffe tool c")
+    assert cpu.startswith("the caffe tool c was built CPU_ONLY: leave --gpu out")
     short = layer_support.shorten_known_types(fatal[0])
     assert short.endswith(", ...)") and len(short) < len(fatal[0])
     assert short.split("(known types: ")[1].split(", ")[-2].startswith("Layer")  # whole names
@@ -170,3 +173,23 @@ def test_training_runner_explains_a_python_that_lacks_the_package(tmp_path):
     assert "No module named 'attention_scale.no_such_module'" in message
     assert (f"the Python inside the caffe tool {caffe_tool} cannot import "
             "attention_scale.no_such_module") in message
+
+
+def test_a_gpu_asked_of_a_cpu_only_pycaffe_ends_with_a_message(tmp_path, weights):
+    """Caffe's set_device on a CPU_ONLY build ends the process (LOG(FATAL))."""
+    from attention_scale.caffe_runtime import gpu_unavailable_reason
+    from attention_scale.pycaffe import import_caffe
+
+    import_caffe()
+    reason = gpu_unavailable_reason(0)
+    if reason is None:
+        pytest.skip("pycaffe can use GPU 0 here")
+    (tmp_path / "list.txt").write_text("a.jpg a.png\n")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "test_voc.py"), "--net", str(ATTENTION_TEST),
+         "--weights", str(weights), "--list", str(tmp_path / "list.txt"), "--root",
+         str(tmp_path), "--output", str(tmp_path / "out"), "--quiet", "--gpu", "0"],
+        capture_output=True, text=True, env=dict(os.environ, GLOG_minloglevel="2"), timeout=300)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
+    assert f"test_voc: --gpu 0: pycaffe cannot run on a GPU here: {reason}; leave --gpu out" \
+        in proc.stderr

@@ -10,8 +10,13 @@ import os
 import tempfile
 
 
+class GpuUnavailable(ValueError):
+    """A GPU was asked for where pycaffe cannot use one; the message says why."""
+
+
 def import_caffe(gpu=None):
-    """pycaffe, in CPU mode or in GPU mode on device `gpu`."""
+    """pycaffe, in CPU mode or in GPU mode on device `gpu`. A GPU that pycaffe cannot use (a
+    CPU_ONLY build, no such device) raises GpuUnavailable: Caffe itself would end the process."""
     previous = os.environ.get("GLOG_minloglevel")
     os.environ.setdefault("GLOG_minloglevel", "2")
     try:
@@ -22,6 +27,11 @@ def import_caffe(gpu=None):
     if gpu is None:
         caffe.set_mode_cpu()
     else:
+        from .caffe_runtime import gpu_unavailable_reason
+        reason = gpu_unavailable_reason(int(gpu))
+        if reason:
+            raise GpuUnavailable(f"--gpu {gpu}: pycaffe cannot run on a GPU here: {reason}; "
+                                 "leave --gpu out to run on the CPU")
         caffe.set_device(int(gpu))
         caffe.set_mode_gpu()
     return caffe

@@ -24,6 +24,8 @@ PYTHON_TYPE = "Python"
 DEEPLAB_INTERP = "Interp"
 # glog's fatal line from Caffe's layer registry (layer_factory.hpp).
 _UNKNOWN_TYPE = re.compile(r"Unknown layer type: (\S+)")
+# Caffe's fatal line for -gpu on a CPU_ONLY build (common.cpp).
+_CPU_ONLY = "Cannot use GPU in CPU-only Caffe"
 # What the caffe tool's embedded Python prints when a Python layer's module is not importable.
 _NO_PACKAGE = re.compile(r"No module named '(attention_scale[\w.]*)'")
 _SHOWN_LAYERS = 4
@@ -122,12 +124,15 @@ def check_net_layers(prototxt, caffe, python_form="tools/convert_net.py NET --to
 
 
 def failure_advice(fatal_lines: Iterable[str], caffe_label: str) -> Optional[str]:
-    """The advice for the first `Unknown layer type: T` among Caffe's fatal lines, or for its
-    Python not finding this package; else None."""
+    """The advice for the first `Unknown layer type: T` among Caffe's fatal lines, for a GPU
+    asked of a CPU_ONLY build, or for its Python not finding this package; else None."""
     for line in fatal_lines:
         match = _UNKNOWN_TYPE.search(line)
         if match:
             return advice({match.group(1): None}, caffe_label)
+        if _CPU_ONLY in line:
+            return (f"{caffe_label} was built CPU_ONLY: leave --gpu out, or use a CUDA build "
+                    "(`bash tools/setup.sh --cuda`)")
         match = _NO_PACKAGE.search(line)
         if match:
             return (f"the Python inside {caffe_label} cannot import {match.group(1)} (the data "
