@@ -145,7 +145,9 @@ def test_training_runner_explains_an_unknown_layer_type(tmp_path):
                     f"(known types: {known})' >&2\nexit 134\n")
     fake.chmod(0o755)
     solver = tmp_path / "solver.prototxt"
-    solver.write_text(f'net: "net.prototxt"\nmax_iter: 10\nsnapshot_prefix: "{tmp_path}/s/x"\n')
+    (tmp_path / "net.prototxt").write_text("")
+    solver.write_text(f'net: "{tmp_path}/net.prototxt"\nmax_iter: 10\n'
+                      f'snapshot_prefix: "{tmp_path}/s/x"\n')
     with pytest.raises(runner.TrainingError) as error:
         runner.train(solver, caffe=str(fake), resume=False, progress=False, plot=False)
     message = str(error.value)

@@ -151,7 +151,8 @@ def test_resuming_tells_the_data_layer_its_first_batch(tmp_path, monkeypatch):
     fake.write_text('#!/bin/sh\necho "start=${ATTENTION_SCALE_DATA_START_BATCH:-unset}" >&2\n')
     fake.chmod(0o755)
     solver = tmp_path / "solver.prototxt"
-    solver.write_text(f'net: "n.prototxt"\nmax_iter: 100\niter_size: 3\n'
+    (tmp_path / "n.prototxt").write_text("")
+    solver.write_text(f'net: "{tmp_path}/n.prototxt"\nmax_iter: 100\niter_size: 3\n'
                       f'snapshot_prefix: "{tmp_path}/snap/train"\n')
     (tmp_path / "snap").mkdir()
     (tmp_path / "snap/train_iter_40.solverstate").write_bytes(b"")
@@ -166,6 +167,20 @@ def test_resuming_tells_the_data_layer_its_first_batch(tmp_path, monkeypatch):
     odd = tmp_path / "odd.solverstate"
     odd.write_bytes(caffe_pb2.SolverState(iter=5).SerializeToString())
     assert start(resume=odd) == "15"
+
+
+def test_a_net_path_that_does_not_resolve_from_here_is_named(tmp_path, monkeypatch):
+    marker = tmp_path / "started"
+    fake = tmp_path / "caffe"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    fake.chmod(0o755)
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "prototxt/baseline/train.prototxt"\nmax_iter: 1\n')
+    monkeypatch.chdir(tmp_path)  # not the repository root
+    with pytest.raises(runner.TrainingError, match=r"its net prototxt/baseline/train.prototxt "
+                                                   r"is not there from .*run from there"):
+        runner.train(solver, caffe=str(fake), progress=False, plot=False)
+    assert not marker.exists()
 
 
 def test_ctrl_c_stops_with_a_snapshot_and_leaves_no_worker(tmp_path, toy):

@@ -214,6 +214,11 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     snapshots, errors) out of the terminal, which such a caller draws on (the log has them).
     """
     info = read_solver(solver)
+    if info.net and not Path(info.net).is_file():
+        # Caffe resolves the net's path from where it runs, not from the solver's folder.
+        raise TrainingError(f"{solver}: its net {info.net} is not there from {Path.cwd()}; the "
+                            "paths in prototxt/ are relative to the repository root: run from "
+                            "there")
     caffe = find_caffe(caffe)
     resume_from = None
     if resume is True and info.snapshot_prefix:
