@@ -71,6 +71,10 @@ def test_failure_advice_reads_caffes_fatal_line():
     cpu = layer_support.failure_advice(
         ["F1126 common.cpp:66] Cannot use GPU in CPU-only Caffe: check mode."], "the caffe tool c")
     assert cpu.startswith("the caffe tool c was built CPU_ONLY: leave --gpu out")
+    multi = layer_support.failure_advice(
+        ["F1126 python_layer.hpp:25] PythonLayer does not support CLI Multi-GPU, use train.py"],
+        "c")
+    assert multi.endswith("train on one GPU (-gpu 0)")
     short = layer_support.shorten_known_types(fatal[0])
     assert short.endswith(", ...)") and len(short) < len(fatal[0])
     assert short.split("(known types: ")[1].split(", ")[-2].startswith("Layer")  # whole names

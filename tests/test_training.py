@@ -183,6 +183,32 @@ def test_a_net_path_that_does_not_resolve_from_here_is_named(tmp_path, monkeypat
     assert not marker.exists()
 
 
+def test_several_gpus_with_a_python_data_layer_are_refused_before_caffe_starts(tmp_path):
+    """Caffe's PythonLayer aborts under `caffe train -gpu 0,1`; a TEST-only Python layer and
+    nets without Python layers do not matter."""
+    marker = tmp_path / "started"
+    fake = tmp_path / "caffe"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {marker}\n")
+    fake.chmod(0o755)
+    net = tmp_path / "net.prototxt"
+    python = ('layer {{ name: "{0}" type: "Python" top: "{0}" {1}'
+              'python_param {{ module: "attention_scale.data" layer: "SegmentationData" }} }}\n')
+    net.write_text(python.format("data", "") + python.format("val", "include { phase: TEST } "))
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{net}"\nmax_iter: 1\n')
+    with pytest.raises(runner.TrainingError,
+                       match=r"--gpu 0,1: Caffe's multi-GPU training .* train on one GPU "
+                             r"\(--gpu 0\) \(.*net.prototxt: Python layer\(s\) 'data'\)"):
+        runner.train(solver, caffe=str(fake), gpu="0,1", resume=False, progress=False,
+                     plot=False)
+    assert not marker.exists()
+    runner.train(solver, caffe=str(fake), gpu="0", resume=False, progress=False, plot=False)
+    assert marker.read_text().split()[-2:] == ["-gpu", "0"]
+    net.write_text(python.format("val", "include { phase: TEST } "))
+    runner.train(solver, caffe=str(fake), gpu="0,1", resume=False, progress=False, plot=False)
+    assert marker.read_text().split()[-2:] == ["-gpu", "0,1"]
+
+
 def test_ctrl_c_stops_with_a_snapshot_and_leaves_no_worker(tmp_path, toy):
     long_run = TEST_SOLVER.with_(max_iter=100000, display=1)
     folder = small_files(tmp_path, "cpp", toy, long_run)

@@ -26,7 +26,9 @@ def parse_args(argv=None):
                         help="resume from this .solverstate (default: the latest one, if any)")
     resume.add_argument("--restart", action="store_true",
                         help="ignore existing snapshots and start from --weights")
-    p.add_argument("--gpu", help="GPU id(s) for caffe's -gpu (e.g. 0, or 0,1); default: the "
+    p.add_argument("--gpu", help="GPU id for caffe's -gpu (e.g. 0; several ids are refused when "
+                   "the train net has Python layers, as the data layer is: Caffe's multi-GPU "
+                   "training does not run them); default: the "
                    "solver's solver_mode")
     p.add_argument("--caffe", help="caffe binary (default: .venv/bin/caffe, then caffe on PATH)")
     p.add_argument("--log", help="log file (default: <snapshot folder>/train.log, appended)")

@@ -24,8 +24,10 @@ PYTHON_TYPE = "Python"
 DEEPLAB_INTERP = "Interp"
 # glog's fatal line from Caffe's layer registry (layer_factory.hpp).
 _UNKNOWN_TYPE = re.compile(r"Unknown layer type: (\S+)")
-# Caffe's fatal line for -gpu on a CPU_ONLY build (common.cpp).
+# Caffe's fatal line for -gpu on a CPU_ONLY build (common.cpp), and for several GPUs with a
+# Python layer in the train net (python_layer.hpp).
 _CPU_ONLY = "Cannot use GPU in CPU-only Caffe"
+_MULTI_GPU = "PythonLayer does not support CLI Multi-GPU"
 # What the caffe tool's embedded Python prints when a Python layer's module is not importable.
 _NO_PACKAGE = re.compile(r"No module named '(attention_scale[\w.]*)'")
 _SHOWN_LAYERS = 4
@@ -133,6 +135,10 @@ def failure_advice(fatal_lines: Iterable[str], caffe_label: str) -> Optional[str
         if _CPU_ONLY in line:
             return (f"{caffe_label} was built CPU_ONLY: leave --gpu out, or use a CUDA build "
                     "(`bash tools/setup.sh --cuda`)")
+        if _MULTI_GPU in line:
+            return ("Caffe's multi-GPU training does not run Python layers, and the train nets "
+                    "read their data with SegmentationData, a Python layer: train on one GPU "
+                    "(-gpu 0)")
         match = _NO_PACKAGE.search(line)
         if match:
             return (f"the Python inside {caffe_label} cannot import {match.group(1)} (the data "

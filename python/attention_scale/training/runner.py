@@ -138,6 +138,40 @@ def _solverstate_iteration(path) -> int:
     return state.iter
 
 
+MULTI_GPU_ADVICE = ("Caffe's multi-GPU training (`caffe train -gpu` with several ids) stops at "
+                    "the first Python layer (PythonLayer: \"does not support CLI Multi-GPU\"), "
+                    "and the train nets read their data with SegmentationData, a Python layer: "
+                    "train on one GPU (--gpu 0)")
+
+
+def _train_python_layers(net_path) -> List[str]:
+    """Names of the Python layers a TRAIN-phase net of `net_path` has (none when it does not
+    parse here: Caffe will say what is wrong with it)."""
+    from ..nets.caffe_proto import ConversionError, load_protos
+    from ..nets.prototxt import parse_net
+
+    try:
+        net, _ = parse_net(Path(net_path).read_text(), load_protos(), str(net_path))
+    except (OSError, UnicodeDecodeError, ConversionError):
+        return []
+    test = net.DESCRIPTOR.file.enum_types_by_name["Phase"].values_by_name["TEST"].number
+    test_only = [layer.name for layer in net.layer
+                 if layer.include and all(rule.HasField("phase") and rule.phase == test
+                                          for rule in layer.include)]
+    return [layer.name for layer in net.layer
+            if layer.type == "Python" and layer.name not in test_only]
+
+
+def _check_gpus(gpu, info):
+    """Several GPU ids with a train net that has Python layers: Caffe would abort."""
+    ids = [part for part in str(gpu).split(",") if part.strip()]
+    if len(ids) > 1 and info.net:
+        python_layers = _train_python_layers(info.net)
+        if python_layers:
+            raise TrainingError(f"--gpu {gpu}: {MULTI_GPU_ADVICE} ({info.net}: Python layer(s) "
+                                f"{', '.join(repr(n) for n in python_layers)})")
+
+
 def build_command(caffe, solver, weights=None, resume_from=None, gpu=None, extra=()):
     command = [caffe, "train", "-solver", str(solver)]
     if resume_from is not None:
@@ -219,6 +253,8 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         raise TrainingError(f"{solver}: its net {info.net} is not there from {Path.cwd()}; the "
                             "paths in prototxt/ are relative to the repository root: run from "
                             "there")
+    if gpu is not None:
+        _check_gpus(gpu, info)
     caffe = find_caffe(caffe)
     resume_from = None
     if resume is True and info.snapshot_prefix:
