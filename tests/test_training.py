@@ -195,7 +195,7 @@ def test_several_gpus_with_a_python_data_layer_are_refused_before_caffe_starts(t
               'python_param {{ module: "attention_scale.data" layer: "SegmentationData" }} }}\n')
     net.write_text(python.format("data", "") + python.format("val", "include { phase: TEST } "))
     solver = tmp_path / "solver.prototxt"
-    solver.write_text(f'net: "{net}"\nmax_iter: 1\n')
+    solver.write_text(f'net: "{net}"\nmax_iter: 1\nsnapshot_prefix: "{tmp_path}/s/x"\n')
     with pytest.raises(runner.TrainingError,
                        match=r"--gpu 0,1: Caffe's multi-GPU training .* train on one GPU "
                              r"\(--gpu 0\) \(.*net.prototxt: Python layer\(s\) 'data'\)"):
