@@ -15,3 +15,36 @@ def caffe_paths():
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return dict(line.split("=", 1) for line in out.stdout.splitlines())
+
+
+# Tests write into temporary folders, never into the checkout: a file a test leaves in the
+# repository (a log in the working directory, say) would end up committed. The repository's
+# `git status` is compared at the end of the session with its state at the start.
+_STATUS_KEY = pytest.StashKey()
+
+
+def _repo_status():
+    """The set of `git status --porcelain` lines of the checkout; None outside git."""
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
+                              "--untracked-files=all"], capture_output=True, text=True,
+                             timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(out.stdout.splitlines()) if out.returncode == 0 else None
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_STATUS_KEY] = _repo_status()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = session.config.stash.get(_STATUS_KEY, None)
+    after = _repo_status() if before is not None else None
+    if after is None:
+        return
+    new = sorted(after - before)
+    if new:
+        print("\nthe tests changed the checkout (a test must write under tmp_path):\n  "
+              + "\n  ".join(new), file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
