@@ -10,7 +10,8 @@ import numpy as np
 
 from . import traffic
 from .speed_nets import TOP, merge_net, merge_shapes
-from .speed_timing import NetRun, load_net, median, time_rounds
+from ..pycaffe import net_from_text
+from .speed_timing import NetRun, median, time_rounds
 
 # (label, N, C, H, W, S): training (batch 10 of 321 crops: 41 x 41 scores; scales {1, 0.75, 0.5}
 # and {1, 0.5}) and the full-resolution test of one 513 x 513 image.
@@ -102,10 +103,11 @@ def run_merge_case(caffe, label, num, channels, height, width, num_scales, repea
     inputs = merge_inputs(shapes, seed)
     top_diff = np.random.default_rng(seed + 1).standard_normal(
         (num, channels, height, width)).astype(np.float32)
-    fused = NetRun(load_net(caffe, merge_net("fused", num, channels, height, width, num_scales)),
-                   inputs, top_diff, passes=passes)
-    stock = NetRun(load_net(caffe, merge_net("stock", num, channels, height, width, num_scales)),
-                   inputs, top_diff, passes=passes)
+    dims = (num, channels, height, width, num_scales)
+    fused = NetRun(net_from_text(caffe, merge_net("fused", *dims)), inputs, top_diff,
+                   passes=passes)
+    stock = NetRun(net_from_text(caffe, merge_net("stock", *dims)), inputs, top_diff,
+                   passes=passes)
     identical = time_rounds([fused, stock], repeats, clock=clock)
     max_abs, max_rel = compare(fused.results(), stock.results())
     result = MergeResult(

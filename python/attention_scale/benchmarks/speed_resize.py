@@ -18,7 +18,8 @@ import numpy as np
 
 from . import traffic
 from .speed_nets import TOP, resize_net
-from .speed_timing import CallRun, NetRun, load_net, median, time_rounds
+from ..pycaffe import net_from_text
+from .speed_timing import CallRun, NetRun, median, time_rounds
 
 # (input side, output side), each for stacks of 21 (score maps) and 1024 (fc7 features) planes:
 # scale 0.75 and 0.5 of a 321 crop, 41 -> 321 and 65 -> 513 (score maps to the crop / test image).
@@ -108,9 +109,8 @@ def run_resize_case(caffe, cv2, label, channels, in_side, out_side, repeats, mod
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((1, channels, in_side, in_side), dtype=np.float32)
     top_diff = rng.standard_normal((1, channels, out_side, out_side), dtype=np.float32)
-    run = NetRun(load_net(caffe, resize_net(1, channels, (in_side, in_side),
-                                            (out_side, out_side))), {"x": x}, top_diff,
-                 passes=passes)
+    net = net_from_text(caffe, resize_net(1, channels, (in_side, in_side), (out_side, out_side)))
+    run = NetRun(net, {"x": x}, top_diff, passes=passes)
     runs = [run]
     cv2_run = None
     cv2_out = np.empty((channels, out_side, out_side), np.float32)

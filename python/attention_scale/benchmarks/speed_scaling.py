@@ -37,7 +37,8 @@ def child_main(spec):
     from .speed_merge import merge_inputs
     from .speed_nets import merge_net, merge_shapes, resize_net
     from ..caffe_runtime import build_features
-    from .speed_timing import NetRun, load_net, median, time_rounds
+    from ..pycaffe import net_from_text
+    from .speed_timing import NetRun, median, time_rounds
 
     import numpy as np
 
@@ -57,7 +58,7 @@ def child_main(spec):
             top_shape = (1, channels, out_side, out_side)
             text = resize_net(1, channels, (in_side, in_side), (out_side, out_side))
         top_diff = np.random.default_rng(1).standard_normal(top_shape).astype(np.float32)
-        run = NetRun(load_net(caffe, text), inputs, top_diff)
+        run = NetRun(net_from_text(caffe, text), inputs, top_diff)
         time_rounds([run], spec["repeats"], warmup=1)
         out["cases"].append({"label": case["label"],
                              "ms": median([f + b for f, b in zip(run.forward_ms,

@@ -14,11 +14,6 @@ from ..pycaffe import net_from_text
 from .speed_nets import TOP, copy_net
 
 
-def load_net(caffe, text):
-    """A pycaffe Net (TEST phase) from prototxt text."""
-    return net_from_text(caffe, text)
-
-
 # ---------------------------------------------------------------------------------------------
 # Timing
 # ---------------------------------------------------------------------------------------------
@@ -222,7 +217,7 @@ def copy_bandwidth(caffe, mode="cpu", mib=256, repeats=10, clock=None, passes=1)
     CPU, cudaMemcpy device to device on a GPU) of `mib` MiB, 2 x bytes (read + written) over the
     median time; on the CPU also numpy's copy of the same size."""
     count = int(mib * 2**20) // 4
-    net = load_net(caffe, copy_net(count))
+    net = net_from_text(caffe, copy_net(count))
     data = np.random.default_rng(0).standard_normal(count, dtype=np.float32)
     run = NetRun(net, {"x": data.reshape(1, 1, 1, count)}, backward=False, passes=passes)
     runs = [run]

@@ -150,7 +150,7 @@ class NetPredictor:
         from ..nets.layer_support import check_net_layers
         text = Path(self.prototxt).read_text()
         if self.layer_form == "cpp":
-            check_net_layers(self.prototxt, caffe, python_form="--layer-form python", text=text)
+            check_net_layers(self.prototxt, text, caffe, python_form="--layer-form python")
             net = caffe.Net(self.prototxt, caffe.TEST)
         else:
             # The Python-layer form: the same net with our layers as `type: "Python"`, for a
@@ -158,25 +158,13 @@ class NetPredictor:
             # to the input.
             from ..nets.convert import convert_text
             text, _ = convert_text(text, "python")
-            check_net_layers(self.prototxt, caffe, text=text)
+            check_net_layers(self.prototxt, text, caffe)
             net = net_from_text(caffe, text)
-        self._check_weights(net, text)
+        from ..nets.caffemodel import check_net_weights
+        for note in check_net_weights(net, text, self.weights, self.prototxt):
+            warnings.warn(note)
         net.copy_from(self.weights)
         return net
-
-    def _check_weights(self, net, text):
-        from ..nets import caffemodel
-        from ..nets.caffe_proto import ConversionError, load_protos
-        from ..nets.prototxt import parse_net
-        protos = load_protos()
-        try:
-            net_param, _ = parse_net(text, protos, self.prototxt)
-        except ConversionError:  # Caffe read it; nothing to compare the weights with here
-            return
-        saved = caffemodel.read_saved_shapes(self.weights, protos.net_parameter)
-        for note in caffemodel.check_weights_fit(caffemodel.net_params(net, net_param), saved,
-                                                 self.weights, self.prototxt):
-            warnings.warn(note)
 
     def settings(self):
         return {"net": self.prototxt, "weights": self.weights, "layer_form": self.layer_form,

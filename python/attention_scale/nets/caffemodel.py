@@ -173,3 +173,22 @@ def check_weights_fit(params: NetParams, saved: Dict[str, List[SavedShape]], wei
     return [f"{prototxt}: layer {layer!r} blob(s) {', '.join(map(str, blobs))} are not in "
             f"{weights}; they keep the values the prototxt gives them (lr_mult: 0)"
             for layer, blobs in result.unfilled_fixed.items()]
+
+
+def check_net_weights(net, text, weights, source, mismatch_advice=MISMATCH_ADVICE) -> List[str]:
+    """check_weights_fit for a built pycaffe net, its prototxt text (named `source` in messages)
+    and the .caffemodel at `weights`. mismatch_advice: a string, or a function of the saved
+    shapes giving one. Nothing is compared where the text does not parse here (Caffe read it)."""
+    from .caffe_proto import ConversionError, load_protos
+    from .prototxt import parse_net
+
+    protos = load_protos()
+    try:
+        net_param, _ = parse_net(text, protos, source)
+    except ConversionError:
+        return []
+    saved = read_saved_shapes(weights, protos.net_parameter)
+    if callable(mismatch_advice):
+        mismatch_advice = mismatch_advice(saved)
+    return check_weights_fit(net_params(net, net_param), saved, weights, source,
+                             mismatch_advice)

@@ -102,20 +102,14 @@ def caffe_label(caffe) -> str:
     return f"this pycaffe ({Path(where).parent})" if where else "this pycaffe"
 
 
-def check_net_layers(prototxt, caffe, python_form="tools/convert_net.py NET --to python",
-                     text=None):
-    """Raise MissingLayerTypes when `caffe` (pycaffe) lacks a layer type of the net at
-    `prototxt` (or of `text`, named `prototxt` in messages), before caffe.Net would end the
-    process. Nothing is checked where pycaffe cannot list its types (layer_type_list, missing in
-    pycaffe before 2016) or where the net does not parse here (caffe.Net reports that)."""
+def check_net_layers(prototxt, text, caffe, python_form="tools/convert_net.py NET --to python"):
+    """Raise MissingLayerTypes when `caffe` (pycaffe) lacks a layer type of the net `text`
+    (named `prototxt` in messages), before caffe.Net would end the process. Nothing is checked
+    where pycaffe cannot list its types (layer_type_list, missing in pycaffe before 2016) or
+    where the net does not parse here (caffe.Net reports that)."""
     list_types = getattr(caffe, "layer_type_list", None)
     if list_types is None:
         return
-    if text is None:
-        try:
-            text = Path(prototxt).read_text()
-        except (OSError, UnicodeDecodeError):
-            return
     try:
         layers = net_layers(text, source=str(prototxt))
     except ConversionError:

@@ -23,6 +23,7 @@ from google.protobuf import text_format
 
 from ..errors import LayerConfigError
 from ..pycaffe import net_from_text
+from .caffemodel import WeightsMismatch, check_net_weights
 from .backbones import VGG16, Backbone
 
 VGG_FC_CHANNELS = 4096
@@ -107,29 +108,23 @@ def read_vgg16(caffemodel, source_prototxt=None, backbone: Backbone = VGG16,
     else:
         text, where = vgg16_classifier_text(backbone, fc_channels), "the VGG-16 classifier net"
     net = net_from_text(caffe, text)
-    _check_fit(net, text, caffemodel, where)  # Caffe would abort on a shape that differs
+    try:  # Caffe would abort on a shape that differs
+        check_net_weights(net, text, caffemodel, where, _vgg16_advice)
+    except WeightsMismatch as exc:
+        raise LayerConfigError(str(exc)) from None
     net.copy_from(str(caffemodel))
     return {name: [np.array(blob.data) for blob in blobs] for name, blobs in net.params.items()}
 
 
-def _check_fit(net, text, caffemodel, where):
-    from .caffe_proto import load_protos
-    from .caffemodel import WeightsMismatch, check_weights_fit, net_params, read_saved_shapes
-    from .prototxt import parse_net
-    protos = load_protos()
-    net_param, _ = parse_net(text, protos, where)
-    try:
-        saved = read_saved_shapes(caffemodel, protos.net_parameter)
-        advice = "Is it the ImageNet VGG-16 (VGG_ILSVRC_16_layers.caffemodel)?"
-        fc6 = saved.get("fc6", [None])[0]
-        d = fc6.dims if fc6 is not None else ()
-        # a square kernel other than 1 x 1 and 7 x 7 (the ImageNet fc6 as a convolution)
-        if len(d) == 4 and d[0] > 1 and d[2] == d[3] and d[2] not in (1, VGG_FC6_SIDE):
-            advice = (f"Its fc6 is a {fc6} convolution, as in DeepLab-LargeFOV: it is already "
-                      "converted; give it to the training as --weights directly.")
-        check_weights_fit(net_params(net, net_param), saved, caffemodel, where, advice)
-    except WeightsMismatch as exc:
-        raise LayerConfigError(str(exc)) from None
+def _vgg16_advice(saved):
+    """What to say when a model does not fit the VGG-16 classifier net."""
+    fc6 = saved.get("fc6", [None])[0]
+    d = fc6.dims if fc6 is not None else ()
+    # a square kernel other than 1 x 1 and 7 x 7 (the ImageNet fc6 as a convolution)
+    if len(d) == 4 and d[0] > 1 and d[2] == d[3] and d[2] not in (1, VGG_FC6_SIDE):
+        return (f"Its fc6 is a {fc6} convolution, as in DeepLab-LargeFOV: it is already "
+                "converted; give it to the training as --weights directly.")
+    return "Is it the ImageNet VGG-16 (VGG_ILSVRC_16_layers.caffemodel)?"
 
 
 def write_init(params, output, backbone: Backbone = VGG16):
