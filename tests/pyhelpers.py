@@ -4,7 +4,6 @@ the package's code), finite differences, and pycaffe net construction.
 
 import math
 import os
-import tempfile
 from fractions import Fraction
 
 import numpy as np
@@ -199,13 +198,8 @@ def python_layer(layer_type, bottoms, top="out", param_str="", name="layer"):
 
 def make_net(text):
     """caffe.Net (TEST phase, force_backward) from prototxt text."""
-    caffe = import_caffe()
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-        handle.write('name: "t" force_backward: true\n' + text)
-    try:
-        return caffe.Net(handle.name, caffe.TEST)
-    finally:
-        os.unlink(handle.name)
+    from attention_scale.pycaffe import net_from_text
+    return net_from_text(import_caffe(), 'name: "t" force_backward: true\n' + text)
 
 
 _CHILD = """

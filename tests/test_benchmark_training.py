@@ -1,13 +1,12 @@
 """The training benchmarks' arithmetic: MAC counts by hand, and the reports they write."""
 
 import json
-import os
-import tempfile
 
 import pytest
 
 from attention_scale.benchmarks import common, data_throughput, macs, net_timing
 from attention_scale.nets import builder
+from attention_scale.pycaffe import net_from_text
 from pyhelpers import import_caffe
 
 caffe = import_caffe()
@@ -25,13 +24,7 @@ layer { name: "fc" type: "InnerProduct" bottom: "conv2" top: "fc" inner_product_
 
 
 def test_mac_count_by_hand():
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-        handle.write(NET)
-    try:
-        net = caffe.Net(handle.name, caffe.TEST)
-    finally:
-        os.unlink(handle.name)
-    count = macs.count_macs(net)
+    count = macs.count_macs(net_from_text(caffe, NET))
     conv1 = 2 * 4 * 8 * 8 * 3 * 3 * 3  # N * C_out * H * W * C_in * k * k = 13824
     conv2 = 2 * 5 * 4 * 4 * 4          # 640
     fc = 2 * 7 * (5 * 4 * 4)           # 1120
@@ -46,12 +39,8 @@ def test_attention_head_is_the_only_extra_work():
     def training_macs(merge):
         options = builder.NetOptions(scales=(1, 0.5), merge=merge, backbone="small",
                                      crop_size=49, batch_size=1)
-        with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-            handle.write(builder.to_text(options, "train"))
-        try:
-            return macs.count_macs(caffe.Net(handle.name, caffe.TRAIN))
-        finally:
-            os.unlink(handle.name)
+        return macs.count_macs(net_from_text(caffe, builder.to_text(options, "train"),
+                                             caffe.TRAIN))
     attention, maximum = training_macs("ATTENTION"), training_macs("MAX")
     extra = {k: v for k, v in attention.per_layer.items() if k not in maximum.per_layer}
     # small backbone: 49 -> 25 -> 13 x 13 scores; fc7 has 32 channels, 2 scales concatenated

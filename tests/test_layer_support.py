@@ -138,9 +138,20 @@ def test_test_voc_ends_with_a_message_not_an_abort(tmp_path, weights):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_training_runner_explains_an_unknown_layer_type(tmp_path):
+def _training_failure(tmp_path, caffe_tool, net_text="", solver_extra=""):
+    """The TrainingError message of runner.train with `caffe_tool` on a one-net solver."""
     from attention_scale.training import runner
 
+    (tmp_path / "net.prototxt").write_text(net_text)
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{tmp_path}/net.prototxt"\nmax_iter: 1\n'
+                      f'snapshot_prefix: "{tmp_path}/s/x"\n{solver_extra}')
+    with pytest.raises(runner.TrainingError) as error:
+        runner.train(solver, caffe=str(caffe_tool), resume=False, progress=False, plot=False)
+    return str(error.value)
+
+
+def test_training_runner_explains_an_unknown_layer_type(tmp_path):
     known = ", ".join(f"Layer{i}" for i in range(80))
     fake = tmp_path / "caffe"
     fake.write_text("#!/bin/sh\n"
@@ -148,13 +159,7 @@ def test_training_runner_explains_an_unknown_layer_type(tmp_path):
                     "registry.count(type) == 1 (0 vs. 1) Unknown layer type: WeightedScaleSum "
                     f"(known types: {known})' >&2\nexit 134\n")
     fake.chmod(0o755)
-    solver = tmp_path / "solver.prototxt"
-    (tmp_path / "net.prototxt").write_text("")
-    solver.write_text(f'net: "{tmp_path}/net.prototxt"\nmax_iter: 10\n'
-                      f'snapshot_prefix: "{tmp_path}/s/x"\n')
-    with pytest.raises(runner.TrainingError) as error:
-        runner.train(solver, caffe=str(fake), resume=False, progress=False, plot=False)
-    message = str(error.value)
+    message = _training_failure(tmp_path, fake)
     assert "exited with code 134" in message
     assert "Unknown layer type: WeightedScaleSum (known types: Layer0," in message
     assert "Layer79" not in message  # the list of every known type is cut
@@ -164,18 +169,12 @@ def test_training_runner_explains_an_unknown_layer_type(tmp_path):
 
 def test_training_runner_explains_a_python_that_lacks_the_package(tmp_path):
     """The real caffe tool, a Python layer whose module its Python cannot import."""
-    from attention_scale.training import runner
-
     caffe_tool = REPO / ".venv" / "bin" / "caffe"
-    (tmp_path / "net.prototxt").write_text(
+    message = _training_failure(
+        tmp_path, caffe_tool,
         'layer { name: "data" type: "Python" top: "data" top: "label" '
-        'python_param { module: "attention_scale.no_such_module" layer: "SegmentationData" } }\n')
-    solver = tmp_path / "solver.prototxt"
-    solver.write_text(f'net: "{tmp_path}/net.prototxt"\nmax_iter: 1\nbase_lr: 0.01\n'
-                      f'snapshot_prefix: "{tmp_path}/s/x"\nsolver_mode: CPU\n')
-    with pytest.raises(runner.TrainingError) as error:
-        runner.train(solver, caffe=str(caffe_tool), resume=False, progress=False, plot=False)
-    message = str(error.value)
+        'python_param { module: "attention_scale.no_such_module" layer: "SegmentationData" } }\n',
+        "base_lr: 0.01\nsolver_mode: CPU\n")
     assert "No module named 'attention_scale.no_such_module'" in message
     assert (f"the Python inside the caffe tool {caffe_tool} cannot import "
             "attention_scale.no_such_module") in message

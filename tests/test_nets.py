@@ -5,9 +5,7 @@ Expected sizes are worked out by hand from SPEC section 3 (321 crop: 41 x 41 at 
 241 -> 31 at 0.75, 161 -> 21 at 0.5; 513 -> 65), not from the builder's own arithmetic.
 """
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from google.protobuf import text_format
 
 from attention_scale.errors import LayerConfigError
 from attention_scale.nets import backbones, builder, generate, naming, variants
+from attention_scale.pycaffe import net_from_text
 from pyhelpers import import_caffe
 
 import_caffe()  # first import, with glog quiet (the builder imports caffe too)
@@ -26,13 +25,7 @@ IDS = [v.folder for v in VARIANTS]
 
 def load_net(text, phase="TRAIN", weights=None):
     caffe = import_caffe()
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-        handle.write(text)
-    try:
-        return caffe.Net(handle.name, getattr(caffe, phase), **({"weights": weights} if weights
-                                                                 else {}))
-    finally:
-        os.unlink(handle.name)
+    return net_from_text(caffe, text, getattr(caffe, phase), weights)
 
 
 def parse(path_or_text):

@@ -8,12 +8,10 @@ padding and the image/label pairing can be read back from the output alone.
 """
 
 import json
-import os
 import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import pytest
 
 from attention_scale.data import data_params, palette
 from attention_scale.errors import DataError, LayerConfigError
+from attention_scale.pycaffe import net_from_text
 from pyhelpers import import_caffe
 
 caffe = import_caffe()
@@ -69,12 +68,7 @@ def data_net(param_str, phase="TRAIN"):
     text = (f'layer {{ name: "data" type: "Python" top: "data" top: "label" python_param {{ '
             f'module: "attention_scale.data" layer: "SegmentationData" '
             f'param_str: "{escaped}" }} }}\n')
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-        handle.write(text)
-    try:
-        return caffe.Net(handle.name, getattr(caffe, phase))
-    finally:
-        os.unlink(handle.name)
+    return net_from_text(caffe, text, getattr(caffe, phase))
 
 
 def params(dataset, **fields):

@@ -7,16 +7,15 @@ tensors are DeepLab's decimation written out here with numpy slicing: fc6 filter
 and taps 0, 3, 6 of the 7 x 7 grid; fc7 every 4th output and input.
 """
 
-import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from google.protobuf import text_format
 
+from attention_scale import pycaffe
 from attention_scale.errors import LayerConfigError
 from attention_scale.nets import backbones, builder, vgg16_init
 from pyhelpers import import_caffe
@@ -35,13 +34,7 @@ def pattern(shape, salt):
 
 
 def net_from_text(text, weights=None):
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as handle:
-        handle.write(text)
-    try:
-        kwargs = {"weights": str(weights)} if weights else {}
-        return caffe.Net(handle.name, caffe.TEST, **kwargs)
-    finally:
-        os.unlink(handle.name)
+    return pycaffe.net_from_text(caffe, text, weights=weights)
 
 
 def expected_init(source, fc6_side=7):
