@@ -4,9 +4,13 @@ Besides the pure-Python modules under python/, the build
   * generates attention_scale/attention_scale_pb2.py from caffe_layers/proto/attention_scale.proto
     with protoc (Debian: protobuf-compiler), so the parameters are declared in one place only,
     and attention_scale/data/segmentation_data_pb2.py from the data layer's own .proto;
-  * compiles the cython extension attention_scale.evaluation._confusion (confusion-matrix accumulation).
+  * compiles the cython extension attention_scale.evaluation._confusion (confusion-matrix
+    accumulation);
+  * records a digest of every source file in the built package
+    (attention_scale/installed_sources.py): the tools tell an install older than the checkout.
 """
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -22,6 +26,15 @@ PROTO = ROOT / "caffe_layers" / "proto" / "attention_scale.proto"
 PACKAGE_SRC = ROOT / "python" / "attention_scale"
 # (.proto, subpackage of attention_scale its _pb2 module goes to)
 PROTOS = [(PROTO, ""), (PACKAGE_SRC / "data" / "segmentation_data.proto", "data")]
+
+
+def _installed_sources():
+    """attention_scale/installed_sources.py, loaded by path: the package is not built yet."""
+    spec = importlib.util.spec_from_file_location("_installed_sources",
+                                                  PACKAGE_SRC / "installed_sources.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def generate_pb2(package_dir):
@@ -45,11 +58,14 @@ def _protoc(proto, dest):
 
 
 class BuildPyWithProto(build_py):
-    """build_py that also generates the protobuf module into the built package."""
+    """build_py that also generates the protobuf modules into the built package and records
+    which sources it was built from."""
 
     def run(self):
         super().run()
         generate_pb2(Path(self.build_lib) / "attention_scale")
+        if not getattr(self, "editable_mode", False):  # an editable install is never stale
+            _installed_sources().write_record(Path(self.build_lib) / "attention_scale", ROOT)
         if getattr(self, "editable_mode", False):  # `pip install -e .` imports from python/
             generate_pb2(PACKAGE_SRC)
 

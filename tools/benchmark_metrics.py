@@ -5,6 +5,8 @@ numpy path, in one run on the same labels; print the ratio and write benchmarks/
 import argparse
 from pathlib import Path
 
+import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+
 REPO = Path(__file__).resolve().parents[1]
 
 

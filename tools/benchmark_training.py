@@ -14,6 +14,8 @@ import argparse
 import os
 from pathlib import Path
 
+import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+
 REPO = Path(__file__).resolve().parents[1]
 
 

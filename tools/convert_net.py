@@ -12,6 +12,7 @@ Templates (${NUM_LABELS}) must be filled in first. Exit status 1 on any error; n
 import argparse
 import sys
 
+import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 from attention_scale.nets.convert import TARGETS, ConversionError, convert_file
 
 

@@ -19,6 +19,8 @@ import argparse
 import os
 import sys
 
+import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+
 # One BLAS thread in this process too (evaluation); before numpy and pycaffe load BLAS.
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
     os.environ.setdefault(_name, "1")

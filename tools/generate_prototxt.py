@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 
 
 def parse_args(argv=None):

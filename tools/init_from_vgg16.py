@@ -14,6 +14,8 @@ import argparse
 import os
 import sys
 
+import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,

@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 from attention_scale.data.synthetic import SyntheticSpec, write_dataset
 from attention_scale.errors import DataError
 

@@ -10,6 +10,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 from attention_scale.caffe_build.portable import pack
 
 DEFAULT_PACKAGES = ["numpy", "google", "six", "tqdm", "attention_scale"]

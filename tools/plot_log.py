@@ -11,6 +11,8 @@ accuracy. Several logs: the merged scores' `loss` and the accuracy, one colour p
 import argparse
 import sys
 
+import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,

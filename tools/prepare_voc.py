@@ -13,6 +13,7 @@ status is then 1 (unless --allow-problems).
 import argparse
 import sys
 
+import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 from attention_scale.data.voc import prepare
 from attention_scale.errors import DataError
 

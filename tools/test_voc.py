@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 from attention_scale.errors import DataError
 from attention_scale.evaluation import crf as dense_crf
 from attention_scale.evaluation.cli import (add_data_arguments, add_net_arguments,

@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 from attention_scale.data.images import read_image, read_label
 from attention_scale.errors import DataError
 from attention_scale.evaluation.cli import (add_data_arguments, add_net_arguments,

@@ -1,0 +1,152 @@
+"""A stale or missing install of the package is named by the tools instead of running old code
+or ending in a traceback (attention_scale/installed_sources.py, tools/_package.py)."""
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import attention_scale
+from attention_scale import installed_sources as src
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fake_repo(root):
+    """A checkout with a two-file package, the layers' .proto and noise that is no source."""
+    pkg = root / "python" / "attention_scale"
+    (pkg / "sub" / "__pycache__").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("'''package'''\n")
+    (pkg / "sub" / "mod.py").write_text("X = 1\n")
+    (pkg / "sub" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0")
+    (pkg / "params_pb2.py").write_text("# generated\n")
+    (pkg / "notes.txt").write_text("not a source\n")
+    proto = root / "caffe_layers" / "proto" / "attention_scale.proto"
+    proto.parent.mkdir(parents=True)
+    proto.write_text("syntax = \"proto2\";\n")
+    return pkg
+
+
+def _install(repo, site):
+    """What `pip install .` leaves: a copy of the package with the record written at build."""
+    installed = site / "attention_scale"
+    shutil.copytree(repo / "python" / "attention_scale", installed)
+    src.write_record(installed, repo)
+    return installed
+
+
+def test_digests_cover_the_sources_and_nothing_else(tmp_path):
+    _fake_repo(tmp_path)
+    digests = src.source_digests(tmp_path)
+    assert digests == {
+        "caffe_layers/proto/attention_scale.proto":
+            hashlib.sha256(b"syntax = \"proto2\";\n").hexdigest(),
+        "python/attention_scale/__init__.py": hashlib.sha256(b"'''package'''\n").hexdigest(),
+        "python/attention_scale/sub/mod.py": hashlib.sha256(b"X = 1\n").hexdigest(),
+    }
+
+
+def test_fresh_install_is_not_stale(tmp_path):
+    repo = tmp_path / "repo"
+    _fake_repo(repo)
+    installed = _install(repo, tmp_path / "site")
+    assert json.loads((installed / src.RECORD_NAME).read_text())["repository"] == str(repo)
+    assert src.stale_message(installed, repo) is None
+
+
+def test_changed_new_and_removed_sources_are_named(tmp_path):
+    repo = tmp_path / "repo"
+    pkg = _fake_repo(repo)
+    installed = _install(repo, tmp_path / "site")
+    (pkg / "sub" / "mod.py").write_text("X = 2\n")
+    (pkg / "extra.py").write_text("\n")
+    (repo / "caffe_layers" / "proto" / "attention_scale.proto").unlink()
+    message = src.stale_message(installed, repo)
+    assert "changed: python/attention_scale/sub/mod.py" in message
+    assert "new: python/attention_scale/extra.py" in message
+    assert "removed: caffe_layers/proto/attention_scale.proto" in message
+    assert "tools/setup.sh" in message
+    # noise is not a source: touching it changes nothing
+    (pkg / "sub" / "mod.py").write_text("X = 1\n")
+    (pkg / "extra.py").unlink()
+    (repo / "caffe_layers" / "proto" / "attention_scale.proto").write_text("syntax = \"proto2\";\n")
+    (pkg / "notes.txt").write_text("edited\n")
+    (pkg / "params_pb2.py").write_text("# regenerated\n")
+    assert src.stale_message(installed, repo) is None
+
+
+def test_long_lists_are_cut(tmp_path):
+    repo = tmp_path / "repo"
+    pkg = _fake_repo(repo)
+    installed = _install(repo, tmp_path / "site")
+    for i in range(7):
+        (pkg / f"m{i}.py").write_text("\n")
+    message = src.stale_message(installed, repo, shown=4)
+    assert "new: python/attention_scale/m0.py, python/attention_scale/m1.py, " \
+           "python/attention_scale/m2.py, python/attention_scale/m3.py and 3 more" in message
+
+
+def test_install_without_record_and_checkout_imports(tmp_path):
+    repo = tmp_path / "repo"
+    pkg = _fake_repo(repo)
+    installed = _install(repo, tmp_path / "site")
+    (installed / src.RECORD_NAME).unlink()
+    assert "without a record of its sources" in src.stale_message(installed, repo)
+    # imported from the checkout itself (PYTHONPATH=python): nothing to compare
+    assert src.stale_message(pkg, repo) is None
+    # a tools/ folder copied away from its checkout: nothing to compare with
+    assert src.stale_message(installed, tmp_path / "elsewhere") is None
+
+
+def test_this_environment_was_installed_from_this_checkout():
+    """setup.py writes the record, and the tests run on an install of the sources they test
+    (tools/run_tests.sh reinstalls first; a failure here means it did not)."""
+    installed = Path(attention_scale.__file__).parent
+    if installed == REPO / "python" / "attention_scale":
+        pytest.skip("the package is imported from the checkout, not installed")
+    assert src.read_record(installed) is not None, "setup.py wrote no source record"
+    assert src.stale_message(installed, REPO) is None
+
+
+def _run_package_shim(tools_dir, python_path, *python_args):
+    """Import tools/_package.py as a tool named demo_tool.py would."""
+    code = ("import sys; sys.argv = ['demo_tool.py']; "
+            f"sys.path.insert(0, {str(tools_dir)!r}); import _package; print('ran')")
+    env = {"PATH": "/usr/bin:/bin"}
+    if python_path:
+        env["PYTHONPATH"] = str(python_path)
+    return subprocess.run([sys.executable, *python_args, "-c", code], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_tool_without_the_package_says_how_to_get_it():
+    # -S: no site-packages, so this Python has no attention_scale
+    done = _run_package_shim(REPO / "tools", None, "-S")
+    assert done.returncode == 1 and "ran" not in done.stdout
+    assert "demo_tool.py: this Python" in done.stderr
+    assert "cannot import the attention_scale package" in done.stderr
+    assert "source .venv/bin/activate" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_tool_on_a_stale_install_warns_and_runs(tmp_path):
+    repo = tmp_path / "repo"
+    pkg = _fake_repo(repo)
+    shutil.copy(REPO / "python" / "attention_scale" / "installed_sources.py", pkg)
+    (repo / "tools").mkdir()
+    shutil.copy(REPO / "tools" / "_package.py", repo / "tools")
+    site = tmp_path / "site"
+    _install(repo, site)
+
+    done = _run_package_shim(repo / "tools", site, "-S")
+    assert done.returncode == 0 and done.stdout.strip() == "ran" and done.stderr == ""
+
+    (pkg / "sub" / "mod.py").write_text("X = 3\n")
+    done = _run_package_shim(repo / "tools", site, "-S")
+    assert done.returncode == 0 and done.stdout.strip() == "ran"
+    assert done.stderr.startswith("demo_tool.py: warning: the attention_scale package in ")
+    assert "changed: python/attention_scale/sub/mod.py" in done.stderr

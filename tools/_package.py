@@ -1,0 +1,30 @@
+"""Imported first by the tools that run the installed attention_scale package.
+
+Instead of a traceback, a Python without the package is told where to get it; an install older
+than the checkout (edited or pulled since `tools/setup.sh`) is named with a warning, since the
+tools would run the installed code, not the files the user sees.
+"""
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+_TOOL = Path(sys.argv[0]).name or "attention_scale"
+
+try:
+    import attention_scale
+except ImportError:
+    sys.exit(f"{_TOOL}: this Python ({sys.executable}) cannot import the attention_scale package. "
+             f"Run the tools in the environment tools/setup.sh makes: `source .venv/bin/activate` "
+             f"(or `.venv/bin/python tools/{_TOOL} ...`); for a Python of your own, "
+             f"`python -m pip install {REPO}` (it needs pycaffe for the nets: docs/build.md)")
+
+try:
+    from attention_scale.installed_sources import stale_message
+except ImportError:  # an install from before the record existed
+    def stale_message(installed, repo):
+        return (f"the attention_scale package in {installed} predates this checkout: run "
+                "`bash tools/setup.sh` again")
+
+_message = stale_message(Path(attention_scale.__file__).parent, REPO)
+if _message:
+    print(f"{_TOOL}: warning: {_message}", file=sys.stderr)
