@@ -135,3 +135,35 @@ def test_python_layer_errors_reach_the_terminal_under_the_tool(tmp_path, edit, p
     assert res.returncode != 0
     for pattern in patterns:
         assert re.search(pattern, res.stderr), f"{pattern!r} not in:\n{res.stderr[-3000:]}"
+
+
+PYTHON_NET = """
+layer { name: "h" type: "Input" top: "h" input_param { shape { dim: 1 dim: 2 dim: 3 dim: 3 } } }
+layer { name: "w" type: "Python" bottom: "h" top: "w"
+        python_param { module: "attention_scale.layers" layer: "SoftmaxOverScales" } }
+layer { name: "w2" type: "Python" bottom: "w" top: "w2"
+        python_param { module: "attention_scale.layers" layer: "SoftmaxOverScales" } }
+"""
+
+
+def test_python_layers_under_the_tool_warn_of_a_stale_install(tmp_path):
+    """`caffe` run in a checkout whose package sources differ from the installed package's:
+    the first Python layer set up says so, once; outside a checkout nothing is said."""
+    model = tmp_path / "net.prototxt"
+    model.write_text(PYTHON_NET)
+    command = [str(CAFFE), "time", "-model", str(model), "-iterations", "1"]
+    checkout = tmp_path / "checkout"
+    (checkout / "python" / "attention_scale").mkdir(parents=True)
+    (checkout / "python" / "attention_scale" / "__init__.py").write_text("# edited\n")
+
+    res = subprocess.run(command, cwd=checkout, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    warnings = [line for line in res.stderr.splitlines()
+                if line.startswith("attention_scale: warning: ")]
+    assert len(warnings) == 1, res.stderr[-3000:]
+    assert "changed: python/attention_scale/__init__.py" in warnings[0]
+    assert "tools/setup.sh" in warnings[0]
+
+    res = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "attention_scale: warning" not in res.stderr
