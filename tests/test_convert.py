@@ -502,6 +502,20 @@ def test_deeplab_interp_keeps_deeplabs_precedence(plain_proto):
         "zoom_factor: 8 pad_end: -1"
     assert result.notes == ["layer 'up': DeepLab's Interp ignores height and width when "
                             "zoom_factor is set, so the ScaleInterp leaves them out"]
+    # Both factors and both sides: DeepLab takes height and width (its third rule comes first).
+    text = ('layer { name: "up" type: "Interp" bottom: "x" top: "y" '
+            'interp_param { zoom_factor: 3 shrink_factor: 4 height: 50 width: 70 } }')
+    result = convert.convert_net(text, "cpp", protos)
+    assert text_format.MessageToString(_layers(protos, result.text)["up"].scale_interp_param,
+                                       as_one_line=True) == "height: 50 width: 70"
+    assert result.notes == ["layer 'up': DeepLab's Interp ignores zoom_factor and shrink_factor "
+                            "when height and width are set, so the ScaleInterp leaves them out"]
+    # Both factors and one side: no height-and-width rule, so the factors.
+    text = ('layer { name: "up" type: "Interp" bottom: "x" top: "y" '
+            'interp_param { zoom_factor: 3 shrink_factor: 4 height: 50 } }')
+    result = convert.convert_net(text, "cpp", protos)
+    assert text_format.MessageToString(_layers(protos, result.text)["up"].scale_interp_param,
+                                       as_one_line=True) == "zoom_factor: 3 shrink_factor: 4"
     # Without a factor, height and width stay; an empty interp_param stays an (empty) block.
     text = 'layer { name: "up" type: "Interp" interp_param { height: 5 width: 7 } }'
     assert _layers(protos, convert.convert_text(text, "cpp", protos)[0])["up"] \
@@ -528,3 +542,111 @@ def test_a_failed_conversion_in_place_leaves_the_file_as_it_was(tmp_path, plain_
     assert "layer 'bad' (Python): cannot read param_str 'zoom: 2'" in result.stderr
     assert src.read_text() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == ["caffe.proto", "net.prototxt"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Input layers -> the net's input fields, for a Caffe from before the Input layer (DeepLab-v2)
+# ---------------------------------------------------------------------------------------------
+
+# As DeepLab-v2's caffe.proto: BlobShape and the net's input fields, no Input layer.
+PRE_INPUT_PROTO = """
+syntax = "proto2";
+package caffe;
+message BlobShape { repeated int64 dim = 1 [packed = true]; }
+message LayerParameter {
+  optional string name = 1; optional string type = 2; repeated string bottom = 3; repeated string top = 4;
+  repeated NetStateRule include = 8;
+}
+message NetStateRule { optional int32 phase = 1; }
+message NetParameter {
+  optional string name = 1; repeated string input = 3; repeated BlobShape input_shape = 8;
+  repeated int32 input_dim = 4; repeated LayerParameter layer = 100;
+}
+"""
+
+INPUT_NET = """
+name: "inputs"
+layer { name: "pair" type: "Input" top: "a" top: "b"
+        input_param { shape { dim: 1 dim: 3 dim: 9 dim: 9 } shape { dim: 1 dim: 1 dim: 9 dim: 9 } } }
+layer { name: "one" type: "Input" top: "c" top: "d" input_param { shape { dim: 2 dim: 5 } } }
+layer { name: "up" type: "ScaleInterp" bottom: "a" top: "up" scale_interp_param { zoom_factor: 2 } }
+"""
+
+
+def _shapes(net):
+    return [list(shape.dim) for shape in net.input_shape]
+
+
+def test_input_layers_become_the_nets_input_fields():
+    import_caffe()
+    protos = convert.load_protos()
+    assert protos.has_input_layer  # BVLC's pycaffe
+    result = convert.convert_net(INPUT_NET, None, protos, input_fields=True)
+    assert result.count == 2
+    net = _message_of(protos, result.text)
+    assert list(net.input) == ["a", "b", "c", "d"]
+    assert _shapes(net) == [[1, 3, 9, 9], [1, 1, 9, 9], [2, 5], [2, 5]]
+    assert [layer.name for layer in net.layer] == ["up"]
+    assert net.layer[0].type == "ScaleInterp"  # the layers' form is left as it was
+    assert result.notes[0] == "Input layer 'pair' -> net input 'a' (1x3x9x9)"
+    # BVLC Caffe reads the fields: the same blobs with the same shapes as from the Input layers.
+    caffe = import_caffe()
+    from attention_scale.pycaffe import net_from_text
+    original, older = net_from_text(caffe, INPUT_NET), net_from_text(caffe, result.text)
+    assert {k: v.data.shape for k, v in older.blobs.items()} == \
+        {k: v.data.shape for k, v in original.blobs.items()}
+
+
+@pytest.mark.parametrize("layer, message", [
+    ('layer { name: "i" type: "Input" bottom: "x" top: "y" '
+     'input_param { shape { dim: 1 } } }', r"Input layer 'i' has bottoms \['x'\]: not an input"),
+    ('layer { name: "i" type: "Input" top: "y" }',
+     r"Input layer 'i' gives no shape; the net's input_shape needs one"),
+    ('layer { name: "i" type: "Input" top: "y" top: "z" top: "w" '
+     'input_param { shape { dim: 1 } shape { dim: 2 } } }',
+     r"Input layer 'i' has 3 tops and 2 shapes \(Caffe wants one shape, or one per top\)"),
+    ('layer { name: "i" type: "Input" top: "y" include { phase: TEST } '
+     'input_param { shape { dim: 1 } } }', r"Input layer 'i' has include/exclude rules"),
+    ('input: "old" input_dim: 1 input_dim: 3 input_dim: 4 input_dim: 4 '
+     'layer { name: "i" type: "Input" top: "y" input_param { shape { dim: 1 } } }',
+     r"the net declares inputs \['old'\] by input_dim"),
+], ids=["bottoms", "no-shape", "shape-count", "phase-rule", "input-dim"])
+def test_input_layers_that_have_no_field_form_are_refused(layer, message):
+    import_caffe()
+    with pytest.raises(convert.ConversionError, match=message):
+        convert.convert_net(layer, "cpp", input_fields=True)
+
+
+def test_a_caffe_proto_from_before_the_input_layer(tmp_path):
+    proto = tmp_path / "caffe.proto"
+    proto.write_text(PRE_INPUT_PROTO)
+    protos = convert.load_protos(proto)
+    assert not protos.has_input_layer
+    # The net's Input layers parse (input_param added for parsing only) ...
+    result = convert.convert_net(INPUT_NET, "cpp", protos)
+    assert any("predates the Input layer" in note and "--input-fields" in note
+               for note in result.notes)
+    # ... and with input_fields the text parses with that caffe.proto as it is.
+    result = convert.convert_net(INPUT_NET, "cpp", protos, input_fields=True)
+    assert not any("predates" in note for note in result.notes)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(convert.caffe_file_descriptor(proto))
+    plain = message_factory.GetMessageClass(pool.FindMessageTypeByName("caffe.NetParameter"))
+    inputs_only = INPUT_NET.split('layer { name: "up"')[0]
+    with pytest.raises(text_format.ParseError, match="input_param"):
+        text_format.Parse(inputs_only, plain())  # as that Caffe would
+    converted = convert.convert_net(inputs_only, None, protos, input_fields=True).text
+    net = text_format.Parse(converted, plain())
+    assert list(net.input) == ["a", "b", "c", "d"] and _shapes(net)[2] == [2, 5]
+
+
+def test_command_line_input_fields(tmp_path):
+    src, dst = tmp_path / "net.prototxt", tmp_path / "fields.prototxt"
+    src.write_text(INPUT_NET)
+    result = _tool(str(src), "--input-fields", "-o", str(dst))
+    assert result.returncode == 0, result.stderr
+    assert f"{dst}: 2 layer(s) converted to input fields" in result.stdout
+    assert 'input: "a"' in dst.read_text() and "Input" not in dst.read_text()
+    result = _tool(str(src), "-o", str(dst))
+    assert result.returncode == 2
+    assert "nothing to do: give --to python|cpp, --input-fields, or both" in result.stderr

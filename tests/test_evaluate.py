@@ -311,3 +311,27 @@ def test_net_without_score_blob_is_named(setup, tmp_path):
         NetPredictor(prototxt, weights)
     with pytest.raises(FileNotFoundError, match="weights .*nothing.caffemodel"):
         NetPredictor(prototxt, tmp_path / "nothing.caffemodel")
+
+
+@pytest.mark.parametrize("layer_form", ["cpp", "python"])
+def test_a_pycaffe_without_the_input_layer_gets_the_nets_input_fields(setup, monkeypatch,
+                                                                       layer_form):
+    """A Caffe from before the Input layer (DeepLab-v2): the predictor declares the test net's
+    inputs by the net's input/input_shape fields instead, and predicts the same (BVLC Caffe
+    reads those fields too, so its pycaffe stands in for the older one here)."""
+    from attention_scale.pycaffe import import_caffe
+
+    normal = NetPredictor(*setup["att"], layer_form=layer_form)
+    caffe = import_caffe()
+    known = [t for t in caffe.layer_type_list() if t != "Input"]
+    monkeypatch.setattr(caffe, "layer_type_list", lambda: known)
+    older = NetPredictor(*setup["att"], layer_form=layer_form)
+    # BVLC Caffe turns the net's input fields back into an Input layer, named "input".
+    assert list(normal.net._layer_names)[0] == "data"
+    assert list(older.net._layer_names)[0] == "input"
+    assert older.base_hw == normal.base_hw
+    for entry in setup["entries"][:2]:
+        image = read_image(entry.image)
+        a, b = normal.predict(image), older.predict(image)
+        np.testing.assert_array_equal(a.probabilities, b.probabilities)
+        np.testing.assert_array_equal(a.attention, b.attention)

@@ -198,3 +198,20 @@ def test_a_gpu_asked_of_a_cpu_only_pycaffe_ends_with_a_message(tmp_path, weights
     assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])
     assert f"test_voc: --gpu 0: pycaffe cannot run on a GPU here: {reason}; leave --gpu out" \
         in proc.stderr
+
+
+def test_a_net_this_pycaffe_cannot_parse_is_refused_not_aborted(weights, tmp_path):
+    """caffe.Net would end the process on a field its caffe.proto lacks (a fork's prototxt)."""
+    from attention_scale.evaluation.inference import NetPredictor
+    from attention_scale.nets.caffe_proto import ConversionError
+
+    net = tmp_path / "fork.prototxt"
+    net.write_text('layer { name: "data" type: "Input" top: "data" '
+                   'input_param { shape { dim: 1 dim: 3 dim: 9 dim: 9 } } }\n'
+                   'layer { name: "d" type: "ImageSegData" top: "x" '
+                   'image_data_param { label_type: PIXEL } }\n')
+    for form in ("cpp", "python"):
+        with pytest.raises(ConversionError, match=r"this pycaffe \(.*\) cannot read the net: "
+                                                  r".*label_type.* Run it with that Caffe's "
+                                                  r"pycaffe"):
+            NetPredictor(net, weights, layer_form=form)

@@ -397,3 +397,31 @@ def test_workers_exit_when_their_parent_is_killed(dataset, how):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_phase_comes_from_the_mode_where_caffe_does_not_tell_it():
+    """A Caffe from before 2016 (DeepLab-v2) gives Python layers no `phase`: mode TRAIN/TEST
+    decides there, and AUTO is refused with what to write instead of guessing."""
+    from attention_scale.data.segmentation_data import _train_phase
+
+    caffe = import_caffe()
+    auto = data_params.make(source="l.txt", root=".", num_classes=2)
+    assert auto.mode == data_params.AUTO
+    assert _train_phase(auto, caffe.TRAIN) and not _train_phase(auto, caffe.TEST)
+    for mode, train in ((data_params.TRAIN, True), (data_params.TEST, False)):
+        explicit = data_params.make(source="l.txt", root=".", num_classes=2, mode=mode)
+        assert _train_phase(explicit, None) is train
+    with pytest.raises(LayerConfigError, match=r"mode is AUTO .* does not tell Python layers "
+                                               r"their phase .*add `mode: TRAIN` or `mode: TEST`"):
+        _train_phase(auto, None)
+
+
+def test_generated_train_nets_say_their_data_mode():
+    """So they train on a Caffe whose Python layers have no phase (DeepLab-v2)."""
+    repo = Path(__file__).resolve().parents[1]
+    nets = sorted((repo / "prototxt").glob("*/**/train.prototxt"))
+    assert len(nets) == 13
+    for path in nets:
+        text = path.read_text()
+        assert text.count('layer: "SegmentationData"') == 1, path
+        assert re.search(r'param_str: "[^\n]* mode: TRAIN"', text), path

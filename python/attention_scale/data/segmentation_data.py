@@ -37,6 +37,11 @@ def _train_phase(param, phase) -> bool:
         return True
     if param.mode == data_params.TEST:
         return False
+    if phase is None:
+        raise LayerConfigError(
+            "SegmentationData (Python layer): mode is AUTO (the net's phase decides), but this "
+            "Caffe does not tell Python layers their phase (a Caffe from before 2016, such as "
+            "DeepLab-v2): add `mode: TRAIN` or `mode: TEST` to the layer's param_str")
     import caffe
     return phase == caffe.TRAIN
 
@@ -62,7 +67,7 @@ class SegmentationData(ReportingLayer):
         if len(bottom) != 0 or len(top) != 2:
             raise LayerConfigError(f"SegmentationData (Python layer): takes no bottoms and 2 tops "
                                    f"(data, label), got {len(bottom)} bottoms and {len(top)} tops")
-        train = _train_phase(param, self.phase)
+        train = _train_phase(param, getattr(self, "phase", None))
         self.spec = BatchSpec(
             batch_size=param.batch_size, crop_size=param.crop_size,
             mean_bgr=data_params.mean_bgr(param), train=train,

@@ -144,22 +144,24 @@ class NetPredictor:
                              f"`fc8` and `fc8_res..._interp` blobs (a multi-scale net has them)")
 
     def _load(self, caffe):
-        # What would end the process inside Caffe (LOG(FATAL): a layer type this pycaffe lacks, a
-        # saved blob of another shape) or pass in silence (a layer the weights do not reach) is
+        # What would end the process inside Caffe (LOG(FATAL): text its caffe.proto cannot
+        # parse, a layer type this pycaffe lacks, a saved blob of another shape) or pass in silence (a layer the weights do not reach) is
         # refused here first, with what to do.
-        from ..nets.layer_support import check_net_layers
+        from ..nets.convert import convert_net
+        from ..nets.layer_support import check_net_layers, check_net_parses, lacks_input_layer
         text = Path(self.prototxt).read_text()
-        if self.layer_form == "cpp":
-            check_net_layers(self.prototxt, text, caffe, python_form="--layer-form python")
-            net = caffe.Net(self.prototxt, caffe.TEST)
-        else:
-            # The Python-layer form: the same net with our layers as `type: "Python"`, for a
-            # pycaffe whose Caffe was not rebuilt with them. Converted here, never written next
-            # to the input.
-            from ..nets.convert import convert_text
-            text, _ = convert_text(text, "python")
-            check_net_layers(self.prototxt, text, caffe)
-            net = net_from_text(caffe, text)
+        check_net_parses(self.prototxt, text, caffe)
+        # Converted here, never written next to the input: the Python-layer form (our layers as
+        # `type: "Python"`, for a pycaffe whose Caffe was not rebuilt with them), and the Input
+        # layers as the net's input fields where this Caffe predates them (DeepLab-v2).
+        target = "python" if self.layer_form == "python" else None
+        input_fields = lacks_input_layer(caffe)
+        if target or input_fields:
+            text = convert_net(text, target, source=self.prototxt, input_fields=input_fields).text
+        check_net_layers(self.prototxt, text, caffe,
+                         python_form="--layer-form python" if self.layer_form == "cpp"
+                         else "tools/convert_net.py NET --to python")
+        net = net_from_text(caffe, text)
         from ..nets.caffemodel import check_net_weights
         for note in check_net_weights(net, text, self.weights, self.prototxt):
             warnings.warn(note)

@@ -269,6 +269,13 @@ class _Builder:
                 dict(dim=[o.batch_size, 1, o.crop_size, o.crop_size])])
         else:
             from ..data import data_params
+            if data_param.mode == data_params.AUTO:
+                # Said, not left to the net's phase: a Caffe from before 2016 (DeepLab-v2)
+                # does not tell its Python layers their phase.
+                explicit = type(data_param)()
+                explicit.CopyFrom(data_param)
+                explicit.mode = data_params.TRAIN
+                data_param = explicit
             n.data, n.label = self.L.Python(ntop=2, python_param=dict(
                 module=DATA_MODULE, layer="SegmentationData",
                 param_str=data_params.to_text(data_param)))

@@ -23,6 +23,12 @@ from .. import attention_scale_pb2 as our_pb2
 DEEPLAB_FIELD = "interp_param"
 # Number given to interp_param when the Caffe lacks it: used for text parsing only, never written.
 _SPARE_INTERP_NUMBER = 2016099
+# BVLC's Input layer (2016): its parameter block, added for parsing only to a caffe.proto from
+# before it (DeepLab-v2), so a net with Input layers can be read there and rewritten with the
+# net's older `input` / `input_shape` fields (convert.input_layers_to_fields).
+INPUT_FIELD = "input_param"
+_INPUT_MESSAGE = "InputParameter"
+_SPARE_INPUT_NUMBER = 2016199
 _FIELDS_MESSAGE = "LayerParameterFields"
 
 
@@ -36,6 +42,9 @@ class NetProtos:
     net_parameter: type  # caffe.NetParameter
     extended: bool  # True when the Caffe proto lacked our layers and was extended here
     interp_field: str = DEEPLAB_FIELD
+    # False when the Caffe's own caffe.proto predates the Input layer (its input_param block
+    # parses here only because it was added for parsing).
+    has_input_layer: bool = True
     # Where the caffe.proto came from, for messages: "--caffe-proto PATH" or pycaffe's file.
     origin: str = "pycaffe's caffe_pb2"
     from_user: bool = False  # True when the user named the caffe.proto (--caffe-proto)
@@ -275,20 +284,37 @@ def extend_caffe_descriptor(caffe_fdp, origin="this caffe.proto"):
         changed = True
 
     if DEEPLAB_FIELD not in by_name:  # a BVLC caffe.proto: let DeepLab's Interp blocks parse
-        number = _SPARE_INTERP_NUMBER
-        while number in by_number:
-            number += 1
-        layer.field.add(name=DEEPLAB_FIELD, number=number,
-                        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
-                        type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
-                        type_name=caffe_prefix + "ScaleInterpParameter")
+        _add_spare_field(layer, DEEPLAB_FIELD, _SPARE_INTERP_NUMBER,
+                         caffe_prefix + "ScaleInterpParameter")
+        changed = True
+    if (INPUT_FIELD not in by_name and "BlobShape" in have_messages
+            and _INPUT_MESSAGE not in have_messages):  # a Caffe from before the Input layer
+        message = fdp.message_type.add(name=_INPUT_MESSAGE)
+        message.field.add(name="shape", number=1,
+                          label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+                          type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE,
+                          type_name=caffe_prefix + "BlobShape")
+        _add_spare_field(layer, INPUT_FIELD, _SPARE_INPUT_NUMBER, caffe_prefix + _INPUT_MESSAGE)
         changed = True
     return fdp, changed
+
+
+def _add_spare_field(layer, name, first_number, type_name):
+    """An optional message field of LayerParameter at the first free number from first_number:
+    for parsing text only (its number is never written to a file)."""
+    taken = {f.number for f in layer.field}
+    number = first_number
+    while number in taken:
+        number += 1
+    layer.field.add(name=name, number=number,
+                    label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+                    type=descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE, type_name=type_name)
 
 
 def load_protos(caffe_proto=None):
     """NetProtos for the Caffe at hand (pycaffe's caffe_pb2, or the given caffe.proto / pb2 file)."""
     caffe_fdp, origin = _caffe_file_descriptor(caffe_proto)
+    has_input = any(f.name == INPUT_FIELD for f in _message(caffe_fdp, "LayerParameter").field)
     fdp, changed = extend_caffe_descriptor(caffe_fdp, origin)
     from_user = caffe_proto is not None
     module = sys.modules.get("caffe.proto.caffe_pb2")
@@ -298,7 +324,8 @@ def load_protos(caffe_proto=None):
     pool.Add(fdp)
     name = f"{fdp.package}.NetParameter" if fdp.package else "NetParameter"
     return NetProtos(_message_class(pool.FindMessageTypeByName(name)),
-                     extended=changed, origin=origin, from_user=from_user)
+                     extended=changed, origin=origin, from_user=from_user,
+                     has_input_layer=has_input)
 
 
 def _message_class(descriptor):

@@ -12,6 +12,10 @@ no block is no `param_str`. A layer whose other block would be overwritten or dr
 that already has a different python_param, a Python layer whose param_str disagrees with a block of
 the C++ form it also carries) is refused by name rather than merged.
 
+Separately, `input_fields` rewrites BVLC's `Input` layers as the net's older `input` /
+`input_shape` fields, for a Caffe from before the Input layer (DeepLab-v2); BVLC Caffe reads those
+fields too (it upgrades them to an Input layer).
+
 The prototxt is parsed with the Caffe's own caffe.proto (caffe_proto.py). Comments are not kept.
 """
 
@@ -23,12 +27,13 @@ from google.protobuf import text_format
 
 from ..files import atomic_write
 from ..layers.params import FIELDS, MESSAGES
-from .caffe_proto import (DEEPLAB_FIELD, ConversionError, NetProtos, caffe_file_descriptor,
-                          extend_caffe_descriptor, load_protos)
+from .caffe_proto import (DEEPLAB_FIELD, INPUT_FIELD, ConversionError, NetProtos,
+                          caffe_file_descriptor, extend_caffe_descriptor, load_protos)
 from .prototxt import parse_net, read_prototxt
 
 __all__ = ["ConversionError", "NetProtos", "Conversion", "caffe_file_descriptor",
-           "extend_caffe_descriptor", "load_protos", "to_python", "to_cpp", "convert_net",
+           "extend_caffe_descriptor", "load_protos", "to_python", "to_cpp",
+           "input_layers_to_fields", "convert_net",
            "convert_text", "convert_file", "TARGETS", "LAYER_TYPES", "PYTHON_MODULE"]
 
 PYTHON_MODULE = "attention_scale.layers"
@@ -37,6 +42,7 @@ PYTHON_MODULE = "attention_scale.layers"
 _OUR_MODULES = (PYTHON_MODULE, PYTHON_MODULE + ".python_layers")
 LAYER_TYPES = tuple(MESSAGES)
 DEEPLAB_TYPE = "Interp"
+INPUT_TYPE = "Input"
 TARGETS = ("python", "cpp")
 _PYTHON_FIELDS = {"module", "layer", "param_str"}  # what the Python form of our layers uses
 
@@ -94,13 +100,18 @@ def _interp_to_scale_interp(layer, protos, notes):
     message = _parsed(text, type(layer.scale_interp_param), layer, DEEPLAB_FIELD)
     factors = [f for f in ("zoom_factor", "shrink_factor") if message.HasField(f)]
     size = [f for f in ("height", "width") if message.HasField(f)]
+    # DeepLab's InterpLayer::Reshape tries, in order: one factor alone; height and width; both
+    # factors. What it does not use is left out (ScaleInterp refuses two size rules).
     if factors and size:
-        # DeepLab's Interp uses the factors and ignores height/width; ScaleInterp refuses both.
-        for name in size:
+        if len(factors) == 2 and len(size) == 2:
+            unused, used = factors, size
+        else:
+            unused, used = size, factors
+        for name in unused:
             message.ClearField(name)
-        notes.append(f"layer {layer.name!r}: DeepLab's Interp ignores {' and '.join(size)} when "
-                     f"{' and '.join(factors)} is set, so the ScaleInterp leaves "
-                     f"{'them' if len(size) > 1 else 'it'} out")
+        notes.append(f"layer {layer.name!r}: DeepLab's Interp ignores {' and '.join(unused)} "
+                     f"when {' and '.join(used)} {'are' if len(used) > 1 else 'is'} set, so the "
+                     f"ScaleInterp leaves {'them' if len(unused) > 1 else 'it'} out")
     _set_block(layer, "scale_interp_param", message, present, f"{DEEPLAB_FIELD} {{ {text} }}")
     layer.type = "ScaleInterp"
 
@@ -170,14 +181,72 @@ def to_cpp(net, protos, notes=None):
     return count
 
 
-def convert_net(text, target, protos=None, source="the network"):
-    """Conversion of prototxt text; target is "python" or "cpp"; source names it in messages."""
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+def _shape_text(shape):
+    return "x".join(str(d) for d in shape.dim)
+
+
+def input_layers_to_fields(net, notes=None):
+    """In place: every `Input` layer -> the net's `input` + `input_shape` fields (one per top),
+    in the order of the layers. Returns the number of layers changed.
+
+    Refused by name: an Input layer with bottoms, without shapes, with a number of shapes that
+    is neither 1 nor its number of tops (Caffe's own rule), or with phase rules (the net-level
+    fields hold in every phase); a net that already declares inputs by `input_dim`."""
+    notes = [] if notes is None else notes
+    inputs = [layer for layer in net.layer if layer.type == INPUT_TYPE]
+    if not inputs:
+        return 0
+    fields = net.DESCRIPTOR.fields_by_name
+    if "input_shape" not in fields:
+        raise ConversionError("this caffe.proto's NetParameter has no input_shape field, so the "
+                              "Input layers have no older form here")
+    if len(net.input_dim):
+        raise ConversionError(
+            f"the net declares inputs {list(net.input)} by input_dim; Input layers cannot be "
+            "added to them as input_shape (Caffe takes one kind or the other)")
+    for layer in inputs:
+        label = f"Input layer {layer.name!r}"
+        shapes = (list(getattr(layer, INPUT_FIELD).shape)
+                  if INPUT_FIELD in layer.DESCRIPTOR.fields_by_name else [])
+        if layer.bottom:
+            raise ConversionError(f"{label} has bottoms {list(layer.bottom)}: not an input")
+        if not shapes:
+            raise ConversionError(f"{label} gives no shape; the net's input_shape needs one")
+        if len(shapes) not in (1, len(layer.top)):
+            raise ConversionError(f"{label} has {len(layer.top)} tops and {len(shapes)} shapes "
+                                  "(Caffe wants one shape, or one per top)")
+        if any(len(getattr(layer, rule)) for rule in ("include", "exclude")
+               if rule in layer.DESCRIPTOR.fields_by_name):
+            raise ConversionError(f"{label} has include/exclude rules; the net's input fields "
+                                  "hold in every phase: write one net per phase")
+        for i, top in enumerate(layer.top):
+            shape = shapes[i if len(shapes) > 1 else 0]
+            net.input.append(top)
+            net.input_shape.add().CopyFrom(shape)
+            notes.append(f"{label} -> net input {top!r} ({_shape_text(shape)})")
+    kept = [layer for layer in net.layer if layer.type != INPUT_TYPE]
+    del net.layer[:]
+    net.layer.extend(kept)
+    return len(inputs)
+
+
+def convert_net(text, target, protos=None, source="the network", input_fields=False):
+    """Conversion of prototxt text; target is "python", "cpp" or None (layers as they are);
+    input_fields: Input layers -> the net's input fields too. source names it in messages."""
+    if target is not None and target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS} or None, got {target!r}")
     protos = protos or load_protos()
     net, note = parse_net(text, protos, source)
     notes = [note] if note else []
-    count = (to_python if target == "python" else to_cpp)(net, protos, notes)
+    count = 0
+    if target is not None:
+        count = (to_python if target == "python" else to_cpp)(net, protos, notes)
+    if input_fields:
+        count += input_layers_to_fields(net, notes)
+    elif not protos.has_input_layer and any(layer.type == INPUT_TYPE for layer in net.layer):
+        notes.append(f"{protos.origin} predates the Input layer, so that Caffe cannot read this "
+                     "net's Input layers: convert with input fields (convert_net.py "
+                     "--input-fields) for it")
     return Conversion(text_format.MessageToString(net), count, notes)
 
 
@@ -187,13 +256,14 @@ def convert_text(text, target, protos=None):
     return result.text, result.count
 
 
-def convert_file(src, dst, target, caffe_proto=None):
+def convert_file(src, dst, target, caffe_proto=None, input_fields=False):
     """Convert the prototxt at src and write it to dst (may be src); returns the Conversion.
 
     Nothing is written unless the whole network converts; the output goes to a temporary file
     first and is renamed, so dst is never half-written.
     """
     protos = load_protos(caffe_proto)
-    result = convert_net(read_prototxt(src, protos), target, protos, source=str(src))
+    result = convert_net(read_prototxt(src, protos), target, protos, source=str(src),
+                         input_fields=input_fields)
     atomic_write(Path(dst), result.text)
     return result

@@ -37,10 +37,15 @@ class MissingLayerTypes(ValueError):
     """The Caffe at hand cannot build the net: it lacks layer types the net uses."""
 
 
+# For a net that only another Caffe's caffe.proto can read.
+OTHER_PYCAFFE_ADVICE = ("Run it with that Caffe's pycaffe (its python/ folder first on "
+                        "PYTHONPATH, its libraries on LD_LIBRARY_PATH)")
+
+
 def net_layers(text, protos=None, source="the network") -> List[Tuple[str, str]]:
     """[(layer name, type)] of a prototxt's layers, in order (parsed with the Caffe's caffe.proto
     extended by this project's layer parameters, so a net of our layers parses on any Caffe)."""
-    net, _ = parse_net(text, protos or load_protos(), source)
+    net, _ = parse_net(text, protos or load_protos(), source, fork_advice=OTHER_PYCAFFE_ADVICE)
     return [(layer.name, layer.type) for layer in net.layer]
 
 
@@ -102,17 +107,31 @@ def caffe_label(caffe) -> str:
     return f"this pycaffe ({Path(where).parent})" if where else "this pycaffe"
 
 
+def lacks_input_layer(caffe) -> bool:
+    """True when pycaffe lists its layer types and `Input` is not among them (a Caffe from
+    before 2016, such as DeepLab-v2): nets must declare their inputs by the net's fields."""
+    list_types = getattr(caffe, "layer_type_list", None)
+    return list_types is not None and "Input" not in list_types()
+
+
+def check_net_parses(prototxt, text, caffe) -> List[Tuple[str, str]]:
+    """The net's [(layer name, type)], or ConversionError when the text does not parse with
+    pycaffe's caffe.proto (extended by this project's parameters): caffe.Net would end the
+    process there."""
+    try:
+        return net_layers(text, source=str(prototxt))
+    except ConversionError as exc:
+        raise ConversionError(f"{caffe_label(caffe)} cannot read the net: {exc}") from None
+
+
 def check_net_layers(prototxt, text, caffe, python_form="tools/convert_net.py NET --to python"):
     """Raise MissingLayerTypes when `caffe` (pycaffe) lacks a layer type of the net `text`
-    (named `prototxt` in messages), before caffe.Net would end the process. Nothing is checked
-    where pycaffe cannot list its types (layer_type_list, missing in pycaffe before 2016) or
-    where the net does not parse here (caffe.Net reports that)."""
+    (named `prototxt` in messages), and ConversionError when the text does not parse with its
+    caffe.proto, before caffe.Net would end the process. The types are not checked where
+    pycaffe cannot list them (layer_type_list, missing in pycaffe before 2016)."""
     list_types = getattr(caffe, "layer_type_list", None)
+    layers = check_net_parses(prototxt, text, caffe)
     if list_types is None:
-        return
-    try:
-        layers = net_layers(text, source=str(prototxt))
-    except ConversionError:
         return
     missing = missing_types(layers, list_types())
     if missing:

@@ -113,7 +113,11 @@ def check_template(text, source):
     return None
 
 
-def _parse_hint(message, protos):
+CAFFE_PROTO_ADVICE = ("Pass that Caffe's caffe.proto (or its generated caffe_pb2.py) with "
+                      "--caffe-proto PATH")
+
+
+def _parse_hint(message, protos, fork_advice=CAFFE_PROTO_ADVICE):
     match = _NO_FIELD.search(message)
     if match is None:
         return ""
@@ -128,19 +132,20 @@ def _parse_hint(message, protos):
                 "network was written for?")
     return (f". The network was written for a Caffe whose caffe.proto has that field (a fork: "
             f"DeepLab's adds e.g. ImageDataParameter.label_type), but {protos.origin} lacks it. "
-            "Pass that Caffe's caffe.proto (or its generated caffe_pb2.py) with --caffe-proto PATH")
+            f"{fork_advice}")
 
 
-def parse_net(text, protos, source="the network"):
-    """A NetParameter from prototxt text, or a ConversionError that says what to do."""
+def parse_net(text, protos, source="the network", fork_advice=CAFFE_PROTO_ADVICE):
+    """A NetParameter from prototxt text, or a ConversionError that says what to do
+    (fork_advice: the last sentence for a field that only another Caffe's proto has)."""
     note = check_template(text, source)
     net = protos.net_parameter()
     try:
         text_format.Parse(text, net)
     except text_format.ParseError as exc:
         reason = str(exc).rstrip(".")
-        raise ConversionError(f"cannot parse {source}: {reason}{_parse_hint(reason, protos)}") \
-            from None
+        hint = _parse_hint(reason, protos, fork_advice)
+        raise ConversionError(f"cannot parse {source}: {reason}{hint}") from None
     if "layers" in net.DESCRIPTOR.fields_by_name and len(net.layers):
         shown = ", ".join(f"{layer.name!r} ({_v1_type(layer)})" for layer in net.layers[:6])
         more = ", ..." if len(net.layers) > 6 else ""
