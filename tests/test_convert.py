@@ -494,28 +494,25 @@ def test_deeplab_interp_keeps_deeplabs_precedence(plain_proto):
     # DeepLab's Interp takes the factors when one is set and ignores height/width; ScaleInterp
     # refuses two size rules, so the converted layer leaves out what DeepLab ignored.
     protos = convert.load_protos(plain_proto)
-    text = ('layer { name: "up" type: "Interp" bottom: "x" top: "y" '
-            'interp_param { height: 5 width: 7 zoom_factor: 8 pad_end: -1 } }')
-    result = convert.convert_net(text, "cpp", protos)
-    up = _layers(protos, result.text)["up"]
-    assert text_format.MessageToString(up.scale_interp_param, as_one_line=True) == \
-        "zoom_factor: 8 pad_end: -1"
-    assert result.notes == ["layer 'up': DeepLab's Interp ignores height and width when "
-                            "zoom_factor is set, so the ScaleInterp leaves them out"]
-    # Both factors and both sides: DeepLab takes height and width (its third rule comes first).
-    text = ('layer { name: "up" type: "Interp" bottom: "x" top: "y" '
-            'interp_param { zoom_factor: 3 shrink_factor: 4 height: 50 width: 70 } }')
-    result = convert.convert_net(text, "cpp", protos)
-    assert text_format.MessageToString(_layers(protos, result.text)["up"].scale_interp_param,
-                                       as_one_line=True) == "height: 50 width: 70"
-    assert result.notes == ["layer 'up': DeepLab's Interp ignores zoom_factor and shrink_factor "
-                            "when height and width are set, so the ScaleInterp leaves them out"]
-    # Both factors and one side: no height-and-width rule, so the factors.
-    text = ('layer { name: "up" type: "Interp" bottom: "x" top: "y" '
-            'interp_param { zoom_factor: 3 shrink_factor: 4 height: 50 } }')
-    result = convert.convert_net(text, "cpp", protos)
-    assert text_format.MessageToString(_layers(protos, result.text)["up"].scale_interp_param,
-                                       as_one_line=True) == "zoom_factor: 3 shrink_factor: 4"
+    cases = [  # interp_param, the ScaleInterp's block, the note
+        ("height: 5 width: 7 zoom_factor: 8 pad_end: -1", "zoom_factor: 8 pad_end: -1",
+         "ignores height and width when zoom_factor is set, so the ScaleInterp leaves them out"),
+        # Both factors and both sides: DeepLab takes height and width (that rule comes first).
+        ("zoom_factor: 3 shrink_factor: 4 height: 50 width: 70", "height: 50 width: 70",
+         "ignores zoom_factor and shrink_factor when height and width are set, so the "
+         "ScaleInterp leaves them out"),
+        # Both factors and one side: no height-and-width rule, so the factors.
+        ("zoom_factor: 3 shrink_factor: 4 height: 50", "zoom_factor: 3 shrink_factor: 4",
+         "ignores height when zoom_factor and shrink_factor are set, so the ScaleInterp "
+         "leaves it out"),
+    ]
+    for interp, block, note in cases:
+        text = (f'layer {{ name: "up" type: "Interp" bottom: "x" top: "y" '
+                f'interp_param {{ {interp} }} }}')
+        result = convert.convert_net(text, "cpp", protos)
+        up = _layers(protos, result.text)["up"]
+        assert text_format.MessageToString(up.scale_interp_param, as_one_line=True) == block
+        assert result.notes == [f"layer 'up': DeepLab's Interp {note}"]
     # Without a factor, height and width stay; an empty interp_param stays an (empty) block.
     text = 'layer { name: "up" type: "Interp" interp_param { height: 5 width: 7 } }'
     assert _layers(protos, convert.convert_text(text, "cpp", protos)[0])["up"] \
