@@ -5,7 +5,6 @@ form made from the C++ one by attention_scale.nets.convert), so the ratio compar
 """
 
 import json
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,13 +29,6 @@ class LayerTiming:
     python_all_ms: list = field(default_factory=list)
 
 
-def _load_net(caffe, text, tmp_dir):
-    path = os.path.join(tmp_dir, "net.prototxt")
-    with open(path, "w") as handle:
-        handle.write(text)
-    return caffe.Net(path, caffe.TEST)
-
-
 def _time_net(net, inputs, top_diff, repeats):
     """Median and all times (ms) of one forward + backward of the whole net."""
     for name, value in inputs.items():
@@ -57,36 +49,34 @@ def _time_net(net, inputs, top_diff, repeats):
 
 def run_layer_benchmarks(repeats=10, phases=("train", "test"), progress=True):
     """Time every case of LAYER_CASES in both forms; returns a list of LayerTiming."""
-    import tempfile
-
     import caffe
     from tqdm import tqdm
 
     from ..nets.convert import convert_text, load_protos
+    from ..pycaffe import net_from_text
 
     caffe.set_mode_cpu()
     protos = load_protos()
     cases = [case for case in LAYER_CASES if case[0] in phases]
     timings = []
     rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        for phase, layer_type, label, shapes, param_text in tqdm(cases, disable=not progress,
-                                                                 desc="layers"):
-            cpp_text = one_layer_net(layer_type, shapes, param_text)
-            python_text, _ = convert_text(cpp_text, "python", protos)
-            cpp_net = _load_net(caffe, cpp_text, tmp)
-            python_net = _load_net(caffe, python_text, tmp)
-            inputs = {name: rng.standard_normal(shape).astype(np.float32)
-                      for name, shape in shapes.items()}
-            top_diff = rng.standard_normal(cpp_net.blobs["out"].data.shape).astype(np.float32)
-            cpp_ms, cpp_all, cpp_results = _time_net(cpp_net, inputs, top_diff, repeats)
-            py_ms, py_all, py_results = _time_net(python_net, inputs, top_diff, repeats)
-            diff = max(float(np.max(np.abs(a - b))) for a, b in zip(cpp_results, py_results))
-            timings.append(LayerTiming(phase, layer_type, label, {k: list(v) for k, v in shapes.items()},
-                                       param_text, round(cpp_ms, 3), round(py_ms, 3),
-                                       round(py_ms / cpp_ms, 3), diff,
-                                       [round(t, 3) for t in cpp_all], [round(t, 3) for t in py_all]))
-            del cpp_net, python_net
+    for phase, layer_type, label, shapes, param_text in tqdm(cases, disable=not progress,
+                                                             desc="layers"):
+        cpp_text = one_layer_net(layer_type, shapes, param_text)
+        python_text, _ = convert_text(cpp_text, "python", protos)
+        cpp_net = net_from_text(caffe, cpp_text)
+        python_net = net_from_text(caffe, python_text)
+        inputs = {name: rng.standard_normal(shape).astype(np.float32)
+                  for name, shape in shapes.items()}
+        top_diff = rng.standard_normal(cpp_net.blobs["out"].data.shape).astype(np.float32)
+        cpp_ms, cpp_all, cpp_results = _time_net(cpp_net, inputs, top_diff, repeats)
+        py_ms, py_all, py_results = _time_net(python_net, inputs, top_diff, repeats)
+        diff = max(float(np.max(np.abs(a - b))) for a, b in zip(cpp_results, py_results))
+        timings.append(LayerTiming(phase, layer_type, label, {k: list(v) for k, v in shapes.items()},
+                                   param_text, round(cpp_ms, 3), round(py_ms, 3),
+                                   round(py_ms / cpp_ms, 3), diff,
+                                   [round(t, 3) for t in cpp_all], [round(t, 3) for t in py_all]))
+        del cpp_net, python_net
     return timings
 
 
