@@ -129,3 +129,24 @@ def test_files_that_are_not_weights(nets, tmp_path):
         caffemodel.read_saved_shapes(garbage, net_parameter)
     with pytest.raises(WeightsMismatch, match=r"cannot read the weights"):
         caffemodel.read_saved_shapes(tmp_path / "missing.caffemodel", net_parameter)
+
+
+def test_learned_layers_the_net_lacks_are_refused_for_evaluation(nets):
+    """An attention model's weights in a single-scale (or max-merge) net fill every layer of it
+    and run: the results would be another net's. Refused, naming the layers left out."""
+    prototxt, _ = nets["single"]
+    _, weights = nets["att"]
+    with pytest.raises(WeightsMismatch) as error:
+        _predictor(prototxt, weights)
+    message = str(error.value)
+    assert message.startswith(f"{weights} holds learned layers that {prototxt} does not have: ")
+    assert "'att_conv1'" in message and "use the test prototxt of the variant" in message
+    # Layers without blobs (ReLU, pooling, the data layer) are no reason.
+    from attention_scale.nets.caffemodel import check_weights_fit
+    params = NetParams({"fc8": [(4, 8, 1, 1)]}, {}, {})
+    saved = {"fc8": [SavedShape((4, 8, 1, 1))], "relu": [], "att": [SavedShape((2, 8, 1, 1))]}
+    assert check_weights_fit(params, saved, "w", "n") == []  # training-side checks: allowed
+    with pytest.raises(WeightsMismatch, match=r"holds learned layers that n does not have: 'att'\."):
+        check_weights_fit(params, saved, "w", "n", refuse_unused=True)
+    del saved["att"]
+    assert check_weights_fit(params, saved, "w", "n", refuse_unused=True) == []

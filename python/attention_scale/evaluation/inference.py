@@ -163,7 +163,7 @@ class NetPredictor:
                          else "tools/convert_net.py NET --to python")
         net = net_from_text(caffe, text)
         from ..nets.caffemodel import check_net_weights
-        for note in check_net_weights(net, text, self.weights, self.prototxt):
+        for note in check_net_weights(net, text, self.weights, self.prototxt, refuse_unused=True):
             warnings.warn(note)
         net.copy_from(self.weights)
         return net

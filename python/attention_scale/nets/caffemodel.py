@@ -7,7 +7,8 @@ differs ends the process (LOG(FATAL)). Evaluating a net whose classifier kept it
 DeepLab model names it `fc8_voc12`, these nets `fc8`) gives meaningless predictions and a mIOU
 that looks like a result. check_weights_fit finds all of it before the copy, names the layers on
 both sides and refuses; only blobs the prototxt fixes itself (lr_mult: 0, e.g. a bilinear
-upsampling kernel) may stay as they are, with a warning.
+upsampling kernel) may stay as they are, with a warning. For evaluation, learned layers the net
+lacks are refused too: an attention model's weights in a max-merge net run and look plausible.
 """
 
 from dataclasses import dataclass
@@ -144,10 +145,17 @@ MISMATCH_ADVICE = ("Are they the weights of this net (its number of classes, its
                    "learn such a layer afresh instead, rename it in the prototxt")
 
 
+UNUSED_ADVICE = ("They were learned as part of another net (an attention model given a max- or "
+                 "average-merge net, say), and the net would give that other net's results "
+                 "without them: use the test prototxt of the variant the weights were trained "
+                 "with")
+
+
 def check_weights_fit(params: NetParams, saved: Dict[str, List[SavedShape]], weights,
-                      prototxt, mismatch_advice=MISMATCH_ADVICE) -> List[str]:
+                      prototxt, mismatch_advice=MISMATCH_ADVICE, refuse_unused=False) -> List[str]:
     """Raise WeightsMismatch when the saved weights would end the process or leave learnable
-    blobs of the net at their initial values; else the warnings (fixed blobs left as declared)."""
+    blobs of the net at their initial values, or (refuse_unused) hold learned layers the net
+    lacks; else the warnings (fixed blobs left as declared)."""
     result = fit(params, saved)
     if result.mismatched:
         raise WeightsMismatch(
@@ -170,12 +178,18 @@ def check_weights_fit(params: NetParams, saved: Dict[str, List[SavedShape]], wei
             f"{weights} has no weights for {len(result.unfilled)} layer(s) of {prototxt}: "
             f"{_listed(list(result.unfilled), net_layer)}. They would keep their initial values "
             f"(the prototxt's fillers) and the net's outputs would mean nothing.{unused}")
+    learned_unused = [layer for layer in result.unused if saved[layer]]
+    if refuse_unused and learned_unused:
+        raise WeightsMismatch(
+            f"{weights} holds learned layers that {prototxt} does not have: "
+            f"{_listed(learned_unused, lambda layer: repr(layer))}. {UNUSED_ADVICE}")
     return [f"{prototxt}: layer {layer!r} blob(s) {', '.join(map(str, blobs))} are not in "
             f"{weights}; they keep the values the prototxt gives them (lr_mult: 0)"
             for layer, blobs in result.unfilled_fixed.items()]
 
 
-def check_net_weights(net, text, weights, source, mismatch_advice=MISMATCH_ADVICE) -> List[str]:
+def check_net_weights(net, text, weights, source, mismatch_advice=MISMATCH_ADVICE,
+                      refuse_unused=False) -> List[str]:
     """check_weights_fit for a built pycaffe net, its prototxt text (named `source` in messages)
     and the .caffemodel at `weights`. mismatch_advice: a string, or a function of the saved
     shapes giving one. Nothing is compared where the text does not parse here (Caffe read it)."""
@@ -191,4 +205,4 @@ def check_net_weights(net, text, weights, source, mismatch_advice=MISMATCH_ADVIC
     if callable(mismatch_advice):
         mismatch_advice = mismatch_advice(saved)
     return check_weights_fit(net_params(net, net_param), saved, weights, source,
-                             mismatch_advice)
+                             mismatch_advice, refuse_unused)
