@@ -99,6 +99,24 @@ def test_generate_prototxt_check_passes_on_the_clone():
     res = subprocess.run([sys.executable, str(REPO / "tools/generate_prototxt.py"), "--check"],
                          capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert "66 files up to date with the generator" in res.stdout
+
+
+def test_other_options_may_not_rewrite_the_checked_in_nets():
+    """--backbone small (or any option off its default) without --output-dir would rewrite
+    prototxt/ and with it prototxt/solver.prototxt; refused before anything is written."""
+    import subprocess
+    import sys
+    for args in (["--backbone", "small", "--num-classes", "4"], ["--output-dir", "./prototxt/",
+                                                                  "--random-scale", "0.5", "1.5"]):
+        res = subprocess.run([sys.executable, str(REPO / "tools/generate_prototxt.py"), *args],
+                             capture_output=True, text=True, cwd=REPO)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert "would rewrite the checked-in nets in prototxt/" in res.stderr
+        assert "give an --output-dir of their own" in res.stderr
+    assert "--backbone, --num-classes would" in subprocess.run(
+        [sys.executable, str(REPO / "tools/generate_prototxt.py"), "--backbone", "small",
+         "--num-classes", "4"], capture_output=True, text=True, cwd=REPO).stderr
 
 
 def test_the_generator_check_fails_on_an_edited_file(tmp_path):

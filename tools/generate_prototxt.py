@@ -14,6 +14,12 @@ import sys
 import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 
 
+def _differs(value, default):
+    if isinstance(default, (list, tuple)):
+        return list(value) != list(default)
+    return value != default
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,7 +49,15 @@ def parse_args(argv=None):
     solver.add_argument("--snapshot", type=int, default=2000, help="snapshot interval")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 listing the files that differ from the generator")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # prototxt/ holds the checked-in nets, which the defaults make: other options there would
+    # rewrite them (and prototxt/solver.prototxt with them) in silence.
+    changed = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+               if name not in ("output_dir", "check") and _differs(value, p.get_default(name))]
+    if changed and os.path.normpath(args.output_dir) == "prototxt":
+        p.error(f"{', '.join(changed)} would rewrite the checked-in nets in prototxt/ (what "
+                "prototxt/solver.prototxt and the tests use): give an --output-dir of their own")
+    return args
 
 
 def main(argv=None):
@@ -68,6 +82,8 @@ def main(argv=None):
             print(f"differs from the generator: {path}")
         if stale:
             print("run: python tools/generate_prototxt.py", file=sys.stderr)
+        if not stale:
+            print(f"{len(files)} files up to date with the generator")
         return 1 if stale else 0
     changed = generate.write(files)
     print(f"{len(files)} files, {len(changed)} written"
