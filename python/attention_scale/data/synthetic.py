@@ -400,8 +400,9 @@ def write_dataset(root, spec: SyntheticSpec = SyntheticSpec(), seed=0, num_train
             raise DataError(f"{root} exists and is not a synthetic set written here; choose "
                             f"another folder")
         if not force:
-            raise DataError(f"{root} holds a synthetic set made with other settings; pass "
-                            f"force to replace it, or choose another folder")
+            raise DataError(f"{root} holds a synthetic set made with other settings; replace "
+                            f"it (tools/make_synthetic.py --force, or force=True), or choose "
+                            f"another folder")
     partial = root.with_name(root.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)

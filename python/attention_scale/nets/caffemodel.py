@@ -65,7 +65,7 @@ def read_saved_shapes(path, net_parameter) -> Dict[str, List[SavedShape]]:
         model.ParseFromString(data)
     except DecodeError:
         raise WeightsMismatch(f"{path} is not a .caffemodel (a binary caffe.NetParameter); a "
-                              "text prototxt or a .solverstate given as --weights?") from None
+                              "text prototxt or a .solverstate given in place of the weights?") from None
     layers = list(model.layer)
     if "layers" in model.DESCRIPTOR.fields_by_name:
         layers += list(model.layers)
