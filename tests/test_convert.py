@@ -647,3 +647,26 @@ def test_command_line_input_fields(tmp_path):
     result = _tool(str(src), "-o", str(dst))
     assert result.returncode == 2
     assert "nothing to do: give --to python|cpp, --input-fields, or both" in result.stderr
+
+
+def test_a_misspelt_field_or_enum_value_gets_the_likely_name(plain_proto):
+    import_caffe()
+    protos = convert.load_protos()
+    text = ('layer { name: "c" type: "Convolution" bottom: "x" top: "y" '
+            'convolution_param { kernal_size: 3 num_output: 2 } }')
+    with pytest.raises(convert.ConversionError,
+                       match=r"has no field named \"kernal_size\"\. Did you mean 'kernel_size'\? "
+                             r"\(If not, the network was written for another Caffe's "
+                             r"caffe\.proto\.\)"):
+        convert.convert_text(text, "python", protos)
+    text = ('layer { name: "m" type: "WeightedScaleSum" bottom: "x" top: "y" '
+            'weighted_scale_sum_param { merge: ATTENTON } }')
+    with pytest.raises(convert.ConversionError,
+                       match=r"has no value named ATTENTON\. Its values: ATTENTION, AVERAGE, MAX\. "
+                             r"Did you mean ATTENTION\?"):
+        convert.convert_text(text, "python", protos)
+    # A field no name is close to: still the advice for a fork's prototxt.
+    text = 'layer { name: "d" type: "ImageData" top: "x" image_data_param { label_type: PIXEL } }'
+    with pytest.raises(convert.ConversionError, match=r"--caffe-proto PATH$") as error:
+        convert.convert_text(text, "python", protos)
+    assert "Did you mean" not in str(error.value)

@@ -7,6 +7,7 @@ prototxt read with a stock pycaffe: --caffe-proto), and V1 `layers { }` nets, wh
 by layer and pointed to Caffe's upgrade tool rather than skipped.
 """
 
+import difflib
 import importlib.util
 import re
 import shutil
@@ -28,6 +29,7 @@ _SOLVER_FIELDS = {"net", "train_net", "test_net", "base_lr", "lr_policy", "max_i
                   "solver_mode", "snapshot_prefix", "test_iter", "net_param", "solver_type",
                   "type", "momentum", "weight_decay", "display"}
 _NO_FIELD = re.compile(r'Message type "([\w.]+)" has no field named "(\w+)"')
+_NO_ENUM_VALUE = re.compile(r'Enum type "([\w.]+)" has no value named (\w+)')
 UPGRADE_TOOL = "upgrade_net_proto_text"
 
 
@@ -118,6 +120,9 @@ CAFFE_PROTO_ADVICE = ("Pass that Caffe's caffe.proto (or its generated caffe_pb2
 
 
 def _parse_hint(message, protos, fork_advice=CAFFE_PROTO_ADVICE):
+    enum = _NO_ENUM_VALUE.search(message)
+    if enum is not None:
+        return _enum_hint(protos, *enum.groups())
     match = _NO_FIELD.search(message)
     if match is None:
         return ""
@@ -127,12 +132,37 @@ def _parse_hint(message, protos, fork_advice=CAFFE_PROTO_ADVICE):
                 "(net: / train_net:) instead")
     if owner.rsplit(".", 1)[-1] == "NetParameter" and field == "layers":
         return ". " + v1_advice()
+    close = _close_fields(protos, owner, field)
+    if close:
+        return (f". Did you mean {' or '.join(repr(name) for name in close)}? (If not, the "
+                f"network was written for another Caffe's caffe.proto.)")
     if protos.from_user:
         return (f". {protos.origin} lacks that field: is it the caffe.proto of the Caffe this "
                 "network was written for?")
     return (f". The network was written for a Caffe whose caffe.proto has that field (a fork: "
             f"DeepLab's adds e.g. ImageDataParameter.label_type), but {protos.origin} lacks it. "
             f"{fork_advice}")
+
+
+def _enum_hint(protos, enum_name, value):
+    """'. It has A, B, C' (and the likely one) for a value enum_name lacks."""
+    try:
+        enum = protos.net_parameter.DESCRIPTOR.file.pool.FindEnumTypeByName(enum_name)
+    except KeyError:
+        return ""
+    names = list(enum.values_by_name)
+    close = difflib.get_close_matches(value, names, n=1, cutoff=0.6)
+    guess = f" Did you mean {close[0]}?" if close else ""
+    return f". Its values: {', '.join(names)}.{guess}"
+
+
+def _close_fields(protos, owner, field):
+    """Field names of message `owner` that look like a misspelling of `field`."""
+    try:
+        message = protos.net_parameter.DESCRIPTOR.file.pool.FindMessageTypeByName(owner)
+    except KeyError:
+        return []
+    return difflib.get_close_matches(field, list(message.fields_by_name), n=2, cutoff=0.8)
 
 
 def parse_net(text, protos, source="the network", fork_advice=CAFFE_PROTO_ADVICE):
