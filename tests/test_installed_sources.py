@@ -150,3 +150,16 @@ def test_tool_on_a_stale_install_warns_and_runs(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "ran"
     assert done.stderr.startswith("demo_tool.py: warning: the attention_scale package in ")
     assert "changed: python/attention_scale/sub/mod.py" in done.stderr
+
+
+def test_every_tool_can_be_run_as_its_usage_shows():
+    """`tools/test_voc.py ...` in a usage line needs the file to be executable with a shebang
+    (with the environment active, `python3` is the environment's)."""
+    import os
+    tools = [p for p in sorted((REPO / "tools").iterdir())
+             if p.suffix in (".py", ".sh") and not p.name.startswith("_")]
+    assert len(tools) > 20
+    for tool in tools:
+        first = tool.read_text().splitlines()[0]
+        assert first in ("#!/usr/bin/env python3", "#!/usr/bin/env bash"), tool
+        assert os.access(tool, os.X_OK), f"{tool} is not executable"
