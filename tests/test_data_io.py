@@ -58,6 +58,18 @@ def test_bad_lists_are_named(tmp_path, text, pattern):
         lists.read_list(lst, tmp_path)
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_path(tmp_path):
+    """Windows editors save UTF-8 with a BOM; read as text, it would start the first path."""
+    lst = tmp_path / "val.txt"
+    lst.write_bytes(b"\xef\xbb\xbf/JPEGImages/a.jpg /Seg/a.png\r\n/JPEGImages/b.jpg /Seg/b.png\r\n")
+    entries = lists.read_list(lst, tmp_path / "root")
+    assert entries[0].image == tmp_path / "root/JPEGImages/a.jpg"
+    assert [e.name for e in entries] == ["a", "b"]
+    lst.write_bytes(b"/JPEGImages/caf\xe9.jpg /Seg/a.png\n")  # latin-1
+    with pytest.raises(DataError, match=r"val.txt: not UTF-8 text \(byte 15\)"):
+        lists.read_list(lst, tmp_path)
+
+
 def test_missing_list(tmp_path):
     with pytest.raises(DataError, match="cannot read list file .*nope.txt"):
         lists.read_list(tmp_path / "nope.txt", tmp_path)
