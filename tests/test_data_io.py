@@ -112,3 +112,17 @@ def test_label_values_checked(tmp_path):
 def test_size_mismatch_named(tmp_path):
     with pytest.raises(DataError, match=r"label l.png \(t line 2\) is 3x4 but its image i.jpg is 5x4"):
         images.check_same_size(np.zeros((5, 4, 3)), np.zeros((3, 4)), "i.jpg", "l.png", "t line 2")
+
+
+def test_atomic_write_names_the_file_asked_for_not_its_temporary(tmp_path):
+    from attention_scale.files import atomic_write, folder_problem
+
+    with pytest.raises(PermissionError) as error:
+        atomic_write("/sys/x/y.png", b"")
+    assert error.value.filename == "/sys/x/y.png"
+    assert folder_problem(tmp_path / "new" / "deeper") is None
+    assert not (tmp_path / "new").exists()  # the check creates nothing
+    (tmp_path / "f").write_text("")
+    assert folder_problem(tmp_path / "f") == "a file, not a folder"
+    assert folder_problem(tmp_path / "f" / "x") == f"{tmp_path / 'f'} is a file, not a folder"
+    assert folder_problem("/sys/x").startswith("cannot write in /sys (")
