@@ -58,6 +58,18 @@ def test_bad_lists_are_named(tmp_path, text, pattern):
         lists.read_list(lst, tmp_path)
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_path(tmp_path):
+    """Windows editors save UTF-8 with a BOM; read as text, it would start the first path."""
+    lst = tmp_path / "val.txt"
+    lst.write_bytes(b"\xef\xbb\xbf/JPEGImages/a.jpg /Seg/a.png\r\n/JPEGImages/b.jpg /Seg/b.png\r\n")
+    entries = lists.read_list(lst, tmp_path / "root")
+    assert entries[0].image == tmp_path / "root/JPEGImages/a.jpg"
+    assert [e.name for e in entries] == ["a", "b"]
+    lst.write_bytes(b"/JPEGImages/caf\xe9.jpg /Seg/a.png\n")  # latin-1
+    with pytest.raises(DataError, match=r"val.txt: not UTF-8 text \(byte 15\)"):
+        lists.read_list(lst, tmp_path)
+
+
 def test_missing_list(tmp_path):
     with pytest.raises(DataError, match="cannot read list file .*nope.txt"):
         lists.read_list(tmp_path / "nope.txt", tmp_path)
@@ -100,3 +112,17 @@ def test_label_values_checked(tmp_path):
 def test_size_mismatch_named(tmp_path):
     with pytest.raises(DataError, match=r"label l.png \(t line 2\) is 3x4 but its image i.jpg is 5x4"):
         images.check_same_size(np.zeros((5, 4, 3)), np.zeros((3, 4)), "i.jpg", "l.png", "t line 2")
+
+
+def test_atomic_write_names_the_file_asked_for_not_its_temporary(tmp_path):
+    from attention_scale.files import atomic_write, folder_problem
+
+    with pytest.raises(PermissionError) as error:
+        atomic_write("/sys/x/y.png", b"")
+    assert error.value.filename == "/sys/x/y.png"
+    assert folder_problem(tmp_path / "new" / "deeper") is None
+    assert not (tmp_path / "new").exists()  # the check creates nothing
+    (tmp_path / "f").write_text("")
+    assert folder_problem(tmp_path / "f") == "a file, not a folder"
+    assert folder_problem(tmp_path / "f" / "x") == f"{tmp_path / 'f'} is a file, not a folder"
+    assert folder_problem("/sys/x").startswith("cannot write in /sys (")

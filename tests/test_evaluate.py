@@ -298,7 +298,8 @@ def test_duplicate_names_and_class_count_mismatch(setup, tmp_path):
     with pytest.raises(DataError, match="line 2 and .* line 1: two images named 'img000'"):
         evaluate_list(entries, Evaluation(NAMES), PredictionFolder.under(tmp_path), progress=False)
     predictor = NetPredictor(*setup["single"])
-    with pytest.raises(ValueError, match="4 classes but the evaluation has 21"):
+    with pytest.raises(ValueError, match="4 classes but the evaluation has 21 class names; give "
+                                         "the net.s class names, one per line, with --classes FILE"):
         evaluate_list(setup["entries"], Evaluation([str(i) for i in range(21)]),
                       PredictionFolder.under(tmp_path), predictor, progress=False)
 
@@ -335,3 +336,222 @@ def test_a_pycaffe_without_the_input_layer_gets_the_nets_input_fields(setup, mon
         a, b = normal.predict(image), older.predict(image)
         np.testing.assert_array_equal(a.probabilities, b.probabilities)
         np.testing.assert_array_equal(a.attention, b.attention)
+
+
+# -- the output folder's claim (run.json) --------------------------------------------------------
+
+def _common(setup, out, net="att", weights=None):
+    prototxt, saved = setup[net]
+    return ["--net", prototxt, "--weights", weights or saved, "--list", setup["list"], "--root",
+            setup["data"], "--classes", setup["root"] / "classes.txt", "--quiet", "--output", out]
+
+
+def test_new_weights_at_the_same_path_are_not_mixed_with_the_old_predictions(setup, tmp_path):
+    """A retrained net overwrites train_iter_N.caffemodel: the same paths, other content."""
+    weights = tmp_path / "w.caffemodel"
+    weights.write_bytes(Path(setup["att"][1]).read_bytes())
+    first = _tool(*_common(setup, tmp_path / "out", weights=weights), "--limit", 2)
+    assert first.returncode == 0, first.stderr
+    recorded = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert len(recorded["weights_sha256"]) == len(recorded["net_sha256"]) == 64
+    again = _tool(*_common(setup, tmp_path / "out", weights=weights))
+    assert again.returncode == 0 and "3 predicted, 2 reused" in again.stdout, again.stderr
+
+    other = evalnets.write_net(tmp_path / "other", evalnets.attention_net(), seed=7)
+    weights.write_bytes(Path(other[1]).read_bytes())
+    stale = _tool(*_common(setup, tmp_path / "out", weights=weights))
+    assert stale.returncode == 1
+    assert re.search(rf"test_voc: .*out holds predictions made with other settings \(weights: "
+                     rf"{re.escape(str(weights))} has other content now, sha256 "
+                     rf"{recorded['weights_sha256'][:12]}\.\.\. there, [0-9a-f]{{12}}\.\.\. now\); "
+                     rf"use another --output or delete that folder", stale.stderr), stale.stderr
+    # the net's text counts as parsed: a comment is not a change, a field is
+    net = tmp_path / "net.prototxt"
+    net.write_text("# a comment\n" + Path(setup["att"][0]).read_text())
+    weights.write_bytes(Path(setup["att"][1]).read_bytes())
+    common = _common(setup, tmp_path / "net-out", weights=weights)
+    common[1] = net
+    assert _tool(*common, "--limit", 1).returncode == 0
+    net.write_text("# another comment\n" + Path(setup["att"][0]).read_text())
+    assert _tool(*common, "--limit", 1).returncode == 0
+    net.write_text(Path(setup["att"][0]).read_text().replace("dropout_ratio: 0.5",
+                                                             "dropout_ratio: 0.25"))
+    changed = _tool(*common, "--limit", 1)
+    assert changed.returncode == 1 and f"net: {net} has other content now" in changed.stderr
+
+
+def test_a_run_json_without_content_hashes_is_trusted_until_the_files_change(setup, tmp_path):
+    """Folders of earlier versions: their run.json has the paths only. Trusted (and given the
+    hashes) while neither file was modified after it was written; refused once one was."""
+    from attention_scale.evaluation.outputs import claim_output
+
+    predictor = NetPredictor(*setup["att"])
+    settings = predictor.settings()
+    out = tmp_path / "old"
+    (out / "predictions").mkdir(parents=True)
+    (out / "predictions" / "img000.png").write_bytes(b"")
+    old = {k: v for k, v in settings.items() if not k.endswith("_sha256")}
+    old["crf"] = None
+    (out / "run.json").write_text(json.dumps(old))
+    for path in (*setup["att"], out / "run.json"):
+        os.utime(path, (1e9, 1e9))
+    os.utime(out / "run.json", (1e9 + 10, 1e9 + 10))
+    claim = claim_output(out, settings)
+    claim.record()
+    assert json.loads((out / "run.json").read_text())["weights_sha256"] == \
+        predictor.weights_sha256
+    (out / "run.json").write_text(json.dumps(old))
+    os.utime(out / "run.json", (1e9 + 10, 1e9 + 10))
+    os.utime(setup["att"][1], (1e9 + 20, 1e9 + 20))  # the weights replaced after that run
+    try:
+        with pytest.raises(DataError, match=r"weights: .*test.caffemodel was modified after this "
+                                            r"folder's predictions were started"):
+            claim_output(out, settings)
+    finally:
+        os.utime(setup["att"][1])
+
+
+def test_predictions_evaluated_into_a_nets_folder_do_not_replace_its_metrics(setup, tmp_path):
+    made = _tool(*_common(setup, tmp_path / "net"))
+    assert made.returncode == 0, made.stderr
+    metrics = (tmp_path / "net" / "metrics.json").read_bytes()
+    other = tmp_path / "other"
+    run_eval(setup, other, "single")
+    data = ["--list", setup["list"], "--root", setup["data"], "--classes",
+            setup["root"] / "classes.txt", "--quiet"]
+    refused = _tool("--predictions", other / "predictions", *data, "--output", tmp_path / "net")
+    assert refused.returncode == 1
+    assert f"{tmp_path / 'net'} holds the predictions of {setup['att'][0]}" in refused.stderr
+    assert "use another --output" in refused.stderr
+    assert (tmp_path / "net" / "metrics.json").read_bytes() == metrics
+    # its own predictions may be evaluated again there
+    own = _tool("--predictions", tmp_path / "net" / "predictions", *data, "--output",
+                tmp_path / "net")
+    assert own.returncode == 0, own.stderr
+    # a folder of evaluated predictions is claimed as well
+    assert _tool("--predictions", other / "predictions", *data, "--output",
+                 tmp_path / "eval").returncode == 0
+    second = _tool("--predictions", tmp_path / "net" / "predictions", *data, "--output",
+                   tmp_path / "eval")
+    assert second.returncode == 1
+    assert f"holds the metrics of the predictions in {other / 'predictions'}" in second.stderr
+
+
+def test_a_failed_run_leaves_nothing_and_a_lone_run_json_does_not_block(setup, tmp_path):
+    out = tmp_path / "out"
+    common = _common(setup, out)
+    without_classes = common[:common.index("--classes")] + common[common.index("--quiet"):]
+    failed = _tool(*without_classes)
+    assert failed.returncode == 1
+    assert "4 classes but the evaluation has 21 class names; give the net's class names, one " \
+           "per line, with --classes FILE" in failed.stderr
+    assert not out.exists()
+    # earlier versions wrote run.json before checking: such a lone run.json does not block
+    out.mkdir()
+    (out / "predictions").mkdir()
+    (out / "run.json").write_text(json.dumps({"net": "x.prototxt", "weights": "y.caffemodel"}))
+    fixed = _tool(*common, "--flip")
+    assert fixed.returncode == 0, fixed.stderr
+    assert json.loads((out / "run.json").read_text())["flip"] is True
+
+
+# -- what Caffe would end the process on, refused first ------------------------------------------
+
+def test_nets_caffe_would_abort_on_are_named_by_the_tool(setup, tmp_path):
+    text = Path(setup["att"][0]).read_text()
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "test.prototxt"\nbase_lr: 0.01\nmax_iter: 10\n')
+    typo = tmp_path / "typo.prototxt"
+    typo.write_text(text.replace("kernel_size", "kernal_size", 1))
+    bottom = tmp_path / "bottom.prototxt"
+    concat = 'type: "Concat" bottom: "fc7" '
+    assert concat in text
+    bottom.write_text(text.replace(concat, 'type: "Concat" bottom: "fc_7" '))
+    later = tmp_path / "later.prototxt"
+    later.write_text(text.replace(concat, 'type: "Concat" bottom: "att_conv2" '))
+    train = tmp_path / "train" / "train.prototxt"
+    train.parent.mkdir()
+    train.write_text((REPO / "prototxt/baseline/train.prototxt").read_text())
+    (train.parent / "test.prototxt").write_text(text)
+    cases = [
+        (setup["att"][1], r"test\.caffemodel: this is a binary NetParameter .* a \.caffemodel "
+                          r"\(trained weights\), not a network definition"),
+        (solver, r"solver\.prototxt: 1:1 .* has no field named \"net\"\. This looks like a "
+                 r"solver prototxt"),
+        (typo, r"cannot parse .*typo\.prototxt: 3:\d+ : .* has no field named \"kernal_size\""),
+        (bottom, r"bottom\.prototxt: layer 'fc7_concat' \(Concat\) takes bottom 'fc_7', which no "
+                 r"layer before it makes and which is not an input of the net; did you mean "
+                 r"'fc7'.*\? Caffe would end the process on this \(Unknown bottom blob\)"),
+        (later, r"layer 'fc7_concat' \(Concat\) takes bottom 'att_conv2', .* \(layer 'att_conv2' "
+                r"makes it further down: Caffe builds the layers in file order\)"),
+        (train, r"train\.prototxt is a train net: its layer 'data' \(Python: SegmentationData\) "
+                r"reads the data, .*; give its test form, .*train/test\.prototxt$"),
+    ]
+    for net, pattern in cases:
+        common = _common(setup, tmp_path / "out")
+        common[1] = net
+        result = _tool(*common)
+        assert result.returncode == 1, (net, result.returncode, result.stderr[-2000:])
+        assert re.search(f"test_voc: .*{pattern}", result.stderr.strip()), result.stderr
+        assert "Traceback" not in result.stderr and "Check failed" not in result.stderr
+        assert not (tmp_path / "out").exists()
+
+
+def test_scales_are_checked_before_caffe_sees_them(setup, tmp_path):
+    for value in ("nan", "inf", "0"):
+        result = _tool(*_common(setup, tmp_path / "out"), "--scales", "1", value)
+        assert result.returncode == 2
+        assert f"argument --scales: '{value}': a scale is a finite number > 0" in result.stderr
+    # 33 x 33 input at scale 1000: 8 x 32001 x 32001 values in conv1_1, over INT_MAX
+    big = _tool(*_common(setup, tmp_path / "out"), "--scales", "1000")
+    assert big.returncode == 1, big.stderr[-2000:]
+    assert re.search(r"test_voc: --scales 1000: an image of the net's input size \(33x33\) needs "
+                     r"a 32001x32001 input .* blob '\w+' .* over Caffe's limit of 2\^31 - 1 per "
+                     r"blob .*; use scales up to 5\d\d(\.\d+)? for it", big.stderr), big.stderr
+    assert not (tmp_path / "out").exists()
+    # an image larger than the net's input, at a scale that fits the input size itself
+    predictor = NetPredictor(*setup["att"], InferenceOptions(scales=(400,)))
+    with pytest.raises(ValueError, match=r"--scales 400: this 200x200 image needs a 79601x79601 "
+                                         r"input"):
+        predictor.predict(np.zeros((200, 200, 3), np.uint8))
+
+
+@pytest.mark.parametrize("output,problem", [
+    ("/sys/out", "cannot write in /sys"),
+    ("{file}", "a file, not a folder"),
+    ("{file}/out", "{file} is a file, not a folder"),
+])
+def test_an_output_that_cannot_be_written_is_named(setup, tmp_path, output, problem):
+    file = tmp_path / "file.txt"
+    file.write_text("x")
+    output, problem = output.format(file=file), problem.format(file=file)
+    result = _tool(*_common(setup, output))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"test_voc: --output {output}: {problem}" or \
+        result.stderr.strip().startswith(f"test_voc: --output {output}: {problem} ("), \
+        result.stderr
+    assert file.read_text() == "x"
+
+
+def test_ctrl_c_stops_with_one_line_and_the_run_continues(tmp_path):
+    net = evalnets.write_net(tmp_path / "net", evalnets.attention_net(size=97, width=24), seed=3)
+    list_path = evalnets.write_dataset(tmp_path / "data", [(97, 97)] * 24, seed=5)
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(NAMES) + "\n")
+    common = ["--net", net[0], "--weights", net[1], "--list", list_path, "--root",
+              tmp_path / "data", "--classes", classes, "--quiet", "--output", tmp_path / "out"]
+    child = subprocess.Popen([sys.executable, str(REPO / "tools/test_voc.py"), *map(str, common)],
+                             env=evalnets.tool_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while _count_pngs(tmp_path / "out" / "predictions") < 2 and child.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=120)
+    done = _count_pngs(tmp_path / "out" / "predictions")
+    assert done < 24, "the run ended before the Ctrl-C"
+    assert child.returncode == 130, stderr
+    assert stderr.strip() == "test_voc: stopped; run the same command again to continue"
+    again = _tool(*common)
+    assert again.returncode == 0 and f"{24 - done} predicted, {done} reused" in again.stdout

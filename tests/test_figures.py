@@ -91,3 +91,42 @@ def test_visualize_attention_tool(tmp_path):
     again = subprocess.run(list(map(str, common + ["--images", "nope"])), capture_output=True,
                            text=True, env=evalnets.tool_env())
     assert again.returncode == 1 and "nope" in again.stderr
+
+
+def _visualize(*args):
+    return subprocess.run([sys.executable, str(REPO / "tools/visualize_attention.py"),
+                           *map(str, args)], capture_output=True, text=True,
+                          env=evalnets.tool_env())
+
+
+def test_results_of_a_net_without_attention_are_named_so(tmp_path):
+    from attention_scale.evaluation.inference import NetPredictor
+    from attention_scale.evaluation.outputs import PredictionFolder
+    from attention_scale.evaluation.runner import Evaluation, evaluate_list
+    from attention_scale.data.lists import read_list
+
+    net = evalnets.write_net(tmp_path / "net", evalnets.attention_net(merge="MAX"), seed=1)
+    list_path = evalnets.write_dataset(tmp_path / "data", [(30, 31), (25, 20)])
+    evaluate_list(read_list(list_path, tmp_path / "data"), Evaluation(["bg", "a", "b", "c"]),
+                  PredictionFolder.under(tmp_path / "res"), NetPredictor(*net), progress=False)
+    (tmp_path / "classes.txt").write_text("bg\na\nb\nc\n")
+    result = _visualize("--list", list_path, "--root", tmp_path / "data", "--classes",
+                        tmp_path / "classes.txt", "--results", tmp_path / "res", "--quiet")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"visualize_attention: {tmp_path / 'res'} holds predictions but no attention maps: the "
+        "net that made them has no attention (a max or average merge, or one scale); attention "
+        "pictures need the results of an attention net")
+
+
+def test_help_and_unwritable_figures(tmp_path):
+    help_text = " ".join(_visualize("--help").stdout.split())
+    assert "stored under <results>/branches/" in help_text
+    list_path = evalnets.write_dataset(tmp_path / "data", [(30, 31)])
+    for figures, problem in (("/sys/figs", "cannot write in /sys ("),
+                             (list_path, "a file, not a folder")):
+        result = _visualize("--list", list_path, "--root", tmp_path / "data", "--results",
+                            tmp_path / "res", "--figures", figures)
+        assert result.returncode == 1
+        assert result.stderr.startswith(f"visualize_attention: --figures {figures}: {problem}")
+        assert "Traceback" not in result.stderr

@@ -21,7 +21,8 @@ import _package  # noqa: F401  (says so when attention_scale is missing or stale
 from attention_scale.errors import DataError
 from attention_scale.evaluation import crf as dense_crf
 from attention_scale.evaluation.cli import (add_data_arguments, add_net_arguments,
-                                            make_evaluation, make_predictor, read_entries)
+                                            check_output_folder, make_evaluation, make_predictor,
+                                            read_entries)
 from attention_scale.evaluation.report import full_report
 from attention_scale.evaluation.runner import METRICS_JSON, METRICS_MD, evaluate_into
 
@@ -56,6 +57,7 @@ def main(argv=None):
     args = parse_args(argv)
     output = Path(args.output)
     try:
+        check_output_folder(output, "--output")
         evaluation = make_evaluation(args)
         entries = read_entries(args)
         predictor = make_predictor(args) if args.net is not None else None
@@ -67,8 +69,14 @@ def main(argv=None):
         summary, counts, folder = evaluate_into(output, entries, evaluation, predictor, refine,
                                                 args.predictions, {"list": args.list},
                                                 progress=not args.quiet)
+    except KeyboardInterrupt:
+        # Every file is written whole (or not at all): the next run reuses what is there.
+        print("test_voc: stopped; run the same command again to continue", file=sys.stderr)
+        sys.exit(130)
     except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
         sys.exit(f"test_voc: {exc}")
+    except OSError as exc:  # writing the results: the file and the reason
+        sys.exit(f"test_voc: {exc.filename or output}: {exc.strerror or exc}")
     print(full_report(summary))
     print(f"{len(entries)} images: {counts.computed} predicted, {counts.reused} reused from "
           f"{folder.predictions} ({counts.seconds:.1f} s)")

@@ -22,10 +22,11 @@ import _package  # noqa: F401  (says so when attention_scale is missing or stale
 from attention_scale.data.images import read_image, read_label
 from attention_scale.errors import DataError
 from attention_scale.evaluation.cli import (add_data_arguments, add_net_arguments,
-                                            make_evaluation, make_predictor, read_entries)
+                                            check_output_folder, make_evaluation, make_predictor,
+                                            read_entries)
 from attention_scale.evaluation.figures import (attention_figure, attention_size_plot,
                                                 save_figure)
-from attention_scale.evaluation.outputs import PredictionFolder, claim_output
+from attention_scale.evaluation.outputs import RUN_SETTINGS, PredictionFolder, claim_output
 from attention_scale.evaluation.report import attention_distance_table, attention_size_table
 from attention_scale.evaluation.runner import evaluate_list
 from attention_scale.files import atomic_write
@@ -43,9 +44,25 @@ def parse_args(argv=None):
                        help="images (list names, e.g. 2007_000129) to draw one figure each")
     which.add_argument("--num-images", type=int, default=4, metavar="K",
                        help="draw the first K images of the list (default %(default)s)")
-    add_net_arguments(parser)
+    add_net_arguments(parser, output="<results>")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
+
+
+def _no_attention_maps(folder, entries):
+    """The message for a results folder whose net has no attention (predictions, no maps)."""
+    if folder.attention.is_dir() and any(folder.attention.glob("*.npz")):
+        return None
+    if not any(folder.prediction_path(entry.name).is_file() for entry in entries):
+        return None
+    made_by = ""
+    try:
+        made_by = f" ({json.loads((folder.predictions.parent / RUN_SETTINGS).read_text())['net']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return (f"{folder.predictions.parent} holds predictions but no attention maps: the net that "
+            f"made them{made_by} has no attention (a max or average merge, or one scale); "
+            f"attention pictures need the results of an attention net")
 
 
 def main(argv=None):
@@ -54,16 +71,23 @@ def main(argv=None):
     figures = Path(args.figures) if args.figures else results / "figures"
     folder = PredictionFolder.under(results)
     try:
+        check_output_folder(figures, "--figures" if args.figures else "--results")
+        if args.net is not None:
+            check_output_folder(results, "--results")
         evaluation = make_evaluation(args)
         entries = read_entries(args)
-        predictor = None
+        predictor, claim = None, None
         if args.net is not None:
             predictor = make_predictor(args)
             if not predictor.has_attention:
                 raise ValueError(f"{args.net} has no `attention` blob: not an attention net")
-            claim_output(results, predictor.settings())
+            claim = claim_output(results, predictor.settings())
+        else:
+            problem = _no_attention_maps(folder, entries)
+            if problem:
+                raise ValueError(problem)
         evaluate_list(entries, evaluation, folder, predictor, with_attention=True,
-                      progress=not args.quiet)
+                      progress=not args.quiet, claim=claim)
         by_name = {entry.name: entry for entry in entries}
         chosen = args.images or [entry.name for entry in entries[:args.num_images]]
         unknown = [name for name in chosen if name not in by_name]
@@ -81,22 +105,29 @@ def main(argv=None):
             path = figures / f"{name}.png"
             save_figure(attention_figure(image, gt, pred, attention, scales, title=name), path)
             written.append(path)
+
+        stats = evaluation.attention.summary()
+        save_figure(attention_size_plot(stats, title=f"{args.list} ({evaluation.images} images)"),
+                    figures / "attention_by_size.png")
+        atomic_write(figures / "attention_by_size.json", json.dumps(stats, indent=2) + "\n")
+        markdown = (f"# Mean attention per scale ({evaluation.images} images of {args.list})\n\n"
+                    "## By object size\n\n" + attention_size_table(stats, markdown=True)
+                    + "\n\n## By distance from the object's edge\n\n"
+                    + attention_distance_table(stats, markdown=True) + "\n")
+        atomic_write(figures / "attention_by_size.md", markdown)
+    except KeyboardInterrupt:
+        print("visualize_attention: stopped; run the same command again to continue",
+              file=sys.stderr)
+        sys.exit(130)
     except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
         sys.exit(f"visualize_attention: {exc}")
-
-    stats = evaluation.attention.summary()
-    save_figure(attention_size_plot(stats, title=f"{args.list} ({evaluation.images} images)"),
-                figures / "attention_by_size.png")
-    atomic_write(figures / "attention_by_size.json", json.dumps(stats, indent=2) + "\n")
-    markdown = (f"# Mean attention per scale ({evaluation.images} images of {args.list})\n\n"
-                "## By object size\n\n" + attention_size_table(stats, markdown=True)
-                + "\n\n## By distance from the object's edge\n\n"
-                + attention_distance_table(stats, markdown=True) + "\n")
-    atomic_write(figures / "attention_by_size.md", markdown)
+    except OSError as exc:  # writing the pictures or predictions: the file and the reason
+        sys.exit(f"visualize_attention: {exc.filename or figures}: {exc.strerror or exc}")
     print(attention_size_table(stats))
     print()
     print(attention_distance_table(stats))
-    print(f"\n{len(written)} attention figures and attention_by_size.png/.md/.json in {figures}")
+    print(f"\n{len(written)} attention figure{'s' if len(written) != 1 else ''} and "
+          f"attention_by_size.png/.md/.json in {figures}")
 
 
 if __name__ == "__main__":

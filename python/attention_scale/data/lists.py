@@ -5,6 +5,8 @@
 
 A leading "/" does not make a path absolute: as in DeepLab's ImageSegData layer, every path is
 joined to the root folder given with the list. Blank lines and lines starting with "#" are skipped.
+The file is UTF-8; a byte-order mark at its start (Windows editors write one) is not part of the
+first path.
 """
 
 from dataclasses import dataclass
@@ -43,9 +45,12 @@ def read_list(list_path, root, require_labels=True) -> List[ListEntry]:
     fields, or (with require_labels) a line without a label; files are not opened here."""
     list_path = Path(list_path)
     try:
-        text = list_path.read_text()
+        text = list_path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise DataError(f"cannot read list file {list_path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"list file {list_path}: not UTF-8 text (byte {exc.start}); save it as "
+                        "UTF-8 (e.g. `iconv -f latin1 -t utf-8`)") from None
     entries = []
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()

@@ -1,10 +1,13 @@
 """Command-line pieces shared by tools/test_voc.py and tools/visualize_attention.py: the data
 and network arguments and what they build (the tools stay argument parsing and printing)."""
 
+import argparse
+import math
 from pathlib import Path
 
 from ..data.lists import read_list
 from ..errors import DataError
+from ..files import folder_problem
 from .inference import DEEPLAB_MEAN_BGR, LAYER_FORMS, NetPredictor, InferenceOptions
 from .metrics import VOC_CLASSES
 from .runner import Evaluation
@@ -29,7 +32,20 @@ def add_data_arguments(parser):
                         help="distance-from-edge bin edges in pixels (default %(default)s)")
 
 
-def add_net_arguments(parser, required=False):
+def _scale(text):
+    """argparse type of --scales: a finite number > 0 (argparse names the option)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: a scale is a finite number > 0, e.g. 0.75")
+    return value
+
+
+def add_net_arguments(parser, required=False, output="<output>"):
+    """--net, --weights and the test-time options; `output` names the folder the results go to
+    in the help (the tool's own option)."""
     group = parser.add_argument_group("network")
     group.add_argument("--net", required=required, help="test-form prototxt (CONTRACT)")
     group.add_argument("--weights", help=".caffemodel for --net")
@@ -39,14 +55,14 @@ def add_net_arguments(parser, required=False):
                             "for a pycaffe without the C++ layers (default %(default)s)")
     group.add_argument("--mean", type=float, nargs=3, default=DEEPLAB_MEAN_BGR,
                        metavar=("B", "G", "R"), help="mean subtracted from the image")
-    group.add_argument("--scales", type=float, nargs="+", default=[1.0], metavar="S",
+    group.add_argument("--scales", type=_scale, nargs="+", default=[1.0], metavar="S",
                        help="test-time image scales whose probabilities are averaged "
                             "(e.g. 0.75 1 1.25; default 1)")
     group.add_argument("--flip", action="store_true",
                        help="also average the mirrored image's probabilities")
     group.add_argument("--branches", action="store_true",
                        help="also evaluate each scale's own scores (fc8, fc8_res..._interp) of a "
-                            "multi-scale net, stored under <output>/branches/")
+                            f"multi-scale net, stored under {output}/branches/")
     return group
 
 
@@ -73,6 +89,15 @@ def make_predictor(args):
     options = InferenceOptions(mean_bgr=args.mean, scales=args.scales, flip=args.flip,
                                branches=getattr(args, "branches", False))
     return NetPredictor(args.net, args.weights, options, args.layer_form, args.gpu)
+
+
+def check_output_folder(path, option):
+    """A ValueError naming `option` when files cannot be written in the folder `path` (created
+    when missing), before any work: a file there or on the way, no permission, a read-only or
+    virtual file system. Nothing is created."""
+    problem = folder_problem(path)
+    if problem:
+        raise ValueError(f"{option} {path}: {problem}")
 
 
 def read_entries(args):

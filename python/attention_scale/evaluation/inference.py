@@ -11,6 +11,7 @@ probabilities of every pass, each resized back to the image.
 pycaffe is imported only when a net is loaded, so evaluating a folder of predictions needs none.
 """
 
+import hashlib
 import math
 import re
 import warnings
@@ -20,12 +21,27 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..files import file_sha256
 from ..layers import scale_interp
 from ..pycaffe import import_caffe, net_from_text
 
 DEEPLAB_MEAN_BGR = (104.008, 116.669, 122.675)
 LAYER_FORMS = ("cpp", "python")
 _BRANCH_BLOB = re.compile(r"^fc8_res(\d+)_interp$")
+# Caffe's Blob::Reshape: CHECK_LE(count_, INT_MAX) << "blob size exceeds INT_MAX".
+BLOB_LIMIT = 2**31 - 1
+
+
+class InputTooLarge(ValueError):
+    """A test-time scale would make one of the net's blobs larger than Caffe allows."""
+
+
+def check_scales(scales, what="test scales"):
+    """Each scale a finite number > 0 (a ValueError naming `what` otherwise)."""
+    bad = [s for s in scales if not (math.isfinite(s) and s > 0)]
+    if not scales or bad:
+        raise ValueError(f"{what} must be finite numbers > 0, got "
+                         f"{' '.join(f'{s:g}' for s in scales) or 'none'}")
 
 
 def padded_size(n, minimum, step=8):
@@ -122,8 +138,7 @@ class NetPredictor:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"{what} {path}: no such file")
         self.options = options or InferenceOptions()
-        if not self.options.scales or min(self.options.scales) <= 0:
-            raise ValueError(f"test scales must be > 0, got {list(self.options.scales)}")
+        check_scales(list(self.options.scales))
         self.prototxt, self.weights, self.layer_form = str(prototxt), str(weights), layer_form
         caffe = import_caffe(gpu)
         self.net = self._load(caffe)
@@ -133,6 +148,13 @@ class NetPredictor:
                 raise ValueError(f"{prototxt}: the test net has no blob {name!r} (blobs: "
                                  f"{', '.join(blobs.keys())}); see the CONTRACT's test form")
         self.base_hw = tuple(blobs["data"].data.shape[2:])
+        # Each 4-D blob's (name, batch x channels, height and width per input pixel row/column),
+        # for the size it takes at another input size (the net's layers keep these ratios).
+        self._blob_growth = [(name, blob.data.shape[0] * blob.data.shape[1],
+                              blob.data.shape[2] / self.base_hw[0],
+                              blob.data.shape[3] / self.base_hw[1])
+                             for name, blob in blobs.items() if blob.data.ndim == 4]
+        self._check_input_size(self.base_hw, max(self.options.scales), nominal=True)
         self.num_classes = blobs[self.options.score_blob].data.shape[1]
         self.has_attention = self.options.attention_blob in blobs
         self.scale_names = (scale_names_from_blobs(list(blobs.keys()),
@@ -145,12 +167,26 @@ class NetPredictor:
 
     def _load(self, caffe):
         # What would end the process inside Caffe (LOG(FATAL): text its caffe.proto cannot
-        # parse, a layer type this pycaffe lacks, a saved blob of another shape) or pass in silence (a layer the weights do not reach) is
-        # refused here first, with what to do.
+        # parse, a bottom no layer makes, a layer type this pycaffe lacks, a saved blob of another
+        # shape) or pass in silence (a layer the weights do not reach) is refused here first,
+        # with what to do; so is a train net (its data layer would start reading).
+        from google.protobuf import text_format
+
+        from ..nets.caffe_proto import load_protos
         from ..nets.convert import convert_net
-        from ..nets.layer_support import check_net_layers, check_net_parses, lacks_input_layer
-        text = Path(self.prototxt).read_text()
+        from ..nets.layer_support import (check_net_layers, check_net_parses, check_test_net,
+                                           lacks_input_layer)
+        from ..nets.prototxt import parse_net, read_prototxt
+        protos = load_protos()
+        text = read_prototxt(self.prototxt, protos)  # a .caffemodel given as the net: named
         check_net_parses(self.prototxt, text, caffe)
+        parsed, _ = parse_net(text, protos, self.prototxt)
+        check_test_net(self.prototxt, parsed)
+        # The net's identity for the output folder's run.json: its content as parsed (comments
+        # and layout aside), and the weights file's bytes (0.16 s for 150 MB here).
+        self.net_sha256 = hashlib.sha256(
+            text_format.MessageToString(parsed).encode()).hexdigest()
+        self.weights_sha256 = file_sha256(self.weights)
         # Converted here, never written next to the input: the Python-layer form (our layers as
         # `type: "Python"`, for a pycaffe whose Caffe was not rebuilt with them), and the Input
         # layers as the net's input fields where this Caffe predates them (DeepLab-v2).
@@ -170,7 +206,42 @@ class NetPredictor:
 
     def settings(self):
         return {"net": self.prototxt, "weights": self.weights, "layer_form": self.layer_form,
+                "net_sha256": self.net_sha256, "weights_sha256": self.weights_sha256,
                 **self.options.settings()}
+
+    def _largest_blob(self, size_hw):
+        """(blob name, channels, height, width) of the largest blob at input size size_hw; an
+        upper estimate (+2 per side covers the layers' rounding)."""
+        def extent(name, nc, fh, fw):
+            return (name, nc, math.ceil(fh * size_hw[0]) + 2, math.ceil(fw * size_hw[1]) + 2)
+        return max((extent(*growth) for growth in self._blob_growth),
+                   key=lambda e: e[1] * e[2] * e[3])
+
+    def _fits(self, image_hw, scale):
+        size = [padded_size(scale_interp.scaled_size(n, scale), base, self.options.size_step)
+                for n, base in zip(image_hw, self.base_hw)]
+        _, nc, h, w = self._largest_blob(size)
+        return nc * h * w <= BLOB_LIMIT, size
+
+    def _check_input_size(self, image_hw, scale, nominal=False):
+        """InputTooLarge when the image at `scale` would make a blob of the net exceed Caffe's
+        INT_MAX values, which Caffe answers by ending the process (checked before the image is
+        resized, which would itself take that much memory)."""
+        fits, size = self._fits(image_hw, scale)
+        if fits:
+            return
+        name, nc, h, w = self._largest_blob(size)
+        low, high = 0.0, scale  # the largest scale that fits, for the message
+        for _ in range(40):
+            middle = (low + high) / 2
+            low, high = (middle, high) if self._fits(image_hw, middle)[0] else (low, middle)
+        image = (f"an image of the net's input size ({image_hw[0]}x{image_hw[1]})" if nominal
+                 else f"this {image_hw[0]}x{image_hw[1]} image")
+        raise InputTooLarge(
+            f"--scales {scale:g}: {image} needs a {size[0]}x{size[1]} input at that scale, where "
+            f"blob {name!r} of {self.prototxt} would hold about {nc} x {h} x {w} = {nc * h * w:.3g} "
+            f"values, over Caffe's limit of 2^31 - 1 per blob (Caffe would end the process); "
+            f"use scales up to {math.floor(low * 100) / 100:g} for it")
 
     @property
     def branch_names(self):
@@ -207,6 +278,7 @@ class NetPredictor:
         """Average of softmax(score) (and of the attention and the branches' softmax) over test
         scales and mirroring, each pass resized back to the image."""
         h, w = image_bgr.shape[:2]
+        self._check_input_size((h, w), max(self.options.scales))
         image = image_bgr.astype(np.float32)
         sums, att_sum, passes = {}, None, 0
         for scale in self.options.scales:

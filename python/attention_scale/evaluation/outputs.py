@@ -124,27 +124,120 @@ class PredictionFolder:
 
 
 RUN_SETTINGS = "run.json"
-# What shapes the predictions: a folder made with other values must not be resumed.
+# What shapes the predictions: a folder made with other values must not be resumed. The paths
+# alone do not say it (a snapshot name such as train_iter_6000.caffemodel is reused by the next
+# training run): the weights file's and the net's content are recorded too (net_sha256: of the
+# net as parsed, so comments and layout do not count).
 _PREDICTION_KEYS = ("net", "weights", "mean_bgr", "test_scales", "flip", "size_step", "crf",
                     "branches")
+CONTENT_KEYS = ("net_sha256", "weights_sha256")
+_PREDICTIONS_KEY = "predictions"
 
 
-def claim_output(root, settings):
-    """Record the settings that made the predictions under root, or check that they are the ones
-    recorded there: resuming with another net, weights or test-time setting would mix results."""
-    path = Path(root) / RUN_SETTINGS
-    wanted = {key: settings.get(key) for key in _PREDICTION_KEYS}
-    if path.is_file():
-        try:
-            recorded = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{path}: unreadable ({exc}); delete it only if the predictions "
-                            f"beside it were made with the current settings") from None
-        different = {k: (recorded.get(k), v) for k, v in wanted.items() if recorded.get(k) != v}
-        if different:
-            detail = "; ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in
-                               different.items())
-            raise DataError(f"{root} holds predictions made with other settings ({detail}); "
-                            f"use another --output or delete that folder")
-        return
-    atomic_write(path, json.dumps(wanted, indent=2) + "\n")
+class OutputClaim:
+    """The run.json a run will leave in its output folder. It is written with the run's first
+    result (record()), not before: a run that fails before that leaves nothing behind."""
+
+    def __init__(self, path, wanted, recorded):
+        self.path, self.wanted, self.recorded = Path(path), wanted, recorded
+
+    def record(self):
+        if not self.recorded:
+            atomic_write(self.path, json.dumps(self.wanted, indent=2) + "\n")
+            self.recorded = True
+
+
+def _holds_results(root, recorded) -> bool:
+    """Whether root still holds what the run recorded in run.json made: prediction files for a
+    net's run, metrics.json for a folder of predictions evaluated there. A lone run.json (a run
+    that failed before its first result, in versions that wrote it first) holds nothing."""
+    root = Path(root)
+    if _PREDICTIONS_KEY in recorded and "net" not in recorded:
+        return (root / "metrics.json").is_file()
+    folders = [root / PREDICTIONS, root / ATTENTION]
+    if (root / BRANCHES).is_dir():
+        folders += [p for p in (root / BRANCHES).iterdir() if p.is_dir()]
+    return any(not p.name.startswith(".") for folder in folders if folder.is_dir()
+               for p in folder.iterdir())
+
+
+def _read_claim(path):
+    try:
+        recorded = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({exc}); delete it only if the results beside it "
+                        f"were made with the current settings") from None
+    if not isinstance(recorded, dict):
+        raise DataError(f"{path}: not a run record (a JSON object); delete it only if the "
+                        f"results beside it were made with the current settings")
+    return recorded
+
+
+def _modified_since(path, wanted):
+    """For a run.json written before content hashes were recorded: the net and weights files
+    modified after it (the run started with their earlier content)."""
+    since = path.stat().st_mtime
+    return [f"{key}: {wanted[key]} was modified after this folder's predictions were started, "
+            f"and its run.json, older than content checks, cannot tell whether it still is the "
+            f"same"
+            for key in ("net", "weights")
+            if wanted.get(key) and Path(wanted[key]).is_file()
+            and Path(wanted[key]).stat().st_mtime > since]
+
+
+def _difference(key, old, new, wanted):
+    if key in CONTENT_KEYS:
+        file = wanted.get(key.replace("_sha256", ""))
+        return (f"{key.replace('_sha256', '')}: {file} has other content now, sha256 "
+                f"{str(old)[:12]}... there, {str(new)[:12]}... now")
+    return f"{key}: {old!r} there, {new!r} now"
+
+
+def claim_output(root, settings) -> OutputClaim:
+    """Check that the results under root were made with these settings (a net's: net and weights,
+    their content, test-time settings; a folder of predictions': that folder) and return the claim
+    to record with the run's first result. Resuming with another net, other weights (also new
+    weights at the same path) or another test-time setting would mix results, and metrics of other
+    predictions would no longer describe the net's predictions beside them: refused. A run.json
+    without results beside it does not hold the folder.
+
+    A run.json of an older version, without the content hashes, is trusted as long as neither the
+    net nor the weights file was modified after it was written; the hashes are then added."""
+    root = Path(root)
+    path = root / RUN_SETTINGS
+    if _PREDICTIONS_KEY in settings and "net" not in settings:
+        wanted = {_PREDICTIONS_KEY: str(Path(settings[_PREDICTIONS_KEY]).resolve())}
+    else:
+        wanted = {key: settings.get(key) for key in _PREDICTION_KEYS + CONTENT_KEYS}
+    if not path.is_file():
+        return OutputClaim(path, wanted, recorded=False)
+    recorded = _read_claim(path)
+    net_run = "net" in recorded
+    if _PREDICTIONS_KEY in wanted:
+        if net_run and Path(wanted[_PREDICTIONS_KEY]) == (root / PREDICTIONS).resolve():
+            # The folder's own predictions evaluated again: its run.json stays as it is.
+            return OutputClaim(path, recorded, recorded=True)
+        if net_run and _holds_results(root, recorded):
+            raise DataError(
+                f"{root} holds the predictions of {recorded.get('net')} with "
+                f"{recorded.get('weights')} (run.json); metrics of the predictions in "
+                f"{wanted[_PREDICTIONS_KEY]} written there would not describe them: use another "
+                f"--output")
+    legacy = net_run and not any(key in recorded for key in CONTENT_KEYS) and \
+        _PREDICTIONS_KEY not in wanted
+    different = [_difference(k, recorded.get(k), v, wanted) for k, v in wanted.items()
+                 if recorded.get(k) != v and not (k in CONTENT_KEYS and (
+                     legacy or recorded.get(k.replace("_sha256", "")) != wanted.get(
+                         k.replace("_sha256", ""))))]  # another file: its path says so
+    if legacy:
+        different += _modified_since(path, wanted)
+    if not different:
+        return OutputClaim(path, wanted, recorded=not legacy)
+    if not _holds_results(root, recorded):
+        return OutputClaim(path, wanted, recorded=False)
+    if not net_run:
+        raise DataError(f"{root} holds the metrics of the predictions in "
+                        f"{recorded.get(_PREDICTIONS_KEY)} (run.json); use another --output or "
+                        f"delete that folder")
+    raise DataError(f"{root} holds predictions made with other settings ({'; '.join(different)}); "
+                    f"use another --output or delete that folder")

@@ -21,6 +21,7 @@ from ..data.images import check_same_size, read_image, read_label
 from ..errors import DataError
 from ..files import atomic_write
 from .attention_stats import AttentionStatistics
+from .inference import InputTooLarge
 from .metrics import IGNORE_LABEL, ConfusionMatrix
 from .outputs import PredictionFolder, claim_output, dequantize_attention, quantize_attention
 from .report import full_report
@@ -104,14 +105,16 @@ def _check_unique_names(entries):
 
 
 def evaluate_list(entries, evaluation: Evaluation, folder: PredictionFolder, predictor=None,
-                  crf=None, with_attention=None, progress=True) -> RunCounts:
+                  crf=None, with_attention=None, progress=True, claim=None) -> RunCounts:
     """Add every entry (a data.lists.ListEntry with a label) to `evaluation`; see the module doc.
 
     with_attention: None follows the predictor (its attention maps are stored and counted; with no
-    predictor, none are read); True requires the folder's attention maps for every image."""
+    predictor, none are read); True requires the folder's attention maps for every image.
+    claim: the folder's outputs.OutputClaim, recorded before the first prediction is written."""
     if predictor is not None and predictor.num_classes != evaluation.num_classes:
         raise ValueError(f"the net scores {predictor.num_classes} classes but the evaluation has "
-                         f"{evaluation.num_classes} class names")
+                         f"{evaluation.num_classes} class names; give the net's class names, one "
+                         f"per line, with --classes FILE")
     if with_attention is None:
         with_attention = predictor is not None and predictor.has_attention
     if with_attention and folder.attention is None:
@@ -142,7 +145,10 @@ def evaluate_list(entries, evaluation: Evaluation, folder: PredictionFolder, pre
         else:
             image = read_image(entry.image, where=entry.where)
             check_same_size(image, gt, entry.image, entry.label, entry.where)
-            prediction = predictor.predict(image)
+            try:
+                prediction = predictor.predict(image)
+            except InputTooLarge as exc:
+                raise InputTooLarge(f"{entry.image} ({entry.where}): {exc}") from None
             pred = crf(image, prediction.probabilities) if crf is not None else prediction.label
             attention, scales = None, None
             if with_attention:
@@ -151,6 +157,8 @@ def evaluate_list(entries, evaluation: Evaluation, folder: PredictionFolder, pre
                 attention = dequantize_attention(quantize_attention(prediction.attention))
             branch_preds = {b: prediction.branches[b].argmax(axis=0).astype("uint8")
                             for b in branches}
+            if claim is not None:
+                claim.record()
             folder.save(entry.name, pred, attention if with_attention else None, scales,
                         branch_preds)
             counts.computed += 1
@@ -168,7 +176,8 @@ def evaluate_into(output, entries, evaluation: Evaluation, predictor=None, crf=N
                   predictions=None, settings=None, progress=True):
     """What tools/test_voc.py does, for callers such as the demo: with a predictor, predict into
     <output>/predictions (and attention/), resuming, after checking that the folder was made with
-    the same settings (outputs.claim_output); without one, evaluate the PNGs in `predictions`.
+    the same settings (outputs.claim_output); without one, evaluate the PNGs in `predictions`
+    (refused where output holds another run's results).
     Writes <output>/metrics.json and metrics.md; returns (summary, RunCounts, PredictionFolder)."""
     output = Path(output)
     settings = dict(settings or {})
@@ -177,13 +186,15 @@ def evaluate_into(output, entries, evaluation: Evaluation, predictor=None, crf=N
         settings.update(predictor.settings())
         if crf is not None:
             settings["crf"] = crf.params.settings() if hasattr(crf, "params") else repr(crf)
-        claim_output(output, settings)
     else:
         if predictions is None:
             raise ValueError("give a predictor or a folder of predictions")
         folder = PredictionFolder(predictions)
         settings["predictions"] = str(predictions)
-    counts = evaluate_list(entries, evaluation, folder, predictor, crf, progress=progress)
+    claim = claim_output(output, settings)
+    counts = evaluate_list(entries, evaluation, folder, predictor, crf, progress=progress,
+                           claim=claim)
+    claim.record()
     summary = evaluation.summary(settings)
     evaluation.save(output / METRICS_JSON, settings)
     atomic_write(output / METRICS_MD, full_report(summary, markdown=True))

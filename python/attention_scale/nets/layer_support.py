@@ -11,6 +11,7 @@ failure_advice gives the same advice for the fatal lines of a `caffe train` that
 says what to do when the tool's Python cannot import this package).
 """
 
+import difflib
 import re
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -136,6 +137,76 @@ def check_net_layers(prototxt, text, caffe, python_form="tools/convert_net.py NE
     missing = missing_types(layers, list_types())
     if missing:
         raise MissingLayerTypes(f"{prototxt}: {advice(missing, caffe_label(caffe), python_form)}")
+
+
+_TEST_PHASE = 1  # caffe.proto's Phase TEST
+
+
+def _meets(rule, level, stages):
+    """Caffe's Net::StateMeetsRule for the TEST phase at the net's level and stages."""
+    return not ((rule.HasField("phase") and rule.phase != _TEST_PHASE)
+                or (rule.HasField("min_level") and level < rule.min_level)
+                or (rule.HasField("max_level") and level > rule.max_level)
+                or any(stage not in stages for stage in rule.stage)
+                or any(stage in stages for stage in rule.not_stage))
+
+
+def layers_in_test_phase(net) -> list:
+    """The layers of a NetParameter that Caffe keeps in the TEST phase (Net::FilterNet)."""
+    level, stages = net.state.level, set(net.state.stage)
+    if any(layer.include for layer in net.layer) or any(layer.exclude for layer in net.layer):
+        return [layer for layer in net.layer
+                if (any(_meets(r, level, stages) for r in layer.include) if layer.include
+                    else not any(_meets(r, level, stages) for r in layer.exclude))]
+    return list(net.layer)
+
+
+def _kind(layer) -> str:
+    if layer.type == PYTHON_TYPE and layer.python_param.layer:
+        return f"{layer.type}: {layer.python_param.layer}"
+    return layer.type
+
+
+def check_test_net(prototxt, net, input_blob="data"):
+    """Refuse, before Caffe builds it, a test-form net (CONTRACT: `input_blob` is an input of the
+    net) that Caffe would end the process on or that is not a test form: a bottom no earlier layer
+    makes (Caffe: `Unknown bottom blob`), named with the layer and the closest blob names; a train
+    net (its data layer makes `input_blob`), pointed to the test form beside it."""
+    layers = layers_in_test_phase(net)
+    made = {}
+    for layer in layers:
+        for top in layer.top:
+            made.setdefault(top, layer)
+    inputs = list(net.input) + [top for layer in layers if layer.type == "Input"
+                                for top in layer.top]
+    maker = made.get(input_blob)
+    if input_blob not in inputs and maker is not None and not maker.bottom:
+        test_form = Path(prototxt).with_name("test.prototxt")
+        where = (f"give its test form, {test_form}" if test_form.is_file() and
+                 test_form.resolve() != Path(prototxt).resolve()
+                 else "give the net's test form (test.prototxt: tools/generate_prototxt.py "
+                      "writes one beside each train.prototxt)")
+        raise ValueError(f"{prototxt} is a train net: its layer {maker.name!r} "
+                         f"({_kind(maker)}) reads the data, while a test net takes "
+                         f"{input_blob!r} as an input (an Input layer, see the CONTRACT's test "
+                         f"form); {where}")
+    available = list(dict.fromkeys(net.input))
+    for layer in layers:
+        for bottom in layer.bottom:
+            if bottom in available:
+                continue
+            close = difflib.get_close_matches(bottom, available, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            later = made.get(bottom)
+            if later is not None and later is not layer:
+                hint += (f" (layer {later.name!r} makes it further down: Caffe builds the layers "
+                         "in file order)")
+            raise ValueError(f"{prototxt}: layer {layer.name!r} ({_kind(layer)}) takes bottom "
+                             f"{bottom!r}, which no layer before it makes and which is not an "
+                             f"input of the net{hint}{'' if hint.endswith('?') else '.'} Caffe "
+                             f"would end the process on this (Unknown bottom blob): fix the name "
+                             f"in the prototxt")
+        available += [top for top in layer.top if top not in available]
 
 
 def failure_advice(fatal_lines: Iterable[str], caffe_label: str) -> Optional[str]:
