@@ -252,6 +252,23 @@ def test_ctrl_c_stops_with_a_snapshot_and_leaves_no_worker(tmp_path, toy):
     assert not any(Path(f"/proc/{p}").exists() for p in pids)
 
 
+def test_a_gpu_asked_of_a_cpu_only_caffe_is_explained(tmp_path, toy):
+    """The real tools/train.py --gpu 0: a CPU_ONLY Caffe ends with a fatal line (glog's
+    `F20261126 ...` here) that holds no "Check failed"; train.py names it and the fix."""
+    folder = small_files(tmp_path, "cpp", toy)
+    proc = subprocess.run([sys.executable, str(REPO / "tools/train.py"),
+                           str(folder / "baseline/solver.prototxt"), "--gpu", "0",
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    if "Cannot use GPU in CPU-only Caffe" not in proc.stderr:
+        pytest.skip("this caffe tool is not CPU_ONLY")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    summary = proc.stderr.split("train.py: caffe train exited with code")[1]
+    assert re.search(r"^F\d+ [\d:.]+ +\d+ common.cpp:\d+\] Cannot use GPU in CPU-only Caffe",
+                     summary, re.M), summary
+    assert "was built CPU_ONLY: leave --gpu out, or use a CUDA build" in summary
+    assert "Traceback" not in proc.stderr
+
+
 class _BusyStderr:
     """A stderr in the middle of a write: Python 3.13 raises when a signal handler re-enters
     a buffered stream that way (seen in the Debian 13 proof, where Ctrl-C arrived mid-print)."""
@@ -347,6 +364,20 @@ def test_log_parser_by_hand():
     assert log.loss_names() == ["loss", "loss_res1"]
     fatal = caffe_log.parse_text("F1125 10:00:00.0 1 net.cpp:1] Check failed: x == y\n")
     assert fatal.fatal and fatal.last_iteration is None
+
+
+def test_fatal_lines_in_both_glog_formats():
+    """glog before 0.6 writes `F1126 hh:mm:ss`, 0.6 and later (this build) `F20261126 hh:mm:ss`;
+    a fatal line needs no "Check failed" to be caught. I/W/E lines and text that merely starts
+    with F are not fatal."""
+    lines = ["F1126 09:56:04.123456  7391 common.cpp:66] Cannot use GPU in CPU-only Caffe: "
+             "check mode.",
+             "F20261126 09:56:04.123456  7391 common.cpp:66] Cannot use GPU in CPU-only Caffe: "
+             "check mode."]
+    assert caffe_log.parse_text("\n".join(lines)).fatal == lines
+    harmless = ["I20261126 09:56:04.1 1 solver.cpp:1] Fine", "W1126 09:56:04.1 1 x.cpp:1] ok",
+                "Finished 1126 things", "F20261126x"]
+    assert caffe_log.parse_text("\n".join(harmless)).fatal == []
 
 
 def test_plots_of_one_and_of_several_logs(tmp_path):
