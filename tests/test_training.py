@@ -413,3 +413,41 @@ def test_plot_log_tool(tmp_path):
                           str(tmp_path / "q.png")], capture_output=True, text=True)
     assert bad.returncode == 1 and "no training iterations" in bad.stderr
     assert not (tmp_path / "q.png").exists()
+
+
+def test_plot_log_skips_a_log_without_iterations_among_several(tmp_path):
+    """A comparison glob that takes in a run which has not started yet (or failed at once)
+    still plots the others, with a warning; all of them empty is still an error."""
+    good = tmp_path / "a" / "train.log"
+    good.parent.mkdir()
+    good.write_text(LOG)
+    empty = tmp_path / "b" / "train.log"
+    empty.parent.mkdir()
+    empty.write_text("# tools/train.py 2026-11-26 10:00:00: caffe train -solver s\n"
+                     "F20261126 10:00:01.000000 1 common.cpp:66] Cannot use GPU in CPU-only "
+                     "Caffe: check mode.\n")
+    out = subprocess.run([sys.executable, str(REPO / "tools/plot_log.py"), str(good), str(empty),
+                          "-o", str(tmp_path / "p.png"), "--labels", "x", "y"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"plot_log.py: warning: skipping {empty}: no training iterations found yet" \
+        in out.stderr
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    both = subprocess.run([sys.executable, str(REPO / "tools/plot_log.py"), str(empty),
+                           str(empty), "-o", str(tmp_path / "q.png")], capture_output=True,
+                          text=True)
+    assert both.returncode == 1 and "no training iterations found" in both.stderr
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "sys"])
+def test_plot_log_names_the_output_it_cannot_write(tmp_path, where):
+    """The -o path the user gave, not the temporary file the PNG is written through."""
+    log = tmp_path / "train.log"
+    log.write_text(LOG)
+    (tmp_path / "file").write_text("")
+    target = str(tmp_path / "file" / "p.png") if where == "under-a-file" else "/sys/p.png"
+    out = subprocess.run([sys.executable, str(REPO / "tools/plot_log.py"), str(log), "-o",
+                          target], capture_output=True, text=True)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(f"plot_log.py: -o {target}: cannot write it (")
+    assert len(out.stderr.strip().splitlines()) == 1 and ".p.png." not in out.stderr
