@@ -56,24 +56,37 @@ def test_net_layers_reads_a_net_of_our_layers():
     assert ("fc8_fusion", "WeightedScaleSum") in layers
 
 
-def test_failure_advice_reads_caffes_fatal_line():
+# glog before 0.6 writes `F1126 ...`; 0.6 and later (this build's) `F20261126 ...`.
+GLOG_PREFIXES = ["F1126 10:00:00.000000  1 ", "F20261126 10:00:00.000000  1 "]
+
+
+@pytest.mark.parametrize("prefix", GLOG_PREFIXES, ids=["glog-MMDD", "glog-YYYYMMDD"])
+def test_failure_advice_reads_caffes_fatal_line(prefix):
+    """Through the training log parser, as the runner reads Caffe's output: the lines without
+    "Check failed" or "Error" (CPU-only, multi-GPU) are caught by their glog prefix alone."""
+    from attention_scale.training import caffe_log
+
+    def advice(line, label="c"):
+        fatal = caffe_log.parse_text(prefix + line + "\n").fatal
+        assert fatal == [prefix + line]
+        return layer_support.failure_advice(fatal, label)
+
     known = ", ".join(f"Layer{i}" for i in range(80))
-    fatal = [f"F1126 10:00:00.0 1 layer_factory.hpp:81] Check failed: registry.count(type) == 1 "
+    fatal = [f"{prefix}layer_factory.hpp:81] Check failed: registry.count(type) == 1 "
              f"(0 vs. 1) Unknown layer type: SoftmaxOverScales (known types: {known})"]
-    hint = layer_support.failure_advice(fatal, "the caffe tool /x/caffe")
+    hint = advice(fatal[0][len(prefix):], "the caffe tool /x/caffe")
     assert hint.startswith("the caffe tool /x/caffe has no SoftmaxOverScales: it was built "
                            "without this project's layers")
-    assert layer_support.failure_advice(["F1126 net.cpp:1] Check failed: x"], "c") is None
+    assert advice("net.cpp:1] Check failed: x") is None
     python = layer_support.failure_advice(
         ["ModuleNotFoundError: No module named 'attention_scale'"], "the caffe tool /x/caffe")
     assert python.startswith("the Python inside the caffe tool /x/caffe cannot import "
                              "attention_scale") and "pip install ." in python
-    cpu = layer_support.failure_advice(
-        ["F1126 common.cpp:66] Cannot use GPU in CPU-only Caffe: check mode."], "the caffe tool c")
+    cpu = advice("common.cpp:66] Cannot use GPU in CPU-only Caffe: check mode.",
+                 "the caffe tool c")
     assert cpu.startswith("the caffe tool c was built CPU_ONLY: leave --gpu out")
-    multi = layer_support.failure_advice(
-        ["F1126 python_layer.hpp:25] PythonLayer does not support CLI Multi-GPU, use train.py"],
-        "c")
+    multi = advice("python_layer.hpp:25] PythonLayer does not support CLI Multi-GPU, use "
+                   "train.py")
     assert multi.endswith("train on one GPU (-gpu 0)")
     short = layer_support.shorten_known_types(fatal[0])
     assert short.endswith(", ...)") and len(short) < len(fatal[0])
@@ -165,6 +178,20 @@ def test_training_runner_explains_an_unknown_layer_type(tmp_path):
     assert "Layer79" not in message  # the list of every known type is cut
     assert f"the caffe tool {fake} has no WeightedScaleSum: it was built without" in message
     assert "tools/inject_layers.py" in message and "full log:" in message
+
+
+@pytest.mark.parametrize("prefix", GLOG_PREFIXES, ids=["glog-MMDD", "glog-YYYYMMDD"])
+def test_training_runner_names_a_fatal_line_without_check_failed(tmp_path, prefix):
+    """A LOG(FATAL) line holds neither "Check failed" nor "Error": its glog prefix alone marks
+    it, in either glog's format."""
+    fake = tmp_path / "caffe"
+    fake.write_text("#!/bin/sh\n"
+                    f"echo '{prefix}common.cpp:66] Cannot use GPU in CPU-only Caffe: check "
+                    "mode.' >&2\necho '*** Check failure stack trace: ***' >&2\nexit 134\n")
+    fake.chmod(0o755)
+    message = _training_failure(tmp_path, fake)
+    assert f"{prefix}common.cpp:66] Cannot use GPU in CPU-only Caffe" in message
+    assert f"the caffe tool {fake} was built CPU_ONLY: leave --gpu out" in message
 
 
 def test_training_runner_explains_a_python_that_lacks_the_package(tmp_path):

@@ -7,6 +7,7 @@ read and plotted.
 import math
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -209,28 +210,54 @@ def test_several_gpus_with_a_python_data_layer_are_refused_before_caffe_starts(t
     assert marker.read_text().split()[-2:] == ["-gpu", "0,1"]
 
 
-def test_ctrl_c_stops_with_a_snapshot_and_leaves_no_worker(tmp_path, toy):
+def _children(pid):
+    """Pids whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _signalled_run(tmp_path, toy, steps):
+    """tools/train.py on a long run of the toy data, in a session of its own; `steps`: (regex,
+    action) in order, each action called with (train.py's Popen, caffe pid) once a line of the
+    output matches its regex (after iteration 3 for the first). Returns (Popen, output, snapshot
+    folder, caffe pid, prefetch worker pids); asserts that none of them is left running."""
     long_run = TEST_SOLVER.with_(max_iter=100000, display=1)
     folder = small_files(tmp_path, "cpp", toy, long_run)
     solver = folder / "scales-1-0.75-0.5/max/solver.prototxt"
     proc = subprocess.Popen([sys.executable, str(REPO / "tools/train.py"), str(solver),
                              "--no-progress", "--verbose"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    pids, lines = [], []
-    # A run that never reaches iteration 3 must fail the test, not hang the suite.
+    pids, lines, caffe_pid = [], [], None
+    # A run that never gets there must fail the test, not hang the suite.
     watchdog = threading.Timer(300, os.killpg, (proc.pid, signal.SIGKILL))
     watchdog.start()
     try:
-        for line in proc.stdout:
-            lines.append(line)
-            match = re.search(r"prefetch worker \(pid (\d+)\)", line)
-            if match:
-                pids.append(int(match.group(1)))
-            if re.search(r"Iteration 3\b", line):
-                break
-        assert lines and re.search(r"Iteration 3\b", lines[-1]), "".join(lines[-30:])
-        assert pids, "".join(lines[-30:])
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        for pattern, action in steps:
+            for line in proc.stdout:
+                lines.append(line)
+                match = re.search(r"prefetch worker \(pid (\d+)\)", line)
+                if match:
+                    pids.append(int(match.group(1)))
+                if re.search(pattern, line):
+                    break
+            assert lines and re.search(pattern, lines[-1]), "".join(lines[-30:])
+            if caffe_pid is None:
+                (caffe_pid,) = _children(proc.pid)
+            action(proc, caffe_pid)
         rest, _ = proc.communicate(timeout=120)
     finally:
         watchdog.cancel()
@@ -239,17 +266,327 @@ def test_ctrl_c_stops_with_a_snapshot_and_leaves_no_worker(tmp_path, toy):
             proc.wait()
     output = "".join(lines) + rest
     (tmp_path / "output.txt").write_text(output)
-    assert proc.returncode == 0, output[-1500:]
-    assert "Optimization stopped early" in output
-    stopped = re.search(r"latest snapshot: \S+ \(iteration (\d+)\)", output)
-    assert stopped and "stopped early after iteration" in output, output[-2000:]
-    snapshot = tmp_path / f"snap-cpp/scales-1-0.75-0.5/max/train_iter_{stopped.group(1)}.solverstate"
-    assert snapshot.is_file()
-    assert "Traceback" not in output  # the workers ignore the terminal's SIGINT
+    assert pids, output[-2000:]
+    assert "Traceback" not in output  # the workers ignore SIGINT
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+    while time.monotonic() < deadline and any(_alive(p) for p in pids + [caffe_pid]):
         time.sleep(0.1)
-    assert not any(Path(f"/proc/{p}").exists() for p in pids)
+    assert not any(_alive(p) for p in pids + [caffe_pid]), "left running"
+    return proc, output, tmp_path / "snap-cpp/scales-1-0.75-0.5/max", caffe_pid, pids
+
+
+def _stopped_with_a_snapshot(output, snapshots):
+    """Caffe stopped once, with a snapshot at the iteration train.py names."""
+    assert output.count("Optimization stopped early") == 1, output[-2000:]
+    stopped = re.search(r"stopped early after iteration (\d+);.*\n"
+                        r"latest snapshot: \S+ \(iteration (\d+)\)", output)
+    assert stopped and stopped.group(1) == stopped.group(2), output[-2000:]
+    assert (snapshots / f"train_iter_{stopped.group(2)}.solverstate").is_file()
+    assert "run the same command again to continue from there" in output
+    return int(stopped.group(2))
+
+
+def test_ctrl_c_stops_with_a_snapshot_and_leaves_no_worker(tmp_path, toy):
+    """A terminal's Ctrl-C (the whole process group: Caffe gets it directly and from train.py):
+    one stop, one snapshot, nothing killed; exit status 130 as a shell gives."""
+    proc, output, snapshots, _, _ = _signalled_run(
+        tmp_path, toy, [(r"Iteration 3\b", lambda p, _: os.killpg(p.pid, signal.SIGINT))])
+    assert proc.returncode == 130, output[-1500:]
+    _stopped_with_a_snapshot(output, snapshots)
+    assert output.count("Ctrl-C: Caffe finishes this iteration, snapshots and stops") == 1
+    assert output.count("Snapshotting solver state") == 1 and "killed" not in output
+
+
+@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_train_py_alone_stops_caffe_with_a_snapshot(tmp_path, toy, signum, status):
+    """`kill -INT` / `kill` (SIGTERM: a scheduler, systemd) of the train.py process only: Caffe
+    is told (it never gets the signal itself), snapshots and stops; train.py waits for it,
+    leaves nothing running and exits 128 + the signal."""
+    proc, output, snapshots, _, _ = _signalled_run(
+        tmp_path, toy, [(r"Iteration 3\b", lambda p, _: os.kill(p.pid, signum))])
+    assert proc.returncode == status, output[-1500:]
+    _stopped_with_a_snapshot(output, snapshots)
+    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert f"{name}: Caffe finishes this iteration, snapshots and stops" in output
+
+
+def test_sighup_to_train_py_snapshots_and_training_goes_on(tmp_path, toy):
+    """SIGHUP to train.py alone reaches Caffe (its -sighup_effect snapshot): a snapshot, then
+    more iterations under train.py; a SIGTERM then stops it."""
+    proc, output, snapshots, _, _ = _signalled_run(tmp_path, toy, [
+        (r"Iteration 3\b", lambda p, _: os.kill(p.pid, signal.SIGHUP)),
+        (r"Snapshotting solver state to binary proto file \S+_iter_(\d+)", lambda p, _: None),
+        (r"\] Iteration \d+ \(", lambda p, _: os.kill(p.pid, signal.SIGTERM))])
+    assert "SIGHUP: passed on to Caffe" in output
+    hup = int(re.search(r"Snapshotting solver state to binary proto file \S+_iter_(\d+)",
+                        output).group(1))
+    assert (snapshots / f"train_iter_{hup}.solverstate").is_file()
+    assert proc.returncode == 143, output[-1500:]
+    assert _stopped_with_a_snapshot(output, snapshots) > hup  # it went on after the SIGHUP
+
+
+def test_a_gpu_asked_of_a_cpu_only_caffe_is_explained(tmp_path, toy):
+    """The real tools/train.py --gpu 0: a CPU_ONLY Caffe ends with a fatal line (glog's
+    `F20261126 ...` here) that holds no "Check failed"; train.py names it and the fix."""
+    folder = small_files(tmp_path, "cpp", toy)
+    proc = subprocess.run([sys.executable, str(REPO / "tools/train.py"),
+                           str(folder / "baseline/solver.prototxt"), "--gpu", "0",
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    if "Cannot use GPU in CPU-only Caffe" not in proc.stderr:
+        pytest.skip("this caffe tool is not CPU_ONLY")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    summary = proc.stderr.split("train.py: caffe train exited with code")[1]
+    assert re.search(r"^F\d+ [\d:.]+ +\d+ common.cpp:\d+\] Cannot use GPU in CPU-only Caffe",
+                     summary, re.M), summary
+    assert "was built CPU_ONLY: leave --gpu out, or use a CUDA build" in summary
+    assert "Traceback" not in proc.stderr
+
+
+FAKE_CAFFE = """#!{python}
+# A stand-in for `caffe train`: prints its arguments; FAKE_CAFFE=stop snapshots at iteration
+# FAKE_ITER (default 146) as Caffe's SIGINT stop does, FAKE_CAFFE=wait waits for signals.
+import os, re, signal, sys, time
+args = sys.argv[1:]
+print("args:", " ".join(args), file=sys.stderr, flush=True)
+if "-snapshot" in args:
+    print("Resuming from", args[args.index("-snapshot") + 1], file=sys.stderr, flush=True)
+mode = os.environ.get("FAKE_CAFFE", "stop")
+if mode == "stop":
+    text = open(args[args.index("-solver") + 1]).read()
+    prefix = re.search(r'snapshot_prefix: "([^"]+)"', text).group(1)
+    n = os.environ.get("FAKE_ITER", "146")
+    print(f"] Iteration {{n}}, loss = 0.5", file=sys.stderr)
+    for ext, what in ((".caffemodel", "binary proto file"),
+                      (".solverstate", "solver state to binary proto file")):
+        open(f"{{prefix}}_iter_{{n}}{{ext}}", "w").close()
+        print(f"] Snapshotting {{'to ' if ext == '.caffemodel' else ''}}{{what}} "
+              f"{{prefix}}_iter_{{n}}{{ext}}", file=sys.stderr)
+    print("] Optimization stopped early.", file=sys.stderr)
+    sys.exit(0)
+for signum in (signal.SIGINT, signal.SIGHUP):
+    signal.signal(signum, lambda n, f: print("got", signal.Signals(n).name, file=sys.stderr,
+                                             flush=True))
+print("waiting", file=sys.stderr, flush=True)
+while True:
+    time.sleep(0.05)
+"""
+
+
+@pytest.fixture
+def fake_run(tmp_path):
+    """(solver, snapshot prefix, run(*args, env=...)): tools/train.py with a stand-in caffe."""
+    caffe = tmp_path / "caffe"
+    caffe.write_text(FAKE_CAFFE.format(python=sys.executable))
+    caffe.chmod(0o755)
+    (tmp_path / "net.prototxt").write_text("")
+    solver = tmp_path / "solver.prototxt"
+    prefix = tmp_path / "snap" / "train"
+    solver.write_text(f'net: "{tmp_path}/net.prototxt"\nmax_iter: 400\n'
+                      f'snapshot_prefix: "{prefix}"\n')
+    prefix.parent.mkdir()
+
+    def run(*args, env=None):
+        return subprocess.run([sys.executable, str(REPO / "tools/train.py"), str(solver),
+                               "--caffe", str(caffe), "--no-progress", *map(str, args)],
+                              capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, **(env or {})), cwd=REPO)
+    return solver, prefix, run
+
+
+def _snapshot_files(prefix, *iterations):
+    for n in iterations:
+        for ext in (".caffemodel", ".solverstate"):
+            Path(f"{prefix}_iter_{n}{ext}").write_text("old")
+
+
+def test_restart_moves_the_earlier_run_aside_and_names_the_command_that_continues(fake_run):
+    solver, prefix, run = fake_run
+    _snapshot_files(prefix, 200, 400)
+    (prefix.parent / "train.log").write_text("the earlier run\n")
+    (prefix.parent / "loss.png").write_text("png")
+    (prefix.parent / "other_iter_5.solverstate").write_text("another prefix's")
+    weights = prefix.parent.parent / "init.caffemodel"
+    weights.write_text("w")
+    out = run("--restart", "--weights", weights)
+    assert out.returncode == 130, out.stderr  # Caffe stopped early: not a finished model
+    (earlier,) = prefix.parent.glob("earlier-*")
+    assert re.fullmatch(r"earlier-\d{8}-\d{6}", earlier.name)
+    assert sorted(p.name for p in earlier.iterdir()) == [
+        "loss.png", "train.log", "train_iter_200.caffemodel", "train_iter_200.solverstate",
+        "train_iter_400.caffemodel", "train_iter_400.solverstate"]
+    assert (earlier / "train.log").read_text() == "the earlier run\n"  # moved, not rewritten
+    assert (prefix.parent / "other_iter_5.solverstate").is_file()  # not this solver's
+    assert (f"--restart: moved the earlier run's snapshots (iterations 200, 400; 4 files), "
+            f"train.log and loss.png to {earlier}/ (nothing was deleted)") in out.stderr
+    log = (prefix.parent / "train.log").read_text()
+    assert f"-weights {weights}" in log and "the earlier run" not in log  # afresh, own log
+    # The hint is the command that continues: without --restart (it would start over) and
+    # without --weights (ignored when resuming); other options kept.
+    hint = re.search(r"^to continue from there: (.*)$", out.stdout, re.M)
+    assert hint, out.stdout
+    words = shlex.split(hint.group(1))
+    assert words[:3] == ["python", "tools/train.py", str(solver)]
+    assert "--restart" not in words and "--weights" not in words and "--resume" not in words
+    assert "--caffe" in words and "--no-progress" in words
+    again = subprocess.run([sys.executable] + words[1:], capture_output=True, text=True,
+                           timeout=120, cwd=REPO, env=dict(os.environ, FAKE_CAFFE="stop",
+                                                           FAKE_ITER="160"))
+    assert f"Resuming from {prefix}_iter_146.solverstate" in again.stderr, again.stderr
+    assert again.returncode == 130
+
+
+def test_restart_with_nothing_earlier_moves_nothing(fake_run):
+    solver, prefix, run = fake_run
+    out = run("--restart")
+    assert out.returncode == 130, out.stderr
+    assert not list(prefix.parent.glob("earlier-*")) and "--restart: moved" not in out.stderr
+
+
+def test_a_stop_after_resume_from_an_older_snapshot_names_that_run_s_snapshot(fake_run):
+    """--resume of iteration 100 while 400 exists: the plain command would take 400, so the
+    hint resumes explicitly from the snapshot this run wrote."""
+    solver, prefix, run = fake_run
+    _snapshot_files(prefix, 100, 400)
+    out = run("--resume", f"{prefix}_iter_100.solverstate")
+    assert out.returncode == 130, out.stderr
+    hint = re.search(r"^to continue from there: (.*)$", out.stdout, re.M)
+    assert hint and shlex.split(hint.group(1))[3:5] == [
+        "--resume", f"{prefix}_iter_146.solverstate"], out.stdout
+
+
+def test_a_plain_stop_says_run_the_same_command_again(fake_run):
+    solver, prefix, run = fake_run
+    out = run()
+    assert out.returncode == 130, out.stderr
+    assert "run the same command again to continue from there" in out.stdout
+    assert "stopped early after iteration 146;" in out.stdout
+
+
+def test_second_stop_signal_kills_caffe_and_sighup_is_passed_on(fake_run):
+    """With the stand-in caffe: SIGHUP and the first SIGINT reach it (it goes on: it ignores
+    them), the second signal kills it; exit 130."""
+    solver, prefix, run = fake_run
+    proc = subprocess.Popen([sys.executable, str(REPO / "tools/train.py"), str(solver),
+                             "--caffe", str(prefix.parent.parent / "caffe"), "--no-progress",
+                             "--verbose"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=dict(os.environ, FAKE_CAFFE="wait"), cwd=REPO)
+    lines = []
+
+    def wait_for(text):
+        for line in proc.stdout:
+            lines.append(line)
+            if text in line:
+                return
+        raise AssertionError("".join(lines))
+
+    try:
+        wait_for("waiting")
+        (caffe_pid,) = _children(proc.pid)
+        os.kill(proc.pid, signal.SIGHUP)
+        wait_for("got SIGHUP")
+        os.kill(proc.pid, signal.SIGINT)
+        wait_for("got SIGINT")
+        assert proc.poll() is None and _alive(caffe_pid)
+        os.kill(proc.pid, signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = "".join(lines) + rest
+    assert proc.returncode == 130, output  # the first signal decides
+    assert "SIGTERM again: Caffe killed" in output
+    assert "killed before any iteration was logged" in output
+    assert "this run wrote no snapshot: the same command starts where this one did" in output
+    assert "Traceback" not in output and "exited with code" not in output
+    assert not _alive(caffe_pid)
+
+
+@pytest.mark.parametrize("gpu", ["abc", "-1", "0,", "0;1", "1.5", "all"])
+def test_a_gpu_that_is_not_an_id_is_refused_before_caffe_starts(fake_run, gpu):
+    """Caffe would abort with boost::bad_lexical_cast and no message of its own."""
+    solver, prefix, run = fake_run
+    out = run(f"--gpu={gpu}")
+    assert out.returncode == 1
+    assert out.stderr == (f"train.py: --gpu {gpu}: not a GPU id; GPU ids are non-negative "
+                          "integers, comma-separated (e.g. --gpu 0); leave --gpu out to use "
+                          "the solver's solver_mode\n")
+    assert not (prefix.parent / "train.log").exists()  # caffe never started
+
+
+def test_gpu_ids_are_passed_on_without_spaces():
+    assert runner._gpu_ids(0) == "0" and runner._gpu_ids(" 1, 2 ") == "1,2"
+
+
+@pytest.mark.parametrize("exists", [True, False], ids=["weights-exist", "weights-missing"])
+def test_weights_ignored_when_resuming_are_named(fake_run, exists):
+    solver, prefix, run = fake_run
+    _snapshot_files(prefix, 100)
+    weights = prefix.parent.parent / "init.caffemodel"
+    if exists:
+        weights.write_text("w")
+    out = run("--weights", weights)
+    assert f"resuming from {prefix}_iter_100.solverstate (iteration 100)" in out.stderr
+    said = "ignored: " if exists else "no such file, and ignored anyway: "
+    assert (f"--weights {weights}: {said}the weights come from the snapshot "
+            f"{prefix}_iter_100.solverstate (--restart starts from --weights instead)") \
+        in out.stderr
+    assert "-weights" not in (prefix.parent / "train.log").read_text()
+
+
+@pytest.mark.parametrize("option", ["--log", "--plot"])
+@pytest.mark.parametrize("where", ["under-a-file", "sys"])
+def test_an_output_that_cannot_be_written_is_one_line(fake_run, option, where):
+    solver, prefix, run = fake_run
+    blocker = prefix.parent.parent / "file"
+    blocker.write_text("")
+    name = "train.log" if option == "--log" else "loss.png"
+    target = f"{blocker}/{name}" if where == "under-a-file" else f"/sys/{name}"
+    out = run(option, target)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(f"train.py: {option} {target}: cannot write it (")
+    assert f"; give a {option} FILE that can be written" in out.stderr
+    assert len(out.stderr.splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def test_a_snapshot_folder_that_cannot_be_written_is_named(fake_run, tmp_path):
+    solver, prefix, run = fake_run
+    (tmp_path / "file").write_text("")
+    solver.write_text(solver.read_text().replace(str(prefix), f"{tmp_path}/file/sub/train"))
+    out = run()
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(f"train.py: the snapshot folder {tmp_path}/file/sub (from "
+                                 f"snapshot_prefix in {solver}): cannot write it (")
+    assert len(out.stderr.splitlines()) == 1
+
+
+def test_signals_unit():
+    """The handler alone: the first SIGINT/SIGTERM asks Caffe to stop with a SIGINT, SIGHUP is
+    passed on as it is and counts for nothing, the second stop signal kills."""
+    class Fake:
+        def __init__(self):
+            self.sent, self.dead = [], False
+
+        def send_signal(self, signum):
+            self.sent.append(signum)
+
+        def poll(self):
+            return -9 if self.dead else None
+
+        def kill(self):
+            self.dead = True
+
+    fake = Fake()
+    handler = runner._Signals(fake)
+    handler._handler(signal.SIGHUP, None)
+    handler._handler(signal.SIGTERM, None)
+    assert fake.sent == [signal.SIGHUP, signal.SIGINT] and not fake.dead
+    assert handler.stop_signal == signal.SIGTERM
+    handler._handler(signal.SIGHUP, None)
+    assert not fake.dead
+    handler._handler(signal.SIGINT, None)
+    assert fake.dead and handler.killed and handler.stop_signal == signal.SIGTERM
 
 
 class _BusyStderr:
@@ -274,13 +611,16 @@ def test_ctrl_c_message_does_not_reenter_a_busy_stderr(monkeypatch):
         def poll(self):
             return None
 
+        def send_signal(self, signum):
+            assert signum == signal.SIGINT
+
         def kill(self):
             raise AssertionError("the first Ctrl-C must not kill Caffe")
 
     read_end, write_end = os.pipe()
     try:
         monkeypatch.setattr(sys, "stderr", _BusyStderr(write_end))
-        runner._CtrlC(Running())._handler(signal.SIGINT, None)
+        runner._Signals(Running())._handler(signal.SIGINT, None)
         os.close(write_end)
         write_end = None
         with os.fdopen(read_end) as pipe:
@@ -349,6 +689,20 @@ def test_log_parser_by_hand():
     assert fatal.fatal and fatal.last_iteration is None
 
 
+def test_fatal_lines_in_both_glog_formats():
+    """glog before 0.6 writes `F1126 hh:mm:ss`, 0.6 and later (this build) `F20261126 hh:mm:ss`;
+    a fatal line needs no "Check failed" to be caught. I/W/E lines and text that merely starts
+    with F are not fatal."""
+    lines = ["F1126 09:56:04.123456  7391 common.cpp:66] Cannot use GPU in CPU-only Caffe: "
+             "check mode.",
+             "F20261126 09:56:04.123456  7391 common.cpp:66] Cannot use GPU in CPU-only Caffe: "
+             "check mode."]
+    assert caffe_log.parse_text("\n".join(lines)).fatal == lines
+    harmless = ["I20261126 09:56:04.1 1 solver.cpp:1] Fine", "W1126 09:56:04.1 1 x.cpp:1] ok",
+                "Finished 1126 things", "F20261126x"]
+    assert caffe_log.parse_text("\n".join(harmless)).fatal == []
+
+
 def test_plots_of_one_and_of_several_logs(tmp_path):
     log = caffe_log.parse_text(LOG)
     one = plots.curves_figure([log])
@@ -382,3 +736,41 @@ def test_plot_log_tool(tmp_path):
                           str(tmp_path / "q.png")], capture_output=True, text=True)
     assert bad.returncode == 1 and "no training iterations" in bad.stderr
     assert not (tmp_path / "q.png").exists()
+
+
+def test_plot_log_skips_a_log_without_iterations_among_several(tmp_path):
+    """A comparison glob that takes in a run which has not started yet (or failed at once)
+    still plots the others, with a warning; all of them empty is still an error."""
+    good = tmp_path / "a" / "train.log"
+    good.parent.mkdir()
+    good.write_text(LOG)
+    empty = tmp_path / "b" / "train.log"
+    empty.parent.mkdir()
+    empty.write_text("# tools/train.py 2026-11-26 10:00:00: caffe train -solver s\n"
+                     "F20261126 10:00:01.000000 1 common.cpp:66] Cannot use GPU in CPU-only "
+                     "Caffe: check mode.\n")
+    out = subprocess.run([sys.executable, str(REPO / "tools/plot_log.py"), str(good), str(empty),
+                          "-o", str(tmp_path / "p.png"), "--labels", "x", "y"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"plot_log.py: warning: skipping {empty}: no training iterations found yet" \
+        in out.stderr
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    both = subprocess.run([sys.executable, str(REPO / "tools/plot_log.py"), str(empty),
+                           str(empty), "-o", str(tmp_path / "q.png")], capture_output=True,
+                          text=True)
+    assert both.returncode == 1 and "no training iterations found" in both.stderr
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "sys"])
+def test_plot_log_names_the_output_it_cannot_write(tmp_path, where):
+    """The -o path the user gave, not the temporary file the PNG is written through."""
+    log = tmp_path / "train.log"
+    log.write_text(LOG)
+    (tmp_path / "file").write_text("")
+    target = str(tmp_path / "file" / "p.png") if where == "under-a-file" else "/sys/p.png"
+    out = subprocess.run([sys.executable, str(REPO / "tools/plot_log.py"), str(log), "-o",
+                          target], capture_output=True, text=True)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(f"plot_log.py: -o {target}: cannot write it (")
+    assert len(out.stderr.strip().splitlines()) == 1 and ".p.png." not in out.stderr

@@ -6,13 +6,21 @@
 It resumes from the latest <snapshot_prefix>_iter_N.solverstate when one exists (so running the
 same command again continues an interrupted run), appends Caffe's output to
 <snapshot folder>/train.log, shows a progress bar with iterations/s, ETA and loss, and draws the
-loss curves into <snapshot folder>/loss.png at every snapshot and at the end. Run it from the
-repository root (the solvers' paths are relative to it). Ctrl-C stops Caffe cleanly with a
-snapshot; run the command again to continue.
+loss curves into <snapshot folder>/loss.png at every snapshot and at the end. Caffe runs in the
+current directory: run it from the repository root (the solvers' paths are relative to it).
+--restart first moves the earlier run's snapshots, train.log and loss.png into
+<snapshot folder>/earlier-<date>-<time>/ (nothing is deleted).
+Ctrl-C or SIGTERM: Caffe finishes the iteration, snapshots and stops (a second one kills it);
+the tool names the command that continues and exits with 130 (SIGINT) or 143 (SIGTERM), so
+`train.py ... && test_voc.py ...` does not go on with a half-trained model. SIGHUP: Caffe
+snapshots and goes on.
 """
 
 import argparse
+import shlex
+import signal
 import sys
+from pathlib import Path
 
 import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 
@@ -40,6 +48,36 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def continue_command(args, result, runner):
+    """The train.py command line that continues from the snapshot this run wrote when it
+    stopped, or None when the same command does that (or when it wrote none: then the same
+    command starts where this one did). --restart and --weights are left out (a resumed run
+    takes the snapshot's weights); --resume names this run's snapshot only where a
+    higher-numbered one of an earlier run would be taken instead."""
+    if not result.log.solverstates:
+        return None
+    written = Path(result.log.solverstates[-1])
+    latest = runner.latest_solverstate(runner.read_solver(args.solver).snapshot_prefix or "")
+    explicit = latest is None or written.resolve() != latest.resolve()
+    if not (explicit or args.restart or args.resume):
+        return None
+    words = ["python", _here(), args.solver] + (["--resume", str(written)] if explicit else [])
+    for option in ("gpu", "caffe", "log", "plot"):
+        if getattr(args, option) is not None:
+            words += [f"--{option}", str(getattr(args, option))]
+    words += [flag for flag, on in (("--no-progress", args.no_progress),
+                                    ("--verbose", args.verbose)) if on]
+    return shlex.join(words)
+
+
+def _here():
+    path = Path(__file__).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def main(argv=None):
     args = parse_args(argv)
     from attention_scale.training import runner
@@ -48,18 +86,36 @@ def main(argv=None):
     try:
         result = runner.train(args.solver, weights=args.weights, resume=resume, gpu=args.gpu,
                               caffe=args.caffe, log_path=args.log, plot_path=args.plot,
-                              progress=not args.no_progress, verbose=args.verbose)
+                              progress=not args.no_progress, verbose=args.verbose,
+                              set_aside_earlier=args.restart)
     except runner.TrainingError as exc:
         print(f"train.py: {exc}", file=sys.stderr)
         return 1
     log = result.log
-    state = "stopped early" if log.stopped_early else "done" if log.done else "ended"
-    print(f"{state} after iteration {result.last_iteration}; log {result.log_path}"
-          + (f", curves {result.plot_path}" if result.plot_path else ""))
-    if result.snapshots:
-        print(f"latest snapshot: {result.snapshots[-1]} (iteration {result.snapshot_iteration})")
-    if log.stopped_early:
-        print("run the same command again to continue from there")
+    iteration = result.last_iteration
+    if log.stopped_early and result.snapshot_iteration is not None:
+        iteration = result.snapshot_iteration  # where Caffe stopped; the display lags behind
+    state = ("killed" if result.killed else "stopped early" if result.stopped else
+             "done" if log.done else "ended")
+    try:
+        print(f"{state} " + (f"after iteration {iteration}" if iteration is not None else
+                             "before any iteration was logged")
+              + f"; log {result.log_path}"
+              + (f", curves {result.plot_path}" if result.plot_path else ""))
+        if result.snapshots:
+            print(f"latest snapshot: {result.snapshots[-1]} "
+                  f"(iteration {result.snapshot_iteration})")
+        if result.stopped and not result.log.solverstates:
+            print("this run wrote no snapshot: the same command starts where this one did")
+        elif result.stopped:
+            command = continue_command(args, result, runner)
+            print(f"to continue from there: {command}" if command else
+                  "run the same command again to continue from there")
+    except OSError:
+        pass  # no terminal any more (a hangup): the log has it all
+    if result.stopped:
+        # as a shell reports a command ended by that signal: `train.py && test_voc.py` stops
+        return 128 + (result.stop_signal or signal.SIGINT)
     return 0
 
 

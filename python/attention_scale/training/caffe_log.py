@@ -32,7 +32,9 @@ SNAPSHOT = re.compile(r"Snapshotting to binary proto file (\S+)")
 SOLVERSTATE = re.compile(r"Snapshotting solver state to binary proto file (\S+)")
 RESTORE = re.compile(r"(?:Resuming from|Restoring previous solver status from) (\S+)")
 MAX_ITER = re.compile(r"^\s*max_iter: (\d+)\s*$")
-FATAL = re.compile(r"^F\d{4} |Check failed|\*\*\* Check failure|Error|error:")
+# glog's FATAL prefix: F + MMDD (glog before 0.6, e.g. `F1126 09:56:04.1 ...`) or YYYYMMDD (0.6
+# and later, whose log_year_in_prefix is on by default: `F20261126 09:56:04.1 ...`), then the time.
+FATAL = re.compile(r"^F(?:\d{4}|\d{8}) \d|Check failed|\*\*\* Check failure|Error|error:")
 
 
 def _float(text):

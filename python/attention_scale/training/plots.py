@@ -131,14 +131,26 @@ def default_label(log_path):
     return path.stem
 
 
-def plot_logs(log_paths, output, labels=None, window=None, title=None):
-    """Parse the logs and write their curves to output (PNG); returns the output path."""
+def plot_logs(log_paths, output, labels=None, window=None, title=None, on_skip=None):
+    """Parse the logs and write their curves to output (PNG); returns the output path.
+
+    A log without training iterations raises ValueError; with on_skip (a callable given the
+    log's path and why), such a log among others is left out instead (a comparison of several
+    runs still plots when one has not started yet), and only all of them empty raise."""
     from .caffe_log import parse_file
+    log_paths = list(log_paths)
+    labels = list(labels) if labels else [default_label(p) for p in log_paths]
+    if len(labels) != len(log_paths):
+        raise ValueError(f"{len(labels)} labels for {len(log_paths)} logs")
     logs = [parse_file(path) for path in log_paths]
-    for path, log in zip(log_paths, logs):
-        if not log.outputs and not log.display_loss:
-            raise ValueError(f"{path}: no training iterations found (is it a `caffe train` log?)")
-    labels = labels or [default_label(p) for p in log_paths]
+    empty = [k for k, log in enumerate(logs) if not log.outputs and not log.display_loss]
+    if empty and (on_skip is None or len(empty) == len(logs)):
+        path = log_paths[empty[0]]
+        raise ValueError(f"{path}: no training iterations found (is it a `caffe train` log?)")
+    for k in empty:
+        on_skip(log_paths[k], "no training iterations found yet")
+    keep = [k for k in range(len(logs)) if k not in empty]
     with PYPLOT_LOCK:
-        save_figure(curves_figure(logs, labels, window, title), output)
+        save_figure(curves_figure([logs[k] for k in keep], [labels[k] for k in keep], window,
+                                  title), output)
     return Path(output)

@@ -9,10 +9,13 @@ Files (solver's snapshot_prefix P, e.g. snapshots/<variant>/train, relative to t
     P_iter_N.caffemodel / .solverstate   Caffe's snapshots; the latest .solverstate is resumed
     <P's folder>/train.log               Caffe's output, appended run after run
     <P's folder>/loss.png                the curves, redrawn at every snapshot and at the end
-Ctrl-C: Caffe stops after the current iteration and snapshots (its -sigint_effect stop); this
-runner waits for that and reports where to resume from. A second Ctrl-C kills Caffe.
+Ctrl-C (SIGINT) or SIGTERM: Caffe stops after the current iteration and snapshots (the runner
+sends Caffe a SIGINT: its -sigint_effect stop); this runner waits for that and reports where to
+resume from. A second one kills Caffe. SIGHUP is passed on to Caffe (its -sighup_effect
+snapshot: a snapshot, and training goes on). See _Signals.
 """
 
+import errno
 import math
 import os
 import re
@@ -20,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +87,57 @@ def latest_solverstate(snapshot_prefix) -> Optional[Path]:
     return best
 
 
+def earlier_snapshots(snapshot_prefix) -> List[Path]:
+    """Every <prefix>_iter_N.caffemodel / .solverstate, by iteration."""
+    prefix = Path(snapshot_prefix)
+    folder = prefix.parent if str(prefix.parent) else Path(".")
+    if not folder.is_dir():
+        return []
+    name = re.compile(re.escape(prefix.name) + r"_iter_(\d+)\.(?:caffemodel|solverstate)")
+    found = [(int(match.group(1)), path.name, path) for path in folder.iterdir()
+             for match in [name.fullmatch(path.name)] if match and path.is_file()]
+    return [path for _, _, path in sorted(found)]
+
+
+def set_aside(snapshot_prefix, also=(), stamp=None):
+    """Move the earlier run's snapshots of `snapshot_prefix` (and the files in `also` that exist:
+    its log and curves) into a new folder beside them named for the time, e.g.
+    snapshots/x/earlier-20261126-095604/ (nothing is deleted). Returns (folder, snapshots moved,
+    other files moved), or None when there was nothing to move."""
+    snapshots = earlier_snapshots(snapshot_prefix)
+    others = [Path(p) for p in also if Path(p).is_file()]
+    if not snapshots and not others:
+        return None
+    prefix = Path(snapshot_prefix)
+    folder = prefix.parent if str(prefix.parent) else Path(".")
+    name = f"earlier-{stamp or time.strftime('%Y%m%d-%H%M%S')}"
+    target, k = folder / name, 1
+    while target.exists():
+        k += 1
+        target = folder / f"{name}-{k}"
+    try:
+        target.mkdir()
+        for path in snapshots + others:
+            path.rename(target / path.name)
+    except OSError as exc:
+        raise TrainingError(f"--restart: cannot move the earlier run's files from {folder} to "
+                            f"{target} ({exc.strerror}); move or delete them yourself") from None
+    return target, snapshots, others
+
+
+def _set_aside_message(moved):
+    folder, snapshots, others = moved
+    iterations = sorted({int(re.search(r"_iter_(\d+)\.", p.name).group(1)) for p in snapshots})
+    listed = (", ".join(map(str, iterations)) if len(iterations) <= 4 else
+              f"{iterations[0]}, {iterations[1]}, ..., {iterations[-1]}")
+    what = [f"snapshots (iteration{'s' if len(iterations) > 1 else ''} {listed}; "
+            f"{len(snapshots)} file{'s' if len(snapshots) > 1 else ''})"] if snapshots else []
+    what += [p.name for p in others]
+    what = ", ".join(what[:-1]) + " and " + what[-1] if len(what) > 1 else what[0]
+    return (f"--restart: moved the earlier run's {what} to {folder}/ (nothing was deleted); "
+            "this run starts from iteration 0")
+
+
 def snapshot_iteration(path) -> Optional[int]:
     match = SNAPSHOT_ITER.search(str(path))
     return int(match.group(1)) if match else None
@@ -113,6 +168,13 @@ class TrainResult:
     resumed_from: Optional[Path]
     log: TrainingLog
     snapshots: List[str] = field(default_factory=list)
+    stop_signal: Optional[int] = None  # the signal (SIGINT, SIGTERM) that asked for the stop
+    killed: bool = False  # Caffe was killed by a second stop signal
+
+    @property
+    def stopped(self):
+        """Caffe stopped before max_iter: asked to (a signal), or killed."""
+        return bool(self.log.stopped_early or self.stop_signal or self.killed)
 
     @property
     def last_iteration(self):
@@ -172,6 +234,34 @@ def _check_gpus(gpu, info):
                                 f"{', '.join(repr(n) for n in python_layers)})")
 
 
+def _gpu_ids(gpu) -> str:
+    """--gpu as Caffe's -gpu takes it (spaces dropped), or TrainingError: Caffe would abort on
+    anything but non-negative integers (boost::bad_lexical_cast, no message of its own)."""
+    text = str(gpu).replace(" ", "")
+    if not re.fullmatch(r"\d+(,\d+)*", text):
+        raise TrainingError(f"--gpu {gpu}: not a GPU id; GPU ids are non-negative integers, "
+                            "comma-separated (e.g. --gpu 0); leave --gpu out to use the "
+                            "solver's solver_mode")
+    return text
+
+
+def _check_writable(path, what, fix, folder=False):
+    """TrainingError naming `what` unless a file can be written at `path` (folders made where
+    missing; `folder`: only path's folder matters, nothing is left there)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not folder and path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "it is a folder")
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+        if not folder and path.exists():
+            with open(path, "ab"):
+                pass
+    except OSError as exc:
+        raise TrainingError(f"{what}: cannot write it ({exc.strerror}); {fix}") from None
+
+
 def build_command(caffe, solver, weights=None, resume_from=None, gpu=None, extra=()):
     command = [caffe, "train", "-solver", str(solver)]
     if resume_from is not None:
@@ -184,7 +274,8 @@ def build_command(caffe, solver, weights=None, resume_from=None, gpu=None, extra
 
 
 class _Progress:
-    """tqdm bar driven by the log's display lines (or silent)."""
+    """tqdm bar driven by the log's display lines (or silent). A terminal that goes away (a
+    hangup: writes fail with EIO) ends the display, not the run."""
 
     def __init__(self, enabled, total, initial):
         self.bar = None
@@ -193,12 +284,21 @@ class _Progress:
             self.bar = tqdm(total=total or None, initial=initial, unit="iter", dynamic_ncols=True,
                             desc="caffe train", file=sys.stderr)
         self.position = initial
+        self.quiet = False
+
+    def _show(self, action):
+        if self.quiet:
+            return
+        try:
+            action()
+        except OSError:
+            self.quiet = True
 
     def update(self, iteration, loss=None, lr=None):
         if self.bar is None:
             return
         if iteration > self.position:
-            self.bar.update(iteration - self.position)
+            self._show(lambda: self.bar.update(iteration - self.position))
             self.position = iteration
         postfix = {}
         if loss is not None:
@@ -206,22 +306,25 @@ class _Progress:
         if lr is not None:
             postfix["lr"] = f"{lr:.3g}"
         if postfix:
-            self.bar.set_postfix(postfix, refresh=False)
+            self._show(lambda: self.bar.set_postfix(postfix, refresh=False))
 
     def set_total(self, total):
         if self.bar is not None and total and self.bar.total != total:
             self.bar.total = total
-            self.bar.refresh()
+            self._show(self.bar.refresh)
 
     def write(self, text):
         if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
+            self._show(lambda: self.bar.write(text, file=sys.stderr))
         else:
-            print(text, file=sys.stderr, flush=True)
+            self._show(lambda: print(text, file=sys.stderr, flush=True))
 
     def close(self):
         if self.bar is not None:
-            self.bar.close()
+            try:
+                self.bar.close()
+            except OSError:
+                pass
 
 
 def _echo_worthy(line):
@@ -232,7 +335,8 @@ def _echo_worthy(line):
 
 def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None,
           plot_path=None, progress=True, verbose=False, extra_args=(), env=None,
-          plot=True, stop_on_nan=True, on_event=None, echo=True) -> TrainResult:
+          plot=True, stop_on_nan=True, on_event=None, echo=True,
+          set_aside_earlier=False) -> TrainResult:
     """Run caffe train on `solver` from the current directory; see the module's documentation.
 
     stop_on_nan: a NaN loss means training diverged; Caffe would go on (and BVLC Caffe's max
@@ -242,6 +346,11 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     resume: True resumes from the latest <snapshot_prefix>_iter_N.solverstate when one exists
     (then `weights` is not used: the snapshot holds the weights); False starts afresh; a path
     resumes from that .solverstate.
+
+    set_aside_earlier (tools/train.py --restart): with resume=False, the earlier run's snapshots
+    of this snapshot_prefix, and the default log and curves, are moved to a new folder beside
+    them (set_aside) first, so that they are neither resumed from later nor mixed into this
+    run's log.
 
     on_event: called with every caffe_log.Event as it is read (e.g. a caller's own progress
     display for several trainings at once); echo=False keeps Caffe's notable lines (data layer,
@@ -254,6 +363,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
                             "paths in prototxt/ are relative to the repository root: run from "
                             "there")
     if gpu is not None:
+        gpu = _gpu_ids(gpu)
         _check_gpus(gpu, info)
     caffe = find_caffe(caffe)
     resume_from = None
@@ -266,17 +376,40 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     if weights and not resume_from and not Path(weights).is_file():
         raise TrainingError(f"--weights {weights}: no such file")
     out_dir = Path(info.snapshot_prefix).parent if info.snapshot_prefix else Path(".")
-    out_dir.mkdir(parents=True, exist_ok=True)  # Caffe refuses to start when it cannot write there
+    # Caffe refuses to start when it cannot write there; the log and curves are written while it
+    # runs: a path that cannot be written is named now, not in a traceback later.
+    _check_writable(out_dir / ".train-write-check", f"the snapshot folder {out_dir} (from "
+                    f"snapshot_prefix in {solver})", "change snapshot_prefix or run from a "
+                    "folder where it can be written", folder=True)
+    given_log, given_plot = log_path, plot_path
     log_path = Path(log_path) if log_path else out_dir / "train.log"
     plot_path = (Path(plot_path) if plot_path else out_dir / "loss.png") if plot else None
+    _check_writable(log_path, f"--log {log_path}" if given_log else f"the log {log_path}",
+                    "give a --log FILE that can be written")
+    if plot_path:
+        _check_writable(plot_path, f"--plot {plot_path}" if given_plot else
+                        f"the curves {plot_path}", "give a --plot FILE that can be written")
     command = build_command(caffe, solver, weights, resume_from, gpu, extra_args)
 
     start_iter = snapshot_iteration(resume_from) if resume_from else 0
     if resume_from and start_iter is None:
         start_iter = _solverstate_iteration(resume_from)
     bar = _Progress(progress, info.max_iter, start_iter or 0)
+    if resume is False and set_aside_earlier and info.snapshot_prefix:
+        # The runner's own log and curves describe the earlier run too; a --log / --plot of the
+        # caller's is theirs (the log is appended to, as always).
+        moved = set_aside(info.snapshot_prefix, [p for p, given in ((log_path, given_log),
+                                                                    (plot_path, given_plot))
+                                                 if p is not None and not given])
+        if moved:
+            bar.write(_set_aside_message(moved))
     if resume_from:
         bar.write(f"resuming from {resume_from} (iteration {start_iter})")
+        if weights:
+            bar.write(f"--weights {weights}: " + ("ignored: " if Path(weights).is_file() else
+                                                  "no such file, and ignored anyway: ")
+                      + f"the weights come from the snapshot {resume_from} (--restart starts "
+                      "from --weights instead)")
     caffe_env = {**os.environ, **_CAFFE_LOG_ENV}
     # The data layer goes on with the batch an uninterrupted run would read next (and a fresh run
     # starts at the first, whatever the caller's environment holds).
@@ -285,9 +418,12 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     if resume_from:
         caffe_env[START_BATCH_ENV] = str(start_iter * info.iter_size)
     caffe_env.update(env or {})
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     parser = LogParser()
-    with open(log_path, "a") as log_file:
+    try:
+        log_file = open(log_path, "a")
+    except OSError as exc:
+        raise TrainingError(f"--log {log_path}: cannot write it ({exc.strerror})") from None
+    with log_file:
         log_file.write(f"# tools/train.py {time.strftime('%Y-%m-%d %H:%M:%S')}: "
                        f"{' '.join(command)}\n")
         log_file.flush()
@@ -295,39 +431,51 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
                                 text=True, errors="replace", bufsize=1,
                                 env=caffe_env)
         diverged = None
-        with _CtrlC(proc):
-            lr = None
-            for line in proc.stdout:
-                log_file.write(line)
-                if verbose or (echo and _echo_worthy(line)):
-                    bar.write(line.rstrip("\n"))
-                for event in parser.feed(line):
-                    if on_event is not None:
-                        on_event(event)
-                    if event.kind == "max_iter":
-                        bar.set_total(int(event.value))
-                    elif event.kind == "lr":
-                        lr = event.value
-                    elif event.kind == "display":
-                        bar.update(event.iteration, event.value, lr)
-                        if stop_on_nan and diverged is None and math.isnan(event.value):
-                            diverged = event.iteration
-                            proc.kill()
-                    elif (event.kind == "snapshot" and event.text.endswith(".caffemodel")
-                          and plot_path):
-                        log_file.flush()
-                        _plot(log_path, plot_path)
-        returncode = proc.wait()
+        signals = _Signals(proc)
+        try:
+            with signals:
+                lr = None
+                for line in proc.stdout:
+                    log_file.write(line)
+                    if verbose or (echo and _echo_worthy(line)):
+                        bar.write(line.rstrip("\n"))
+                    for event in parser.feed(line):
+                        if on_event is not None:
+                            on_event(event)
+                        if event.kind == "max_iter":
+                            bar.set_total(int(event.value))
+                        elif event.kind == "lr":
+                            lr = event.value
+                        elif event.kind == "display":
+                            bar.update(event.iteration, event.value, lr)
+                            if stop_on_nan and diverged is None and math.isnan(event.value):
+                                diverged = event.iteration
+                                proc.kill()
+                        elif (event.kind == "snapshot" and event.text.endswith(".caffemodel")
+                              and plot_path):
+                            log_file.flush()
+                            _plot(log_path, plot_path)
+                returncode = proc.wait()
+        finally:
+            # Whatever went wrong here, Caffe is not left running without this process reading
+            # its output (its embedded Python ignores SIGPIPE: it would train on, unseen).
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     bar.close()
     log = parser.log
     if plot_path:
         _plot(log_path, plot_path)
     result = TrainResult(returncode, command, log_path, plot_path if plot_path and
-                         plot_path.exists() else None, resume_from, log, list(log.snapshots))
+                         plot_path.exists() else None, resume_from, log, list(log.snapshots),
+                         signals.stop_signal, signals.killed)
     if diverged is not None:
         raise TrainingError(f"the loss became NaN at iteration {diverged}: training diverged "
                             f"(lower base_lr?); Caffe was stopped. Full log: {log_path}")
-    if returncode != 0:
+    if returncode != 0 and not (signals.stop_signal and returncode in (-signal.SIGINT,
+                                                                       -signal.SIGKILL)):
+        # (After a stop was asked for, Caffe killed by the second signal, or ended by the SIGINT
+        # that arrived before its handler was set up or after it was removed, only stopped.)
         from ..nets.layer_support import failure_advice, shorten_known_types
         fatal = "\n".join(shorten_known_types(line) for line in log.fatal[-10:]) or \
             "(no fatal line; see the log)"
@@ -337,38 +485,74 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     return result
 
 
-class _CtrlC:
-    """While Caffe runs, Ctrl-C (which the terminal sends to Caffe too) does not stop this
-    process: Caffe snapshots and exits, and the output is read to the end. A second Ctrl-C
-    kills Caffe. Outside the main thread signals cannot be caught: nothing changes there."""
+class _Signals:
+    """While Caffe runs, the signals that would end this process are handled so that Caffe is
+    never left running on its own:
+
+    SIGINT (Ctrl-C) or SIGTERM (`kill`, a scheduler, systemd), the first: Caffe is sent a SIGINT
+    (its -sigint_effect, `stop` by default: it finishes the iteration, snapshots and exits) and
+    the output is read to the end; `stop_signal` keeps which signal it was. A terminal's Ctrl-C
+    reaches Caffe directly too (same process group); Caffe's handler only sets a flag that the
+    solver reads after each iteration, so the second copy changes nothing: one stop, one
+    snapshot. The signal goes to the caffe process only, never to a group this process is in.
+    The second SIGINT or SIGTERM kills Caffe (`killed`).
+    SIGHUP: passed on to Caffe (its -sighup_effect, `snapshot` by default: a snapshot, and
+    training goes on, still read and logged here; a closed terminal does not end the run).
+
+    Outside the main thread signals cannot be caught: nothing changes there."""
+
+    HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 
     def __init__(self, proc):
-        self.proc, self.count, self.previous = proc, 0, None
+        self.proc, self.count, self.previous = proc, 0, {}
+        self.stop_signal, self.killed = None, False
+
+    @staticmethod
+    def _say(message):
+        # Straight to the file descriptor: the handler may interrupt a print() to stderr,
+        # and re-entering that buffered stream raises RuntimeError (seen on Python 3.13).
+        try:
+            os.write(sys.stderr.fileno(), message.encode())
+        except (OSError, ValueError):
+            pass  # no usable stderr (e.g. a closed terminal): the message is a courtesy
+
+    def _send(self, signum):
+        try:
+            self.proc.send_signal(signum)  # nothing when Caffe has already been waited for
+        except ProcessLookupError:
+            pass  # it has just ended
 
     def _handler(self, signum, frame):
+        name = self.NAMES.get(signum, f"signal {signum}")
+        if signum == signal.SIGHUP:
+            self._send(signal.SIGHUP)
+            self._say(f"\n{name}: passed on to Caffe, which snapshots after this iteration and "
+                      "goes on\n")
+            return
         self.count += 1
         if self.count == 1:
-            # Straight to the file descriptor: the handler may interrupt a print() to stderr,
-            # and re-entering that buffered stream raises RuntimeError (seen on Python 3.13).
-            message = ("\nCtrl-C: Caffe finishes this iteration, snapshots and stops "
-                       "(Ctrl-C again to kill it)\n")
-            try:
-                os.write(sys.stderr.fileno(), message.encode())
-            except (OSError, ValueError):
-                pass  # no usable stderr: the message is a courtesy
+            self.stop_signal = signum
+            self._send(signal.SIGINT)
+            self._say(f"\n{name}: Caffe finishes this iteration, snapshots and stops "
+                      f"({'Ctrl-C' if signum == signal.SIGINT else name} again to kill it)\n")
         elif self.proc.poll() is None:
+            self.killed = True
             self.proc.kill()
+            self._say(f"\n{name} again: Caffe killed (no snapshot of this iteration)\n")
 
     def __enter__(self):
-        try:
-            self.previous = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread
-            self.previous = None
+        for signum in self.HANDLED:
+            try:
+                self.previous[signum] = signal.signal(signum, self._handler)
+            except ValueError:  # not the main thread
+                break
         return self
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, previous in self.previous.items():
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        self.previous = {}
         return False
 
 
@@ -378,3 +562,9 @@ def _plot(log_path, plot_path):
         plot_logs([log_path], plot_path)
     except ValueError:
         pass  # no iteration logged yet
+    except OSError as exc:  # e.g. a full disk: the curves are a courtesy, training goes on
+        try:
+            print(f"cannot write the curves {plot_path} ({exc.strerror}); training goes on",
+                  file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
