@@ -242,3 +242,17 @@ def test_a_net_this_pycaffe_cannot_parse_is_refused_not_aborted(weights, tmp_pat
                                                   r".*label_type.* Run it with that Caffe's "
                                                   r"pycaffe"):
             NetPredictor(net, weights, layer_form=form)
+
+
+def test_a_misspelt_layer_type_gets_the_likely_one():
+    text = layer_support.advice({"ScaleInterpp": ["up"], "Convolutoin": None}, "this pycaffe",
+                                known=["Convolution", "ScaleInterp", "ReLU"])
+    assert ("has no layer type ScaleInterpp (layer 'up') and Convolutoin (a misspelling? "
+            "ScaleInterpp -> ScaleInterp, Convolutoin -> Convolution)") in text
+    line = ("F20261126 10:00:00.000 1 layer_factory.hpp:81] Check failed: registry.count(type) "
+            "== 1 (0 vs. 1) Unknown layer type: ScaleInterpp (known types: AbsVal, ScaleInterp, "
+            "Softmax)")
+    assert "(a misspelling? ScaleInterpp -> ScaleInterp)" in \
+        layer_support.failure_advice([line], "the caffe tool")
+    assert "misspelling" not in layer_support.advice({"NoSuchLayer": None}, "x",
+                                                     known=["Convolution"])

@@ -25,6 +25,7 @@ PYTHON_TYPE = "Python"
 DEEPLAB_INTERP = "Interp"
 # glog's fatal line from Caffe's layer registry (layer_factory.hpp).
 _UNKNOWN_TYPE = re.compile(r"Unknown layer type: (\S+)")
+_KNOWN_TYPES = re.compile(r"\(known types: ([^)]*)\)")
 # Caffe's fatal line for -gpu on a CPU_ONLY build (common.cpp), and for several GPUs with a
 # Python layer in the train net (python_layer.hpp).
 _CPU_ONLY = "Cannot use GPU in CPU-only Caffe"
@@ -67,9 +68,11 @@ def _layers_of(names: Sequence[str]) -> str:
 
 
 def advice(missing: Dict[str, Optional[Sequence[str]]], caffe_label: str,
-           python_form: str = "tools/convert_net.py NET --to python") -> str:
+           python_form: str = "tools/convert_net.py NET --to python",
+           known: Sequence[str] = ()) -> str:
     """What is missing from `caffe_label` (a pycaffe or caffe binary) and what to do, one
-    sentence per cause. missing: {type: layer names, or None where they are not known}."""
+    sentence per cause. missing: {type: layer names, or None where they are not known};
+    known: the types it has, for a likely misspelling."""
     def what(types):
         named = [f"{t} ({_layers_of(missing[t])})" if missing[t] else t for t in types]
         return named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
@@ -96,9 +99,13 @@ def advice(missing: Dict[str, Optional[Sequence[str]]], caffe_label: str,
             "(the same numerics)")
     others = [t for t in missing if t not in OUR_TYPES + (PYTHON_TYPE, DEEPLAB_INTERP)]
     if others:
+        guesses = [f"{t} -> {close[0]}" for t in others
+                   for close in [difflib.get_close_matches(t, list(known), n=1, cutoff=0.8)]
+                   if close]
+        guess = f" (a misspelling? {', '.join(guesses)})" if guesses else ""
         parts.append(
-            f"{caffe_label} has no layer type {what(others)}: the net needs a Caffe (or fork) "
-            "that registers it")
+            f"{caffe_label} has no layer type {what(others)}{guess}: the net needs a Caffe (or "
+            "fork) that registers it")
     return "; ".join(parts)
 
 
@@ -136,7 +143,8 @@ def check_net_layers(prototxt, text, caffe, python_form="tools/convert_net.py NE
         return
     missing = missing_types(layers, list_types())
     if missing:
-        raise MissingLayerTypes(f"{prototxt}: {advice(missing, caffe_label(caffe), python_form)}")
+        raise MissingLayerTypes(
+            f"{prototxt}: {advice(missing, caffe_label(caffe), python_form, list_types())}")
 
 
 _TEST_PHASE = 1  # caffe.proto's Phase TEST
@@ -215,7 +223,9 @@ def failure_advice(fatal_lines: Iterable[str], caffe_label: str) -> Optional[str
     for line in fatal_lines:
         match = _UNKNOWN_TYPE.search(line)
         if match:
-            return advice({match.group(1): None}, caffe_label)
+            known = _KNOWN_TYPES.search(line)
+            return advice({match.group(1): None}, caffe_label,
+                          known=known.group(1).split(", ") if known else ())
         if _CPU_ONLY in line:
             return (f"{caffe_label} was built CPU_ONLY: leave --gpu out, or use a CUDA build "
                     "(`bash tools/setup.sh --cuda`)")
