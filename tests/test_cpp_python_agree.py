@@ -198,7 +198,9 @@ MESSAGE_CASES = [  # (bottom shape, scale_interp_param): each stops at setup in 
     ((2, 3, 5, 6), "zoom_factor: 2000000000"), ((2, 3, 5, 6), "scale: 1e30"),
     ((1, 1, 4, 4), "height: 1 width: 2000000000"), ((1, 1, 20000, 2), "height: 429496730 width: 1"),
     ((1, 1000, 4, 4), "height: 50000 width: 50000"), ((0, 3, 5, 6), "zoom_factor: 2"),
-    ((1, 1, 4, 4), "zoom_factor: 2 pad_beg: -2 pad_end: -2"), ((2, 3, 5, 0), "scale: 0.5")]
+    ((1, 1, 4, 4), "zoom_factor: 2 pad_beg: -2 pad_end: -2"), ((2, 3, 5, 0), "scale: 0.5"),
+    # an int sum would wrap the cropped size to 3 (the C++ layer then read out of bounds)
+    ((1, 1, 3, 3), "zoom_factor: 2 pad_beg: -2147483648 pad_end: -2147483648")]
 
 
 def _message_net(in_shape, param_text):

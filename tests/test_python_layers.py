@@ -160,6 +160,9 @@ ERRORS = [
     ("ScaleInterp", {"x": (1, 1, 4, 4)}, "zoom_factor: 2 pad_beg: -2 pad_end: -2",
      r"bottom\[0\] has shape 1 1 4 4 \(16\), too small for pad_beg -2 and pad_end -2 "
      r"\(cropped size 0 x 0\)"),
+    ("ScaleInterp", {"x": (1, 1, 3, 3)}, "zoom_factor: 2 pad_beg: -2147483648 pad_end: -2147483648",
+     r"bottom\[0\] has shape 1 1 3 3 \(9\), too small for pad_beg -2147483648 and pad_end "
+     r"-2147483648 \(cropped size -4294967293 x -4294967293\)"),
     ("SoftmaxOverScales", {"h": (1, 2, 3, 3)}, "axis: 1", 'no field named "axis"'),
     ("SoftmaxOverScales", {"a": (1, 1, 3, 3), "b": (1, 2, 3, 3)}, "",
      r"expected \(1, 1, 3, 3\), bottom\[1\] has \(1, 2, 3, 3\)"),

@@ -276,6 +276,20 @@ def test_output_within_limits():
         (2, 3, 5881, 8)
 
 
+def test_pads_near_int_min_are_refused_as_in_cpp():
+    # The C++ layer summed the cropped size in int, where 3 + INT_MIN + INT_MIN wraps to 3; both
+    # forms now refuse it with the same message (test_cpp_python_agree compares them).
+    spec = scale_interp.spec_from_param(
+        _param(zoom_factor=2, pad_beg=-2**31, pad_end=-2**31), 1)
+    with pytest.raises(LayerConfigError, match=(
+            r"^ScaleInterp: bottom\[0\] has shape 1 1 3 3 \(9\), too small for pad_beg "
+            r"-2147483648 and pad_end -2147483648 \(cropped size -4294967293 x -4294967293\)$")):
+        spec.top_shape((1, 1, 3, 3))
+    spec = scale_interp.spec_from_param(_param(zoom_factor=2, pad_beg=-4, pad_end=-2**31), 1)
+    with pytest.raises(LayerConfigError, match=r"\(cropped size -2147483649 x -2147483649\)$"):
+        spec.top_shape((1, 1, 3, 3))
+
+
 # ----------------------------------------------------------------------------- NaN and inf
 
 NONFINITE_CASES = [  # (in_hw, out_hw, pad_beg, pad_end, nearest)

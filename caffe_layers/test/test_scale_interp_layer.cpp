@@ -1228,6 +1228,25 @@ TEST_F(ScaleInterpLayerDeathTest, TestCropTooLarge) {
       "shape 2 3 5 6 \\(180\\), too small for pad_beg -3 and pad_end -2");
 }
 
+// Pads near INT_MIN: the cropped size is computed in 64 bits. (In int, 3 +
+// INT_MIN + INT_MIN wrapped to 3, and 3 - 4 + INT_MIN to INT_MAX: setup passed
+// and the forward read about 2^31 rows before the bottom.)
+TEST_F(ScaleInterpLayerDeathTest, TestCropOverflow) {
+  param()->set_zoom_factor(2);
+  blob_bottom_->Reshape(1, 1, 3, 3);
+  param()->set_pad_beg(INT_MIN);
+  param()->set_pad_end(INT_MIN);
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': bottom\\[0\\] 'fc8' has shape 1 1 3 3 "
+      "\\(9\\), too small for pad_beg -2147483648 and pad_end -2147483648 "
+      "\\(cropped size -4294967293 x -4294967293\\)");
+  param()->set_pad_beg(-4);
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': bottom\\[0\\] 'fc8' has shape 1 1 3 3 "
+      "\\(9\\), too small for pad_beg -4 and pad_end -2147483648 "
+      "\\(cropped size -2147483649 x -2147483649\\)");
+}
+
 TEST_F(ScaleInterpLayerDeathTest, TestNot4D) {
   param()->set_zoom_factor(2);
   blob_bottom_->Reshape(vector<int>(3, 4));
