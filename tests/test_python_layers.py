@@ -228,6 +228,11 @@ CHILD_ERRORS = [
      r"bottom\[0\] has shape 2 0 3 3 \(0\), expected every axis >= 1 \(N x S x H x W; empty"),
     ("SoftmaxOverScales", {"a": (1, 1, 3, 3), "b": (1, 1, 3, 0)}, "",
      r"bottom\[1\] has shape 1 1 3 0 \(0\), expected every axis >= 1"),
+    # bottoms that fit in a blob (never allocated), a top that does not
+    ("SoftmaxOverScales", {"a": (1, 1, 40000, 40000), "b": (1, 1, 40000, 40000)}, "",
+     r"the top would have shape 1 2 40000 40000 \(3200000000\) for 2 bottoms of shape 1 1 40000 "
+     r"40000 \(1600000000\) \(bottom\[0\] and the others\), more than a blob holds "
+     r"\(2147483647 elements\)$"),
     ("WeightedScaleSum", {"f0": (1, 2, 3, 3), "f1": (1, 2, 3, 3), "w": (1, 2, 0, 3)}, "",
      r"bottom\[2\] has shape 1 2 0 3 \(0\), expected every axis >= 1 \(N x S x H x W; empty"),
     ("WeightedScaleSum", {"f0": (0, 2, 3, 3)}, "merge: MAX",
