@@ -64,7 +64,8 @@ __global__ void ScaleInterpGather(const int count,
     const attention_scale::InterpPass pass,
     const attention_scale::InterpAxis<Dtype> axis, const Dtype* dst_diff,
     Dtype* src_diff) {
-  CUDA_KERNEL_LOOP(index, count) {
+  ATS_KERNEL_LOOP(index64, count) {
+    const int index = static_cast<int>(index64);  // < count <= INT_MAX
     const int x = index % pass.src_w;
     const int y = (index / pass.src_w) % pass.src_h;
     const int plane = index / pass.src_w / pass.src_h;
@@ -113,9 +114,9 @@ void ScaleInterpLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
   for (int p = 1; p >= 0; --p) {
     const int count = planes * pass_[p].src_h * pass_[p].src_w;
     // NOLINT_NEXT_LINE(whitespace/operators)
-    ScaleInterpGather<Dtype><<<CAFFE_GET_BLOCKS(count),
-        CAFFE_CUDA_NUM_THREADS>>>(count, pass_[p], Axis(pass_[p].along_x, true),
-        dst_diff[p], src_diff[p]);
+    ScaleInterpGather<Dtype><<<attention_scale::AtsBlocks(count,
+        CAFFE_CUDA_NUM_THREADS), CAFFE_CUDA_NUM_THREADS>>>(count, pass_[p],
+        Axis(pass_[p].along_x, true), dst_diff[p], src_diff[p]);
     CUDA_POST_KERNEL_CHECK;
   }
 }

@@ -12,7 +12,8 @@ template <typename Dtype>
 __global__ void SoftmaxOverScalesGather(const int pixels, const int s,
     const int num_scales, const int inner, const Dtype* scale_data,
     Dtype* top_data) {
-  CUDA_KERNEL_LOOP(index, pixels) {
+  ATS_KERNEL_LOOP(index64, pixels) {
+    const int index = static_cast<int>(index64);  // < pixels <= INT_MAX
     top_data[attention_scale::scale_channel_index(
         index, s, num_scales, inner)] = scale_data[index];
   }
@@ -26,7 +27,8 @@ static const int kRegisterScales = 8;
 template <typename Dtype>
 __global__ void SoftmaxOverScalesForward(const int pixels, const int num_scales,
     const int inner, const Dtype* in, Dtype* out) {
-  CUDA_KERNEL_LOOP(index, pixels) {
+  ATS_KERNEL_LOOP(index64, pixels) {
+    const int index = static_cast<int>(index64);  // < pixels <= INT_MAX
     const int i = index % inner;
     const int sample = (index / inner) * num_scales * inner;
     if (num_scales <= kRegisterScales) {
@@ -45,7 +47,8 @@ template <typename Dtype>
 __global__ void SoftmaxOverScalesBackward(const int count, const int s,
     const int num_scales, const int inner, const Dtype* top_data,
     const Dtype* top_diff, Dtype* bottom_diff) {
-  CUDA_KERNEL_LOOP(index, count) {
+  ATS_KERNEL_LOOP(index64, count) {
+    const int index = static_cast<int>(index64);  // < count <= INT_MAX
     const int i = index % inner;
     const int sample = (index / inner) * num_scales * inner;
     bottom_diff[index] = attention_scale::softmax_over_scales_diff_at(
@@ -59,7 +62,8 @@ template <typename Dtype>
 __global__ void SoftmaxOverScalesBackwardPixel(const int pixels,
     const int num_scales, const int inner, const Dtype* top_data,
     const Dtype* top_diff, Dtype* bottom_diff) {
-  CUDA_KERNEL_LOOP(index, pixels) {
+  ATS_KERNEL_LOOP(index64, pixels) {
+    const int index = static_cast<int>(index64);  // < pixels <= INT_MAX
     const int sample = (index / inner) * num_scales * inner;
     attention_scale::softmax_over_scales_backward_pixel(index % inner,
         top_data + sample, top_diff + sample, bottom_diff + sample, num_scales,
@@ -76,16 +80,17 @@ void SoftmaxOverScalesLayer<Dtype>::Forward_gpu(
   if (bottom.size() > 1) {
     for (int s = 0; s < num_scales_; ++s) {
       // NOLINT_NEXT_LINE(whitespace/operators)
-      SoftmaxOverScalesGather<Dtype><<<CAFFE_GET_BLOCKS(pixels),
-          CAFFE_CUDA_NUM_THREADS>>>(pixels, s, num_scales_, inner_,
-          bottom[s]->gpu_data(), top_data);
+      SoftmaxOverScalesGather<Dtype><<<attention_scale::AtsBlocks(pixels,
+          CAFFE_CUDA_NUM_THREADS), CAFFE_CUDA_NUM_THREADS>>>(pixels, s,
+          num_scales_, inner_, bottom[s]->gpu_data(), top_data);
       CUDA_POST_KERNEL_CHECK;
     }
     in = top_data;
   }
   // NOLINT_NEXT_LINE(whitespace/operators)
-  SoftmaxOverScalesForward<Dtype><<<CAFFE_GET_BLOCKS(pixels),
-      CAFFE_CUDA_NUM_THREADS>>>(pixels, num_scales_, inner_, in, top_data);
+  SoftmaxOverScalesForward<Dtype><<<attention_scale::AtsBlocks(pixels,
+      CAFFE_CUDA_NUM_THREADS), CAFFE_CUDA_NUM_THREADS>>>(pixels, num_scales_,
+      inner_, in, top_data);
   CUDA_POST_KERNEL_CHECK;
 }
 
@@ -101,9 +106,9 @@ void SoftmaxOverScalesLayer<Dtype>::Backward_gpu(
     }
     const int pixels = top[0]->num() * inner_;
     // NOLINT_NEXT_LINE(whitespace/operators)
-    SoftmaxOverScalesBackwardPixel<Dtype><<<CAFFE_GET_BLOCKS(pixels),
-        CAFFE_CUDA_NUM_THREADS>>>(pixels, num_scales_, inner_, top_data,
-        top_diff, bottom[0]->mutable_gpu_diff());
+    SoftmaxOverScalesBackwardPixel<Dtype><<<attention_scale::AtsBlocks(pixels,
+        CAFFE_CUDA_NUM_THREADS), CAFFE_CUDA_NUM_THREADS>>>(pixels, num_scales_,
+        inner_, top_data, top_diff, bottom[0]->mutable_gpu_diff());
     CUDA_POST_KERNEL_CHECK;
     return;
   }
@@ -113,9 +118,10 @@ void SoftmaxOverScalesLayer<Dtype>::Backward_gpu(
       continue;
     }
     // NOLINT_NEXT_LINE(whitespace/operators)
-    SoftmaxOverScalesBackward<Dtype><<<CAFFE_GET_BLOCKS(pixels),
-        CAFFE_CUDA_NUM_THREADS>>>(pixels, s, num_scales_, inner_, top_data,
-        top_diff, bottom[s]->mutable_gpu_diff());
+    SoftmaxOverScalesBackward<Dtype><<<attention_scale::AtsBlocks(pixels,
+        CAFFE_CUDA_NUM_THREADS), CAFFE_CUDA_NUM_THREADS>>>(pixels, s,
+        num_scales_, inner_, top_data, top_diff,
+        bottom[s]->mutable_gpu_diff());
     CUDA_POST_KERNEL_CHECK;
   }
 }

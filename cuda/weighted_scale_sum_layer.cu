@@ -51,8 +51,8 @@ __global__ void __launch_bounds__(kForwardThreads) AttentionForward(
     const ScaleMaps<const Dtype> f, const Dtype* __restrict__ w,
     const int channels, const int num_scales, Dtype* __restrict__ top_data) {
   for (int n = blockIdx.y; n < num; n += gridDim.y) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < inner;
-         i += blockDim.x * gridDim.x) {
+    ATS_KERNEL_LOOP(pixel, inner) {
+      const int i = static_cast<int>(pixel);  // < inner <= INT_MAX
       const size_t weights =
           static_cast<size_t>(n * num_scales + first) * inner + i;
       Dtype w_k[kScales];
@@ -114,7 +114,8 @@ template <typename Dtype>
 __global__ void AverageForward(const int count, const int first,
     const int size, const ScaleMaps<const Dtype> f, const Dtype inv_num_scales,
     Dtype* top_data) {
-  CUDA_KERNEL_LOOP(index, count) {
+  ATS_KERNEL_LOOP(index64, count) {
+    const int index = static_cast<int>(index64);  // < count <= INT_MAX
     for (int k = 0; k < size; ++k) {
       attention_scale::average_accumulate_at(
           index, first + k, f.map[k], inv_num_scales, top_data);
@@ -125,7 +126,8 @@ __global__ void AverageForward(const int count, const int first,
 template <typename Dtype>
 __global__ void MaxForward(const int count, const int first, const int size,
     const ScaleMaps<const Dtype> f, Dtype* top_data, int* mask) {
-  CUDA_KERNEL_LOOP(index, count) {
+  ATS_KERNEL_LOOP(index64, count) {
+    const int index = static_cast<int>(index64);  // < count <= INT_MAX
     for (int k = 0; k < size; ++k) {
       attention_scale::max_accumulate_at(
           index, first + k, f.map[k], top_data, mask);
@@ -139,7 +141,8 @@ template <typename Dtype>
 __global__ void AverageFeatureBackward(const int count, const int size,
     const Dtype inv_num_scales, const Dtype* top_diff,
     const ScaleMaps<Dtype> f_diff) {
-  CUDA_KERNEL_LOOP(index, count) {
+  ATS_KERNEL_LOOP(index64, count) {
+    const int index = static_cast<int>(index64);  // < count <= INT_MAX
     const Dtype dg = attention_scale::average_feature_diff_at(
         index, inv_num_scales, top_diff);
     for (int k = 0; k < size; ++k) {
@@ -154,7 +157,8 @@ template <typename Dtype>
 __global__ void MaxFeatureBackward(const int count, const int first,
     const int size, const int* mask, const Dtype* top_diff,
     const ScaleMaps<Dtype> f_diff) {
-  CUDA_KERNEL_LOOP(index, count) {
+  ATS_KERNEL_LOOP(index64, count) {
+    const int index = static_cast<int>(index64);  // < count <= INT_MAX
     for (int k = 0; k < size; ++k) {
       if (f_diff.map[k]) {
         f_diff.map[k][index] = attention_scale::max_feature_diff_at(
@@ -182,8 +186,8 @@ __global__ void __launch_bounds__(CAFFE_CUDA_NUM_THREADS) AttentionBackward(
     const int channels, const int num_scales, const ScaleMaps<Dtype> f_diff,
     Dtype* __restrict__ w_diff) {
   for (int n = blockIdx.y; n < num; n += gridDim.y) {
-    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < inner;
-         i += blockDim.x * gridDim.x) {
+    ATS_KERNEL_LOOP(pixel, inner) {
+      const int i = static_cast<int>(pixel);  // < inner <= INT_MAX
       const size_t weights =
           static_cast<size_t>(n * num_scales + first) * inner + i;
       Dtype w_k[kLaunchScales], dw_k[kLaunchScales];
@@ -248,7 +252,8 @@ __global__ void __launch_bounds__(CAFFE_CUDA_NUM_THREADS) AttentionBackward(
 /// covers `rows` (capped at CUDA's limit; the kernels stride over the rest).
 static dim3 PlaneGrid(int rows, int inner,
     int threads = CAFFE_CUDA_NUM_THREADS) {
-  return dim3((inner + threads - 1) / threads, std::min(rows, 65535));
+  return dim3(
+      attention_scale::AtsBlocks(inner, threads), std::min(rows, 65535));
 }
 
 template <typename Dtype>
@@ -270,15 +275,15 @@ void WeightedScaleSumLayer<Dtype>::Forward_gpu(
         break;
       case WeightedScaleSumParameter_MergeMethod_AVERAGE:
         // NOLINT_NEXT_LINE(whitespace/operators)
-        AverageForward<Dtype><<<CAFFE_GET_BLOCKS(count),
-            CAFFE_CUDA_NUM_THREADS>>>(count, first, size, f, inv_num_scales,
-            top_data);
+        AverageForward<Dtype><<<attention_scale::AtsBlocks(count,
+            CAFFE_CUDA_NUM_THREADS), CAFFE_CUDA_NUM_THREADS>>>(count, first,
+            size, f, inv_num_scales, top_data);
         break;
       case WeightedScaleSumParameter_MergeMethod_MAX:
         // NOLINT_NEXT_LINE(whitespace/operators)
-        MaxForward<Dtype><<<CAFFE_GET_BLOCKS(count),
-            CAFFE_CUDA_NUM_THREADS>>>(count, first, size, f, top_data,
-            max_idx_.mutable_gpu_data());
+        MaxForward<Dtype><<<attention_scale::AtsBlocks(count,
+            CAFFE_CUDA_NUM_THREADS), CAFFE_CUDA_NUM_THREADS>>>(count, first,
+            size, f, top_data, max_idx_.mutable_gpu_data());
         break;
       default: LOG(FATAL) << "Unknown merge method " << merge_;
     }
@@ -320,15 +325,15 @@ void WeightedScaleSumLayer<Dtype>::Backward_gpu(const vector<Blob<Dtype>*>& top,
       }
       case WeightedScaleSumParameter_MergeMethod_AVERAGE:
         // NOLINT_NEXT_LINE(whitespace/operators)
-        AverageFeatureBackward<Dtype><<<CAFFE_GET_BLOCKS(count),
-            CAFFE_CUDA_NUM_THREADS>>>(count, size, inv_num_scales, top_diff,
-            f_diff);
+        AverageFeatureBackward<Dtype><<<attention_scale::AtsBlocks(count,
+            CAFFE_CUDA_NUM_THREADS), CAFFE_CUDA_NUM_THREADS>>>(count, size,
+            inv_num_scales, top_diff, f_diff);
         break;
       case WeightedScaleSumParameter_MergeMethod_MAX:
         // NOLINT_NEXT_LINE(whitespace/operators)
-        MaxFeatureBackward<Dtype><<<CAFFE_GET_BLOCKS(count),
-            CAFFE_CUDA_NUM_THREADS>>>(count, first, size, max_idx_.gpu_data(),
-            top_diff, f_diff);
+        MaxFeatureBackward<Dtype><<<attention_scale::AtsBlocks(count,
+            CAFFE_CUDA_NUM_THREADS), CAFFE_CUDA_NUM_THREADS>>>(count, first,
+            size, max_idx_.gpu_data(), top_diff, f_diff);
         break;
       default: LOG(FATAL) << "Unknown merge method " << merge_;
     }

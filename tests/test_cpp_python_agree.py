@@ -194,17 +194,24 @@ def test_scale_sizes_agree_up_to_1e5():
                 (scale, h)
 
 
-MESSAGE_CASES = [  # (bottom shape, scale_interp_param): each stops at setup in both forms
+SCALE_INTERP_MESSAGE_CASES = [  # (bottom shape, scale_interp_param)
     ((2, 3, 5, 6), "zoom_factor: 2000000000"), ((2, 3, 5, 6), "scale: 1e30"),
     ((1, 1, 4, 4), "height: 1 width: 2000000000"), ((1, 1, 20000, 2), "height: 429496730 width: 1"),
     ((1, 1000, 4, 4), "height: 50000 width: 50000"), ((0, 3, 5, 6), "zoom_factor: 2"),
-    ((1, 1, 4, 4), "zoom_factor: 2 pad_beg: -2 pad_end: -2"), ((2, 3, 5, 0), "scale: 0.5")]
+    ((1, 1, 4, 4), "zoom_factor: 2 pad_beg: -2 pad_end: -2"), ((2, 3, 5, 0), "scale: 0.5"),
+    # an int sum would wrap the cropped size to 3 (the C++ layer then read out of bounds)
+    ((1, 1, 3, 3), "zoom_factor: 2 pad_beg: -2147483648 pad_end: -2147483648")]
+# (layer type, bottom shapes, param text): each stops at setup in both forms
+MESSAGE_CASES = [("ScaleInterp", (shape,), text) for shape, text in SCALE_INTERP_MESSAGE_CASES] + [
+    # two bottoms that fit in a blob, a 1 x 2 x 40000 x 40000 top that does not (never allocated)
+    ("SoftmaxOverScales", ((1, 1, 40000, 40000),) * 2, "")]
+PARAM_FIELDS = {"ScaleInterp": "scale_interp_param", "SoftmaxOverScales": None}
 
 
-def _message_net(in_shape, param_text):
-    return input_layers({"x": in_shape}) + cpp_layer("ScaleInterp", ["x"],
-                                                     param_field="scale_interp_param",
-                                                     param_text=param_text)
+def _message_net(layer_type, shapes, param_text):
+    names = [f"x{i}" for i in range(len(shapes))]
+    return input_layers(dict(zip(names, shapes))) + cpp_layer(
+        layer_type, names, param_field=PARAM_FIELDS[layer_type], param_text=param_text)
 
 
 @pytest.fixture(scope="module")
@@ -229,11 +236,12 @@ def test_both_forms_stop_with_the_same_message(tmp_path, python_messages, case):
     caffe_tool = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "caffe"
     res = subprocess.run([str(caffe_tool), "time", "-model", str(model), "-iterations", "1"],
                          capture_output=True, text=True, timeout=120)
-    cpp = re.search(r"Check failed: .*? ScaleInterp layer 'layer': (.*)", res.stderr)
+    layer_type = MESSAGE_CASES[case][0]
+    cpp = re.search(f"Check failed: .*? {layer_type} layer 'layer': (.*)", res.stderr)
     assert res.returncode != 0 and cpp, res.stderr[-3000:]
     line = python_messages.get(f"case{case}")
     assert line is not None, python_messages["output"][-3000:]
-    python = re.fullmatch(r"LayerConfigError: ScaleInterp \(Python layer, param_str .*?\): (.*)",
+    python = re.fullmatch(f"LayerConfigError: {layer_type} \\(Python layer, param_str .*?\\): (.*)",
                           line)
     assert python, line
-    assert python.group(1) == cpp.group(1).replace("bottom[0] 'x'", "bottom[0]")
+    assert python.group(1) == re.sub(r"(bottom\[\d+\]) 'x\d+'", r"\1", cpp.group(1))

@@ -1,5 +1,6 @@
 """tools/inject_layers.py and the proto injection, on synthetic BVLC- and DeepLab-style trees."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -361,3 +362,51 @@ def test_a_symlinked_destination_is_refused(tmp_path):
     res = inject_cli(tree)
     assert res.returncode == 2 and f"{rel} is a symlink" in res.stderr
     assert elsewhere.read_text() == before
+
+
+@pytest.mark.parametrize("declaration, named", [
+    ('syntax = "proto3";', 'syntax = "proto3" (line 2)'),
+    ("syntax = 'proto3';", 'syntax = "proto3" (line 2)'),
+    ('edition = "2023";', 'edition = "2023" (line 2)'),
+])
+def test_refuses_a_proto3_or_editions_caffe_proto_before_writing(tmp_path, declaration, named):
+    # Our fields and messages are proto2 (optional, [default = ...]): injected into such a file
+    # they made protoc fail at build time, inside our block. Refused first, naming the file.
+    proto = (DATA / "bvlc_like_caffe.proto").read_text().replace('syntax = "proto2";', declaration)
+    assert proto != (DATA / "bvlc_like_caffe.proto").read_text()
+    tree = make_tree(tmp_path, proto)
+    before = snapshot(tree)
+    res = inject_cli(tree)
+    assert res.returncode == 2, res.stdout + res.stderr
+    target = tree / ti.PROTO_REL
+    assert f"{target} clashes with the attention-to-scale parameters" in res.stderr
+    assert f"it declares {named}, but the attention-to-scale fields and messages are proto2" \
+        in res.stderr
+    assert snapshot(tree) == before  # nothing written
+    check = inject_cli("--check", tree)
+    assert check.returncode == 2 and "conflict" in check.stdout, check.stdout + check.stderr
+    with pytest.raises(pi.ProtoConflict,
+                       match=f"^caffe.proto clashes .*\n  - it declares {re.escape(named)}"):
+        pi.inject(proto, ti.load_project(REPO))
+
+
+def test_a_proto3_injection_would_fail_in_protoc(tmp_path):
+    # What the refusal spares: the proto2 injection of a proto3 file does not compile.
+    proto = (DATA / "bvlc_like_caffe.proto").read_text()
+    injected = pi.inject(proto, ti.load_project(REPO)).replace(
+        'syntax = "proto2";', 'syntax = "proto3";')
+    tree = make_tree(tmp_path, injected)
+    res = subprocess.run(["protoc", f"-I{tree / 'src/caffe/proto'}",
+                          f"--descriptor_set_out={tmp_path / 'set.pb'}", str(tree / ti.PROTO_REL)],
+                         capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "Explicit default values are not allowed in proto3" in res.stderr, res.stderr
+
+
+def test_syntax_statement_is_read_at_the_top_level_only():
+    from attention_scale.caffe_build.protofile import declared_syntax
+    assert declared_syntax("package caffe;\nmessage A { optional int32 b = 1; }\n") == \
+        ("syntax", "proto2", 0)
+    assert declared_syntax('// syntax = "proto3";\n/* edition = "2023"; */\nsyntax = "proto2";\n'
+                           'message A {}\n') == ("syntax", "proto2", 3)
+    assert declared_syntax('syntax = "proto3";\n') == ("syntax", "proto3", 1)

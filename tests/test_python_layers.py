@@ -160,6 +160,9 @@ ERRORS = [
     ("ScaleInterp", {"x": (1, 1, 4, 4)}, "zoom_factor: 2 pad_beg: -2 pad_end: -2",
      r"bottom\[0\] has shape 1 1 4 4 \(16\), too small for pad_beg -2 and pad_end -2 "
      r"\(cropped size 0 x 0\)"),
+    ("ScaleInterp", {"x": (1, 1, 3, 3)}, "zoom_factor: 2 pad_beg: -2147483648 pad_end: -2147483648",
+     r"bottom\[0\] has shape 1 1 3 3 \(9\), too small for pad_beg -2147483648 and pad_end "
+     r"-2147483648 \(cropped size -4294967293 x -4294967293\)"),
     ("SoftmaxOverScales", {"h": (1, 2, 3, 3)}, "axis: 1", 'no field named "axis"'),
     ("SoftmaxOverScales", {"a": (1, 1, 3, 3), "b": (1, 2, 3, 3)}, "",
      r"expected \(1, 1, 3, 3\), bottom\[1\] has \(1, 2, 3, 3\)"),
@@ -225,6 +228,11 @@ CHILD_ERRORS = [
      r"bottom\[0\] has shape 2 0 3 3 \(0\), expected every axis >= 1 \(N x S x H x W; empty"),
     ("SoftmaxOverScales", {"a": (1, 1, 3, 3), "b": (1, 1, 3, 0)}, "",
      r"bottom\[1\] has shape 1 1 3 0 \(0\), expected every axis >= 1"),
+    # bottoms that fit in a blob (never allocated), a top that does not
+    ("SoftmaxOverScales", {"a": (1, 1, 40000, 40000), "b": (1, 1, 40000, 40000)}, "",
+     r"the top would have shape 1 2 40000 40000 \(3200000000\) for 2 bottoms of shape 1 1 40000 "
+     r"40000 \(1600000000\) \(bottom\[0\] and the others\), more than a blob holds "
+     r"\(2147483647 elements\)$"),
     ("WeightedScaleSum", {"f0": (1, 2, 3, 3), "f1": (1, 2, 3, 3), "w": (1, 2, 0, 3)}, "",
      r"bottom\[2\] has shape 1 2 0 3 \(0\), expected every axis >= 1 \(N x S x H x W; empty"),
     ("WeightedScaleSum", {"f0": (0, 2, 3, 3)}, "merge: MAX",

@@ -276,6 +276,20 @@ def test_output_within_limits():
         (2, 3, 5881, 8)
 
 
+def test_pads_near_int_min_are_refused_as_in_cpp():
+    # The C++ layer summed the cropped size in int, where 3 + INT_MIN + INT_MIN wraps to 3; both
+    # forms now refuse it with the same message (test_cpp_python_agree compares them).
+    spec = scale_interp.spec_from_param(
+        _param(zoom_factor=2, pad_beg=-2**31, pad_end=-2**31), 1)
+    with pytest.raises(LayerConfigError, match=(
+            r"^ScaleInterp: bottom\[0\] has shape 1 1 3 3 \(9\), too small for pad_beg "
+            r"-2147483648 and pad_end -2147483648 \(cropped size -4294967293 x -4294967293\)$")):
+        spec.top_shape((1, 1, 3, 3))
+    spec = scale_interp.spec_from_param(_param(zoom_factor=2, pad_beg=-4, pad_end=-2**31), 1)
+    with pytest.raises(LayerConfigError, match=r"\(cropped size -2147483649 x -2147483649\)$"):
+        spec.top_shape((1, 1, 3, 3))
+
+
 # ----------------------------------------------------------------------------- NaN and inf
 
 NONFINITE_CASES = [  # (in_hw, out_hw, pad_beg, pad_end, nearest)
@@ -320,6 +334,33 @@ def test_nonfinite_spread_counts(nearest, expected):
 
 
 # ----------------------------------------------------------------------------- memory and caches
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_in, n_out", [(2, 2**24 + 2), (2, 2**25 + 1), (3, 2**25 + 2),
+                                         (5, 2**26 + 3)])
+def test_long_axis_weights_stay_below_one(n_in, n_out, dtype):
+    # Sides above 2**24 + 1: float32(rem) / float32(den) rounds to 1 for some outputs (2**24 /
+    # (2**24 + 1) does), which gave the first tap the weight 0 though its exact weight is not:
+    # an inf there then reached the output as NaN in the C++ layer (0 * inf) and not at all
+    # here. The weights of the last outputs of the axis against exact fractions (the tables of
+    # such an axis take about 1 GB; the C++ tests also run the layer at the first size).
+    den = n_out - 1
+    dst = np.arange(den - 80, n_out, dtype=np.int64)
+    rem = dst * (n_in - 1) % den
+    lam = scale_interp.fraction(rem, den, dtype)
+    assert lam.dtype == dtype
+    exact = np.array([Fraction(int(r), den) for r in rem])
+    assert all(abs(Fraction(float(v)) - e) <= Fraction(1, 2**23) for v, e in zip(lam, exact))
+    # Every weight that is exactly non-zero stays non-zero: 1 - lam of the first tap, lam of
+    # the second.
+    np.testing.assert_array_equal(dtype(1) - lam > 0, [e < 1 for e in exact])
+    np.testing.assert_array_equal(lam > 0, [e > 0 for e in exact])
+    with np.errstate(invalid="ignore"):
+        blend = (dtype(1) - lam) * dtype(np.inf) + lam * dtype(5)
+    assert np.isposinf(blend).all()  # an inf in the first tap reaches every output as inf
+    if dtype == np.float32:  # the case is in the range
+        assert (rem.astype(np.float32) / np.float32(den) == 1).any()
+
 
 def test_memory_grows_with_the_output():
     # Issue 9, item 7: 32000 -> 32001 rows built dense 32001 x 32000 matrices (4 GB). Here

@@ -110,17 +110,23 @@ void ScaleInterpLayer<Dtype>::Reshape(
         layer, this->layer_param_, *bottom[i], i, "N x C x H x W");
   }
   const Blob<Dtype>& in = *bottom[0];
+  // The cropped size in 64 bits: pads near INT_MIN would wrap an int sum
+  // (3 + INT_MIN + INT_MIN is 3 in int). Once it is >= 1, -pad_beg <= size - 1
+  // and every int below holds its value.
+  const int64_t eff_h =
+      static_cast<int64_t>(in.height()) + pad_beg_ + pad_end_;
+  const int64_t eff_w = static_cast<int64_t>(in.width()) + pad_beg_ + pad_end_;
+  CHECK(eff_h >= 1 && eff_w >= 1)
+      << layer << ": " << BottomLabel(this->layer_param_, 0) << " has shape "
+      << in.shape_string() << ", too small for pad_beg " << pad_beg_
+      << " and pad_end " << pad_end_ << " (cropped size " << eff_h << " x "
+      << eff_w << ")";
   geometry_.in_h = in.height();
   geometry_.in_w = in.width();
   geometry_.off_y = -pad_beg_;
   geometry_.off_x = -pad_beg_;
-  geometry_.eff_h = in.height() + pad_beg_ + pad_end_;
-  geometry_.eff_w = in.width() + pad_beg_ + pad_end_;
-  CHECK(geometry_.eff_h >= 1 && geometry_.eff_w >= 1)
-      << layer << ": " << BottomLabel(this->layer_param_, 0) << " has shape "
-      << in.shape_string() << ", too small for pad_beg " << pad_beg_
-      << " and pad_end " << pad_end_ << " (cropped size " << geometry_.eff_h
-      << " x " << geometry_.eff_w << ")";
+  geometry_.eff_h = static_cast<int>(eff_h);
+  geometry_.eff_w = static_cast<int>(eff_w);
   int64_t out_h = 0, out_w = 0;
   switch (size_mode_) {
     case SIZE_FACTORS:

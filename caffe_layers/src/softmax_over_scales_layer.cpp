@@ -1,6 +1,9 @@
 // Attention to Scale for Caffe: SoftmaxOverScales layer, shape checks and CPU
 // loops.
+#include <stdint.h>
+
 #include <algorithm>
+#include <climits>
 #include <string>
 #include <vector>
 
@@ -58,6 +61,18 @@ void SoftmaxOverScalesLayer<Dtype>::Reshape(
           << ShapeString(expected) << ", the shape of "
           << BottomLabel(this->layer_param_, 0);
     }
+    // S bottoms that each fit in a blob may give a top that does not
+    // (Blob::Reshape would stop without naming the layer). The Python layer
+    // gives the same message.
+    const int64_t limit = INT_MAX;
+    CHECK(static_cast<int64_t>(first.count()) * num_scales_ <= limit)
+        << layer << ": the top would have shape " << first.num() << " "
+        << num_scales_ << " " << first.height() << " " << first.width() << " ("
+        << static_cast<int64_t>(first.count()) * num_scales_ << ") for "
+        << num_scales_ << " bottoms of shape " << first.shape_string() << " ("
+        << BottomLabel(this->layer_param_, 0)
+        << " and the others), more than a blob holds (" << limit
+        << " elements)";
   }
   inner_ = first.height() * first.width();
   top[0]->Reshape(first.num(), num_scales_, first.height(), first.width());

@@ -934,6 +934,134 @@ TEST(ScaleInterpTablesTest, TestTablesTransposeForward) {
   }
 }
 
+// Long axes (output sides above 2^24 + 1): the fraction n % d / d of the grid,
+// computed in float, rounded to 1 for some outputs (2^24 / (2^24 + 1) did), so
+// the first cell got the weight 0 although its exact weight is not 0: a NaN or
+// inf there then reached the output as NaN through 0 * inf, or not at all in
+// the backward. The weights must stay within a float step of the exact ones and
+// be non-zero exactly where those are (checked in double, RefTaps).
+template <typename Dtype>
+static void CheckLongAxisWeights(int in, int out, int dst_begin, int dst_end) {
+  SCOPED_TRACE(testing::Message() << in << " -> " << out);
+  const Dtype inf = std::numeric_limits<Dtype>::infinity();
+  const Dtype nan = std::numeric_limits<Dtype>::quiet_NaN();
+  int rounded_to_one = 0;  // outputs where the plain float fraction is 1
+  for (int dst = dst_begin; dst < dst_end; ++dst) {
+    SCOPED_TRACE(dst);
+    int idx[2];
+    double w[2];
+    RefTaps(dst, in, out, false, idx, w);
+    int i0, i1;
+    Dtype lambda;
+    attention_scale::interp_axis(dst, in, out, &i0, &i1, &lambda);
+    ASSERT_EQ(i0, idx[0]);
+    ASSERT_EQ(i1, idx[1]);
+    EXPECT_NEAR(lambda, w[1], 1.0 / (1 << 23));
+    const int64_t num = static_cast<int64_t>(dst) * (in - 1);
+    rounded_to_one += static_cast<float>(num % (out - 1)) /
+        static_cast<float>(out - 1) == 1.0f;
+    for (int s = 0; s < 2; ++s) {
+      if (idx[1] == idx[0] && s == 1) {
+        break;
+      }
+      // The weight the backward uses for the cell: non-zero where the exact
+      // one is.
+      const Dtype weight = attention_scale::interp_weight<Dtype>(
+          false, dst, idx[s], in, out);
+      EXPECT_EQ(weight != Dtype(0), w[s] != 0) << "cell " << idx[s];
+      // The forward: an inf in the cell reaches the output as inf where its
+      // exact weight is not 0 (never NaN), a NaN as NaN; otherwise neither.
+      // cells[k]: the value of cell idx[k].
+      Dtype cells[2] = {Dtype(0.25), Dtype(5)};
+      cells[s] = inf;
+      const Dtype y_inf =
+          attention_scale::interp_mix(cells[0], cells[1], lambda, false);
+      cells[s] = nan;
+      const Dtype y_nan =
+          attention_scale::interp_mix(cells[0], cells[1], lambda, false);
+      if (w[s] != 0) {
+        EXPECT_EQ(y_inf, inf) << "cell " << idx[s];
+        EXPECT_TRUE(std::isnan(y_nan)) << "cell " << idx[s];
+      } else {
+        EXPECT_EQ(y_inf, cells[1 - s]) << "cell " << idx[s];
+        EXPECT_EQ(y_nan, cells[1 - s]) << "cell " << idx[s];
+      }
+    }
+  }
+  // The case the check is about occurs in the range for float.
+  if (sizeof(Dtype) == sizeof(float)) {
+    EXPECT_GT(rounded_to_one, 0);
+  }
+}
+
+TEST(ScaleInterpTablesTest, TestLongAxisWeights) {
+  const int last = (1 << 24) + 1;  // d = out - 1 of the first case
+  CheckLongAxisWeights<float>(2, last + 1, last - 40, last + 1);
+  CheckLongAxisWeights<double>(2, last + 1, last - 40, last + 1);
+  CheckLongAxisWeights<float>(2, (1 << 25) + 1, (1 << 25) - 40, (1 << 25) + 1);
+  CheckLongAxisWeights<float>(
+      3, (1 << 25) + 2, (1 << 25) - 40, (1 << 25) + 2);
+  CheckLongAxisWeights<float>(
+      5, (1 << 26) + 3, (1 << 26) - 80, (1 << 26) + 3);
+}
+
+// The same through the layer, forward and backward: 1 x 3 x 1 x 2 resized to
+// width 2^24 + 2 (every output but the last reads cell 0 with an exact weight
+// above 0; in float the weight of output 2^24 rounded to 0). About 0.8 GB.
+TEST(ScaleInterpLongAxisTest, TestNonFiniteOnLongAxis) {
+  Caffe::set_mode(Caffe::CPU);
+  const int out = (1 << 24) + 2;
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Blob<float> bottom(1, 3, 1, 2), top;
+  const float cells[3][2] = {{0.25f, 5}, {inf, 5}, {nan, 5}};
+  for (int c = 0; c < 3; ++c) {
+    bottom.mutable_cpu_data()[2 * c] = cells[c][0];
+    bottom.mutable_cpu_data()[2 * c + 1] = cells[c][1];
+  }
+  vector<Blob<float>*> bottom_vec(1, &bottom), top_vec(1, &top);
+  LayerParameter layer_param;
+  layer_param.mutable_scale_interp_param()->set_height(1);
+  layer_param.mutable_scale_interp_param()->set_width(out);
+  ScaleInterpLayer<float> layer(layer_param);
+  layer.SetUp(bottom_vec, top_vec);
+  layer.Forward(bottom_vec, top_vec);
+  ASSERT_EQ(top.width(), out);
+  int mismatches = 0;
+  for (int x = 0; x < out; ++x) {
+    int idx[2];
+    double w[2];
+    RefTaps(x, 2, out, false, idx, w);
+    for (int c = 0; c < 3; ++c) {
+      double expected = 0;
+      for (int s = 0; s < 2; ++s) {
+        if (w[s] != 0) {
+          expected += w[s] * cells[c][idx[s]];
+        }
+      }
+      const double y = top.cpu_data()[c * out + x];
+      const bool same = std::isnan(expected) ? std::isnan(y)
+          : std::isinf(expected) ? y == expected
+          : std::fabs(y - expected) <= 4e-6;
+      if (!same && mismatches++ < 10) {
+        ADD_FAILURE() << "plane " << c << " output " << x << ": " << y
+                      << ", expected " << expected;
+      }
+    }
+  }
+  EXPECT_EQ(mismatches, 0);
+  // Backward: a NaN top diff at output 2^24 reaches both cells (their exact
+  // weights are 1 / (2^24 + 1) and 2^24 / (2^24 + 1)); the other diffs are 0.
+  caffe_set(top.count(), 0.0f, top.mutable_cpu_diff());
+  top.mutable_cpu_diff()[1 << 24] = nan;
+  layer.Backward(top_vec, vector<bool>(1, true), bottom_vec);
+  EXPECT_TRUE(std::isnan(bottom.cpu_diff()[0]));
+  EXPECT_TRUE(std::isnan(bottom.cpu_diff()[1]));
+  for (int i = 2; i < 6; ++i) {
+    EXPECT_EQ(bottom.cpu_diff()[i], 0.0f) << i;
+  }
+}
+
 // -----------------------------------------------------------------------------
 // Gradients.
 // -----------------------------------------------------------------------------
@@ -1226,6 +1354,25 @@ TEST_F(ScaleInterpLayerDeathTest, TestCropTooLarge) {
   EXPECT_DEATH(SetUpLayer(layer_param_),
       "ScaleInterp layer 'interp': bottom\\[0\\] 'fc8' has "
       "shape 2 3 5 6 \\(180\\), too small for pad_beg -3 and pad_end -2");
+}
+
+// Pads near INT_MIN: the cropped size is computed in 64 bits. (In int, 3 +
+// INT_MIN + INT_MIN wrapped to 3, and 3 - 4 + INT_MIN to INT_MAX: setup passed
+// and the forward read about 2^31 rows before the bottom.)
+TEST_F(ScaleInterpLayerDeathTest, TestCropOverflow) {
+  param()->set_zoom_factor(2);
+  blob_bottom_->Reshape(1, 1, 3, 3);
+  param()->set_pad_beg(INT_MIN);
+  param()->set_pad_end(INT_MIN);
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': bottom\\[0\\] 'fc8' has shape 1 1 3 3 "
+      "\\(9\\), too small for pad_beg -2147483648 and pad_end -2147483648 "
+      "\\(cropped size -4294967293 x -4294967293\\)");
+  param()->set_pad_beg(-4);
+  EXPECT_DEATH(SetUpLayer(layer_param_),
+      "ScaleInterp layer 'interp': bottom\\[0\\] 'fc8' has shape 1 1 3 3 "
+      "\\(9\\), too small for pad_beg -4 and pad_end -2147483648 "
+      "\\(cropped size -2147483649 x -2147483649\\)");
 }
 
 TEST_F(ScaleInterpLayerDeathTest, TestNot4D) {

@@ -670,6 +670,28 @@ TEST_F(SoftmaxOverScalesLayerDeathTest, TestEmptyBottoms) {
   }
 }
 
+// S bottoms that each fit in a blob, with an N x S x H x W top that does not:
+// a labelled message instead of Blob::Reshape's. The bottoms' data are never
+// allocated (a Blob allocates on first access).
+TEST_F(SoftmaxOverScalesLayerDeathTest, TestTopCountTooLarge) {
+  for (int s = 0; s < 2; ++s) {
+    blob_bottom_vec_[s]->Reshape(1, 1, 40000, 40000);
+  }
+  vector<Blob<float>*> two(blob_bottom_vec_.begin(),
+                           blob_bottom_vec_.begin() + 2);
+  EXPECT_DEATH(SetUpLayer(two),
+      "SoftmaxOverScales layer 'attn_softmax': the top would have shape 1 2 "
+      "40000 40000 \\(3200000000\\) for 2 bottoms of shape 1 1 40000 40000 "
+      "\\(1600000000\\) \\(bottom\\[0\\] 'attn_s1' and the others\\), "
+      "more than a blob holds \\(2147483647 elements\\)");
+  // At the limit it is accepted: 3 x 715827882 <= INT_MAX.
+  for (int s = 0; s < 3; ++s) {
+    blob_bottom_vec_[s]->Reshape(1, 1, 2, 357913941);
+  }
+  SetUpLayer(blob_bottom_vec_);
+  EXPECT_EQ(blob_top_->count(), 2147483646);
+}
+
 TEST_F(SoftmaxOverScalesLayerDeathTest, TestBlobCounts) {
   EXPECT_DEATH(SetUpLayer(vector<Blob<float>*>()),
       "SoftmaxOverScales layer 'attn_softmax': "

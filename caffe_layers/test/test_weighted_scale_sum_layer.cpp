@@ -1,5 +1,8 @@
 // Attention to Scale for Caffe: tests of the WeightedScaleSum layer (forward,
 // gradients, errors).
+#include <limits.h>
+#include <stdint.h>
+
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -10,6 +13,7 @@
 #include "caffe/common.hpp"
 #include "caffe/filler.hpp"
 #include "caffe/layers/weighted_scale_sum_layer.hpp"
+#include "caffe/util/attention_scale_common.hpp"
 
 #include "caffe/test/test_caffe_main.hpp"
 #include "caffe/test/test_gradient_check_util.hpp"
@@ -506,6 +510,94 @@ TYPED_TEST(WeightedScaleSumLayerTest, TestGradientSingleScale) {
     GradientChecker<Dtype> checker(1e-2, 1e-3);
     checker.CheckGradientEltwise(&layer, bottom, this->blob_top_vec_);
   }
+}
+
+// -----------------------------------------------------------------------------
+// The kernels' grid-stride loop (ATS_KERNEL_LOOP, every kernel of the three
+// layers) on the grid AtsBlocks gives, run here on the host for chosen threads:
+// blockIdx, blockDim, gridDim and threadIdx are this test's variables. Every
+// index a thread visits lies in [0, n), and the threads' indices are the
+// elements of [0, n) once each. (Caffe's int loop, on CAFFE_GET_BLOCKS' grid,
+// gave negative indices for every n above 2^30: a thread's second index
+// passed INT_MAX and wrapped.)
+// -----------------------------------------------------------------------------
+
+struct HostDim3 {
+  unsigned int x;
+};
+
+// The indices thread `thread` of block `block` visits for n elements, on a
+// grid of `blocks` blocks of `threads` threads.
+static vector<int64_t> KernelLoopIndices(
+    int n, int blocks, int threads, int block, int thread) {
+  const HostDim3 blockIdx = {static_cast<unsigned int>(block)};
+  const HostDim3 threadIdx = {static_cast<unsigned int>(thread)};
+  const HostDim3 blockDim = {static_cast<unsigned int>(threads)};
+  const HostDim3 gridDim = {static_cast<unsigned int>(blocks)};
+  vector<int64_t> visited;
+  ATS_KERNEL_LOOP(index, n) {
+    visited.push_back(static_cast<int>(index));  // as the kernels take it
+    if (visited.size() > (1u << 22)) {
+      break;  // more than any thread of these grids may visit
+    }
+  }
+  return visited;
+}
+
+TEST(AtsKernelLoopTest, TestIndicesAboveTwoToThe30) {
+  const int counts[] = {1 << 30, (1 << 30) + 1, 3 << 29, 2000000000,
+      INT_MAX - 511, INT_MAX - 1, INT_MAX};
+  const int thread_counts[] = {256, 512};  // the layers' blocks
+  for (int c = 0; c < sizeof(counts) / sizeof(counts[0]); ++c) {
+    for (int t = 0; t < 2; ++t) {
+      const int n = counts[c];
+      const int threads = thread_counts[t];
+      // The grid covers n: one index a thread.
+      const int blocks = attention_scale::AtsBlocks(n, threads);
+      SCOPED_TRACE(testing::Message() << "n " << n << ", " << blocks
+                                      << " blocks of " << threads);
+      ASSERT_EQ(blocks, (static_cast<int64_t>(n) + threads - 1) / threads);
+      const int sample_blocks[] = {0, 1, blocks / 2, blocks - 2, blocks - 1};
+      for (int b = 0; b < 5; ++b) {
+        for (int thread = 0; thread < threads; ++thread) {
+          const int64_t first =
+              static_cast<int64_t>(sample_blocks[b]) * threads + thread;
+          const vector<int64_t> visited = KernelLoopIndices(
+              n, blocks, threads, sample_blocks[b], thread);
+          ASSERT_EQ(static_cast<int64_t>(visited.size()), first < n ? 1 : 0)
+              << "thread " << first;
+          if (first < n) {
+            ASSERT_EQ(visited[0], first);
+          }
+        }
+      }
+      // A grid that does not cover n: each thread strides over it, from its
+      // first index by the grid's thread count, to the last below n.
+      const int small_grid = 4099;
+      const int64_t stride = static_cast<int64_t>(small_grid) * threads;
+      const int sample_threads[] = {0, 1, threads - 1};
+      const int sample_grid_blocks[] = {0, small_grid - 1};
+      for (int b = 0; b < 2; ++b) {
+        for (int k = 0; k < 3; ++k) {
+          const int64_t first = static_cast<int64_t>(sample_grid_blocks[b]) *
+              threads + sample_threads[k];
+          const vector<int64_t> visited = KernelLoopIndices(n, small_grid,
+              threads, sample_grid_blocks[b], sample_threads[k]);
+          ASSERT_EQ(static_cast<int64_t>(visited.size()),
+              (n - first + stride - 1) / stride);
+          for (int64_t j = 0; j < visited.size(); ++j) {
+            ASSERT_EQ(visited[j], first + j * stride) << "thread " << first;
+          }
+        }
+      }
+    }
+  }
+  // The grid holds at most 2^31 threads, whatever the count.
+  EXPECT_EQ(attention_scale::AtsBlocks(INT_MAX, 512), 1 << 22);
+  EXPECT_EQ(attention_scale::AtsBlocks(INT_MAX, 256), 1 << 23);
+  EXPECT_EQ(attention_scale::AtsBlocks(static_cast<int64_t>(1) << 40, 512),
+      1 << 22);
+  EXPECT_EQ(attention_scale::AtsBlocks(1, 512), 1);
 }
 
 // -----------------------------------------------------------------------------

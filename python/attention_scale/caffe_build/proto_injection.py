@@ -6,10 +6,10 @@ copies the three messages verbatim to the end of the target's caffe.proto and th
 operation is idempotent and `strip_injection` restores the original text byte for byte.
 """
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
-from .protofile import (Field, ProtoSyntaxError, find_message, leading_comment_start,
-                        line_start, parse_messages)
+from .protofile import (Field, ProtoSyntaxError, declared_syntax, find_message,
+                        leading_comment_start, line_start, parse_messages)
 
 FIELDS_BEGIN = ("// >>> attention-to-scale fields "
                 "(added by tools/inject_layers.py; undo with --remove)")
@@ -74,8 +74,24 @@ def _line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
+def syntax_problem(text: str) -> Optional[str]:
+    """Why `text` cannot take our blocks because of its syntax, if it cannot: they are proto2
+    (`optional` fields, `[default = ...]`), which protoc refuses under proto3 ("Explicit
+    default values are not allowed in proto3") and under editions. Every Caffe is proto2."""
+    keyword, value, line = declared_syntax(text)
+    if (keyword, value) == ("syntax", "proto2"):
+        return None
+    return (f'it declares {keyword} = "{value}" (line {line}), but the attention-to-scale '
+            f'fields and messages are proto2 (optional fields with [default = ...], which protoc '
+            f'refuses under {value if keyword == "syntax" else "editions"}); only a proto2 '
+            f'caffe.proto (syntax = "proto2" or no syntax statement) can take them')
+
+
 def find_conflicts(base: str, project: ProjectProto) -> List[str]:
     """Every way in which `base` (a proto without our blocks) clashes with what we add."""
+    problem = syntax_problem(base)
+    if problem:
+        return [problem]
     problems = []
     messages = parse_messages(base)
     for m in messages:
@@ -102,12 +118,13 @@ def find_conflicts(base: str, project: ProjectProto) -> List[str]:
     return problems
 
 
-def inject(text: str, project: ProjectProto) -> str:
-    """`text` with our messages and fields, replacing an earlier injection if there is one."""
+def inject(text: str, project: ProjectProto, name: str = "caffe.proto") -> str:
+    """`text` with our messages and fields, replacing an earlier injection if there is one
+    (`name`: the file, for the messages)."""
     base = strip_injection(text)
     problems = find_conflicts(base, project)
     if problems:
-        raise ProtoConflict("caffe.proto clashes with the attention-to-scale parameters:\n  - "
+        raise ProtoConflict(f"{name} clashes with the attention-to-scale parameters:\n  - "
                             + "\n  - ".join(problems))
     layer = find_message(parse_messages(base), "LayerParameter")
     brace_line = line_start(base, layer.close_brace)

@@ -6,7 +6,7 @@ and splice the original text verbatim.
 """
 import re
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 _TOKEN = re.compile(
     r'(?P<ws>\s+)|(?P<line_comment>//[^\n]*)|(?P<block_comment>/\*.*?\*/)'
@@ -123,6 +123,21 @@ def parse_messages(text: str) -> List[Message]:
     if depth != 0:
         raise ProtoSyntaxError("unbalanced braces: the file ends inside a block")
     return messages
+
+
+def declared_syntax(text: str) -> Tuple[str, str, int]:
+    """The file's top-level `syntax = "...";` or `edition = "...";` statement as (keyword, value,
+    line); ("syntax", "proto2", 0) where there is none (protoc's default)."""
+    tokens = tokenize(text)
+    depth = 0
+    for i, tok in enumerate(tokens):
+        if tok.kind == "punct" and tok.text in ("{", "}"):
+            depth += 1 if tok.text == "{" else -1
+        elif (depth == 0 and tok.kind == "word" and tok.text in ("syntax", "edition")
+              and i + 2 < len(tokens) and tokens[i + 1].text == "="
+              and tokens[i + 2].kind == "string"):
+            return tok.text, tokens[i + 2].text[1:-1], text.count("\n", 0, tok.start) + 1
+    return "syntax", "proto2", 0
 
 
 def _read_statement(msg: Message, stmt: List[Token], end: int) -> None:

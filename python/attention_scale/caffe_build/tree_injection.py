@@ -172,7 +172,7 @@ def _plan_proto(tree: Path, plan: Plan, change) -> None:
     data = target.read_bytes()
     text, style = decode_proto(data)
     try:
-        new = change(text)
+        new = change(text, str(target))
     except ProtoConflict as err:
         plan.conflicts.append(str(err))
         return
@@ -214,7 +214,7 @@ def plan_injection(tree: Path, root: Path) -> Plan:
                 and _is_ours(dest.read_bytes()):
             plan.deletes.append(rel)
     project = load_project(root)
-    _plan_proto(tree, plan, lambda text: inject(text, project))
+    _plan_proto(tree, plan, lambda text, name: inject(text, project, name))
     plan.manifest = sorted(files)
     return plan
 
@@ -228,7 +228,7 @@ def plan_removal(tree: Path, root: Path) -> Plan:
         dest = tree / rel
         if dest.is_file() and not dest.is_symlink() and _is_ours(dest.read_bytes()):
             plan.deletes.append(rel)
-    _plan_proto(tree, plan, strip_injection)
+    _plan_proto(tree, plan, lambda text, name: strip_injection(text))
     return plan
 
 

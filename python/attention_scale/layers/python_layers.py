@@ -9,6 +9,8 @@ This pycaffe's boost bindings cannot iterate or slice the bottom/top vectors, so
 below indexes them by position.
 """
 
+import math
+
 import numpy as np
 
 from ..errors import LayerConfigError
@@ -120,7 +122,13 @@ class SoftmaxOverScales(_ScaleLayer):
                 self._fail(
                     f"with {len(bottom)} bottoms each must be N x 1 x H x W with bottom[0]'s N, H, "
                     f"W: expected {(first[0], 1, first[2], first[3])}, bottom[{i}] has {shape}")
-        top[0].reshape(first[0], len(bottom), first[2], first[3])
+        top_shape = (first[0], len(bottom), first[2], first[3])
+        if math.prod(top_shape) > scale_interp.INT_MAX:  # as the C++ layer, before Caffe aborts
+            self._fail(f"the top would have shape {scale_interp.shape_string(top_shape)} for "
+                       f"{len(bottom)} bottoms of shape {scale_interp.shape_string(first)} "
+                       f"(bottom[0] and the others), more than a blob holds "
+                       f"({scale_interp.INT_MAX} elements)")
+        top[0].reshape(*top_shape)
         self._check_not_in_place(bottom, top)
 
     def forward(self, bottom, top):

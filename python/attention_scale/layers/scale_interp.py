@@ -283,8 +283,8 @@ def taps(n_in, n_out, nearest=False, dtype="float32"):
     """(i0, i1, lam) along one axis: output dst reads cells i0[dst] and i1[dst] with weights
     1 - lam[dst] and lam[dst] (NEAREST: i1 = i0, lam = 0). The grid is exact integer arithmetic:
     source = dst * (n_in - 1) / (n_out - 1) as the fraction num / den, so no float rounding
-    decides which cells are read; lam is num % den / den in `dtype`, as the C++ tables hold it.
-    Read-only, cached."""
+    decides which cells are read; lam is num % den / den in `dtype`, kept below 1 (`fraction`),
+    as the C++ tables hold it. Read-only, cached."""
     return _CACHE.get(("taps", n_in, n_out, nearest, dtype),
                       lambda: _read_only(*_build_taps(n_in, n_out, nearest, np.dtype(dtype))))
 
@@ -300,8 +300,17 @@ def _build_taps(n_in, n_out, nearest, dtype):
         i0 = (2 * num + den) // (2 * den)
         return i0, i0, np.zeros(n_out, dtype)
     i0 = num // den
-    lam = (num % den).astype(dtype) / dtype.type(den)
-    return i0, np.minimum(i0 + 1, n_in - 1), lam
+    return i0, np.minimum(i0 + 1, n_in - 1), fraction(num % den, den, dtype)
+
+
+def fraction(rem, den, dtype):
+    """The weight of the second tap: rem / den (0 <= rem < den < 2**31) in `dtype`, rounded as
+    the C++ layer rounds it (float(rem) / float(den)) and kept below 1, so that the weight
+    1 - lam of the first tap, exactly > 0, stays > 0 (in float32 the quotient rounds to 1 for
+    some outputs of sides above 2**24 + 1: 2**24 / (2**24 + 1) does)."""
+    dtype = np.dtype(dtype)
+    lam = np.asarray(rem).astype(dtype) / dtype.type(den)
+    return np.minimum(lam, np.nextafter(dtype.type(1), dtype.type(0)))
 
 
 # Output rows per band block: small enough that a block skips most of the zeros of the

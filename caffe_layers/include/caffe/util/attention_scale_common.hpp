@@ -33,6 +33,7 @@
 #define ATS_UNROLL
 #endif
 
+
 // The CPU loops' row and block helpers stay out of line (ATS_NOINLINE):
 // inlined into their callers, GCC 12 no longer used the __restrict__ of their
 // parameters and did not vectorize them.
@@ -71,6 +72,31 @@
 
 namespace caffe {
 namespace attention_scale {
+
+// ATS_KERNEL_LOOP(i, n): the kernels' grid-stride loop over [0, n), in place
+// of Caffe's CUDA_KERNEL_LOOP, on a grid of at most AtsBlocks(n, threads)
+// blocks. Caffe's int index overflows: with a grid that covers n, a thread's
+// second index i + blockDim.x * gridDim.x passes INT_MAX for every n above
+// 2^30, wraps negative, still passes i < n, and the body ran with a negative
+// index. Here i is unsigned: i < n <= INT_MAX < 2^31 and the stride is at most
+// 2^31 (AtsBlocks caps the grid), so i + stride < 2^32 never wraps; the body
+// hands i to the element functions as an int. (A 64-bit index is as correct
+// but took up to 11 more registers a thread, 8 in AttentionForward<float, 6>,
+// with ptxas for sm_90; this one compiles to the registers of Caffe's loop.)
+#define ATS_KERNEL_LOOP(i, n)                                              \
+  for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;             \
+       i < static_cast<unsigned int>(n); i += blockDim.x * gridDim.x)
+
+/// Blocks of `threads` threads for ATS_KERNEL_LOOP over n elements (0 <= n <=
+/// INT_MAX): enough to cover n, computed in 64 bits (Caffe's
+/// CAFFE_GET_BLOCKS(n) computes n + 511 in int, negative within 511 of
+/// INT_MAX), but at most 2^31 threads in all, which the loop relies on (a
+/// power of two threads a block covers any such n within it).
+inline int AtsBlocks(int64_t n, int threads) {
+  const int64_t blocks = (n + threads - 1) / threads;
+  const int64_t most = (static_cast<int64_t>(1) << 31) / threads;
+  return static_cast<int>(blocks < most ? blocks : most);
+}
 
 /// Threads the CPU loops may use (OMP_NUM_THREADS; 1 without OpenMP).
 inline int MaxThreads() {

@@ -10,6 +10,7 @@
 #ifndef CAFFE_UTIL_SCALE_INTERP_HPP_
 #define CAFFE_UTIL_SCALE_INTERP_HPP_
 
+#include <float.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,8 +55,19 @@ struct InterpGeometry {
   bool nearest;      // NEAREST instead of BILINEAR
 };
 
+/// The largest Dtype below 1: 1 - 2^-24 (float), 1 - 2^-53 (double).
+template <typename Dtype>
+ATS_HOST_DEVICE inline Dtype largest_below_one() {
+  return Dtype(1) - Dtype(sizeof(Dtype) == sizeof(float) ? FLT_EPSILON / 2
+                                                         : DBL_EPSILON / 2);
+}
+
 /// Bilinear source cells of output index dst: i0, i1 = min(i0 + 1, in - 1) and
-/// the weight of i1.
+/// the weight lambda of i1, the fraction n % d / d rounded, and kept below 1:
+/// the weight 1 - lambda of i0 is exactly > 0, so it stays > 0, and a NaN or
+/// inf in i0 reaches the output as the rule above says. (In float the fraction
+/// rounds to 1 for some outputs once out - 1 > 2^24: 2^24 / (2^24 + 1) does.
+/// Finite outputs move by at most 2^-24 of the cells' difference.)
 template <typename Dtype>
 ATS_HOST_DEVICE inline void interp_axis(
     int dst, int in, int out, int* i0, int* i1, Dtype* lambda) {
@@ -69,7 +81,10 @@ ATS_HOST_DEVICE inline void interp_axis(
   const int64_t d = out - 1;
   *i0 = static_cast<int>(n / d);
   *i1 = (*i0 + 1 < in - 1) ? *i0 + 1 : in - 1;
-  *lambda = Dtype(static_cast<int>(n % d)) / Dtype(static_cast<int>(d));
+  const Dtype fraction =
+      Dtype(static_cast<int>(n % d)) / Dtype(static_cast<int>(d));
+  const Dtype below_one = largest_below_one<Dtype>();
+  *lambda = (fraction < below_one) ? fraction : below_one;
 }
 
 /// Nearest source cell of output index dst: floor(src + 0.5) = (2n + d) / (2d);
@@ -293,9 +308,9 @@ ATS_HOST_DEVICE inline Dtype interp_blend(Dtype v0, Dtype v1, Dtype lambda) {
 /// One output of a pass from its two source cells: interp_blend, except that a
 /// zero weight reads nothing: NEAREST, and a bilinear sample that falls on a
 /// cell (lambda 0), copy v0, so a NaN or inf in cell i1 cannot reach the output
-/// through 0 * NaN or 0 * inf (lambda < 1, so the weight 1 - lambda of v0 is
-/// never zero). Both operands are computed and one is selected, without a
-/// branch (ats_select).
+/// through 0 * NaN or 0 * inf. The weight 1 - lambda of v0 is never zero:
+/// interp_axis keeps lambda below 1 also where the fraction rounds to 1. Both
+/// operands are computed and one is selected, without a branch (ats_select).
 template <typename Dtype>
 ATS_HOST_DEVICE inline Dtype interp_mix(
     Dtype v0, Dtype v1, Dtype lambda, bool nearest) {
