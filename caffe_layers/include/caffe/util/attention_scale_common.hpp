@@ -33,7 +33,6 @@
 #define ATS_UNROLL
 #endif
 
-
 // The CPU loops' row and block helpers stay out of line (ATS_NOINLINE):
 // inlined into their callers, GCC 12 no longer used the __restrict__ of their
 // parameters and did not vectorize them.
