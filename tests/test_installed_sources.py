@@ -163,3 +163,39 @@ def test_every_tool_can_be_run_as_its_usage_shows():
         first = tool.read_text().splitlines()[0]
         assert first in ("#!/usr/bin/env python3", "#!/usr/bin/env bash"), tool
         assert os.access(tool, os.X_OK), f"{tool} is not executable"
+
+
+def _fake_cache(root, layers_digest):
+    init = root / "install" / "python" / "caffe" / "__init__.py"
+    init.parent.mkdir(parents=True)
+    init.write_text("")
+    (root / "stamp.json").write_text(json.dumps({"layers": layers_digest}))
+    return init
+
+
+def test_a_caffe_built_from_other_layer_sources_is_named(tmp_path):
+    """The build cache is keyed by everything but the layers (an edit rebuilds them in place),
+    so a Caffe reflects the last checkout that ran the setup."""
+    from attention_scale.caffe_build import builder
+
+    current = builder._injected_digest(REPO)
+    assert builder.stale_layers_message(_fake_cache(tmp_path / "a", current), REPO) is None
+    message = builder.stale_layers_message(_fake_cache(tmp_path / "b", "0" * 64), REPO)
+    assert f"the Caffe that pycaffe loads ({tmp_path / 'b'}) was built with other layer " \
+           f"sources than {REPO}'s caffe_layers/ and cuda/" in message
+    assert "bash tools/setup.sh" in message
+    # A pycaffe without this project's stamp (a Caffe of one's own): nothing to compare.
+    other = tmp_path / "c" / "install" / "python" / "caffe" / "__init__.py"
+    other.parent.mkdir(parents=True)
+    other.write_text("")
+    assert builder.stale_layers_message(other, REPO) is None
+
+
+def test_this_environments_caffe_has_this_checkouts_layers():
+    import importlib.util
+
+    from attention_scale.caffe_build import builder
+
+    spec = importlib.util.find_spec("caffe")
+    assert spec is not None and spec.origin
+    assert builder.stale_layers_message(spec.origin, REPO) is None

@@ -2,7 +2,8 @@
 
 Instead of a traceback, a Python without the package is told where to get it; an install older
 than the checkout (edited or pulled since `tools/setup.sh`) is named with a warning, since the
-tools would run the installed code, not the files the user sees.
+tools would run the installed code, not the files the user sees; so is a setup's Caffe whose
+layers were compiled from other sources than the checkout's.
 """
 import sys
 from pathlib import Path
@@ -26,5 +27,23 @@ except ImportError:  # an install from before the record existed
                 "`bash tools/setup.sh` again")
 
 _message = stale_message(Path(attention_scale.__file__).parent, REPO)
+if _message:
+    print(f"{_TOOL}: warning: {_message}", file=sys.stderr)
+
+
+def _stale_layers():
+    """The same for the layers compiled into the setup's Caffe (found without importing it)."""
+    import importlib.util
+    try:
+        from attention_scale.caffe_build.builder import stale_layers_message
+        spec = importlib.util.find_spec("caffe")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin:
+        return None
+    return stale_layers_message(spec.origin, REPO)
+
+
+_message = _stale_layers()
 if _message:
     print(f"{_TOOL}: warning: {_message}", file=sys.stderr)

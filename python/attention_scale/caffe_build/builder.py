@@ -212,12 +212,38 @@ def _source_id(cfg: BuildConfig) -> Dict[str, str]:
     return {"bvlc": caffe_source.COMMIT, "content": caffe_source.CONTENT_SHA256}
 
 
+STAMP_NAME = "stamp.json"
+
+
 def _injected_digest(root: Path) -> str:
     h = hashlib.sha256()
     for rel, src in sorted(ti.project_files(root).items()):
         h.update(rel.encode() + b"\0" + src.read_bytes() + b"\0")
     h.update((root / ti.PROJECT_PROTO_REL).read_bytes())
     return h.hexdigest()
+
+
+def stale_layers_message(pycaffe_init, repo_root) -> Optional[str]:
+    """None unless pycaffe (its caffe/__init__.py at `pycaffe_init`) is a build of this cache
+    whose layers were injected from other sources than repo_root's caffe_layers/ and cuda/ now
+    hold (edited since, or another checkout sharing the cache rebuilt it); else what to do.
+
+    The cache is keyed by everything but the layers, so that an edit rebuilds them in place in
+    a minute: a build reflects the last checkout that ran the setup."""
+    stamp_path = Path(pycaffe_init).resolve().parents[3] / STAMP_NAME
+    root = Path(repo_root)
+    if not stamp_path.is_file() or not (root / ti.PROJECT_PROTO_REL).is_file():
+        return None
+    try:
+        built = json.loads(stamp_path.read_text()).get("layers")
+    except (OSError, ValueError):
+        return None
+    if built is None or built == _injected_digest(root):
+        return None
+    return (f"the Caffe that pycaffe loads ({stamp_path.parent}) was built with other layer "
+            f"sources than {root}'s caffe_layers/ and cuda/ hold now (edited since, or another "
+            "checkout sharing that build cache rebuilt it): run `bash tools/setup.sh` again "
+            "(it rebuilds the layers in place)")
 
 
 _PERCENT = re.compile(r"^\[\s*(\d+)%\]\s*(.*)$")
@@ -331,7 +357,7 @@ def _build_locked(cfg, base, work: Path, args: List[str]) -> BuildResult:
         log(f"injected: {rel}")
     stamp = {"base": base, "layers": _injected_digest(cfg.project_root), "tree": str(tree),
              "source": identity, "cmake_args": args}
-    stamp_path = work / "stamp.json"
+    stamp_path = work / STAMP_NAME
     if (stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp
             and (prefix / "bin" / "caffe").exists() and not plan.changes):
         log(f"Caffe with the layers is up to date in {prefix}")
