@@ -287,8 +287,8 @@ def _stopped_with_a_snapshot(output, snapshots):
 
 
 def test_ctrl_c_stops_with_a_snapshot_and_leaves_no_worker(tmp_path, toy):
-    """A terminal's Ctrl-C (the whole process group: Caffe gets it directly and from train.py):
-    one stop, one snapshot, nothing killed; exit status 130 as a shell gives."""
+    """A terminal's Ctrl-C (the whole process group; Caffe, in a group of its own, is told by
+    train.py): one stop, one snapshot, nothing killed; exit status 130 as a shell gives."""
     proc, output, snapshots, _, _ = _signalled_run(
         tmp_path, toy, [(r"Iteration 3\b", lambda p, _: os.killpg(p.pid, signal.SIGINT))])
     assert proc.returncode == 130, output[-1500:]
@@ -309,6 +309,41 @@ def test_a_signal_to_train_py_alone_stops_caffe_with_a_snapshot(tmp_path, toy, s
     _stopped_with_a_snapshot(output, snapshots)
     name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
     assert f"{name}: Caffe finishes this iteration, snapshots and stops" in output
+
+
+def test_sigterm_to_the_process_group_stops_caffe_with_a_snapshot(tmp_path, toy):
+    """`kill -- -PGID`, scancel, systemd's stop: the whole group. Caffe (which dies of SIGTERM
+    at once) is not in it; train.py tells it, it snapshots and stops; 143."""
+    proc, output, snapshots, caffe_pid, _ = _signalled_run(
+        tmp_path, toy, [(r"Iteration 3\b", lambda p, _: os.killpg(p.pid, signal.SIGTERM))])
+    assert proc.returncode == 143, output[-1500:]
+    _stopped_with_a_snapshot(output, snapshots)
+    assert "exited with code" not in output
+
+
+def test_a_hangup_of_the_terminal_does_not_end_the_training(tmp_path, toy):
+    """A closed terminal sends SIGHUP to the whole group: the prefetch workers died of it and
+    Caffe aborted. Now only train.py gets it, passes it on (a snapshot), and training goes on
+    until a later stop."""
+    proc, output, snapshots, _, _ = _signalled_run(tmp_path, toy, [
+        (r"Iteration 3\b", lambda p, _: os.killpg(p.pid, signal.SIGHUP)),
+        (r"Snapshotting solver state to binary proto file \S+_iter_(\d+)", lambda p, _: None),
+        (r"\] Iteration \d+ \(", lambda p, _: os.killpg(p.pid, signal.SIGINT))])
+    assert "SIGHUP: passed on to Caffe" in output and "PrefetchError" not in output
+    hup = int(re.search(r"Snapshotting solver state to binary proto file \S+_iter_(\d+)",
+                        output).group(1))
+    assert proc.returncode == 130, output[-1500:]
+    assert _stopped_with_a_snapshot(output, snapshots) > hup
+
+
+def test_caffe_does_not_outlive_a_killed_train_py(tmp_path, toy):
+    """kill -9 of train.py (or a crash) cannot be forwarded: Caffe gets a SIGINT from the
+    kernel when its parent dies (PR_SET_PDEATHSIG), snapshots and stops; no worker is left."""
+    proc, output, snapshots, caffe_pid, _ = _signalled_run(
+        tmp_path, toy, [(r"Iteration 3\b", lambda p, _: os.kill(p.pid, signal.SIGKILL))])
+    assert proc.returncode == -signal.SIGKILL
+    # (_signalled_run has checked that Caffe and the workers are gone.) It snapshotted:
+    assert list(snapshots.glob("train_iter_*.solverstate")), sorted(snapshots.iterdir())
 
 
 def test_sighup_to_train_py_snapshots_and_training_goes_on(tmp_path, toy):

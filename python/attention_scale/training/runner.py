@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -427,9 +428,10 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         log_file.write(f"# tools/train.py {time.strftime('%Y-%m-%d %H:%M:%S')}: "
                        f"{' '.join(command)}\n")
         log_file.flush()
+        in_main = threading.current_thread() is threading.main_thread()
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, errors="replace", bufsize=1,
-                                env=caffe_env)
+                                text=True, errors="replace", bufsize=1, env=caffe_env,
+                                preexec_fn=_caffe_child_setup(own_group=in_main))
         diverged = None
         signals = _Signals(proc)
         try:
@@ -485,17 +487,49 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     return result
 
 
+def _caffe_child_setup(own_group=True):
+    """What the caffe child does before it runs (Popen's preexec_fn). own_group (where this
+    process handles the signals: the main thread): a process group of its own, so that what a
+    terminal or a scheduler sends to this tool's group (Ctrl-C, a hangup when the terminal
+    closes, `kill -- -PGID`, scancel, systemd's stop) reaches this process only, which tells
+    Caffe in the way it can take (_Signals): Caffe handles SIGINT and SIGHUP only and died at
+    once of a group SIGTERM, and the data layer's prefetch workers died of a hangup. (In another
+    thread nothing is caught here, so Caffe stays in the caller's group and gets a terminal's
+    Ctrl-C itself, as the demo's parallel trainings rely on.) And, on Linux, a SIGINT when
+    this process dies (even of SIGKILL), so that Caffe snapshots and stops instead of training
+    on unseen."""
+    prctl = None
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            prctl = None
+    parent = os.getpid()
+
+    def setup():
+        if own_group:
+            os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+            if os.getppid() != parent:  # the parent died before the line above took effect
+                os.kill(os.getpid(), signal.SIGINT)
+    return setup
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
 class _Signals:
     """While Caffe runs, the signals that would end this process are handled so that Caffe is
     never left running on its own:
 
     SIGINT (Ctrl-C) or SIGTERM (`kill`, a scheduler, systemd), the first: Caffe is sent a SIGINT
     (its -sigint_effect, `stop` by default: it finishes the iteration, snapshots and exits) and
-    the output is read to the end; `stop_signal` keeps which signal it was. A terminal's Ctrl-C
-    reaches Caffe directly too (same process group); Caffe's handler only sets a flag that the
-    solver reads after each iteration, so the second copy changes nothing: one stop, one
-    snapshot. The signal goes to the caffe process only, never to a group this process is in.
-    The second SIGINT or SIGTERM kills Caffe (`killed`).
+    the output is read to the end; `stop_signal` keeps which signal it was. Caffe runs in a
+    process group of its own (_caffe_child_setup), so what is sent to this tool's group reaches
+    it through here only: one stop, one snapshot. The second SIGINT or SIGTERM kills Caffe
+    (`killed`).
     SIGHUP: passed on to Caffe (its -sighup_effect, `snapshot` by default: a snapshot, and
     training goes on, still read and logged here; a closed terminal does not end the run).
 
