@@ -173,18 +173,6 @@ def _read_claim(path):
     return recorded
 
 
-def _modified_since(path, wanted):
-    """For a run.json written before content hashes were recorded: the net and weights files
-    modified after it (the run started with their earlier content)."""
-    since = path.stat().st_mtime
-    return [f"{key}: {wanted[key]} was modified after this folder's predictions were started, "
-            f"and its run.json, older than content checks, cannot tell whether it still is the "
-            f"same"
-            for key in ("net", "weights")
-            if wanted.get(key) and Path(wanted[key]).is_file()
-            and Path(wanted[key]).stat().st_mtime > since]
-
-
 def _difference(key, old, new, wanted):
     if key in CONTENT_KEYS:
         file = wanted.get(key.replace("_sha256", ""))
@@ -201,8 +189,9 @@ def claim_output(root, settings) -> OutputClaim:
     predictions would no longer describe the net's predictions beside them: refused. A run.json
     without results beside it does not hold the folder.
 
-    A run.json of an older version, without the content hashes, is trusted as long as neither the
-    net nor the weights file was modified after it was written; the hashes are then added."""
+    A run.json of an older version, without the content hashes, cannot tell whether its
+    predictions came from the files now at those paths (a modification time proves nothing:
+    `cp -p`, rsync and tar keep old ones): with results beside it, it is refused."""
     root = Path(root)
     path = root / RUN_SETTINGS
     if _PREDICTIONS_KEY in settings and "net" not in settings:
@@ -230,9 +219,11 @@ def claim_output(root, settings) -> OutputClaim:
                      legacy or recorded.get(k.replace("_sha256", "")) != wanted.get(
                          k.replace("_sha256", ""))))]  # another file: its path says so
     if legacy:
-        different += _modified_since(path, wanted)
+        different.append("its run.json was written by an earlier version without the content "
+                         "hashes of the net and weights, so whether these predictions came from "
+                         "the files now at those paths cannot be told")
     if not different:
-        return OutputClaim(path, wanted, recorded=not legacy)
+        return OutputClaim(path, wanted, recorded=True)
     if not _holds_results(root, recorded):
         return OutputClaim(path, wanted, recorded=False)
     if not net_run:
