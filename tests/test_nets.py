@@ -107,8 +107,10 @@ def test_other_options_may_not_rewrite_the_checked_in_nets():
     prototxt/ and with it prototxt/solver.prototxt; refused before anything is written."""
     import subprocess
     import sys
-    for args in (["--backbone", "small", "--num-classes", "4"], ["--output-dir", "./prototxt/",
-                                                                  "--random-scale", "0.5", "1.5"]):
+    for args in (["--backbone", "small", "--num-classes", "4"],
+                 ["--output-dir", "./prototxt/", "--random-scale", "0.5", "1.5"],
+                 ["--output-dir", str(REPO / "prototxt"), "--snapshot", "5"],
+                 ["--output-dir", f"../{REPO.name}/prototxt", "--num-classes", "5"]):
         res = subprocess.run([sys.executable, str(REPO / "tools/generate_prototxt.py"), *args],
                              capture_output=True, text=True, cwd=REPO)
         assert res.returncode == 2, res.stdout + res.stderr

@@ -10,6 +10,7 @@ Run from the repository root: the paths inside the files are relative to it.
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 
@@ -54,7 +55,8 @@ def parse_args(argv=None):
     # rewrite them (and prototxt/solver.prototxt with them) in silence.
     changed = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
                if name not in ("output_dir", "check") and _differs(value, p.get_default(name))]
-    if changed and os.path.normpath(args.output_dir) == "prototxt":
+    checked_in = (_package.REPO / "prototxt").resolve()
+    if changed and Path(args.output_dir).resolve() == checked_in:
         p.error(f"{', '.join(changed)} would rewrite the checked-in nets in prototxt/ (what "
                 "prototxt/solver.prototxt and the tests use): give an --output-dir of their own")
     return args
