@@ -468,8 +468,9 @@ def test_nets_caffe_would_abort_on_are_named_by_the_tool(setup, tmp_path):
     train.write_text((REPO / "prototxt/baseline/train.prototxt").read_text())
     (train.parent / "test.prototxt").write_text(text)
     cases = [
-        (setup["att"][1], r"test\.caffemodel: this is a binary NetParameter .* a \.caffemodel "
-                          r"\(trained weights\), not a network definition"),
+        (setup["att"][1], r"--net \S*test\.caffemodel is a \.caffemodel \(trained weights\), "
+                          r"not a network definition: give it as --weights, and the variant's "
+                          r"test\.prototxt as --net"),
         (solver, r"solver\.prototxt: 1:1 .* has no field named \"net\"\. This looks like a "
                  r"solver prototxt"),
         (typo, r"cannot parse .*typo\.prototxt: 3:\d+ : .* has no field named \"kernal_size\""),
@@ -549,3 +550,18 @@ def test_ctrl_c_stops_with_one_line_and_the_run_continues(tmp_path):
     assert stderr.strip() == "test_voc: stopped; run the same command again to continue"
     again = _tool(*common)
     assert again.returncode == 0 and f"{24 - done} predicted, {done} reused" in again.stdout
+
+
+def test_a_refused_folder_is_named_by_the_tools_own_option(setup, tmp_path):
+    """visualize_attention's folder is --results, test_voc's --output."""
+    from attention_scale.evaluation.outputs import claim_output
+
+    predictor = NetPredictor(*setup["att"])
+    out = tmp_path / "r"
+    (out / "predictions").mkdir(parents=True)
+    (out / "predictions" / "img000.png").write_bytes(b"")
+    (out / "run.json").write_text(json.dumps(dict(predictor.settings(), flip=True)))
+    with pytest.raises(DataError, match=r"use another --results or delete that folder"):
+        claim_output(out, predictor.settings(), option="--results")
+    with pytest.raises(DataError, match=r"use another --output or delete that folder"):
+        claim_output(out, predictor.settings())

@@ -538,7 +538,7 @@ def test_second_stop_signal_kills_caffe_and_sighup_is_passed_on(fake_run):
     assert not _alive(caffe_pid)
 
 
-@pytest.mark.parametrize("gpu", ["abc", "-1", "0,", "0;1", "1.5", "all"])
+@pytest.mark.parametrize("gpu", ["abc", "-1", "0,", "0;1", "1.5", "all", "\uff10", "99999999999"])
 def test_a_gpu_that_is_not_an_id_is_refused_before_caffe_starts(fake_run, gpu):
     """Caffe would abort with boost::bad_lexical_cast and no message of its own."""
     solver, prefix, run = fake_run

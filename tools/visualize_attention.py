@@ -81,7 +81,7 @@ def main(argv=None):
             predictor = make_predictor(args)
             if not predictor.has_attention:
                 raise ValueError(f"{args.net} has no `attention` blob: not an attention net")
-            claim = claim_output(results, predictor.settings())
+            claim = claim_output(results, predictor.settings(), option="--results")
         else:
             problem = _no_attention_maps(folder, entries)
             if problem:

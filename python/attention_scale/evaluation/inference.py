@@ -176,9 +176,16 @@ class NetPredictor:
         from ..nets.convert import convert_net
         from ..nets.layer_support import (check_net_layers, check_net_parses, check_test_net,
                                            lacks_input_layer)
-        from ..nets.prototxt import parse_net, read_prototxt
+        from ..nets.prototxt import NotAPrototxt, parse_net, read_prototxt
         protos = load_protos()
-        text = read_prototxt(self.prototxt, protos)  # a .caffemodel given as the net: named
+        try:
+            text = read_prototxt(self.prototxt, protos)
+        except NotAPrototxt as exc:
+            if not exc.weights:
+                raise
+            raise ValueError(f"--net {self.prototxt} is a .caffemodel (trained weights), not a "
+                             "network definition: give it as --weights, and the variant's "
+                             "test.prototxt as --net") from None
         check_net_parses(self.prototxt, text, caffe)
         parsed, _ = parse_net(text, protos, self.prototxt)
         check_test_net(self.prototxt, parsed)

@@ -181,13 +181,13 @@ def _difference(key, old, new, wanted):
     return f"{key}: {old!r} there, {new!r} now"
 
 
-def claim_output(root, settings) -> OutputClaim:
+def claim_output(root, settings, option="--output") -> OutputClaim:
     """Check that the results under root were made with these settings (a net's: net and weights,
     their content, test-time settings; a folder of predictions': that folder) and return the claim
     to record with the run's first result. Resuming with another net, other weights (also new
     weights at the same path) or another test-time setting would mix results, and metrics of other
     predictions would no longer describe the net's predictions beside them: refused. A run.json
-    without results beside it does not hold the folder.
+    without results beside it does not hold the folder. `option` names the folder in messages.
 
     A run.json of an older version, without the content hashes, cannot tell whether its
     predictions came from the files now at those paths (a modification time proves nothing:
@@ -211,7 +211,7 @@ def claim_output(root, settings) -> OutputClaim:
                 f"{root} holds the predictions of {recorded.get('net')} with "
                 f"{recorded.get('weights')} (run.json); metrics of the predictions in "
                 f"{wanted[_PREDICTIONS_KEY]} written there would not describe them: use another "
-                f"--output")
+                f"{option}")
     legacy = net_run and not any(key in recorded for key in CONTENT_KEYS) and \
         _PREDICTIONS_KEY not in wanted
     different = [_difference(k, recorded.get(k), v, wanted) for k, v in wanted.items()
@@ -228,7 +228,7 @@ def claim_output(root, settings) -> OutputClaim:
         return OutputClaim(path, wanted, recorded=False)
     if not net_run:
         raise DataError(f"{root} holds the metrics of the predictions in "
-                        f"{recorded.get(_PREDICTIONS_KEY)} (run.json); use another --output or "
+                        f"{recorded.get(_PREDICTIONS_KEY)} (run.json); use another {option} or "
                         f"delete that folder")
     raise DataError(f"{root} holds predictions made with other settings ({'; '.join(different)}); "
-                    f"use another --output or delete that folder")
+                    f"use another {option} or delete that folder")

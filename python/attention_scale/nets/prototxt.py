@@ -33,12 +33,21 @@ _NO_ENUM_VALUE = re.compile(r'Enum type "([\w.]+)" has no value named (\w+)')
 UPGRADE_TOOL = "upgrade_net_proto_text"
 
 
+class NotAPrototxt(ConversionError):
+    """A binary file where a text prototxt was expected; `weights` when it is a .caffemodel."""
+
+    def __init__(self, message, weights):
+        super().__init__(message)
+        self.weights = weights
+
+
 def read_prototxt(path, protos):
     """The text of the prototxt at `path`; a binary or non-UTF-8 file is refused with what it is."""
     data = Path(path).read_bytes()
     control = _BINARY_BYTES.search(data)
     if control is not None:
-        raise ConversionError(f"{path}: {_describe_binary(data, control.start(), protos)}")
+        raise NotAPrototxt(f"{path}: {_describe_binary(data, control.start(), protos)}",
+                           weights=bool(_layer_names_of_binary_net(data, protos)))
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -239,7 +239,8 @@ def _gpu_ids(gpu) -> str:
     """--gpu as Caffe's -gpu takes it (spaces dropped), or TrainingError: Caffe would abort on
     anything but non-negative integers (boost::bad_lexical_cast, no message of its own)."""
     text = str(gpu).replace(" ", "")
-    if not re.fullmatch(r"\d+(,\d+)*", text):
+    if not re.fullmatch(r"[0-9]+(,[0-9]+)*", text) or \
+            any(int(i) > 2**31 - 1 for i in text.split(",")):
         raise TrainingError(f"--gpu {gpu}: not a GPU id; GPU ids are non-negative integers, "
                             "comma-separated (e.g. --gpu 0); leave --gpu out to use the "
                             "solver's solver_mode")
