@@ -565,3 +565,24 @@ def test_a_refused_folder_is_named_by_the_tools_own_option(setup, tmp_path):
         claim_output(out, predictor.settings(), option="--results")
     with pytest.raises(DataError, match=r"use another --output or delete that folder"):
         claim_output(out, predictor.settings())
+
+
+def test_the_same_weights_under_another_path_reuse_the_folder(setup, tmp_path):
+    """The content decides: the weights copied elsewhere (or the same file spelt another way)
+    reuse the predictions; other content at the recorded path does not (tested above)."""
+    import shutil
+
+    from attention_scale.evaluation.outputs import claim_output
+
+    predictor = NetPredictor(*setup["att"])
+    out = tmp_path / "r"
+    (out / "predictions").mkdir(parents=True)
+    (out / "predictions" / "img000.png").write_bytes(b"")
+    (out / "run.json").write_text(json.dumps(predictor.settings()))
+    copy = tmp_path / "copy.caffemodel"
+    shutil.copy(setup["att"][1], copy)
+    moved = NetPredictor(setup["att"][0], copy)
+    assert moved.settings()["weights"] != predictor.settings()["weights"]
+    claim_output(out, moved.settings())  # not refused
+    with pytest.raises(DataError, match=r"flip: False there, True now"):
+        claim_output(out, dict(moved.settings(), flip=True))

@@ -173,6 +173,14 @@ def _read_claim(path):
     return recorded
 
 
+def _same_content(key, recorded, wanted):
+    """A net or weights path that differs while the content hash is the same (another spelling
+    of the path, or a copy): the same file as far as the predictions go."""
+    hashed = f"{key}_sha256"
+    return (key in ("net", "weights") and recorded.get(hashed) is not None
+            and recorded.get(hashed) == wanted.get(hashed))
+
+
 def _difference(key, old, new, wanted):
     if key in CONTENT_KEYS:
         file = wanted.get(key.replace("_sha256", ""))
@@ -217,7 +225,8 @@ def claim_output(root, settings, option="--output") -> OutputClaim:
     different = [_difference(k, recorded.get(k), v, wanted) for k, v in wanted.items()
                  if recorded.get(k) != v and not (k in CONTENT_KEYS and (
                      legacy or recorded.get(k.replace("_sha256", "")) != wanted.get(
-                         k.replace("_sha256", ""))))]  # another file: its path says so
+                         k.replace("_sha256", ""))))  # another file: its path says so
+                 and not _same_content(k, recorded, wanted)]
     if legacy:
         different.append("its run.json was written by an earlier version without the content "
                          "hashes of the net and weights, so whether these predictions came from "
