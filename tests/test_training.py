@@ -809,3 +809,15 @@ def test_plot_log_names_the_output_it_cannot_write(tmp_path, where):
     assert out.returncode == 1, out.stderr
     assert out.stderr.startswith(f"plot_log.py: -o {target}: cannot write it (")
     assert len(out.stderr.strip().splitlines()) == 1 and ".p.png." not in out.stderr
+
+
+def test_a_misspelt_solver_field_or_value_gets_the_likely_name(tmp_path):
+    (tmp_path / "a.prototxt").write_text('net: "x.prototxt"\nbase_lrr: 0.1\n')
+    (tmp_path / "b.prototxt").write_text('net: "x.prototxt"\nsolver_mode: CPPU\n')
+    with pytest.raises(runner.TrainingError, match=r"a\.prototxt is not a solver prototxt: 2:1 : "
+                                                   r".* has no field named \"base_lrr\"\. Did you "
+                                                   r"mean 'base_lr'\?$"):
+        runner.read_solver(tmp_path / "a.prototxt")
+    with pytest.raises(runner.TrainingError, match=r"has no value named CPPU\. Its values: CPU, "
+                                                   r"GPU\. Did you mean CPU\?$"):
+        runner.read_solver(tmp_path / "b.prototxt")

@@ -131,7 +131,7 @@ CAFFE_PROTO_ADVICE = ("Pass that Caffe's caffe.proto (or its generated caffe_pb2
 def _parse_hint(message, protos, fork_advice=CAFFE_PROTO_ADVICE):
     enum = _NO_ENUM_VALUE.search(message)
     if enum is not None:
-        return _enum_hint(protos, *enum.groups())
+        return _enum_hint(_pool(protos), *enum.groups())
     match = _NO_FIELD.search(message)
     if match is None:
         return ""
@@ -141,7 +141,7 @@ def _parse_hint(message, protos, fork_advice=CAFFE_PROTO_ADVICE):
                 "(net: / train_net:) instead")
     if owner.rsplit(".", 1)[-1] == "NetParameter" and field == "layers":
         return ". " + v1_advice()
-    close = _close_fields(protos, owner, field)
+    close = _close_fields(_pool(protos), owner, field)
     if close:
         return (f". Did you mean {' or '.join(repr(name) for name in close)}? (If not, the "
                 f"network was written for another Caffe's caffe.proto.)")
@@ -153,10 +153,25 @@ def _parse_hint(message, protos, fork_advice=CAFFE_PROTO_ADVICE):
             f"{fork_advice}")
 
 
-def _enum_hint(protos, enum_name, value):
+def misspelling_hint(message, pool):
+    """For protobuf's text-format error `message` about a field or an enum value the message
+    type lacks: '. Did you mean ...?' with the likely names in descriptor `pool`; else ''."""
+    enum = _NO_ENUM_VALUE.search(message)
+    if enum is not None:
+        return _enum_hint(pool, *enum.groups())
+    match = _NO_FIELD.search(message)
+    close = _close_fields(pool, *match.groups()) if match else []
+    return f". Did you mean {' or '.join(repr(name) for name in close)}?" if close else ""
+
+
+def _pool(protos):
+    return protos.net_parameter.DESCRIPTOR.file.pool
+
+
+def _enum_hint(pool, enum_name, value):
     """'. It has A, B, C' (and the likely one) for a value enum_name lacks."""
     try:
-        enum = protos.net_parameter.DESCRIPTOR.file.pool.FindEnumTypeByName(enum_name)
+        enum = pool.FindEnumTypeByName(enum_name)
     except KeyError:
         return ""
     names = list(enum.values_by_name)
@@ -165,10 +180,10 @@ def _enum_hint(protos, enum_name, value):
     return f". Its values: {', '.join(names)}.{guess}"
 
 
-def _close_fields(protos, owner, field):
+def _close_fields(pool, owner, field):
     """Field names of message `owner` that look like a misspelling of `field`."""
     try:
-        message = protos.net_parameter.DESCRIPTOR.file.pool.FindMessageTypeByName(owner)
+        message = pool.FindMessageTypeByName(owner)
     except KeyError:
         return []
     return difflib.get_close_matches(field, list(message.fields_by_name), n=2, cutoff=0.8)

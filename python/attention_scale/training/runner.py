@@ -69,7 +69,10 @@ def read_solver(path) -> SolverInfo:
     try:
         text_format.Parse(text, solver)
     except text_format.ParseError as exc:
-        raise TrainingError(f"{path} is not a solver prototxt: {exc}") from None
+        from ..nets.prototxt import misspelling_hint
+        hint = misspelling_hint(str(exc), caffe_pb2.SolverParameter.DESCRIPTOR.file.pool)
+        raise TrainingError(f"{path} is not a solver prototxt: {str(exc).rstrip('.')}{hint}") \
+            from None
     return SolverInfo(path, solver.net or solver.train_net or None, solver.max_iter,
                       solver.snapshot, solver.snapshot_prefix or None, solver.iter_size or 1)
 
