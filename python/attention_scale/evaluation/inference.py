@@ -175,8 +175,8 @@ class NetPredictor:
         from ..nets.caffe_proto import load_protos
         from ..nets.convert import convert_net
         from ..nets.layer_support import (check_net_layers, check_net_parses, check_test_net,
-                                           lacks_input_layer)
-        from ..nets.prototxt import NotAPrototxt, parse_net, read_prototxt
+                                          lacks_input_layer)
+        from ..nets.prototxt import NotAPrototxt, read_prototxt
         protos = load_protos()
         try:
             text = read_prototxt(self.prototxt, protos)
@@ -186,8 +186,7 @@ class NetPredictor:
             raise ValueError(f"--net {self.prototxt} is a .caffemodel (trained weights), not a "
                              "network definition: give it as --weights, and the variant's "
                              "test.prototxt as --net") from None
-        check_net_parses(self.prototxt, text, caffe)
-        parsed, _ = parse_net(text, protos, self.prototxt)
+        parsed = check_net_parses(self.prototxt, text, caffe, protos)
         check_test_net(self.prototxt, parsed)
         # The net's identity for the output folder's run.json: its content as parsed (comments
         # and layout aside), and the weights file's bytes (0.16 s for 150 MB here).
@@ -200,7 +199,7 @@ class NetPredictor:
         target = "python" if self.layer_form == "python" else None
         input_fields = lacks_input_layer(caffe)
         if target or input_fields:
-            text = convert_net(text, target, source=self.prototxt, input_fields=input_fields).text
+            text = convert_net(text, target, protos, self.prototxt, input_fields).text
         check_net_layers(self.prototxt, text, caffe,
                          python_form="--layer-form python" if self.layer_form == "cpp"
                          else "tools/convert_net.py NET --to python")
@@ -246,9 +245,9 @@ class NetPredictor:
                  else f"this {image_hw[0]}x{image_hw[1]} image")
         raise InputTooLarge(
             f"--scales {scale:g}: {image} needs a {size[0]}x{size[1]} input at that scale, where "
-            f"blob {name!r} of {self.prototxt} would hold about {nc} x {h} x {w} = {nc * h * w:.3g} "
-            f"values, over Caffe's limit of 2^31 - 1 per blob (Caffe would end the process); "
-            f"use scales up to {math.floor(low * 100) / 100:g} for it")
+            f"blob {name!r} of {self.prototxt} would hold about {nc} x {h} x {w} = "
+            f"{nc * h * w:.3g} values, over Caffe's limit of 2^31 - 1 per blob (Caffe would end "
+            f"the process); use scales up to {math.floor(low * 100) / 100:g} for it")
 
     @property
     def branch_names(self):

@@ -122,12 +122,14 @@ def lacks_input_layer(caffe) -> bool:
     return list_types is not None and "Input" not in list_types()
 
 
-def check_net_parses(prototxt, text, caffe) -> List[Tuple[str, str]]:
-    """The net's [(layer name, type)], or ConversionError when the text does not parse with
+def check_net_parses(prototxt, text, caffe, protos=None):
+    """The net as a NetParameter, or ConversionError when the text does not parse with
     pycaffe's caffe.proto (extended by this project's parameters): caffe.Net would end the
     process there."""
     try:
-        return net_layers(text, source=str(prototxt))
+        net, _ = parse_net(text, protos or load_protos(), str(prototxt),
+                           fork_advice=OTHER_PYCAFFE_ADVICE)
+        return net
     except ConversionError as exc:
         raise ConversionError(f"{caffe_label(caffe)} cannot read the net: {exc}") from None
 
@@ -138,7 +140,7 @@ def check_net_layers(prototxt, text, caffe, python_form="tools/convert_net.py NE
     caffe.proto, before caffe.Net would end the process. The types are not checked where
     pycaffe cannot list them (layer_type_list, missing in pycaffe before 2016)."""
     list_types = getattr(caffe, "layer_type_list", None)
-    layers = check_net_parses(prototxt, text, caffe)
+    layers = [(layer.name, layer.type) for layer in check_net_parses(prototxt, text, caffe).layer]
     if list_types is None:
         return
     missing = missing_types(layers, list_types())
