@@ -79,16 +79,8 @@ def read_solver(path) -> SolverInfo:
 
 def latest_solverstate(snapshot_prefix) -> Optional[Path]:
     """The <prefix>_iter_N.solverstate with the largest N, or None."""
-    prefix = Path(snapshot_prefix)
-    folder = prefix.parent if str(prefix.parent) else Path(".")
-    if not folder.is_dir():
-        return None
-    best, best_iter = None, -1
-    for candidate in folder.glob(prefix.name + "_iter_*.solverstate"):
-        match = SNAPSHOT_ITER.search(candidate.name)
-        if match and int(match.group(1)) > best_iter:
-            best, best_iter = candidate, int(match.group(1))
-    return best
+    states = [path for path in earlier_snapshots(snapshot_prefix) if path.suffix == ".solverstate"]
+    return states[-1] if states else None
 
 
 def earlier_snapshots(snapshot_prefix) -> List[Path]:
