@@ -2,6 +2,7 @@
 keys, the verified source routes (a local HTTP server stands in for GitHub), the optional
 libraries of a fork, the protobuf runtime, and --caffe-root on a synthetic fork-like tree."""
 import functools
+import hashlib
 import http.server
 import io
 import json
@@ -54,6 +55,59 @@ def test_no_mirror_configured(tmp_path):
     (tmp_path / "sources.list").write_text(
         "deb http://archive.ubuntu.example/ubuntu jammy main universe\n")
     assert debian_source.debian_mirrors(tmp_path) == []
+
+
+FAKE_APT_GET = """#!/bin/sh
+# apt-get as a mirror that has lost bullseye would answer, and archive.debian.org as it would.
+for arg; do case "$arg" in -oDir::Etc::SourceList=*) list=${arg#*=} ;; esac; done
+echo "$*" >>"$APT_CALLS"
+if ! grep -q archive.debian.org "$list"; then
+  echo "E: The repository 'mirror bullseye Release' does not have a Release file." >&2; exit 100
+fi
+case "$*" in
+  *" source "*) printf 'caffe source' >caffe_1.0.0+git20180821.99bd997.orig.tar.gz ;;
+esac
+"""
+
+
+def test_debian_source_falls_back_to_archive_debian_org(tmp_path, monkeypatch):
+    # Debian moves old releases off its mirrors to archive.debian.org: bullseye will go.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "apt-get").write_text(FAKE_APT_GET)
+    (bin_dir / "apt-get").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("APT_CALLS", str(tmp_path / "calls"))
+    monkeypatch.setattr(debian_source, "ORIG_SHA256",
+                        hashlib.sha256(b"caffe source").hexdigest())
+    etc = tmp_path / "etc"
+    (etc / "sources.list.d").mkdir(parents=True)
+    (etc / "sources.list").write_text("deb http://mirror.example/debian bookworm main\n")
+    downloads = tmp_path / "downloads"
+    got = debian_source.fetch_orig_tarball(downloads, log=lambda *_: None, etc_apt=etc)
+    assert got == downloads / debian_source.ORIG_TARBALL and got.read_bytes() == b"caffe source"
+    calls = (tmp_path / "calls").read_text().splitlines()
+    # the system's mirror first (update fails there), then the archive: update and source,
+    # the archive's expired Valid-Until accepted (the signature and SHA-256 are still checked)
+    assert len(calls) == 3 and calls[0].endswith("update")
+    assert all("Check-Valid-Until=false" in c for c in calls[1:])
+    assert sorted(p.name for p in downloads.iterdir()) == [debian_source.ORIG_TARBALL]
+
+
+def test_debian_source_failure_names_every_mirror_tried(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "apt-get").write_text("#!/bin/sh\necho 'E: no network' >&2\nexit 100\n")
+    (bin_dir / "apt-get").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "sources.list").write_text("deb http://mirror.example/debian bookworm main\n")
+    with pytest.raises(debian_source.SourceUnavailable) as err:
+        debian_source.fetch_orig_tarball(tmp_path / "dl", log=lambda *_: None, etc_apt=etc)
+    assert "from http://mirror.example/debian:" in str(err.value)
+    assert f"from {debian_source.ARCHIVE_MIRROR}:" in str(err.value)
+    assert list((tmp_path / "dl").iterdir()) == []
 
 
 def test_content_digest_is_the_documented_shell_pipeline(tmp_path):

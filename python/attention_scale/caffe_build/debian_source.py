@@ -4,7 +4,8 @@ routes of caffe_source.py.
 apt-get verifies the download against the suite's signed Release file (checked with the system's
 Debian keyring); the pinned SHA-256 below checks it once more. apt runs with a private sources
 file and lists folder, so the system's apt state is never touched. The mirror is read from the
-system's own apt configuration.
+system's own apt configuration; when bullseye is no longer there (Debian moves old releases off
+its mirrors), archive.debian.org, where they go, is tried next.
 """
 import hashlib
 import os
@@ -21,6 +22,9 @@ SUITE = "bullseye"
 ORIG_TARBALL = "caffe_1.0.0+git20180821.99bd997.orig.tar.gz"
 ORIG_SHA256 = "e0eb3f06794f7402c77b7dec8e8480273ee1a1bb192e9122b621a69d4147ad0c"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+# Where Debian keeps releases that left its mirrors. Its Release files may carry a Valid-Until in
+# the past; the signature is still checked (and the tarball's SHA-256 after it).
+ARCHIVE_MIRROR = "http://archive.debian.org/debian"
 
 
 class SourceUnavailable(RuntimeError):
@@ -67,16 +71,34 @@ def fetch_orig_tarball(downloads: Path, log=print, etc_apt: Path = Path("/etc/ap
     if shutil.which("apt-get") is None:
         raise SourceUnavailable("apt-get is not available")
     downloads.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="caffe-src-", dir=downloads) as tmp:
+    attempts = [(mirrors, [])]
+    if ARCHIVE_MIRROR not in mirrors:
+        attempts.append(([ARCHIVE_MIRROR], ["-oAcquire::Check-Valid-Until=false"]))
+    failures = []
+    for uris, extra in attempts:
+        try:
+            _apt_get_source(target, uris, extra, log)
+        except SourceUnavailable as err:
+            failures.append(f"from {', '.join(uris)}: {err}")
+            continue
+        return target
+    raise SourceUnavailable("\n".join(failures))
+
+
+def _apt_get_source(target: Path, uris: List[str], extra_opts: List[str], log) -> None:
+    """apt-get source from `uris` into a temporary folder beside `target` (same file system);
+    the tarball becomes `target` only once its SHA-256 is the pinned one."""
+    with tempfile.TemporaryDirectory(prefix="caffe-src-", dir=target.parent) as tmp:
         tmp = Path(tmp)
         (tmp / "lists" / "partial").mkdir(parents=True)
         signed = f"[signed-by={KEYRING}] " if Path(KEYRING).is_file() else ""
         (tmp / "sources.list").write_text(
-            "".join(f"deb-src {signed}{m} {SUITE} main\n" for m in mirrors))
+            "".join(f"deb-src {signed}{m} {SUITE} main\n" for m in uris))
         opts = [f"-oDir::Etc::SourceList={tmp / 'sources.list'}",
                 "-oDir::Etc::SourceParts=/dev/null", f"-oDir::State::Lists={tmp / 'lists'}",
-                "-oAPT::Sandbox::User=root", "-qq"]
-        log(f"fetching Debian's {PACKAGE} {VERSION} source ({SUITE}) with apt-get")
+                "-oAPT::Sandbox::User=root", *extra_opts, "-qq"]
+        log(f"fetching Debian's {PACKAGE} {VERSION} source ({SUITE}) with apt-get from "
+            f"{', '.join(uris)}")
         for cmd in (["apt-get", *opts, "update"],
                     ["apt-get", *opts, "source", "--download-only", f"{PACKAGE}={VERSION}"]):
             proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
@@ -88,4 +110,3 @@ def fetch_orig_tarball(downloads: Path, log=print, etc_apt: Path = Path("/etc/ap
         if digest != ORIG_SHA256:
             raise SourceUnavailable(f"{ORIG_TARBALL}: SHA-256 {digest}, expected {ORIG_SHA256}")
         os.replace(got, target)
-    return target
