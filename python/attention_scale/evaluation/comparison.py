@@ -21,6 +21,7 @@ from tqdm import tqdm
 from ..errors import DataError
 from .metrics import ConfusionMatrix, IGNORE_LABEL
 from .outputs import PredictionFolder
+from .report import markdown_table
 from .runner import METRICS_JSON
 from ..data.images import read_label
 
@@ -246,11 +247,6 @@ def _weights(values):
     return "n/a" if values is None else " / ".join(f"{v:.3f}" for v in values)
 
 
-def _md_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
-
-
 def markdown(comparison, warnings=()) -> str:
     rows = comparison["rows"]
     boot = comparison["bootstrap_resamples"]
@@ -276,26 +272,26 @@ def markdown(comparison, warnings=()) -> str:
                       "" if first else f"{b['p_better']:.3f}"]
         cells += [_pct(row["pixel_accuracy"]), _pct(row["mean_class_accuracy"]), row["test_time"]]
         table.append(cells)
-    out += ["", _md_table(header, table)]
+    out += ["", markdown_table(header, table)]
     if comparison["size_bins"]:
         out += ["", "## mIOU % by object size", "",
-                _md_table(["net"] + comparison["size_bins"],
+                markdown_table(["net"] + comparison["size_bins"],
                           [[r["name"]] + [_pct(v) for v in r["by_object_size"]] for r in rows])]
     elif comparison["size_bins"] is None:
         out += ["", "(mIOU by object size left out: the folders used different --area-bins.)"]
     out += ["", "## IoU % per class", "",
-            _md_table(["class"] + [r["name"] for r in rows],
+            markdown_table(["class"] + [r["name"] for r in rows],
                       [[c] + [_pct(r["per_class_iou"][c]) for r in rows]
                        for c in comparison["classes"]])]
     attention = [r for r in rows if r["attention"]]
     if attention:
         out += ["", "## Mean attention per scale", "",
-                _md_table(["net", "scales", "object pixels", "background pixels"],
+                markdown_table(["net", "scales", "object pixels", "background pixels"],
                           [[r["name"], " / ".join(r["attention"]["scales"]),
                             _weights(r["attention"]["objects"]),
                             _weights(r["attention"]["background"])] for r in attention])]
     out += ["", "## Folders", "",
-            _md_table(["net", "folder", "net file", "weights"],
+            markdown_table(["net", "folder", "net file", "weights"],
                       [[r["name"], r["folder"], r["net"] or "", r["weights"] or ""]
                        for r in rows])]
     return "\n".join(out) + "\n"

@@ -21,6 +21,11 @@ def _table(header, rows, markdown):
                                for i, (c, w) in enumerate(zip(row, widths))) for row in cells)
 
 
+def markdown_table(header, rows):
+    """A markdown table (for reports of other modules)."""
+    return _table(header, rows, markdown=True)
+
+
 def metrics_table(summary, markdown=False):
     metrics = summary["metrics"]
     rows = [[name, _pct(v["iou"]), _pct(v["accuracy"])] for name, v in metrics["per_class"].items()]
