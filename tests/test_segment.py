@@ -95,6 +95,31 @@ def test_predictions_equal_test_voc_for_a_folder_and_a_list_without_labels(setup
         assert record["sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
 
 
+def test_crf_predictions_equal_test_voc_and_are_part_of_the_claim(setup, tmp_path):
+    pytest.importorskip("pydensecrf.densecrf", reason="pydensecrf2 is not installed")
+    crf = ["--crf", "--crf-iterations", 3]
+    evaluated = _run("test_voc.py", "--net", setup["att"][0], "--weights", setup["att"][1],
+                     "--list", setup["list"], "--root", setup["data"], "--classes",
+                     setup["classes"], "--output", tmp_path / "tv", "--quiet", "--limit", 3, *crf)
+    assert evaluated.returncode == 0, evaluated.stderr
+    made = _segment(setup, "--list", setup["unlabelled"], "--root", setup["data"], "--output",
+                    tmp_path / "seg", "--limit", 3, *crf)
+    assert made.returncode == 0, made.stderr
+    plain = tmp_path / "plain"
+    assert _segment(setup, "--list", setup["unlabelled"], "--root", setup["data"], "--output",
+                    plain, "--limit", 3).returncode == 0
+    refined = 0
+    for name in setup["names"][:3]:
+        ours = (tmp_path / "seg" / "predictions" / f"{name}.png").read_bytes()
+        assert ours == (tmp_path / "tv" / "predictions" / f"{name}.png").read_bytes(), name
+        refined += ours != (plain / "predictions" / f"{name}.png").read_bytes()
+    assert refined, "the CRF changed no prediction: the test cannot tell it was applied"
+    assert json.loads((tmp_path / "seg" / "run.json").read_text())["crf"]["iterations"] == 3
+    other = _segment(setup, "--list", setup["unlabelled"], "--root", setup["data"], "--output",
+                     tmp_path / "seg", "--crf")
+    assert other.returncode == 1 and "other settings (crf: " in other.stderr, other.stderr
+
+
 def test_voc_server_layout(setup, tmp_path):
     out = tmp_path / "out"
     made = _segment(setup, "--list", setup["unlabelled"], "--root", setup["data"], "--output",
@@ -234,7 +259,7 @@ def test_bad_input_is_named_in_one_line(setup, tmp_path):
     assert help_text.returncode == 0
     for needed in ("--voc-server", "--voc-comp", "tar czf results.tgz results",
                    "tools/visualize_attention.py --results results/photos", "--scales",
-                   "--layer-form"):
+                   "--layer-form", "--crf-iterations"):
         assert needed in help_text.stdout
 
 

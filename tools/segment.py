@@ -11,6 +11,7 @@ VOC 2012 test set for the evaluation server.
   tools/segment.py --list data/voc/lists/test.txt --root data/voc --output results/voc-test \\
       --net ... --weights ... --voc-server
   cd results/voc-test && tar czf results.tgz results       # the file to upload
+  # --crf refines each prediction with DeepLab's dense CRF, as tools/test_voc.py --crf
 
 Writes <output>/predictions/<name>.png (palette PNG of class ids, VOC's colours), for attention
 nets <output>/attention/<name>.npz (what tools/test_voc.py writes; tools/visualize_attention.py
@@ -27,9 +28,10 @@ from pathlib import Path
 
 import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 from attention_scale.errors import DataError
-from attention_scale.evaluation.cli import (add_input_arguments, add_net_arguments,
-                                            check_list_arguments, check_output_folder,
-                                            make_predictor, read_inputs)
+from attention_scale.evaluation.cli import (add_crf_arguments, add_input_arguments,
+                                            add_net_arguments, check_list_arguments,
+                                            check_output_folder, make_crf, make_predictor,
+                                            read_inputs)
 from attention_scale.evaluation.segment_images import VOC_COMPETITIONS, segment_into
 
 
@@ -52,6 +54,7 @@ def parse_args(argv=None):
                           "comp6 for one trained with other data too, e.g. SBD's labels as the "
                           "paper's nets (default comp6)")
     add_net_arguments(parser, required=True)
+    add_crf_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     check_list_arguments(parser, args)
@@ -67,9 +70,10 @@ def main(argv=None):
     try:
         check_output_folder(output, "--output")
         inputs = read_inputs(args)
+        refine = make_crf(args)  # before the net: a missing pydensecrf is said at once
         predictor = make_predictor(args)
         counts, voc_folder = segment_into(output, inputs, predictor, args.voc_comp,
-                                          progress=not args.quiet)
+                                          progress=not args.quiet, crf=refine)
     except KeyboardInterrupt:
         # Every file is written whole (or not at all): the next run reuses what is there.
         print("segment: stopped; run the same command again to continue", file=sys.stderr)

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..data.lists import read_list
 from ..errors import DataError
 from ..files import folder_problem
+from . import crf as dense_crf
 from .inference import DEEPLAB_MEAN_BGR, LAYER_FORMS, NetPredictor, InferenceOptions
 from .metrics import VOC_CLASSES
 from .runner import Evaluation
@@ -70,6 +71,27 @@ def add_net_arguments(parser, required=False, output="<output>"):
                        help="also evaluate each scale's own scores (fc8, fc8_res..._interp) of a "
                             f"multi-scale net, stored under {output}/branches/")
     return group
+
+
+def add_crf_arguments(parser):
+    """--crf and DeepLab-LargeFOV's CRF settings (test_voc.py, segment.py)."""
+    crf = parser.add_argument_group("dense CRF (DeepLab-LargeFOV's settings by default)")
+    defaults = dense_crf.CrfParams()
+    crf.add_argument("--crf", action="store_true", help="refine each prediction with a dense CRF")
+    for name in ("bi_w", "bi_xy_std", "bi_rgb_std", "pos_w", "pos_xy_std"):
+        crf.add_argument(f"--crf-{name.replace('_', '-')}", dest=name, type=float,
+                         default=getattr(defaults, name), help="default %(default)s")
+    crf.add_argument("--crf-iterations", dest="iterations", type=int,
+                     default=defaults.iterations, help="default %(default)s")
+    return crf
+
+
+def make_crf(args):
+    """The DenseCRF the --crf options ask for, or None."""
+    if not args.crf:
+        return None
+    return dense_crf.DenseCRF(dense_crf.CrfParams(args.bi_w, args.bi_xy_std, args.bi_rgb_std,
+                                                  args.pos_w, args.pos_xy_std, args.iterations))
 
 
 def read_class_names(path):

@@ -168,11 +168,12 @@ def _digest(entry):
 
 
 def segment_list(inputs, root, predictor, claim=None, voc_folder=None, progress=True,
-                 desc="segmenting") -> SegmentCounts:
+                 crf=None, desc="segmenting") -> SegmentCounts:
     """Predict every input into the folder root (PredictionFolder.under(root)), reusing the
     images done there before (made from the same file content, see SourceRecord). claim: the
     folder's outputs.OutputClaim, recorded before the first prediction is written. voc_folder:
-    also keep a copy of each prediction there (voc_results_folder)."""
+    also keep a copy of each prediction there (voc_results_folder). crf: refine(image,
+    probabilities) -> labels (evaluation.crf.DenseCRF), as in runner.evaluate_list."""
     inputs = unique_inputs(inputs)
     folder = PredictionFolder.under(root)
     sources = SourceRecord(Path(root) / SOURCES)
@@ -198,10 +199,11 @@ def segment_list(inputs, root, predictor, claim=None, voc_folder=None, progress=
                 raise InputTooLarge(f"{entry.described()}: {exc}") from None
             branch_preds = {b: prediction.branches[b].argmax(axis=0).astype("uint8")
                             for b in branches}
+            label = crf(image, prediction.probabilities) if crf is not None else prediction.label
             if claim is not None:
                 claim.record()
             sources.add(entry, digest)
-            folder.save(entry.name, prediction.label,
+            folder.save(entry.name, label,
                         prediction.attention if with_attention else None,
                         predictor.scale_names, branch_preds)
             counts.computed += 1
@@ -215,12 +217,16 @@ def segment_list(inputs, root, predictor, claim=None, voc_folder=None, progress=
     return counts
 
 
-def segment_into(output, inputs, predictor, voc_comp=None, progress=True):
-    """What tools/segment.py does: check that output was made with the predictor's settings
-    (or is new), then segment_list into it. Returns (SegmentCounts, VOC folder or None)."""
+def segment_into(output, inputs, predictor, voc_comp=None, progress=True, crf=None):
+    """What tools/segment.py does: check that output was made with the predictor's (and the
+    CRF's) settings, or is new, then segment_list into it. Returns (SegmentCounts, VOC folder
+    or None)."""
     output = Path(output)
     inputs = unique_inputs(inputs)  # before the claim: a clash leaves nothing behind
-    claim = claim_output(output, predictor.settings())
+    settings = dict(predictor.settings())
+    if crf is not None:  # recorded as runner.evaluate_into records it
+        settings["crf"] = crf.params.settings() if hasattr(crf, "params") else repr(crf)
+    claim = claim_output(output, settings)
     voc_folder = voc_results_folder(output, voc_comp) if voc_comp else None
-    counts = segment_list(inputs, output, predictor, claim, voc_folder, progress)
+    counts = segment_list(inputs, output, predictor, claim, voc_folder, progress, crf)
     return counts, voc_folder
