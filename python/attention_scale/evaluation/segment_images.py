@@ -53,7 +53,6 @@ class ImageInput:
     """One image to segment: its file, and where it was named (a list line) for messages."""
     image: Path
     where: Optional[str] = None
-    label: Optional[Path] = None  # never read here; lets tools treat list entries alike
 
     @property
     def name(self) -> str:
