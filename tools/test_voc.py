@@ -2,7 +2,8 @@
 """Evaluate a segmentation net (or a folder of predictions) on a list: mIOU and friends.
 
   # a test-form net with its weights: predicts, writes <output>/predictions/*.png, resumes
-  tools/test_voc.py --net prototxt/baseline/test.prototxt --weights snapshots/baseline/x.caffemodel \\
+  tools/test_voc.py --net prototxt/baseline/test.prototxt \\
+      --weights snapshots/baseline/x.caffemodel \\
       --list data/voc/lists/val.txt --root data/voc --output results/baseline
   # a folder of prediction PNGs, no net
   tools/test_voc.py --predictions results/baseline/predictions --list ... --root ... --output DIR
@@ -10,7 +11,8 @@
 Prints per-class IoU, mIOU, pixel and mean class accuracy (one confusion matrix over the list),
 IoU by object size and, for attention nets, the mean attention per scale; writes the same as
 <output>/metrics.json and <output>/metrics.md. A stopped run started again reuses the predictions
-on disk and gives the same metrics.
+on disk and gives the same metrics. Every list line needs a label; images without one (the VOC
+2012 test set, your own photos) are tools/segment.py's.
 """
 
 import argparse
@@ -19,10 +21,9 @@ from pathlib import Path
 
 import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 from attention_scale.errors import DataError
-from attention_scale.evaluation import crf as dense_crf
-from attention_scale.evaluation.cli import (add_data_arguments, add_net_arguments,
-                                            check_output_folder, make_evaluation, make_predictor,
-                                            read_entries)
+from attention_scale.evaluation.cli import (add_crf_arguments, add_data_arguments,
+                                            add_net_arguments, check_output_folder, make_crf,
+                                            make_evaluation, make_predictor, read_entries)
 from attention_scale.evaluation.report import full_report
 from attention_scale.evaluation.runner import METRICS_JSON, METRICS_MD, evaluate_into
 
@@ -36,14 +37,7 @@ def parse_args(argv=None):
     add_net_arguments(parser)
     parser.add_argument("--predictions", metavar="DIR",
                         help="evaluate these prediction PNGs (<name>.png) instead of running a net")
-    crf = parser.add_argument_group("dense CRF (DeepLab-LargeFOV's settings by default)")
-    defaults = dense_crf.CrfParams()
-    crf.add_argument("--crf", action="store_true", help="refine each prediction with a dense CRF")
-    for name in ("bi_w", "bi_xy_std", "bi_rgb_std", "pos_w", "pos_xy_std"):
-        crf.add_argument(f"--crf-{name.replace('_', '-')}", dest=name, type=float,
-                         default=getattr(defaults, name), help="default %(default)s")
-    crf.add_argument("--crf-iterations", dest="iterations", type=int,
-                     default=defaults.iterations, help="default %(default)s")
+    add_crf_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if (args.net is None) == (args.predictions is None):
@@ -61,11 +55,7 @@ def main(argv=None):
         evaluation = make_evaluation(args)
         entries = read_entries(args)
         predictor = make_predictor(args) if args.net is not None else None
-        refine = None
-        if args.crf:
-            refine = dense_crf.DenseCRF(dense_crf.CrfParams(
-                args.bi_w, args.bi_xy_std, args.bi_rgb_std, args.pos_w, args.pos_xy_std,
-                args.iterations))
+        refine = make_crf(args)
         summary, counts, folder = evaluate_into(output, entries, evaluation, predictor, refine,
                                                 args.predictions, {"list": args.list},
                                                 progress=not args.quiet)

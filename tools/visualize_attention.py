@@ -9,7 +9,11 @@ over a list, the mean attention per scale against object size (plot + markdown a
   tools/visualize_attention.py --results results/attention --net prototxt/.../test.prototxt \\
       --weights snapshots/.../x.caffemodel --list ... --root ...
 
-Writes <figures>/<name>.png per image and <figures>/attention_by_size.{png,md,json};
+  # images without ground truth (a tools/segment.py folder): input / prediction / attention
+  tools/visualize_attention.py --results results/photos photos/ more/cat.jpg
+
+Writes <figures>/<name>.png per image and, for a labelled list, <figures>/attention_by_size.
+{png,md,json} (by object size needs the ground truth: skipped for images without labels);
 <figures> is <results>/figures unless --figures says otherwise.
 """
 
@@ -21,32 +25,56 @@ from pathlib import Path
 import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 from attention_scale.data.images import read_image, read_label
 from attention_scale.errors import DataError
-from attention_scale.evaluation.cli import (add_data_arguments, add_net_arguments,
+from attention_scale.evaluation.cli import (add_data_arguments, add_input_arguments,
+                                            add_net_arguments, check_list_arguments,
                                             check_output_folder, make_evaluation, make_predictor,
-                                            read_entries)
+                                            read_entries, read_inputs)
 from attention_scale.evaluation.figures import (attention_figure, attention_size_plot,
                                                 save_figure)
 from attention_scale.evaluation.outputs import RUN_SETTINGS, PredictionFolder, claim_output
 from attention_scale.evaluation.report import attention_distance_table, attention_size_table
 from attention_scale.evaluation.runner import evaluate_list
+from attention_scale.evaluation.segment_images import segment_list
 from attention_scale.files import atomic_write
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_arguments(parser)
+    add_input_arguments(parser)
+    add_data_arguments(parser, required=False)
     parser.add_argument("--results", required=True,
-                        help="a tools/test_voc.py --output folder (predictions/, attention/)")
+                        help="a tools/test_voc.py or tools/segment.py --output folder "
+                             "(predictions/, attention/)")
     parser.add_argument("--figures", help="where the pictures go (default <results>/figures)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--images", nargs="+", metavar="NAME",
-                       help="images (list names, e.g. 2007_000129) to draw one figure each")
+                       help="images (names: file names without the extension, e.g. "
+                            "2007_000129) to draw one figure each")
     which.add_argument("--num-images", type=int, default=4, metavar="K",
-                       help="draw the first K images of the list (default %(default)s)")
+                       help="draw the first K images (default %(default)s)")
     add_net_arguments(parser, output="<results>")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_list_arguments(parser, args)
+    if args.list is not None and args.inputs:
+        parser.error("give the images either as --list LIST --root ROOT or as files and folders")
+    return args
+
+
+def _read_images(args):
+    """(entries, labelled): a list's entries, labelled when every line has a label path (one
+    without it among labelled lines is a data error), or the image files and folders given."""
+    if args.list is None:
+        return read_inputs(args), False
+    entries = read_entries(args, labels="optional")
+    unlabelled = [entry for entry in entries if entry.label is None]
+    if not unlabelled:
+        return entries, True
+    if len(unlabelled) < len(entries):
+        raise DataError(f"{unlabelled[0].where}: no label path, while other lines of {args.list} "
+                        f"have one; a list has labels on every line or on none")
+    return read_inputs(args), False
 
 
 def _no_attention_maps(folder, entries):
@@ -75,7 +103,14 @@ def main(argv=None):
         if args.net is not None:
             check_output_folder(results, "--results")
         evaluation = make_evaluation(args)
-        entries = read_entries(args)
+        entries, labelled = _read_images(args)
+        by_name = {entry.name: entry for entry in entries}
+        chosen = args.images or [entry.name for entry in entries[:args.num_images]]
+        unknown = [name for name in chosen if name not in by_name]
+        if unknown:
+            where = args.list if args.list is not None else "the images given"
+            raise DataError(f"not in {where} (first {len(entries)} entries): "
+                            f"{', '.join(unknown)}")
         predictor, claim = None, None
         if args.net is not None:
             predictor = make_predictor(args)
@@ -86,35 +121,39 @@ def main(argv=None):
             problem = _no_attention_maps(folder, entries)
             if problem:
                 raise ValueError(problem)
-        evaluate_list(entries, evaluation, folder, predictor, with_attention=True,
-                      progress=not args.quiet, claim=claim)
-        by_name = {entry.name: entry for entry in entries}
-        chosen = args.images or [entry.name for entry in entries[:args.num_images]]
-        unknown = [name for name in chosen if name not in by_name]
-        if unknown:
-            raise DataError(f"not in {args.list} (first {len(entries)} entries): "
-                            f"{', '.join(unknown)}")
+        if labelled:
+            evaluate_list(entries, evaluation, folder, predictor, with_attention=True,
+                          progress=not args.quiet, claim=claim)
+        elif predictor is not None:
+            # No ground truth, no statistics: only the images drawn are needed.
+            segment_list([by_name[name] for name in chosen], results, predictor, claim,
+                         progress=not args.quiet)
+        num_classes = predictor.num_classes if predictor is not None and not labelled \
+            else evaluation.num_classes
         written = []
         for name in chosen:
             entry = by_name[name]
             image = read_image(entry.image, where=entry.where)
-            gt_shape = image.shape[:2]
-            gt = read_label(entry.label, where=entry.where)
-            pred = folder.load_prediction(name, gt_shape, evaluation.num_classes, entry.where)
-            attention, scales = folder.load_attention(name, gt_shape, entry.where)
+            shape = image.shape[:2]
+            gt = read_label(entry.label, where=entry.where) if labelled else None
+            pred = folder.load_prediction(name, shape, num_classes, entry.where)
+            attention, scales = folder.load_attention(name, shape, entry.where)
             path = figures / f"{name}.png"
             save_figure(attention_figure(image, gt, pred, attention, scales, title=name), path)
             written.append(path)
 
-        stats = evaluation.attention.summary()
-        save_figure(attention_size_plot(stats, title=f"{args.list} ({evaluation.images} images)"),
-                    figures / "attention_by_size.png")
-        atomic_write(figures / "attention_by_size.json", json.dumps(stats, indent=2) + "\n")
-        markdown = (f"# Mean attention per scale ({evaluation.images} images of {args.list})\n\n"
-                    "## By object size\n\n" + attention_size_table(stats, markdown=True)
-                    + "\n\n## By distance from the object's edge\n\n"
-                    + attention_distance_table(stats, markdown=True) + "\n")
-        atomic_write(figures / "attention_by_size.md", markdown)
+        stats = None
+        if labelled:
+            stats = evaluation.attention.summary()
+            save_figure(attention_size_plot(stats, title=f"{args.list} ({evaluation.images} "
+                                                         "images)"),
+                        figures / "attention_by_size.png")
+            atomic_write(figures / "attention_by_size.json", json.dumps(stats, indent=2) + "\n")
+            markdown = (f"# Mean attention per scale ({evaluation.images} images of {args.list})"
+                        "\n\n## By object size\n\n" + attention_size_table(stats, markdown=True)
+                        + "\n\n## By distance from the object's edge\n\n"
+                        + attention_distance_table(stats, markdown=True) + "\n")
+            atomic_write(figures / "attention_by_size.md", markdown)
     except KeyboardInterrupt:
         print("visualize_attention: stopped; run the same command again to continue",
               file=sys.stderr)
@@ -123,10 +162,16 @@ def main(argv=None):
         sys.exit(f"visualize_attention: {exc}")
     except OSError as exc:  # writing the pictures or predictions: the file and the reason
         sys.exit(f"visualize_attention: {exc.filename or figures}: {exc.strerror or exc}")
+    plural = "s" if len(written) != 1 else ""
+    if stats is None:
+        print("attention by object size: skipped, it needs ground-truth labels and these images "
+              "have none")
+        print(f"{len(written)} attention figure{plural} in {figures}")
+        return
     print(attention_size_table(stats))
     print()
     print(attention_distance_table(stats))
-    print(f"\n{len(written)} attention figure{'s' if len(written) != 1 else ''} and "
+    print(f"\n{len(written)} attention figure{plural} and "
           f"attention_by_size.png/.md/.json in {figures}")
 
 

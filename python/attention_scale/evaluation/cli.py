@@ -1,5 +1,6 @@
-"""Command-line pieces shared by tools/test_voc.py and tools/visualize_attention.py: the data
-and network arguments and what they build (the tools stay argument parsing and printing)."""
+"""Command-line pieces shared by tools/test_voc.py, tools/visualize_attention.py and
+tools/segment.py: the data and network arguments and what they build (the tools stay argument
+parsing and printing)."""
 
 import argparse
 import math
@@ -8,9 +9,11 @@ from pathlib import Path
 from ..data.lists import read_list
 from ..errors import DataError
 from ..files import folder_problem
+from . import crf as dense_crf
 from .inference import DEEPLAB_MEAN_BGR, LAYER_FORMS, NetPredictor, InferenceOptions
 from .metrics import VOC_CLASSES
 from .runner import Evaluation
+from .segment_images import IMAGE_SUFFIXES, gather_inputs, list_inputs, unique_inputs
 from .segments import DEFAULT_AREA_BINS, DEFAULT_DISTANCE_BINS, parse_edges
 
 
@@ -18,10 +21,14 @@ def _edges(bins):
     return ",".join(f"{e:g}" for e in bins.edges)
 
 
-def add_data_arguments(parser):
-    """--list, --root, --classes, --limit and the bins: shared with visualize_attention.py."""
-    parser.add_argument("--list", required=True, help="DeepLab list file (image and label paths)")
-    parser.add_argument("--root", required=True, help="folder the list's paths are relative to")
+def add_data_arguments(parser, required=True):
+    """--list, --root, --classes, --limit and the bins: shared with visualize_attention.py.
+    required=False: --list is one way to name the images (check_list_arguments)."""
+    parser.add_argument("--list", required=required,
+                        help="DeepLab list file (image and label paths)" if required else
+                        "DeepLab list file (image paths, with or without label paths)")
+    parser.add_argument("--root", required=required,
+                        help="folder the list's paths are relative to")
     parser.add_argument("--classes", metavar="FILE",
                         help="class names, one per line (default: the 21 VOC classes)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N images")
@@ -66,6 +73,27 @@ def add_net_arguments(parser, required=False, output="<output>"):
     return group
 
 
+def add_crf_arguments(parser):
+    """--crf and DeepLab-LargeFOV's CRF settings (test_voc.py, segment.py)."""
+    crf = parser.add_argument_group("dense CRF (DeepLab-LargeFOV's settings by default)")
+    defaults = dense_crf.CrfParams()
+    crf.add_argument("--crf", action="store_true", help="refine each prediction with a dense CRF")
+    for name in ("bi_w", "bi_xy_std", "bi_rgb_std", "pos_w", "pos_xy_std"):
+        crf.add_argument(f"--crf-{name.replace('_', '-')}", dest=name, type=float,
+                         default=getattr(defaults, name), help="default %(default)s")
+    crf.add_argument("--crf-iterations", dest="iterations", type=int,
+                     default=defaults.iterations, help="default %(default)s")
+    return crf
+
+
+def make_crf(args):
+    """The DenseCRF the --crf options ask for, or None."""
+    if not args.crf:
+        return None
+    return dense_crf.DenseCRF(dense_crf.CrfParams(args.bi_w, args.bi_xy_std, args.bi_rgb_std,
+                                                  args.pos_w, args.pos_xy_std, args.iterations))
+
+
 def read_class_names(path):
     if path is None:
         return list(VOC_CLASSES)
@@ -100,8 +128,46 @@ def check_output_folder(path, option):
         raise ValueError(f"{option} {path}: {problem}")
 
 
-def read_entries(args):
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    entries = read_list(args.list, args.root)
-    return entries[:args.limit] if args.limit is not None else entries
+def _limited(entries, limit):
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
+    return entries[:limit] if limit is not None else entries
+
+
+def read_entries(args, labels="required"):
+    """The list's entries (up to --limit). labels="required": a line without a label path is
+    refused with a pointer to tools/segment.py (metrics need ground truth); "optional": lines
+    may lack them."""
+    entries = _limited(read_list(args.list, args.root, require_labels=False), args.limit)
+    if labels == "required":
+        for entry in entries:
+            if entry.label is None:
+                raise DataError(f"{entry.where}: no label path after the image "
+                                f"{entry.image}: metrics need ground-truth labels; to "
+                                "segment images without them (e.g. the VOC 2012 test set for "
+                                "the evaluation server) use tools/segment.py")
+    return entries
+
+
+def add_input_arguments(parser):
+    """Image files and folders as positional arguments (tools/segment.py, visualize_attention)."""
+    parser.add_argument("inputs", nargs="*", metavar="IMAGE_OR_FOLDER",
+                        help="image files, and folders whose image files (" +
+                        " ".join(s.lstrip(".") for s in IMAGE_SUFFIXES) + ", any case; not "
+                        "their subfolders) are all taken")
+
+
+def check_list_arguments(parser, args):
+    """--list and --root go together; some images must be named."""
+    if (args.list is None) != (args.root is None):
+        parser.error("--list and --root go together (the list's paths are relative to --root)")
+    if args.list is None and not args.inputs:
+        parser.error("name the images: image files or folders, and/or --list LIST --root ROOT")
+
+
+def read_inputs(args):
+    """ImageInputs of --list (labels ignored) and the positional files and folders, up to
+    --limit, a file named twice taken once; DataError for two images with one name."""
+    inputs = list_inputs(args.list, args.root) if args.list is not None else []
+    inputs += gather_inputs(args.inputs)
+    return _limited(unique_inputs(inputs), args.limit)

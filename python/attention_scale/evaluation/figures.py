@@ -26,19 +26,22 @@ def save_figure(figure, path, dpi=100):
 
 def attention_figure(image_bgr, gt, pred, attention, scale_names, title=None):
     """One row: input, ground truth, prediction and one panel per scale's attention map, all the
-    maps on one 0-1 colour scale with a colour bar. attention: S x H x W (or None: no such panels)."""
+    maps on one 0-1 colour scale with a colour bar. gt None (an image without ground truth): no
+    ground-truth panel. attention: S x H x W (or None: no such panels)."""
     attention = [] if attention is None else list(attention)
-    panels = 3 + len(attention)
+    maps = [("input", np.asarray(image_bgr)[:, :, ::-1])]
+    if gt is not None:
+        maps.append(("ground truth", colorize(gt)))
+    maps.append(("prediction", colorize(pred)))
+    panels = len(maps) + len(attention)
     figure, axes = plt.subplots(1, panels, figsize=(2.6 * panels + 0.6, 3.0), squeeze=False)
     axes = axes[0]
-    axes[0].imshow(np.asarray(image_bgr)[:, :, ::-1])
-    axes[0].set_title("input")
-    axes[1].imshow(colorize(gt), interpolation="nearest")
-    axes[1].set_title("ground truth")
-    axes[2].imshow(colorize(pred), interpolation="nearest")
-    axes[2].set_title("prediction")
+    for ax, (name, picture) in zip(axes, maps):
+        ax.imshow(picture, interpolation=None if name == "input" else "nearest")
+        ax.set_title(name)
+    attention_axes = list(axes[len(maps):])
     shown = None
-    for ax, weights, name in zip(axes[3:], attention, scale_names):
+    for ax, weights, name in zip(attention_axes, attention, scale_names):
         shown = ax.imshow(weights, cmap=ATTENTION_COLORMAP, vmin=0.0, vmax=1.0,
                           interpolation="nearest")
         ax.set_title(f"attention, scale {name}")
@@ -46,7 +49,7 @@ def attention_figure(image_bgr, gt, pred, attention, scale_names, title=None):
         ax.set_xticks([])
         ax.set_yticks([])
     if shown is not None:
-        figure.colorbar(shown, ax=list(axes[3:]), fraction=0.046, pad=0.02, label="weight")
+        figure.colorbar(shown, ax=attention_axes, fraction=0.046, pad=0.02, label="weight")
     if title:
         figure.suptitle(title, y=1.06)
     return figure

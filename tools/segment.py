@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Segment images that have no ground truth with a trained net: your own photos, or the PASCAL
+VOC 2012 test set for the evaluation server.
+
+  # your photos: per image the prediction and, for attention nets, each scale's attention map
+  tools/segment.py photos/ more/cat.jpg --output results/photos \\
+      --net prototxt/scales-1-0.75-0.5/attention-esupv/test.prototxt \\
+      --weights snapshots/scales-1-0.75-0.5/attention-esupv/train_iter_6000.caffemodel
+  tools/visualize_attention.py --results results/photos photos/ more/cat.jpg
+  # the VOC 2012 test set in the server's layout (comp6: trained with SBD's extra labels too)
+  tools/segment.py --list data/voc/lists/test.txt --root data/voc --output results/voc-test \\
+      --net ... --weights ... --voc-server
+  cd results/voc-test && tar czf results.tgz results       # the file to upload
+  # --crf refines each prediction with DeepLab's dense CRF, as tools/test_voc.py --crf
+
+Writes <output>/predictions/<name>.png (palette PNG of class ids, VOC's colours), for attention
+nets <output>/attention/<name>.npz (what tools/test_voc.py writes; tools/visualize_attention.py
+reads both), <output>/sources.jsonl (which image file each name came from) and, with
+--voc-server, <output>/results/VOC2012/Segmentation/<comp>_test_cls/<name>.png. An image's name
+is its file name without the extension; two images with one name are refused. A stopped run
+started again reuses the images done; a folder made with another net, other weights or other
+test-time settings is refused.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+from attention_scale.errors import DataError
+from attention_scale.evaluation.cli import (add_crf_arguments, add_input_arguments,
+                                            add_net_arguments, check_list_arguments,
+                                            check_output_folder, make_crf, make_predictor,
+                                            read_inputs)
+from attention_scale.evaluation.segment_images import VOC_COMPETITIONS, segment_into
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_input_arguments(parser)
+    parser.add_argument("--list", help="DeepLab list file of images (label paths, where lines "
+                                       "have them, are ignored)")
+    parser.add_argument("--root", help="folder the list's paths are relative to")
+    parser.add_argument("--limit", type=int, metavar="N", help="only the first N images")
+    parser.add_argument("--output", required=True,
+                        help="folder for predictions/, attention/ and the VOC server's results/")
+    voc = parser.add_argument_group("PASCAL VOC evaluation server")
+    voc.add_argument("--voc-server", action="store_true",
+                     help="also write results/VOC2012/Segmentation/<comp>_test_cls/<name>.png "
+                          "under --output, the layout the server takes (tar the results folder)")
+    voc.add_argument("--voc-comp", choices=VOC_COMPETITIONS, default=None,
+                     help="the competition: comp5 for a net trained on VOC 2012 data only, "
+                          "comp6 for one trained with other data too, e.g. SBD's labels as the "
+                          "paper's nets (default comp6)")
+    add_net_arguments(parser, required=True)
+    add_crf_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    check_list_arguments(parser, args)
+    if args.voc_comp is not None and not args.voc_server:
+        parser.error("--voc-comp names the competition of --voc-server's layout: give both")
+    args.voc_comp = (args.voc_comp or "comp6") if args.voc_server else None
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    output = Path(args.output)
+    try:
+        check_output_folder(output, "--output")
+        inputs = read_inputs(args)
+        refine = make_crf(args)  # before the net: a missing pydensecrf is said at once
+        predictor = make_predictor(args)
+        counts, voc_folder = segment_into(output, inputs, predictor, args.voc_comp,
+                                          progress=not args.quiet, crf=refine)
+    except KeyboardInterrupt:
+        # Every file is written whole (or not at all): the next run reuses what is there.
+        print("segment: stopped; run the same command again to continue", file=sys.stderr)
+        sys.exit(130)
+    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
+        sys.exit(f"segment: {exc}")
+    except OSError as exc:  # writing the results: the file and the reason
+        sys.exit(f"segment: {exc.filename or output}: {exc.strerror or exc}")
+    print(f"{len(inputs)} images: {counts.computed} predicted, {counts.reused} reused "
+          f"({counts.seconds:.1f} s)")
+    print(f"predictions in {output / 'predictions'}"
+          + (f", attention maps in {output / 'attention'}" if predictor.has_attention else ""))
+    if voc_folder is not None:
+        print(f"VOC server layout in {voc_folder}; to upload: cd {output} && "
+              f"tar czf results.tgz results")
+
+
+if __name__ == "__main__":
+    main()
