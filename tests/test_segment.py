@@ -214,6 +214,24 @@ def test_other_weights_and_another_image_under_a_name_done_are_refused(setup, tm
         assert png.size == (20, 20)
 
 
+def test_test_voc_does_not_evaluate_a_prediction_segment_made_from_another_image(setup,
+                                                                                 tmp_path):
+    # A photo named like a list image, of the same size (so the size check cannot tell).
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "img000.jpg"), np.full((*SIZES[0], 3), 200, np.uint8))
+    out = tmp_path / "out"
+    assert _segment(setup, photos, "--output", out).returncode == 0
+    evaluated = _run("test_voc.py", "--net", setup["att"][0], "--weights", setup["att"][1],
+                     "--list", setup["list"], "--root", setup["data"], "--classes",
+                     setup["classes"], "--output", out, "--quiet")
+    assert evaluated.returncode == 1
+    assert evaluated.stderr.startswith(
+        f"test_voc: {out / 'predictions' / 'img000.png'} was made from {photos / 'img000.jpg'}, "
+        f"other content than {setup['images'] / 'img000.png'} ({setup['list']} line 1)")
+    assert not (out / "metrics.json").exists()
+
+
 def test_bad_input_is_named_in_one_line(setup, tmp_path):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

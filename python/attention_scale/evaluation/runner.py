@@ -25,6 +25,7 @@ from .inference import InputTooLarge
 from .metrics import IGNORE_LABEL, ConfusionMatrix
 from .outputs import PredictionFolder, claim_output, dequantize_attention, quantize_attention
 from .report import full_report
+from .segment_images import SOURCES, ImageInput, SourceRecord, image_digest
 from .segments import DEFAULT_AREA_BINS, DEFAULT_DISTANCE_BINS, Bins, find_segments
 from .size_metrics import SizeBinnedConfusion
 
@@ -127,6 +128,10 @@ def evaluate_list(entries, evaluation: Evaluation, folder: PredictionFolder, pre
     _check_unique_names(entries)
     if predictor is not None:
         folder.remove_stale_temporaries()
+    # Predictions tools/segment.py made there say which image file they came from.
+    sources_path = folder.predictions.parent / SOURCES
+    sources = SourceRecord(sources_path) if predictor is not None and sources_path.is_file() \
+        else None
     counts, start = RunCounts(), time.monotonic()
     bar = tqdm(entries, desc="evaluating", unit="img", disable=not progress, dynamic_ncols=True)
     for entry in bar:
@@ -135,6 +140,9 @@ def evaluate_list(entries, evaluation: Evaluation, folder: PredictionFolder, pre
         gt = read_label(entry.label, where=entry.where, num_classes=evaluation.num_classes,
                         ignore_label=evaluation.ignore_label)
         if predictor is None or folder.has(entry.name, with_attention, branches):
+            if sources is not None and entry.name in sources.by_name:
+                source = ImageInput(entry.image, entry.where)
+                sources.check(source, image_digest(source), folder.prediction_path(entry.name))
             pred = folder.load_prediction(entry.name, gt.shape, evaluation.num_classes, entry.where)
             attention, scales = None, None
             if with_attention:
@@ -166,7 +174,6 @@ def evaluate_list(entries, evaluation: Evaluation, folder: PredictionFolder, pre
         bar.set_postfix(reused=counts.reused, computed=counts.computed, refresh=False)
     counts.seconds = time.monotonic() - start
     return counts
-
 
 
 METRICS_JSON, METRICS_MD = "metrics.json", "metrics.md"

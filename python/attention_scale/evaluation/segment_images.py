@@ -158,7 +158,8 @@ class SegmentCounts:
     seconds: float = 0.0
 
 
-def _digest(entry):
+def image_digest(entry):
+    """The SHA-256 of an ImageInput's file; DataError naming it when it cannot be read."""
     try:
         return file_sha256(entry.image)
     except OSError as exc:
@@ -182,7 +183,7 @@ def segment_list(inputs, root, predictor, claim=None, voc_folder=None, progress=
     counts, start = SegmentCounts(), time.monotonic()
     bar = tqdm(inputs, desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
     for entry in bar:
-        digest = _digest(entry)
+        digest = image_digest(entry)
         path = folder.prediction_path(entry.name)
         if folder.has(entry.name, with_attention, branches):
             sources.check(entry, digest, path)
