@@ -193,7 +193,8 @@ def test_several_gpus_with_a_python_data_layer_are_refused_before_caffe_starts(t
     fake.chmod(0o755)
     net = tmp_path / "net.prototxt"
     python = ('layer {{ name: "{0}" type: "Python" top: "{0}" {1}'
-              'python_param {{ module: "attention_scale.data" layer: "SegmentationData" }} }}\n')
+              'python_param {{ module: "attention_scale.data" layer: "SegmentationData" '
+              'param_str: "source: \'l.txt\' root: \'r\'" }} }}\n')
     net.write_text(python.format("data", "") + python.format("val", "include { phase: TEST } "))
     solver = tmp_path / "solver.prototxt"
     solver.write_text(f'net: "{net}"\nmax_iter: 1\nsnapshot_prefix: "{tmp_path}/s/x"\n')
@@ -208,6 +209,79 @@ def test_several_gpus_with_a_python_data_layer_are_refused_before_caffe_starts(t
     net.write_text(python.format("val", "include { phase: TEST } "))
     runner.train(solver, caffe=str(fake), gpu="0,1", resume=False, progress=False, plot=False)
     assert marker.read_text().split()[-2:] == ["-gpu", "0,1"]
+
+
+DATA_LAYER = ('layer {{\n  name: "data"\n  type: "Python"\n  top: "data"\n  top: "label"\n'
+              '  python_param {{ module: "attention_scale.data" layer: "SegmentationData"\n'
+              '    param_str: "{}" }}\n}}\n')
+GOOD_NET = DATA_LAYER.format("source: \'l.txt\' root: \'r\' batch_size: 2") + \
+    'layer {\n  name: "pool"\n  type: "Pooling"\n  bottom: "data"\n  top: "pool"\n' \
+    '  pooling_param { pool: MAX kernel_size: 2 }\n}\n'
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("kernel_size", "kernel_sise"), r"^{solver}: its net does not parse \(`caffe train` would "
+     r"stop there\): cannot parse {net}: 14:29 : Message type \"caffe.PoolingParameter\" has no "
+     r"field named \"kernel_sise\"\. Did you mean 'kernel_size'\?"),
+    (("pool: MAX", "pool: MAXX"), r"^{solver}: its net does not parse .*: cannot parse {net}: "
+     r"14:25 : .*has no value named MAXX\. Its values: MAX, AVE, STOCHASTIC\. Did you mean MAX\?$"),
+    (("bottom:", "botom:"), r"^{solver}: its net does not parse .*: cannot parse {net}: 12:3 : "
+     r".*\"caffe.LayerParameter\" has no field named \"botom\"\. Did you mean 'bottom'\?"),
+    (("source:", "sourse:"), r"^{net} line 2: layer 'data': SegmentationData \(Python layer, "
+     r"param_str .*field 'sourse' \(column 1\): .*Did you mean 'source'\?$"),
+    (("batch_size: 2", "batch_size: 0"), r"^{net} line 2: layer 'data': SegmentationData .*: "
+     r"batch_size must be >= 1, got 0$"),
+])
+def test_a_train_net_that_does_not_parse_is_named_before_caffe_starts(tmp_path, edit, message):
+    """`caffe train` would abort with protobuf's bare message (or the data layer's, at setup):
+    train.py names the file, the line and the likely name, and Caffe never starts."""
+    marker = tmp_path / "started"
+    fake = tmp_path / "caffe"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    fake.chmod(0o755)
+    net = tmp_path / "net.prototxt"
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'train_net: "{net}"\nmax_iter: 1\nsnapshot_prefix: "{tmp_path}/s/x"\n')
+    net.write_text(GOOD_NET)
+    runner.train(solver, caffe=str(fake), resume=False, progress=False, plot=False)
+    assert marker.exists()  # the unedited net passes
+    marker.unlink()
+    log = (tmp_path / "s" / "train.log").read_text()
+    net.write_text(GOOD_NET.replace(*edit))
+    pattern = message.format(solver=re.escape(str(solver)), net=re.escape(str(net)))
+    with pytest.raises(runner.TrainingError, match=pattern):
+        runner.train(solver, caffe=str(fake), resume=False, progress=False, plot=False)
+    assert not marker.exists() and (tmp_path / "s" / "train.log").read_text() == log
+
+
+def test_train_py_refuses_a_misspelt_train_net_in_one_line(fake_run):
+    """The net path as the solver gives it, from the working directory (as Caffe reads it)."""
+    solver, prefix, run = fake_run
+    net = solver.parent / "net.prototxt"
+    net.write_text(GOOD_NET.replace("top: \"pool\"", "topp: \"pool\""))
+    out = run()
+    assert out.returncode == 1, out.stderr
+    assert out.stderr == (f"train.py: {solver}: its net does not parse (`caffe train` would stop "
+                          f"there): cannot parse {net}: 13:3 : Message type "
+                          "\"caffe.LayerParameter\" has no field named \"topp\". Did you mean "
+                          "'top'? (If not, the network was written for another Caffe's "
+                          "caffe.proto.)\n")
+    assert not (prefix.parent / "train.log").exists()  # caffe never started
+
+
+def test_a_v1_train_net_still_reaches_caffe(tmp_path):
+    """Caffe upgrades a V1 `layers { }` net when it loads it; the converter's refusal of V1
+    nets does not apply to training."""
+    marker = tmp_path / "started"
+    fake = tmp_path / "caffe"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    fake.chmod(0o755)
+    net = tmp_path / "net.prototxt"
+    net.write_text('layers { name: "pool" type: POOLING bottom: "data" top: "pool" }\n')
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{net}"\nmax_iter: 1\nsnapshot_prefix: "{tmp_path}/s/x"\n')
+    runner.train(solver, caffe=str(fake), resume=False, progress=False, plot=False)
+    assert marker.exists()
 
 
 def _children(pid):

@@ -151,8 +151,8 @@ def find_caffe(explicit=None) -> str:
     on_path = shutil.which("caffe")
     if on_path:
         return on_path
-    raise TrainingError("no caffe tool found: run `bash tools/setup.sh` (it makes .venv/bin/caffe), "
-                        "put caffe on PATH or pass --caffe PATH")
+    raise TrainingError("no caffe tool found: run `bash tools/setup.sh` (it makes "
+                        ".venv/bin/caffe), put caffe on PATH or pass --caffe PATH")
 
 
 @dataclass
@@ -202,29 +202,72 @@ MULTI_GPU_ADVICE = ("Caffe's multi-GPU training (`caffe train -gpu` with several
                     "train on one GPU (--gpu 0)")
 
 
-def _train_python_layers(net_path) -> List[str]:
-    """Names of the Python layers a TRAIN-phase net of `net_path` has (none when it does not
-    parse here: Caffe will say what is wrong with it)."""
+def read_train_net(info):
+    """The solver's train net (net: / train_net:, a path from the working directory, as Caffe
+    reads it) parsed with pycaffe's caffe.proto (extended by this project's parameters), or
+    None when the solver has none of those fields; TrainingError with the file, line and
+    likely name where it does not parse: `caffe train` would abort there with protobuf's bare
+    message. The SegmentationData layers' param_str is checked too (the layer would stop Caffe
+    at setup). V1 `layers { }` nets pass: Caffe upgrades them itself."""
+    if not info.net:
+        return None
     from ..nets.caffe_proto import ConversionError, load_protos
-    from ..nets.prototxt import parse_net
+    from ..nets.layer_support import check_net_parses
+    from ..nets.prototxt import read_prototxt
 
+    protos = load_protos()
+    reader = f"{info.path}: its net does not parse (`caffe train` would stop there)"
     try:
-        net, _ = parse_net(Path(net_path).read_text(), load_protos(), str(net_path))
-    except (OSError, UnicodeDecodeError, ConversionError):
-        return []
+        text = read_prototxt(info.net, protos)
+        net = check_net_parses(info.net, text, None, protos, reader=reader, accept_v1=True)
+    except ConversionError as exc:
+        raise TrainingError(str(exc)) from None
+    except OSError as exc:
+        raise TrainingError(f"{info.path}: cannot read its net {info.net} ({exc.strerror})") \
+            from None
+    _check_data_layers(info.net, text, net)
+    return net
+
+
+def _train_layers(net):
+    """The layers of a NetParameter that are not TEST-only."""
     test = net.DESCRIPTOR.file.enum_types_by_name["Phase"].values_by_name["TEST"].number
-    test_only = [layer.name for layer in net.layer
-                 if layer.include and all(rule.HasField("phase") and rule.phase == test
-                                          for rule in layer.include)]
-    return [layer.name for layer in net.layer
-            if layer.type == "Python" and layer.name not in test_only]
+    return [layer for layer in net.layer
+            if not (layer.include and all(rule.HasField("phase") and rule.phase == test
+                                          for rule in layer.include))]
 
 
-def _check_gpus(gpu, info):
+def _check_data_layers(net_path, text, net):
+    """TrainingError naming the file, line and layer for a train-phase SegmentationData layer
+    whose param_str does not parse or holds values it refuses."""
+    from ..data import data_params
+    from ..errors import LayerConfigError
+
+    for layer in _train_layers(net):
+        python = layer.python_param
+        if not (layer.type == "Python" and python.layer == data_params.LAYER
+                and python.module.split(".")[:2] == ["attention_scale", "data"]):
+            continue
+        try:
+            data_params.validate(data_params.parse(python.param_str), python.param_str)
+        except LayerConfigError as exc:
+            named = re.compile(r'^\s*name\s*:\s*["\']' + re.escape(layer.name) + r'["\']',
+                               re.M)
+            lines = [text.count("\n", 0, m.start()) + 1 for m in named.finditer(text)]
+            where = f"{net_path} line {lines[0]}" if len(lines) == 1 else str(net_path)
+            raise TrainingError(f"{where}: layer {layer.name!r}: {exc}") from None
+
+
+def _train_python_layers(net) -> List[str]:
+    """Names of the Python layers the TRAIN phase of a NetParameter has."""
+    return [layer.name for layer in _train_layers(net) if layer.type == "Python"]
+
+
+def _check_gpus(gpu, info, net):
     """Several GPU ids with a train net that has Python layers: Caffe would abort."""
     ids = [part for part in str(gpu).split(",") if part.strip()]
-    if len(ids) > 1 and info.net:
-        python_layers = _train_python_layers(info.net)
+    if len(ids) > 1 and net is not None:
+        python_layers = _train_python_layers(net)
         if python_layers:
             raise TrainingError(f"--gpu {gpu}: {MULTI_GPU_ADVICE} ({info.net}: Python layer(s) "
                                 f"{', '.join(repr(n) for n in python_layers)})")
@@ -359,9 +402,10 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         raise TrainingError(f"{solver}: its net {info.net} is not there from {Path.cwd()}; the "
                             "paths in prototxt/ are relative to the repository root: run from "
                             "there")
+    net = read_train_net(info)
     if gpu is not None:
         gpu = _gpu_ids(gpu)
-        _check_gpus(gpu, info)
+        _check_gpus(gpu, info, net)
     caffe = find_caffe(caffe)
     resume_from = None
     if resume is True and info.snapshot_prefix:
