@@ -3,6 +3,7 @@ or ending in a traceback (attention_scale/installed_sources.py, tools/_package.p
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -199,3 +200,33 @@ def test_this_environments_caffe_has_this_checkouts_layers():
     spec = importlib.util.find_spec("caffe")
     assert spec is not None and spec.origin
     assert builder.stale_layers_message(spec.origin, REPO) is None
+
+
+# Tools that build or run nets with the setup's Caffe (pycaffe or the caffe tool), or pack it:
+# they warn when its layers were compiled from other sources than the checkout's. The others
+# never load Caffe and say nothing about it.
+CAFFE_TOOLS = {"benchmark_layers.py", "benchmark_speed.py", "benchmark_training.py", "demo.py",
+               "init_from_vgg16.py", "pack_portable.py", "test_voc.py", "train.py",
+               "visualize_attention.py"}
+PACKAGE_TOOLS = sorted(p.name for p in (REPO / "tools").glob("*.py")
+                       if "\nimport _package" in p.read_text())
+
+
+@pytest.fixture(scope="module")
+def stale_caffe(tmp_path_factory):
+    """A PYTHONPATH whose `caffe` is a build of the setup's cache layout stamped with other layer
+    sources than the checkout's."""
+    root = tmp_path_factory.mktemp("stale-caffe")
+    init = _fake_cache(root, "0" * 64)
+    return str(init.parents[1])
+
+
+@pytest.mark.parametrize("tool", PACKAGE_TOOLS)
+def test_only_the_tools_that_use_caffe_warn_about_its_layers(tool, stale_caffe):
+    assert CAFFE_TOOLS <= set(PACKAGE_TOOLS)
+    done = subprocess.run([sys.executable, str(REPO / "tools" / tool), "--help"],
+                          env=dict(os.environ, PYTHONPATH=stale_caffe), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warned = f"{tool}: warning: the Caffe that pycaffe loads" in done.stderr
+    assert warned == (tool in CAFFE_TOOLS), done.stderr

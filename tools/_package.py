@@ -2,8 +2,9 @@
 
 Instead of a traceback, a Python without the package is told where to get it; an install older
 than the checkout (edited or pulled since `tools/setup.sh`) is named with a warning, since the
-tools would run the installed code, not the files the user sees; so is a setup's Caffe whose
-layers were compiled from other sources than the checkout's.
+tools would run the installed code, not the files the user sees. The tools that build or run nets
+with the setup's Caffe (or pack it) call uses_caffe() right after the import: they also warn when
+its layers were compiled from other sources than the checkout's (the others never load Caffe).
 """
 import sys
 from pathlib import Path
@@ -44,6 +45,8 @@ def _stale_layers():
     return stale_layers_message(spec.origin, REPO)
 
 
-_message = _stale_layers()
-if _message:
-    print(f"{_TOOL}: warning: {_message}", file=sys.stderr)
+def uses_caffe():
+    """For a tool that uses the setup's Caffe: a warning when its layers are not the checkout's."""
+    message = _stale_layers()
+    if message:
+        print(f"{_TOOL}: warning: {message}", file=sys.stderr)

@@ -2,7 +2,8 @@
 """Evaluate a segmentation net (or a folder of predictions) on a list: mIOU and friends.
 
   # a test-form net with its weights: predicts, writes <output>/predictions/*.png, resumes
-  tools/test_voc.py --net prototxt/baseline/test.prototxt --weights snapshots/baseline/x.caffemodel \\
+  tools/test_voc.py --net prototxt/baseline/test.prototxt \\
+      --weights snapshots/baseline/x.caffemodel \\
       --list data/voc/lists/val.txt --root data/voc --output results/baseline
   # a folder of prediction PNGs, no net
   tools/test_voc.py --predictions results/baseline/predictions --list ... --root ... --output DIR
@@ -17,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+import _package  # says so when attention_scale is missing or stale
 from attention_scale.errors import DataError
 from attention_scale.evaluation import crf as dense_crf
 from attention_scale.evaluation.cli import (add_data_arguments, add_net_arguments,
@@ -25,6 +26,7 @@ from attention_scale.evaluation.cli import (add_data_arguments, add_net_argument
                                             read_entries)
 from attention_scale.evaluation.report import full_report
 from attention_scale.evaluation.runner import METRICS_JSON, METRICS_MD, evaluate_into
+_package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
 
 def parse_args(argv=None):
