@@ -461,6 +461,11 @@ print("args:", " ".join(args), file=sys.stderr, flush=True)
 if "-snapshot" in args:
     print("Resuming from", args[args.index("-snapshot") + 1], file=sys.stderr, flush=True)
 mode = os.environ.get("FAKE_CAFFE", "stop")
+if mode in ("fail", "fail-after-start"):  # Caffe's setup fails, or its first iteration does
+    if mode == "fail-after-start":
+        print("I1126 10:00:00.000000 1 caffe.cpp:239] Starting Optimization", file=sys.stderr)
+    print("F1126 10:00:00.000000 1 net.cpp:1] Check failed: something", file=sys.stderr)
+    sys.exit(1)
 if mode == "stop":
     text = open(args[args.index("-solver") + 1]).read()
     prefix = re.search(r'snapshot_prefix: "([^"]+)"', text).group(1)
@@ -543,6 +548,44 @@ def test_restart_moves_the_earlier_run_aside_and_names_the_command_that_continue
                                                            FAKE_ITER="160"))
     assert f"Resuming from {prefix}_iter_146.solverstate" in again.stderr, again.stderr
     assert again.returncode == 130
+
+
+def test_a_restart_whose_caffe_fails_in_its_setup_puts_the_earlier_run_back(fake_run):
+    """A failed start (the net or the weights Caffe cannot load) neither leaves the earlier run's
+    files set aside nor makes one more earlier-* folder at each try: they are put back, and the
+    failed try's output follows the earlier log."""
+    solver, prefix, run = fake_run
+    _snapshot_files(prefix, 200, 400)
+    (prefix.parent / "train.log").write_text("the earlier run\n")
+    (prefix.parent / "loss.png").write_text("png")
+    before = sorted(p.name for p in prefix.parent.iterdir())
+    for attempt in (1, 2):
+        out = run("--restart", env={"FAKE_CAFFE": "fail"})
+        assert out.returncode == 1, out.stderr
+        assert "--restart: moved the earlier run's snapshots" in out.stderr
+        assert re.search(r"^--restart: Caffe ended before its first iteration, so the earlier "
+                         r"run's files are back where they were \(.*earlier-[\d-]+ removed\); "
+                         rf"this try's output follows the earlier run's in {prefix.parent}/"
+                         r"train.log$", out.stderr, re.M), out.stderr
+        assert sorted(p.name for p in prefix.parent.iterdir()) == before
+        assert Path(f"{prefix}_iter_400.solverstate").read_text() == "old"
+        assert (prefix.parent / "loss.png").read_text() == "png"
+        log = (prefix.parent / "train.log").read_text()
+        assert log.startswith("the earlier run\n") and log.count("Check failed") == attempt
+    out = run("--restart", "--log", prefix.parent / "mine.log", env={"FAKE_CAFFE": "fail"})
+    assert "back where they were" in out.stderr and "this try's output" not in out.stderr
+    assert (prefix.parent / "train.log").read_text().count("Check failed") == 2
+
+
+def test_a_restart_whose_caffe_fails_after_starting_keeps_the_earlier_run_aside(fake_run):
+    solver, prefix, run = fake_run
+    _snapshot_files(prefix, 200)
+    out = run("--restart", env={"FAKE_CAFFE": "fail-after-start"})
+    assert out.returncode == 1, out.stderr
+    (earlier,) = prefix.parent.glob("earlier-*")
+    assert sorted(p.name for p in earlier.iterdir()) == ["train_iter_200.caffemodel",
+                                                         "train_iter_200.solverstate"]
+    assert "back where they were" not in out.stderr
 
 
 def test_restart_with_nothing_earlier_moves_nothing(fake_run):
@@ -770,7 +813,8 @@ I1125 10:00:09.000000  1 sgd_solver.cpp:112] Iteration 20, lr = 1e-05
 I1125 10:00:10.000000  1 solver.cpp:330] Iteration 20, Testing net (#0)
 I1125 10:00:11.000000  1 solver.cpp:397]     Test net output #0: accuracy = 0.8
 I1125 10:00:12.000000  1 solver.cpp:464] Snapshotting to binary proto file snap/x_iter_20.caffemodel
-I1125 10:00:12.000000  1 sgd_solver.cpp:284] Snapshotting solver state to binary proto file snap/x_iter_20.solverstate
+I1125 10:00:12.000000  1 sgd_solver.cpp:284] Snapshotting solver state to binary proto \
+file snap/x_iter_20.solverstate
 # tools/train.py 2026-11-25 10:01:00: caffe train -solver s -snapshot snap/x_iter_20.solverstate
 I1125 10:01:01.000000  2 caffe.cpp:235] Resuming from snap/x_iter_20.solverstate
 I1125 10:01:02.000000  2 solver.cpp:239] Iteration 20, loss = 1.0
@@ -782,6 +826,7 @@ I1125 10:01:03.000000  2 solver.cpp:311] Optimization stopped early.
 def test_log_parser_by_hand():
     log = caffe_log.parse_text(LOG)
     assert log.max_iter == 6000
+    assert log.started and not caffe_log.parse_text(LOG.split("Starting")[0]).started
     assert log.display_loss == {0: 3.5, 20: 1.0}  # a repeated iteration: the later run wins
     assert log.iter_per_s == {0: 0.0, 20: 2.5}
     assert log.series("loss") == ([0, 20], [3.0, 0.75])

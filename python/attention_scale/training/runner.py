@@ -121,6 +121,36 @@ def set_aside(snapshot_prefix, also=(), stamp=None):
     return target, snapshots, others
 
 
+def put_back(moved, log_path=None):
+    """Undo set_aside (a --restart whose Caffe ended before its first iteration): the files go
+    back where they were and the folder is removed. A log written since at the same path (that
+    try's output) is appended to the earlier one. Returns a sentence saying what happened, also
+    when a file could not be moved back (then the folder keeps it)."""
+    folder, snapshots, others = moved
+    try:
+        for path in snapshots + others:
+            moved_to = folder / path.name
+            if log_path is not None and path == Path(log_path) and path.exists():
+                this_try = path.read_bytes()
+                os.replace(moved_to, path)
+                with open(path, "ab") as log:
+                    log.write(this_try)
+            elif path.exists():
+                raise FileExistsError(errno.EEXIST, "a file of that name was written since",
+                                      str(path))
+            else:
+                moved_to.rename(path)
+        folder.rmdir()
+    except OSError as exc:
+        return (f"--restart: Caffe ended before its first iteration, but the earlier run's files "
+                f"could not all be moved back ({exc.filename or folder}: {exc.strerror}): what "
+                f"is left of them is in {folder}/")
+    log_note = (f"; this try's output follows the earlier run's in {log_path}"
+                if log_path is not None and Path(log_path) in others else "")
+    return ("--restart: Caffe ended before its first iteration, so the earlier run's files are "
+            f"back where they were ({folder} removed){log_note}")
+
+
 def _set_aside_message(moved):
     folder, snapshots, others = moved
     iterations = sorted({int(re.search(r"_iter_(\d+)\.", p.name).group(1)) for p in snapshots})
@@ -390,7 +420,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     set_aside_earlier (tools/train.py --restart): with resume=False, the earlier run's snapshots
     of this snapshot_prefix, and the default log and curves, are moved to a new folder beside
     them (set_aside) first, so that they are neither resumed from later nor mixed into this
-    run's log.
+    run's log; if Caffe ends before its first iteration they are put back (put_back).
 
     on_event: called with every caffe_log.Event as it is read (e.g. a caller's own progress
     display for several trainings at once); echo=False keeps Caffe's notable lines (data layer,
@@ -436,6 +466,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     if resume_from and start_iter is None:
         start_iter = _solverstate_iteration(resume_from)
     bar = _Progress(progress, info.max_iter, start_iter or 0)
+    moved = None
     if resume is False and set_aside_earlier and info.snapshot_prefix:
         # The runner's own log and curves describe the earlier run too; a --log / --plot of the
         # caller's is theirs (the log is appended to, as always).
@@ -460,6 +491,50 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         caffe_env[START_BATCH_ENV] = str(start_iter * info.iter_size)
     caffe_env.update(env or {})
     parser = LogParser()
+    try:
+        returncode, diverged, signals = _run_caffe(
+            command, caffe_env, log_path, plot_path, parser, bar, verbose, echo, on_event,
+            stop_on_nan)
+    except BaseException:
+        if moved and not parser.log.started and not parser.log.snapshots:
+            bar.write(put_back(moved, log_path))
+        raise
+    bar.close()
+    log = parser.log
+    restored = None
+    if moved and not log.started and not log.snapshots:
+        # Caffe ended during its setup (the net, the weights, a signal): nothing of this try is
+        # worth keeping but its log, and a retry of the same command should find the folder as
+        # the first try did, not set aside one more folder of failed tries.
+        restored = put_back(moved, log_path)
+    if plot_path:
+        _plot(log_path, plot_path)
+    result = TrainResult(returncode, command, log_path, plot_path if plot_path and
+                         plot_path.exists() else None, resume_from, log, list(log.snapshots),
+                         signals.stop_signal, signals.killed)
+    if diverged is not None:
+        raise TrainingError(f"the loss became NaN at iteration {diverged}: training diverged "
+                            f"(lower base_lr?); Caffe was stopped. Full log: {log_path}")
+    if returncode != 0 and not (signals.stop_signal and returncode in (-signal.SIGINT,
+                                                                       -signal.SIGKILL)):
+        # (After a stop was asked for, Caffe killed by the second signal, or ended by the SIGINT
+        # that arrived before its handler was set up or after it was removed, only stopped.)
+        from ..nets.layer_support import failure_advice, shorten_known_types
+        fatal = "\n".join(shorten_known_types(line) for line in log.fatal[-10:]) or \
+            "(no fatal line; see the log)"
+        hint = failure_advice(log.fatal, f"the caffe tool {caffe}")
+        raise TrainingError(f"caffe train exited with code {returncode}:\n{fatal}\n"
+                            + (f"{hint}\n" if hint else "")
+                            + (f"{restored}\n" if restored else "") + f"full log: {log_path}")
+    if restored:
+        bar.write(restored)
+    return result
+
+
+def _run_caffe(command, caffe_env, log_path, plot_path, parser, bar, verbose, echo, on_event,
+               stop_on_nan):
+    """Run Caffe, its output appended to log_path and fed to parser; (return code, iteration
+    of a NaN loss or None, _Signals)."""
     try:
         log_file = open(log_path, "a")
     except OSError as exc:
@@ -504,27 +579,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    bar.close()
-    log = parser.log
-    if plot_path:
-        _plot(log_path, plot_path)
-    result = TrainResult(returncode, command, log_path, plot_path if plot_path and
-                         plot_path.exists() else None, resume_from, log, list(log.snapshots),
-                         signals.stop_signal, signals.killed)
-    if diverged is not None:
-        raise TrainingError(f"the loss became NaN at iteration {diverged}: training diverged "
-                            f"(lower base_lr?); Caffe was stopped. Full log: {log_path}")
-    if returncode != 0 and not (signals.stop_signal and returncode in (-signal.SIGINT,
-                                                                       -signal.SIGKILL)):
-        # (After a stop was asked for, Caffe killed by the second signal, or ended by the SIGINT
-        # that arrived before its handler was set up or after it was removed, only stopped.)
-        from ..nets.layer_support import failure_advice, shorten_known_types
-        fatal = "\n".join(shorten_known_types(line) for line in log.fatal[-10:]) or \
-            "(no fatal line; see the log)"
-        hint = failure_advice(log.fatal, f"the caffe tool {caffe}")
-        raise TrainingError(f"caffe train exited with code {returncode}:\n{fatal}\n"
-                            + (f"{hint}\n" if hint else "") + f"full log: {log_path}")
-    return result
+    return returncode, diverged, signals
 
 
 def _caffe_child_setup(own_group=True):
