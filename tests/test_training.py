@@ -508,6 +508,15 @@ def fake_run(tmp_path):
     return solver, prefix, run
 
 
+def _write_weights(path):
+    """A .caffemodel of one layer with one blob."""
+    from caffe.proto import caffe_pb2
+
+    model = caffe_pb2.NetParameter()
+    model.layer.add(name="conv").blobs.add(data=[0.5]).shape.dim.append(1)
+    path.write_bytes(model.SerializeToString())
+
+
 def _snapshot_files(prefix, *iterations):
     for n in iterations:
         for ext in (".caffemodel", ".solverstate"):
@@ -521,7 +530,7 @@ def test_restart_moves_the_earlier_run_aside_and_names_the_command_that_continue
     (prefix.parent / "loss.png").write_text("png")
     (prefix.parent / "other_iter_5.solverstate").write_text("another prefix's")
     weights = prefix.parent.parent / "init.caffemodel"
-    weights.write_text("w")
+    _write_weights(weights)
     out = run("--restart", "--weights", weights)
     assert out.returncode == 130, out.stderr  # Caffe stopped early: not a finished model
     (earlier,) = prefix.parent.glob("earlier-*")
@@ -586,6 +595,22 @@ def test_a_restart_whose_caffe_fails_after_starting_keeps_the_earlier_run_aside(
     assert sorted(p.name for p in earlier.iterdir()) == ["train_iter_200.caffemodel",
                                                          "train_iter_200.solverstate"]
     assert "back where they were" not in out.stderr
+
+
+@pytest.mark.parametrize("content,problem", [
+    (b'net: "x.prototxt"\n', "is not a .caffemodel (a binary caffe.NetParameter)"),
+    (b"", "holds no weights (no layer with blobs)")])
+def test_weights_that_are_no_caffemodel_are_refused_before_caffe_starts(
+        fake_run, content, problem):
+    """Caffe would abort in its setup (`Check failed: ReadProtoFromBinaryFile`)."""
+    solver, prefix, run = fake_run
+    weights = prefix.parent.parent / "init.caffemodel"
+    weights.write_bytes(content)
+    out = run("--weights", weights)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(f"train.py: --weights {weights}: {weights} {problem}")
+    assert len(out.stderr.splitlines()) == 1
+    assert not (prefix.parent / "train.log").exists()  # caffe never started
 
 
 def test_restart_with_nothing_earlier_moves_nothing(fake_run):

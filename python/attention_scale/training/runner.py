@@ -259,6 +259,20 @@ def read_train_net(info):
     return net
 
 
+def _check_weights(weights):
+    """TrainingError for a --weights that is missing or no .caffemodel (a prototxt or a
+    .solverstate given by mistake): Caffe would abort in its setup with a Check failure."""
+    if not Path(weights).is_file():
+        raise TrainingError(f"--weights {weights}: no such file")
+    from caffe.proto import caffe_pb2
+
+    from ..nets.caffemodel import WeightsMismatch, read_saved_shapes
+    try:
+        read_saved_shapes(weights, caffe_pb2.NetParameter)
+    except WeightsMismatch as exc:
+        raise TrainingError(f"--weights {weights}: {exc}") from None
+
+
 def _train_layers(net):
     """The layers of a NetParameter that are not TEST-only."""
     test = net.DESCRIPTOR.file.enum_types_by_name["Phase"].values_by_name["TEST"].number
@@ -444,8 +458,8 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         resume_from = Path(resume)
         if not resume_from.is_file():
             raise TrainingError(f"--resume {resume_from}: no such .solverstate")
-    if weights and not resume_from and not Path(weights).is_file():
-        raise TrainingError(f"--weights {weights}: no such file")
+    if weights and not resume_from:
+        _check_weights(weights)
     out_dir = Path(info.snapshot_prefix).parent if info.snapshot_prefix else Path(".")
     # Caffe refuses to start when it cannot write there; the log and curves are written while it
     # runs: a path that cannot be written is named now, not in a traceback later.
