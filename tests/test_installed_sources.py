@@ -3,6 +3,7 @@ or ending in a traceback (attention_scale/installed_sources.py, tools/_package.p
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -199,3 +200,94 @@ def test_this_environments_caffe_has_this_checkouts_layers():
     spec = importlib.util.find_spec("caffe")
     assert spec is not None and spec.origin
     assert builder.stale_layers_message(spec.origin, REPO) is None
+
+
+# Tools that build or run nets with the setup's Caffe (pycaffe or the caffe tool), or pack it:
+# they warn when its layers were compiled from other sources than the checkout's. The others
+# never load Caffe and say nothing about it.
+CAFFE_TOOLS = {"benchmark_layers.py", "benchmark_speed.py", "benchmark_training.py", "demo.py",
+               "init_from_vgg16.py", "pack_portable.py", "test_voc.py", "train.py",
+               "visualize_attention.py"}
+PACKAGE_TOOLS = sorted(p.name for p in (REPO / "tools").glob("*.py")
+                       if "\nimport _package" in p.read_text())
+
+
+@pytest.fixture(scope="module")
+def stale_caffe(tmp_path_factory):
+    """A PYTHONPATH whose `caffe` is a build of the setup's cache layout stamped with other layer
+    sources than the checkout's."""
+    root = tmp_path_factory.mktemp("stale-caffe")
+    init = _fake_cache(root, "0" * 64)
+    return str(init.parents[1])
+
+
+@pytest.mark.parametrize("tool", PACKAGE_TOOLS)
+def test_only_the_tools_that_use_caffe_warn_about_its_layers(tool, stale_caffe):
+    assert CAFFE_TOOLS <= set(PACKAGE_TOOLS)
+    done = subprocess.run([sys.executable, str(REPO / "tools" / tool), "--help"],
+                          env=dict(os.environ, PYTHONPATH=stale_caffe), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warned = f"{tool}: warning: the Caffe that pycaffe loads" in done.stderr
+    assert warned == (tool in CAFFE_TOOLS), done.stderr
+
+
+SLOW_IMPORT = '''
+import os, sys, time
+
+
+class _Slow:
+    """Makes the first import of $SLOW_IMPORT wait (after writing $SLOW_MARKER) until a signal."""
+    done = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ.get("SLOW_IMPORT") and not self.done:
+            self.done = True
+            open(os.environ["SLOW_MARKER"], "w").close()
+            while True:
+                time.sleep(0.05)
+        return None
+
+
+sys.meta_path.insert(0, _Slow())
+'''
+
+
+@pytest.mark.parametrize("tool,args,module", [
+    ("plot_log.py", ["{log}", "-o", "{tmp}/p.png"], "numpy"),  # imported in main()
+    ("test_voc.py", ["--help"], "numpy"),  # imported at the tool's top, after _package
+    ("train.py", ["{tmp}/solver.prototxt"], "caffe._caffe"),  # libcaffe, in main()
+    ("convert_net.py", ["--help"], "attention_scale.nets.convert"),
+    ("make_synthetic.py", ["--help"], "attention_scale.installed_sources"),  # in _package
+])
+def test_ctrl_c_while_a_tool_imports_is_one_line_and_status_130(tmp_path, tool, args, module):
+    """Ctrl-C in the first second (numpy, pycaffe, the package loading): the tools print one line
+    and exit 130 there as they do later, not a KeyboardInterrupt traceback. The import is made
+    slow by a sitecustomize on PYTHONPATH; the signal is sent once it has begun."""
+    import signal
+    import time
+
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(SLOW_IMPORT)
+    marker = tmp_path / "importing"
+    log = tmp_path / "train.log"
+    log.write_text("")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"), SLOW_IMPORT=module,
+               SLOW_MARKER=str(marker))
+    words = [word.format(tmp=tmp_path, log=log) for word in args]
+    child = subprocess.Popen([sys.executable, str(REPO / "tools" / tool), *words], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert marker.exists(), child.communicate(timeout=60)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 130, err
+    assert err.splitlines()[-1:] == [f"{tool}: stopped (Ctrl-C)"], err
+    assert "Traceback" not in err and out == ""

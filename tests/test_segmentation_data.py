@@ -236,6 +236,63 @@ def test_unreadable_param_str_is_named(param_str, pattern):
         data_net(param_str)
 
 
+LONG = ('source: "l.txt" root: "r" batch_size: 2 crop_size: 33 mean_bgr: 104.008 '
+        'mean_bgr: 116.669 mean_bgr: 122.675 ')
+
+
+@pytest.mark.parametrize("param_str,expected", [
+    (LONG.replace("source", "sourse"), "field 'sourse' (column 1): Message type "
+     "\"attention_scale.data.SegmentationDataParameter\" has no field named \"sourse\". "
+     "Did you mean 'source'?"),
+    (LONG + "mirror: yes shuffle: true", f"field 'mirror' (column {len(LONG) + 9}): Expected "
+     "\"true\" or \"false\""),
+    (LONG + "mode: TRIAN", f"field 'mode' (column {len(LONG) + 7}): Enum type "
+     "\"attention_scale.data.SegmentationDataParameter.Mode\" has no value named TRIAN. Its "
+     "values: AUTO, TRAIN, TEST. Did you mean TRAIN?"),
+    ('root: "r"\nbatch_size: -3', "field 'batch_size' (line 2, column 13): Value out of "
+     "range: -3"),
+    ('{"sourse": "l.txt"}', 'Message type "attention_scale.data.SegmentationDataParameter" has '
+     'no field named "sourse" at "SegmentationDataParameter". Available Fields'),
+])
+def test_a_misspelt_field_or_bad_value_in_param_str_is_named(param_str, expected):
+    """The field protobuf was reading, not only a column in a long one-line param_str (which
+    protobuf's message repeats whole), and the likely name (prototxt.misspelling_hint)."""
+    with pytest.raises(LayerConfigError) as info:
+        data_params.parse(param_str)
+    kind = "JSON" if param_str.startswith("{") else "protobuf text"
+    head = (f"SegmentationData (Python layer, param_str {param_str!r}): cannot read it as "
+            f"{kind} of attention_scale.data.SegmentationDataParameter: ")
+    message = str(info.value)
+    assert message.startswith(head + expected), message
+    assert message.count("mean_bgr: 122.675") <= 1 and "\n" not in message, message
+
+
+def test_a_misspelt_param_str_field_is_named_under_caffe_train(tmp_path):
+    """Under the real `caffe train` the message comes from the embedded Python: one line,
+    before Caffe's abort, which train.py's summary of a failed run (the log's fatal lines)
+    shows."""
+    from attention_scale.training.caffe_log import LogParser
+
+    model = tmp_path / "net.prototxt"
+    escaped = LONG.replace("source", "sourse").replace('"', '\\"')
+    model.write_text(f'layer {{ name: "data" type: "Python" top: "data" top: "label" python_param '
+                     f'{{ module: "attention_scale.data" layer: "SegmentationData" '
+                     f'param_str: "{escaped}" }} }}\n')
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{model}"\nmax_iter: 1\nbase_lr: 0.1\nlr_policy: "fixed"\n')
+    res = subprocess.run([str(CAFFE_TOOL), "train", "-solver", str(solver)],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode != 0
+    line = ("Python layer SegmentationData.setup failed: LayerConfigError: SegmentationData "
+            "(Python layer, param_str ")
+    (said,) = [text for text in res.stderr.splitlines() if text.startswith(line)]
+    assert said.endswith("has no field named \"sourse\". Did you mean 'source'?"), said
+    parser = LogParser()
+    for text in res.stderr.splitlines(keepends=True):
+        parser.feed(text)
+    assert said in parser.log.fatal, parser.log.fatal
+
+
 def broken_dataset(root, case):
     """A 3-line list whose second line is broken as `case` says; returns (list, bad file)."""
     list_path = write_dataset(root, [(20, 20), (20, 20), (20, 20)], name=case)
@@ -287,7 +344,8 @@ def test_bad_data_names_the_file_and_the_list_line(tmp_path, case, pattern, work
 
 def test_missing_files_are_found_at_setup(tmp_path):
     list_path, bad_file = broken_dataset(tmp_path, "missing-label")
-    with pytest.raises(DataError, match=re.escape(f"{bad_file} ({list_path} line 2): no such file")):
+    with pytest.raises(DataError,
+                       match=re.escape(f"{bad_file} ({list_path} line 2): no such file")):
         data_net(params((tmp_path, list_path), batch_size=3))  # check_files defaults to true
 
 

@@ -193,7 +193,8 @@ def test_several_gpus_with_a_python_data_layer_are_refused_before_caffe_starts(t
     fake.chmod(0o755)
     net = tmp_path / "net.prototxt"
     python = ('layer {{ name: "{0}" type: "Python" top: "{0}" {1}'
-              'python_param {{ module: "attention_scale.data" layer: "SegmentationData" }} }}\n')
+              'python_param {{ module: "attention_scale.data" layer: "SegmentationData" '
+              'param_str: "source: \'l.txt\' root: \'r\'" }} }}\n')
     net.write_text(python.format("data", "") + python.format("val", "include { phase: TEST } "))
     solver = tmp_path / "solver.prototxt"
     solver.write_text(f'net: "{net}"\nmax_iter: 1\nsnapshot_prefix: "{tmp_path}/s/x"\n')
@@ -208,6 +209,79 @@ def test_several_gpus_with_a_python_data_layer_are_refused_before_caffe_starts(t
     net.write_text(python.format("val", "include { phase: TEST } "))
     runner.train(solver, caffe=str(fake), gpu="0,1", resume=False, progress=False, plot=False)
     assert marker.read_text().split()[-2:] == ["-gpu", "0,1"]
+
+
+DATA_LAYER = ('layer {{\n  name: "data"\n  type: "Python"\n  top: "data"\n  top: "label"\n'
+              '  python_param {{ module: "attention_scale.data" layer: "SegmentationData"\n'
+              '    param_str: "{}" }}\n}}\n')
+GOOD_NET = DATA_LAYER.format("source: \'l.txt\' root: \'r\' batch_size: 2") + \
+    'layer {\n  name: "pool"\n  type: "Pooling"\n  bottom: "data"\n  top: "pool"\n' \
+    '  pooling_param { pool: MAX kernel_size: 2 }\n}\n'
+
+
+@pytest.mark.parametrize("edit,message", [
+    (("kernel_size", "kernel_sise"), r"^{solver}: its net does not parse \(`caffe train` would "
+     r"stop there\): cannot parse {net}: 14:29 : Message type \"caffe.PoolingParameter\" has no "
+     r"field named \"kernel_sise\"\. Did you mean 'kernel_size'\?"),
+    (("pool: MAX", "pool: MAXX"), r"^{solver}: its net does not parse .*: cannot parse {net}: "
+     r"14:25 : .*has no value named MAXX\. Its values: MAX, AVE, STOCHASTIC\. Did you mean MAX\?$"),
+    (("bottom:", "botom:"), r"^{solver}: its net does not parse .*: cannot parse {net}: 12:3 : "
+     r".*\"caffe.LayerParameter\" has no field named \"botom\"\. Did you mean 'bottom'\?"),
+    (("source:", "sourse:"), r"^{net} line 2: layer 'data': SegmentationData \(Python layer, "
+     r"param_str .*field 'sourse' \(column 1\): .*Did you mean 'source'\?$"),
+    (("batch_size: 2", "batch_size: 0"), r"^{net} line 2: layer 'data': SegmentationData .*: "
+     r"batch_size must be >= 1, got 0$"),
+])
+def test_a_train_net_that_does_not_parse_is_named_before_caffe_starts(tmp_path, edit, message):
+    """`caffe train` would abort with protobuf's bare message (or the data layer's, at setup):
+    train.py names the file, the line and the likely name, and Caffe never starts."""
+    marker = tmp_path / "started"
+    fake = tmp_path / "caffe"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    fake.chmod(0o755)
+    net = tmp_path / "net.prototxt"
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'train_net: "{net}"\nmax_iter: 1\nsnapshot_prefix: "{tmp_path}/s/x"\n')
+    net.write_text(GOOD_NET)
+    runner.train(solver, caffe=str(fake), resume=False, progress=False, plot=False)
+    assert marker.exists()  # the unedited net passes
+    marker.unlink()
+    log = (tmp_path / "s" / "train.log").read_text()
+    net.write_text(GOOD_NET.replace(*edit))
+    pattern = message.format(solver=re.escape(str(solver)), net=re.escape(str(net)))
+    with pytest.raises(runner.TrainingError, match=pattern):
+        runner.train(solver, caffe=str(fake), resume=False, progress=False, plot=False)
+    assert not marker.exists() and (tmp_path / "s" / "train.log").read_text() == log
+
+
+def test_train_py_refuses_a_misspelt_train_net_in_one_line(fake_run):
+    """The net path as the solver gives it, from the working directory (as Caffe reads it)."""
+    solver, prefix, run = fake_run
+    net = solver.parent / "net.prototxt"
+    net.write_text(GOOD_NET.replace("top: \"pool\"", "topp: \"pool\""))
+    out = run()
+    assert out.returncode == 1, out.stderr
+    assert out.stderr == (f"train.py: {solver}: its net does not parse (`caffe train` would stop "
+                          f"there): cannot parse {net}: 13:3 : Message type "
+                          "\"caffe.LayerParameter\" has no field named \"topp\". Did you mean "
+                          "'top'? (If not, the network was written for another Caffe's "
+                          "caffe.proto.)\n")
+    assert not (prefix.parent / "train.log").exists()  # caffe never started
+
+
+def test_a_v1_train_net_still_reaches_caffe(tmp_path):
+    """Caffe upgrades a V1 `layers { }` net when it loads it; the converter's refusal of V1
+    nets does not apply to training."""
+    marker = tmp_path / "started"
+    fake = tmp_path / "caffe"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    fake.chmod(0o755)
+    net = tmp_path / "net.prototxt"
+    net.write_text('layers { name: "pool" type: POOLING bottom: "data" top: "pool" }\n')
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{net}"\nmax_iter: 1\nsnapshot_prefix: "{tmp_path}/s/x"\n')
+    runner.train(solver, caffe=str(fake), resume=False, progress=False, plot=False)
+    assert marker.exists()
 
 
 def _children(pid):
@@ -387,6 +461,11 @@ print("args:", " ".join(args), file=sys.stderr, flush=True)
 if "-snapshot" in args:
     print("Resuming from", args[args.index("-snapshot") + 1], file=sys.stderr, flush=True)
 mode = os.environ.get("FAKE_CAFFE", "stop")
+if mode in ("fail", "fail-after-start"):  # Caffe's setup fails, or its first iteration does
+    if mode == "fail-after-start":
+        print("I1126 10:00:00.000000 1 caffe.cpp:239] Starting Optimization", file=sys.stderr)
+    print("F1126 10:00:00.000000 1 net.cpp:1] Check failed: something", file=sys.stderr)
+    sys.exit(1)
 if mode == "stop":
     text = open(args[args.index("-solver") + 1]).read()
     prefix = re.search(r'snapshot_prefix: "([^"]+)"', text).group(1)
@@ -429,6 +508,15 @@ def fake_run(tmp_path):
     return solver, prefix, run
 
 
+def _write_weights(path):
+    """A .caffemodel of one layer with one blob."""
+    from caffe.proto import caffe_pb2
+
+    model = caffe_pb2.NetParameter()
+    model.layer.add(name="conv").blobs.add(data=[0.5]).shape.dim.append(1)
+    path.write_bytes(model.SerializeToString())
+
+
 def _snapshot_files(prefix, *iterations):
     for n in iterations:
         for ext in (".caffemodel", ".solverstate"):
@@ -442,7 +530,7 @@ def test_restart_moves_the_earlier_run_aside_and_names_the_command_that_continue
     (prefix.parent / "loss.png").write_text("png")
     (prefix.parent / "other_iter_5.solverstate").write_text("another prefix's")
     weights = prefix.parent.parent / "init.caffemodel"
-    weights.write_text("w")
+    _write_weights(weights)
     out = run("--restart", "--weights", weights)
     assert out.returncode == 130, out.stderr  # Caffe stopped early: not a finished model
     (earlier,) = prefix.parent.glob("earlier-*")
@@ -469,6 +557,60 @@ def test_restart_moves_the_earlier_run_aside_and_names_the_command_that_continue
                                                            FAKE_ITER="160"))
     assert f"Resuming from {prefix}_iter_146.solverstate" in again.stderr, again.stderr
     assert again.returncode == 130
+
+
+def test_a_restart_whose_caffe_fails_in_its_setup_puts_the_earlier_run_back(fake_run):
+    """A failed start (the net or the weights Caffe cannot load) neither leaves the earlier run's
+    files set aside nor makes one more earlier-* folder at each try: they are put back, and the
+    failed try's output follows the earlier log."""
+    solver, prefix, run = fake_run
+    _snapshot_files(prefix, 200, 400)
+    (prefix.parent / "train.log").write_text("the earlier run\n")
+    (prefix.parent / "loss.png").write_text("png")
+    before = sorted(p.name for p in prefix.parent.iterdir())
+    for attempt in (1, 2):
+        out = run("--restart", env={"FAKE_CAFFE": "fail"})
+        assert out.returncode == 1, out.stderr
+        assert "--restart: moved the earlier run's snapshots" in out.stderr
+        assert re.search(r"^--restart: Caffe ended before its first iteration, so the earlier "
+                         r"run's files are back where they were \(.*earlier-[\d-]+ removed\); "
+                         rf"this try's output follows the earlier run's in {prefix.parent}/"
+                         r"train.log$", out.stderr, re.M), out.stderr
+        assert sorted(p.name for p in prefix.parent.iterdir()) == before
+        assert Path(f"{prefix}_iter_400.solverstate").read_text() == "old"
+        assert (prefix.parent / "loss.png").read_text() == "png"
+        log = (prefix.parent / "train.log").read_text()
+        assert log.startswith("the earlier run\n") and log.count("Check failed") == attempt
+    out = run("--restart", "--log", prefix.parent / "mine.log", env={"FAKE_CAFFE": "fail"})
+    assert "back where they were" in out.stderr and "this try's output" not in out.stderr
+    assert (prefix.parent / "train.log").read_text().count("Check failed") == 2
+
+
+def test_a_restart_whose_caffe_fails_after_starting_keeps_the_earlier_run_aside(fake_run):
+    solver, prefix, run = fake_run
+    _snapshot_files(prefix, 200)
+    out = run("--restart", env={"FAKE_CAFFE": "fail-after-start"})
+    assert out.returncode == 1, out.stderr
+    (earlier,) = prefix.parent.glob("earlier-*")
+    assert sorted(p.name for p in earlier.iterdir()) == ["train_iter_200.caffemodel",
+                                                         "train_iter_200.solverstate"]
+    assert "back where they were" not in out.stderr
+
+
+@pytest.mark.parametrize("content,problem", [
+    (b'net: "x.prototxt"\n', "is not a .caffemodel (a binary caffe.NetParameter)"),
+    (b"", "holds no weights (no layer with blobs)")])
+def test_weights_that_are_no_caffemodel_are_refused_before_caffe_starts(
+        fake_run, content, problem):
+    """Caffe would abort in its setup (`Check failed: ReadProtoFromBinaryFile`)."""
+    solver, prefix, run = fake_run
+    weights = prefix.parent.parent / "init.caffemodel"
+    weights.write_bytes(content)
+    out = run("--weights", weights)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(f"train.py: --weights {weights}: {weights} {problem}")
+    assert len(out.stderr.splitlines()) == 1
+    assert not (prefix.parent / "train.log").exists()  # caffe never started
 
 
 def test_restart_with_nothing_earlier_moves_nothing(fake_run):
@@ -696,7 +838,8 @@ I1125 10:00:09.000000  1 sgd_solver.cpp:112] Iteration 20, lr = 1e-05
 I1125 10:00:10.000000  1 solver.cpp:330] Iteration 20, Testing net (#0)
 I1125 10:00:11.000000  1 solver.cpp:397]     Test net output #0: accuracy = 0.8
 I1125 10:00:12.000000  1 solver.cpp:464] Snapshotting to binary proto file snap/x_iter_20.caffemodel
-I1125 10:00:12.000000  1 sgd_solver.cpp:284] Snapshotting solver state to binary proto file snap/x_iter_20.solverstate
+I1125 10:00:12.000000  1 sgd_solver.cpp:284] Snapshotting solver state to binary proto \
+file snap/x_iter_20.solverstate
 # tools/train.py 2026-11-25 10:01:00: caffe train -solver s -snapshot snap/x_iter_20.solverstate
 I1125 10:01:01.000000  2 caffe.cpp:235] Resuming from snap/x_iter_20.solverstate
 I1125 10:01:02.000000  2 solver.cpp:239] Iteration 20, loss = 1.0
@@ -708,6 +851,7 @@ I1125 10:01:03.000000  2 solver.cpp:311] Optimization stopped early.
 def test_log_parser_by_hand():
     log = caffe_log.parse_text(LOG)
     assert log.max_iter == 6000
+    assert log.started and not caffe_log.parse_text(LOG.split("Starting")[0]).started
     assert log.display_loss == {0: 3.5, 20: 1.0}  # a repeated iteration: the later run wins
     assert log.iter_per_s == {0: 0.0, 20: 2.5}
     assert log.series("loss") == ([0, 20], [3.0, 0.75])

@@ -2,14 +2,45 @@
 
 Instead of a traceback, a Python without the package is told where to get it; an install older
 than the checkout (edited or pulled since `tools/setup.sh`) is named with a warning, since the
-tools would run the installed code, not the files the user sees; so is a setup's Caffe whose
-layers were compiled from other sources than the checkout's.
+tools would run the installed code, not the files the user sees. The tools that build or run nets
+with the setup's Caffe (or pack it) call uses_caffe() right after the import: they also warn when
+its layers were compiled from other sources than the checkout's (the others never load Caffe).
+
+Ctrl-C while the tool is still loading (numpy, pycaffe and the package take a second or more)
+ends it with one line and exit status 130, as the tools do later on, not with a KeyboardInterrupt
+traceback: that holds for the imports here and for every one after this module's.
 """
+import atexit
+import os
+import signal
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 _TOOL = Path(sys.argv[0]).name or "attention_scale"
+_previous_hook = sys.excepthook
+
+
+def _stopped(kind, value, traceback):
+    """sys.excepthook: a KeyboardInterrupt that no part of the tool handled (one during the
+    imports, before the tool's own handling starts) is one line and exit status 130; any other
+    exception goes to the previous hook (a traceback)."""
+    if not issubclass(kind, KeyboardInterrupt):
+        return _previous_hook(kind, value, traceback)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while this ends it
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        print(f"{_TOOL}: stopped (Ctrl-C)", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+    atexit._run_exitfuncs()  # what a normal exit runs; os._exit gives the status 130
+    os._exit(130)
+
+
+sys.excepthook = _stopped
 
 try:
     import attention_scale
@@ -44,6 +75,8 @@ def _stale_layers():
     return stale_layers_message(spec.origin, REPO)
 
 
-_message = _stale_layers()
-if _message:
-    print(f"{_TOOL}: warning: {_message}", file=sys.stderr)
+def uses_caffe():
+    """For a tool that uses the setup's Caffe: a warning when its layers are not the checkout's."""
+    message = _stale_layers()
+    if message:
+        print(f"{_TOOL}: warning: {message}", file=sys.stderr)

@@ -9,7 +9,8 @@ import argparse
 import os
 from pathlib import Path
 
-import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+import _package  # says so when attention_scale is missing or stale
+_package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,8 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", type=Path, default=REPO / "benchmarks",
                         help="where layers.json and layers.md go")
     parser.add_argument("--no-memory", action="store_true",
-                        help="skip the memory measurement (three child processes per case and round)")
+                        help="skip the memory measurement (three child processes per case "
+                        "and round)")
     parser.add_argument("--memory-repeats", type=int, default=3,
                         help="rounds of baseline, C++ and Python children per case (median kept)")
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -40,7 +42,8 @@ def main(argv=None):
     os.environ.setdefault("GLOG_minloglevel", "2")
     from attention_scale.benchmarks import common, layer_memory, layer_timing
 
-    phases = tuple(p for name in args.phase for p in (("train", "test") if name == "all" else (name,)))
+    phases = tuple(p for name in args.phase
+                   for p in (("train", "test") if name == "all" else (name,)))
     timings = layer_timing.run_layer_benchmarks(repeats=args.repeats, phases=phases)
     memory = None
     if not args.no_memory:

@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+import _package  # says so when attention_scale is missing or stale
+_package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,8 +53,8 @@ def parse_args(argv=None):
                         help="only the GPU half (on GPU --gpu ID, default 0), written as "
                              "speed-gpu.md/.json; exit status 1 and nothing written without a GPU")
     parser.add_argument("--gpu-passes", type=int, default=10,
-                        help="passes back to back per timed GPU run, timed by CUDA events after one "
-                             "untimed pass (default 10)")
+                        help="passes back to back per timed GPU run, timed by CUDA events "
+                             "after one untimed pass (default 10)")
     parser.add_argument("--output-dir", type=Path, default=REPO / "benchmarks",
                         help="where speed.json and speed.md go")
     parser.add_argument("--no-write", action="store_true", help="print only")

@@ -14,7 +14,8 @@ import argparse
 import os
 from pathlib import Path
 
-import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+import _package  # says so when attention_scale is missing or stale
+_package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +33,8 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                    help="worker-process counts to measure")
     p.add_argument("--blas-threads", type=int, default=1,
-                   help="OpenBLAS threads (1: a single-core comparison, steadier on a shared machine)")
+                   help="OpenBLAS threads (1: a single-core comparison, steadier on a shared "
+                   "machine)")
     p.add_argument("--caffe", help="caffe tool (default: .venv/bin/caffe, then PATH)")
     p.add_argument("--output-dir", type=Path, default=REPO / "benchmarks")
     p.add_argument("--no-write", action="store_true", help="print only")

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The synthetic multi-scale demo: Attention to Scale trained and compared end to end, no VOC needed.
+"""The synthetic multi-scale demo: Attention to Scale trained and compared end to end, no VOC
+needed.
 
   python tools/demo.py                      # 1 seed: 7 minutes on 2 quiet CPU cores
   python tools/demo.py --seeds 3            # every variant over seeds 0, 1, 2: mean and spread
@@ -19,7 +20,8 @@ import argparse
 import os
 import sys
 
-import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+import _package  # says so when attention_scale is missing or stale
+_package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
 # One BLAS thread in this process too (evaluation); before numpy and pycaffe load BLAS.
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):

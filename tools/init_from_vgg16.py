@@ -14,7 +14,8 @@ import argparse
 import os
 import sys
 
-import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+import _package  # says so when attention_scale is missing or stale
+_package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
 
 def parse_args(argv=None):

@@ -10,8 +10,9 @@ import sys
 import sysconfig
 from pathlib import Path
 
-import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+import _package  # says so when attention_scale is missing or stale
 from attention_scale.caffe_build.portable import pack
+_package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
 DEFAULT_PACKAGES = ["numpy", "google", "six", "tqdm", "attention_scale"]
 

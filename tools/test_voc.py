@@ -19,13 +19,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+import _package  # says so when attention_scale is missing or stale
 from attention_scale.errors import DataError
 from attention_scale.evaluation.cli import (add_crf_arguments, add_data_arguments,
                                             add_net_arguments, check_output_folder, make_crf,
                                             make_evaluation, make_predictor, read_entries)
 from attention_scale.evaluation.report import full_report
 from attention_scale.evaluation.runner import METRICS_JSON, METRICS_MD, evaluate_into
+_package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
 
 def parse_args(argv=None):

@@ -9,7 +9,8 @@ same command again continues an interrupted run), appends Caffe's output to
 loss curves into <snapshot folder>/loss.png at every snapshot and at the end. Caffe runs in the
 current directory: run it from the repository root (the solvers' paths are relative to it).
 --restart first moves the earlier run's snapshots, train.log and loss.png into
-<snapshot folder>/earlier-<date>-<time>/ (nothing is deleted).
+<snapshot folder>/earlier-<date>-<time>/ (nothing is deleted), and back if Caffe ends before its
+first iteration.
 Ctrl-C or SIGTERM: Caffe finishes the iteration, snapshots and stops (a second one kills it);
 the tool names the command that continues and exits with 130 (SIGINT) or 143 (SIGTERM), so
 `train.py ... && test_voc.py ...` does not go on with a half-trained model. SIGHUP: Caffe
@@ -22,7 +23,8 @@ import signal
 import sys
 from pathlib import Path
 
-import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+import _package  # says so when attention_scale is missing or stale
+_package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
 
 def parse_args(argv=None):

@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+import _package  # says so when attention_scale is missing or stale
 from attention_scale.data.images import read_image, read_label
 from attention_scale.errors import DataError
 from attention_scale.evaluation.cli import (add_data_arguments, add_input_arguments,
@@ -36,6 +36,7 @@ from attention_scale.evaluation.report import attention_distance_table, attentio
 from attention_scale.evaluation.runner import evaluate_list
 from attention_scale.evaluation.segment_images import segment_list
 from attention_scale.files import atomic_write
+_package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
 
 def parse_args(argv=None):

@@ -6,6 +6,7 @@ generates segmentation_data_pb2 from it. Nothing here imports caffe.
 
 import json
 import os
+import re
 
 from google.protobuf import json_format, text_format
 
@@ -28,6 +29,7 @@ LAYER = "SegmentationData"
 # resumes from a snapshot, so the resumed run reads the batches an uninterrupted one would have
 # read (a batch depends on the seed and its index only); Caffe's own data layers start over.
 START_BATCH_ENV = "ATTENTION_SCALE_DATA_START_BATCH"
+_NO_FIELD = re.compile(r'has no field named "(\w+)"')
 
 
 def _fail(param_str, problem):
@@ -35,7 +37,9 @@ def _fail(param_str, problem):
 
 
 def parse(param_str) -> SegmentationDataParameter:
-    """Protobuf text, or a JSON object (first character "{"), of SegmentationDataParameter."""
+    """Protobuf text, or a JSON object (first character "{"), of SegmentationDataParameter.
+    LayerConfigError for text that does not parse, naming the field and, for a misspelt field
+    or enum value, the likely name."""
     message = SegmentationDataParameter()
     text = (param_str or "").strip()
     try:
@@ -44,9 +48,43 @@ def parse(param_str) -> SegmentationDataParameter:
         else:
             text_format.Parse(text, message)
     except (text_format.ParseError, json_format.ParseError, json.JSONDecodeError) as exc:
+        from ..nets.prototxt import misspelling_hint
         kind = "JSON" if text.startswith("{") else "protobuf text"
-        _fail(param_str, f"cannot read it as {kind} of {message.DESCRIPTOR.full_name}: {exc}")
+        reason = re.sub(r"\s*\n\s*", " ", str(exc).strip()).rstrip(".")  # one line
+        where = ""
+        if isinstance(exc, text_format.ParseError):
+            where, reason = _text_error_place(text, exc, reason)
+        hint = misspelling_hint(reason, message.DESCRIPTOR.file.pool)
+        _fail(param_str, f"cannot read it as {kind} of {message.DESCRIPTOR.full_name}: "
+                         f"{where}{reason}{hint}")
     return message
+
+
+_LOCATION = re.compile(r"^(\d+):(\d+) : ")
+_FIELD_BEFORE = re.compile(r"(\w+)\s*:?\s*$")
+
+
+def _text_error_place(text, exc, reason):
+    """('field F (column C): ', reason) for a text-format ParseError: protobuf's own message
+    gives the position and echoes the whole param_str, not the field it was reading."""
+    location = _LOCATION.match(reason)
+    if location is None:
+        return "", reason
+    line, column = int(location.group(1)), int(location.group(2))
+    reason = reason[location.end():]
+    lines = text.split("\n")
+    for echoed in lines + [""]:  # newer protobuf repeats the line it was reading
+        if reason.startswith(f"'{echoed}': "):
+            reason = reason[len(echoed) + 4:]
+            break
+    missing = _NO_FIELD.search(reason)
+    before = lines[line - 1][:column - 1] if 0 < line <= len(lines) else ""
+    field = missing.group(1) if missing else None
+    if field is None:
+        found = _FIELD_BEFORE.search(before)
+        field = found.group(1) if found else None
+    at = f"line {line}, column {column}" if len(lines) > 1 else f"column {column}"
+    return (f"field {field!r} ({at}): " if field else f"{at}: "), reason
 
 
 def mean_bgr(param) -> tuple:

@@ -122,16 +122,18 @@ def lacks_input_layer(caffe) -> bool:
     return list_types is not None and "Input" not in list_types()
 
 
-def check_net_parses(prototxt, text, caffe, protos=None):
+def check_net_parses(prototxt, text, caffe, protos=None, reader=None, accept_v1=False):
     """The net as a NetParameter, or ConversionError when the text does not parse with
-    pycaffe's caffe.proto (extended by this project's parameters): caffe.Net would end the
-    process there."""
+    pycaffe's caffe.proto (extended by this project's parameters): caffe.Net (or `caffe train`)
+    would end the process there. The message starts with `reader` (default: which pycaffe
+    cannot read the net); accept_v1: as parse_net's."""
     try:
         net, _ = parse_net(text, protos or load_protos(), str(prototxt),
-                           fork_advice=OTHER_PYCAFFE_ADVICE)
+                           fork_advice=OTHER_PYCAFFE_ADVICE, accept_v1=accept_v1)
         return net
     except ConversionError as exc:
-        raise ConversionError(f"{caffe_label(caffe)} cannot read the net: {exc}") from None
+        reader = f"{caffe_label(caffe)} cannot read the net" if reader is None else reader
+        raise ConversionError(f"{reader}: {exc}") from None
 
 
 def check_net_layers(prototxt, text, caffe, python_form="tools/convert_net.py NET --to python"):

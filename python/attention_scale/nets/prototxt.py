@@ -93,8 +93,8 @@ def template_placeholders(text):
         if token.startswith("$"):
             found.append((token, line, False))
         elif token[0] in "\"'":
-            found += [(inner, line, True) for inner in re.findall(r"\$\{[^}]*\}|\$[A-Za-z_]\w*",
-                                                                   token)]
+            found += [(inner, line, True)
+                      for inner in re.findall(r"\$\{[^}]*\}|\$[A-Za-z_]\w*", token)]
     return found
 
 
@@ -189,9 +189,12 @@ def _close_fields(pool, owner, field):
     return difflib.get_close_matches(field, list(message.fields_by_name), n=2, cutoff=0.8)
 
 
-def parse_net(text, protos, source="the network", fork_advice=CAFFE_PROTO_ADVICE):
+def parse_net(text, protos, source="the network", fork_advice=CAFFE_PROTO_ADVICE,
+              accept_v1=False):
     """A NetParameter from prototxt text, or a ConversionError that says what to do
-    (fork_advice: the last sentence for a field that only another Caffe's proto has)."""
+    (fork_advice: the last sentence for a field that only another Caffe's proto has).
+    accept_v1: a V1 `layers { }` net is returned as it is (Caffe itself upgrades one when it
+    loads it) instead of being refused."""
     note = check_template(text, source)
     net = protos.net_parameter()
     try:
@@ -200,7 +203,7 @@ def parse_net(text, protos, source="the network", fork_advice=CAFFE_PROTO_ADVICE
         reason = str(exc).rstrip(".")
         hint = _parse_hint(reason, protos, fork_advice)
         raise ConversionError(f"cannot parse {source}: {reason}{hint}") from None
-    if "layers" in net.DESCRIPTOR.fields_by_name and len(net.layers):
+    if "layers" in net.DESCRIPTOR.fields_by_name and len(net.layers) and not accept_v1:
         shown = ", ".join(f"{layer.name!r} ({_v1_type(layer)})" for layer in net.layers[:6])
         more = ", ..." if len(net.layers) > 6 else ""
         raise ConversionError(

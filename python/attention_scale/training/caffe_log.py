@@ -12,6 +12,8 @@ The lines it understands (BVLC Caffe; forks such as DeepLab's print the same wit
     Resuming from snapshots/x/train_iter_2000.solverstate
     Optimization Done. / Optimization stopped early.
     max_iter: 6000                  (in the solver parameters printed at start)
+    caffe.cpp:239] Starting Optimization / solver.cpp:289] Solving NAME   (the net is built,
+                                    the weights loaded: the first iteration begins)
 
 Where a log holds an iteration twice (a run resumed from an earlier snapshot than where the last
 one stopped) the later value wins.
@@ -32,6 +34,7 @@ SNAPSHOT = re.compile(r"Snapshotting to binary proto file (\S+)")
 SOLVERSTATE = re.compile(r"Snapshotting solver state to binary proto file (\S+)")
 RESTORE = re.compile(r"(?:Resuming from|Restoring previous solver status from) (\S+)")
 MAX_ITER = re.compile(r"^\s*max_iter: (\d+)\s*$")
+STARTED = re.compile(r"\] (?:Starting Optimization|Solving \S*)\s*$")
 # glog's FATAL prefix: F + MMDD (glog before 0.6, e.g. `F1126 09:56:04.1 ...`) or YYYYMMDD (0.6
 # and later, whose log_year_in_prefix is on by default: `F20261126 09:56:04.1 ...`), then the time.
 FATAL = re.compile(r"^F(?:\d{4}|\d{8}) \d|Check failed|\*\*\* Check failure|Error|error:")
@@ -69,6 +72,7 @@ class TrainingLog:
     max_iter: Optional[int] = None
     done: bool = False
     stopped_early: bool = False
+    started: bool = False  # Caffe got past its setup (net, weights) to the iterations
     fatal: List[str] = field(default_factory=list)
 
     @property
@@ -110,8 +114,11 @@ class LogParser:
                 events.append(Event("max_iter", value=log.max_iter))
             if line.startswith(("I", "W", "E", "F")) and "]" in line:
                 self._in_solver_params = False
+        if STARTED.search(line):
+            log.started = True
         match = DISPLAY.search(line)
         if match:
+            log.started = True
             iteration = self._iteration = int(match.group(1))
             log.display_loss[iteration] = _float(match.group(3))
             if match.group(2) is not None:

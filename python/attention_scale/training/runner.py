@@ -121,6 +121,36 @@ def set_aside(snapshot_prefix, also=(), stamp=None):
     return target, snapshots, others
 
 
+def put_back(moved, log_path=None):
+    """Undo set_aside (a --restart whose Caffe ended before its first iteration): the files go
+    back where they were and the folder is removed. A log written since at the same path (that
+    try's output) is appended to the earlier one. Returns a sentence saying what happened, also
+    when a file could not be moved back (then the folder keeps it)."""
+    folder, snapshots, others = moved
+    try:
+        for path in snapshots + others:
+            moved_to = folder / path.name
+            if log_path is not None and path == Path(log_path) and path.exists():
+                this_try = path.read_bytes()
+                os.replace(moved_to, path)
+                with open(path, "ab") as log:
+                    log.write(this_try)
+            elif path.exists():
+                raise FileExistsError(errno.EEXIST, "a file of that name was written since",
+                                      str(path))
+            else:
+                moved_to.rename(path)
+        folder.rmdir()
+    except OSError as exc:
+        return (f"--restart: Caffe ended before its first iteration, but the earlier run's files "
+                f"could not all be moved back ({exc.filename or folder}: {exc.strerror}): what "
+                f"is left of them is in {folder}/")
+    log_note = (f"; this try's output follows the earlier run's in {log_path}"
+                if log_path is not None and Path(log_path) in others else "")
+    return ("--restart: Caffe ended before its first iteration, so the earlier run's files are "
+            f"back where they were ({folder} removed){log_note}")
+
+
 def _set_aside_message(moved):
     folder, snapshots, others = moved
     iterations = sorted({int(re.search(r"_iter_(\d+)\.", p.name).group(1)) for p in snapshots})
@@ -151,8 +181,8 @@ def find_caffe(explicit=None) -> str:
     on_path = shutil.which("caffe")
     if on_path:
         return on_path
-    raise TrainingError("no caffe tool found: run `bash tools/setup.sh` (it makes .venv/bin/caffe), "
-                        "put caffe on PATH or pass --caffe PATH")
+    raise TrainingError("no caffe tool found: run `bash tools/setup.sh` (it makes "
+                        ".venv/bin/caffe), put caffe on PATH or pass --caffe PATH")
 
 
 @dataclass
@@ -202,29 +232,86 @@ MULTI_GPU_ADVICE = ("Caffe's multi-GPU training (`caffe train -gpu` with several
                     "train on one GPU (--gpu 0)")
 
 
-def _train_python_layers(net_path) -> List[str]:
-    """Names of the Python layers a TRAIN-phase net of `net_path` has (none when it does not
-    parse here: Caffe will say what is wrong with it)."""
+def read_train_net(info):
+    """The solver's train net (net: / train_net:, a path from the working directory, as Caffe
+    reads it) parsed with pycaffe's caffe.proto (extended by this project's parameters), or
+    None when the solver has none of those fields; TrainingError with the file, line and
+    likely name where it does not parse: `caffe train` would abort there with protobuf's bare
+    message. The SegmentationData layers' param_str is checked too (the layer would stop Caffe
+    at setup). V1 `layers { }` nets pass: Caffe upgrades them itself."""
+    if not info.net:
+        return None
     from ..nets.caffe_proto import ConversionError, load_protos
-    from ..nets.prototxt import parse_net
+    from ..nets.layer_support import check_net_parses
+    from ..nets.prototxt import read_prototxt
 
+    protos = load_protos()
+    reader = f"{info.path}: its net does not parse (`caffe train` would stop there)"
     try:
-        net, _ = parse_net(Path(net_path).read_text(), load_protos(), str(net_path))
-    except (OSError, UnicodeDecodeError, ConversionError):
-        return []
+        text = read_prototxt(info.net, protos)
+        net = check_net_parses(info.net, text, None, protos, reader=reader, accept_v1=True)
+    except ConversionError as exc:
+        raise TrainingError(str(exc)) from None
+    except OSError as exc:
+        raise TrainingError(f"{info.path}: cannot read its net {info.net} ({exc.strerror})") \
+            from None
+    _check_data_layers(info.net, text, net)
+    return net
+
+
+def _check_weights(weights):
+    """TrainingError for a --weights that is missing or no .caffemodel (a prototxt or a
+    .solverstate given by mistake): Caffe would abort in its setup with a Check failure."""
+    if not Path(weights).is_file():
+        raise TrainingError(f"--weights {weights}: no such file")
+    from caffe.proto import caffe_pb2
+
+    from ..nets.caffemodel import WeightsMismatch, read_saved_shapes
+    try:
+        read_saved_shapes(weights, caffe_pb2.NetParameter)
+    except WeightsMismatch as exc:
+        raise TrainingError(f"--weights {weights}: {exc}") from None
+
+
+def _train_layers(net):
+    """The layers of a NetParameter that are not TEST-only."""
     test = net.DESCRIPTOR.file.enum_types_by_name["Phase"].values_by_name["TEST"].number
-    test_only = [layer.name for layer in net.layer
-                 if layer.include and all(rule.HasField("phase") and rule.phase == test
-                                          for rule in layer.include)]
-    return [layer.name for layer in net.layer
-            if layer.type == "Python" and layer.name not in test_only]
+    return [layer for layer in net.layer
+            if not (layer.include and all(rule.HasField("phase") and rule.phase == test
+                                          for rule in layer.include))]
 
 
-def _check_gpus(gpu, info):
+def _check_data_layers(net_path, text, net):
+    """TrainingError naming the file, line and layer for a train-phase SegmentationData layer
+    whose param_str does not parse or holds values it refuses."""
+    from ..data import data_params
+    from ..errors import LayerConfigError
+
+    for layer in _train_layers(net):
+        python = layer.python_param
+        if not (layer.type == "Python" and python.layer == data_params.LAYER
+                and python.module.split(".")[:2] == ["attention_scale", "data"]):
+            continue
+        try:
+            data_params.validate(data_params.parse(python.param_str), python.param_str)
+        except LayerConfigError as exc:
+            named = re.compile(r'^\s*name\s*:\s*["\']' + re.escape(layer.name) + r'["\']',
+                               re.M)
+            lines = [text.count("\n", 0, m.start()) + 1 for m in named.finditer(text)]
+            where = f"{net_path} line {lines[0]}" if len(lines) == 1 else str(net_path)
+            raise TrainingError(f"{where}: layer {layer.name!r}: {exc}") from None
+
+
+def _train_python_layers(net) -> List[str]:
+    """Names of the Python layers the TRAIN phase of a NetParameter has."""
+    return [layer.name for layer in _train_layers(net) if layer.type == "Python"]
+
+
+def _check_gpus(gpu, info, net):
     """Several GPU ids with a train net that has Python layers: Caffe would abort."""
     ids = [part for part in str(gpu).split(",") if part.strip()]
-    if len(ids) > 1 and info.net:
-        python_layers = _train_python_layers(info.net)
+    if len(ids) > 1 and net is not None:
+        python_layers = _train_python_layers(net)
         if python_layers:
             raise TrainingError(f"--gpu {gpu}: {MULTI_GPU_ADVICE} ({info.net}: Python layer(s) "
                                 f"{', '.join(repr(n) for n in python_layers)})")
@@ -347,7 +434,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     set_aside_earlier (tools/train.py --restart): with resume=False, the earlier run's snapshots
     of this snapshot_prefix, and the default log and curves, are moved to a new folder beside
     them (set_aside) first, so that they are neither resumed from later nor mixed into this
-    run's log.
+    run's log; if Caffe ends before its first iteration they are put back (put_back).
 
     on_event: called with every caffe_log.Event as it is read (e.g. a caller's own progress
     display for several trainings at once); echo=False keeps Caffe's notable lines (data layer,
@@ -359,9 +446,10 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         raise TrainingError(f"{solver}: its net {info.net} is not there from {Path.cwd()}; the "
                             "paths in prototxt/ are relative to the repository root: run from "
                             "there")
+    net = read_train_net(info)
     if gpu is not None:
         gpu = _gpu_ids(gpu)
-        _check_gpus(gpu, info)
+        _check_gpus(gpu, info, net)
     caffe = find_caffe(caffe)
     resume_from = None
     if resume is True and info.snapshot_prefix:
@@ -370,8 +458,8 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         resume_from = Path(resume)
         if not resume_from.is_file():
             raise TrainingError(f"--resume {resume_from}: no such .solverstate")
-    if weights and not resume_from and not Path(weights).is_file():
-        raise TrainingError(f"--weights {weights}: no such file")
+    if weights and not resume_from:
+        _check_weights(weights)
     out_dir = Path(info.snapshot_prefix).parent if info.snapshot_prefix else Path(".")
     # Caffe refuses to start when it cannot write there; the log and curves are written while it
     # runs: a path that cannot be written is named now, not in a traceback later.
@@ -392,6 +480,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     if resume_from and start_iter is None:
         start_iter = _solverstate_iteration(resume_from)
     bar = _Progress(progress, info.max_iter, start_iter or 0)
+    moved = None
     if resume is False and set_aside_earlier and info.snapshot_prefix:
         # The runner's own log and curves describe the earlier run too; a --log / --plot of the
         # caller's is theirs (the log is appended to, as always).
@@ -416,6 +505,50 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         caffe_env[START_BATCH_ENV] = str(start_iter * info.iter_size)
     caffe_env.update(env or {})
     parser = LogParser()
+    try:
+        returncode, diverged, signals = _run_caffe(
+            command, caffe_env, log_path, plot_path, parser, bar, verbose, echo, on_event,
+            stop_on_nan)
+    except BaseException:
+        if moved and not parser.log.started and not parser.log.snapshots:
+            bar.write(put_back(moved, log_path))
+        raise
+    bar.close()
+    log = parser.log
+    restored = None
+    if moved and not log.started and not log.snapshots:
+        # Caffe ended during its setup (the net, the weights, a signal): nothing of this try is
+        # worth keeping but its log, and a retry of the same command should find the folder as
+        # the first try did, not set aside one more folder of failed tries.
+        restored = put_back(moved, log_path)
+    if plot_path:
+        _plot(log_path, plot_path)
+    result = TrainResult(returncode, command, log_path, plot_path if plot_path and
+                         plot_path.exists() else None, resume_from, log, list(log.snapshots),
+                         signals.stop_signal, signals.killed)
+    if diverged is not None:
+        raise TrainingError(f"the loss became NaN at iteration {diverged}: training diverged "
+                            f"(lower base_lr?); Caffe was stopped. Full log: {log_path}")
+    if returncode != 0 and not (signals.stop_signal and returncode in (-signal.SIGINT,
+                                                                       -signal.SIGKILL)):
+        # (After a stop was asked for, Caffe killed by the second signal, or ended by the SIGINT
+        # that arrived before its handler was set up or after it was removed, only stopped.)
+        from ..nets.layer_support import failure_advice, shorten_known_types
+        fatal = "\n".join(shorten_known_types(line) for line in log.fatal[-10:]) or \
+            "(no fatal line; see the log)"
+        hint = failure_advice(log.fatal, f"the caffe tool {caffe}")
+        raise TrainingError(f"caffe train exited with code {returncode}:\n{fatal}\n"
+                            + (f"{hint}\n" if hint else "")
+                            + (f"{restored}\n" if restored else "") + f"full log: {log_path}")
+    if restored:
+        bar.write(restored)
+    return result
+
+
+def _run_caffe(command, caffe_env, log_path, plot_path, parser, bar, verbose, echo, on_event,
+               stop_on_nan):
+    """Run Caffe, its output appended to log_path and fed to parser; (return code, iteration
+    of a NaN loss or None, _Signals)."""
     try:
         log_file = open(log_path, "a")
     except OSError as exc:
@@ -460,27 +593,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    bar.close()
-    log = parser.log
-    if plot_path:
-        _plot(log_path, plot_path)
-    result = TrainResult(returncode, command, log_path, plot_path if plot_path and
-                         plot_path.exists() else None, resume_from, log, list(log.snapshots),
-                         signals.stop_signal, signals.killed)
-    if diverged is not None:
-        raise TrainingError(f"the loss became NaN at iteration {diverged}: training diverged "
-                            f"(lower base_lr?); Caffe was stopped. Full log: {log_path}")
-    if returncode != 0 and not (signals.stop_signal and returncode in (-signal.SIGINT,
-                                                                       -signal.SIGKILL)):
-        # (After a stop was asked for, Caffe killed by the second signal, or ended by the SIGINT
-        # that arrived before its handler was set up or after it was removed, only stopped.)
-        from ..nets.layer_support import failure_advice, shorten_known_types
-        fatal = "\n".join(shorten_known_types(line) for line in log.fatal[-10:]) or \
-            "(no fatal line; see the log)"
-        hint = failure_advice(log.fatal, f"the caffe tool {caffe}")
-        raise TrainingError(f"caffe train exited with code {returncode}:\n{fatal}\n"
-                            + (f"{hint}\n" if hint else "") + f"full log: {log_path}")
-    return result
+    return returncode, diverged, signals
 
 
 def _caffe_child_setup(own_group=True):
