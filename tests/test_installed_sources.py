@@ -206,8 +206,8 @@ def test_this_environments_caffe_has_this_checkouts_layers():
 # they warn when its layers were compiled from other sources than the checkout's. The others
 # never load Caffe and say nothing about it.
 CAFFE_TOOLS = {"benchmark_layers.py", "benchmark_speed.py", "benchmark_training.py", "demo.py",
-               "init_from_vgg16.py", "pack_portable.py", "test_voc.py", "train.py",
-               "visualize_attention.py"}
+               "init_from_vgg16.py", "pack_portable.py", "segment.py", "test_voc.py",
+               "train.py", "visualize_attention.py"}
 PACKAGE_TOOLS = sorted(p.name for p in (REPO / "tools").glob("*.py")
                        if "\nimport _package" in p.read_text())
 

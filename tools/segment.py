@@ -26,13 +26,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+import _package  # says so when attention_scale is missing or stale
 from attention_scale.errors import DataError
 from attention_scale.evaluation.cli import (add_crf_arguments, add_input_arguments,
                                             add_net_arguments, check_list_arguments,
                                             check_output_folder, make_crf, make_predictor,
                                             read_inputs)
 from attention_scale.evaluation.segment_images import VOC_COMPETITIONS, segment_into
+_package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
 
 def parse_args(argv=None):
