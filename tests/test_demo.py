@@ -77,6 +77,14 @@ def test_every_variant_evaluated(quick):
     table = (output / "results.md").read_text()
     for variant in CONFIG.variants:
         assert f"| {variant.label} |" in table
+    # every claim's difference with the test set's noise (a paired bootstrap per seed)
+    noise = results["test_noise"]
+    assert set(noise["pairs"]) == {report.pair_name(*pair) for pair in report.CLAIM_PAIRS}
+    for pair in noise["pairs"].values():
+        low, high = pair["0"]["difference_interval"]
+        assert -1 <= low <= high <= 1 and 0 <= pair["0"]["p_better"] <= 1
+    assert all("test-set 95% interval per seed: [" in c["detail"]
+               for c in results["claims"] if "difference_pp" in c)
     assert "## The paper's ordering, checked" in table
     assert {c["verdict"] for c in results["claims"]} <= {"yes", "no", "mixed"}
     assert len(results["claims"]) >= 7
@@ -154,6 +162,26 @@ def test_aggregate_and_verdicts():
     assert verdicts["ATTENTION + E-Supv >= AVERAGE + E-Supv"] == "no"
     text = report.markdown(results)
     assert "62.00 ± 2.00" in text and "| yes |" in text and "| mixed |" in text
+    assert "test-set" not in text  # no intervals without the noise
+
+
+def test_verdicts_carry_the_test_set_noise_per_seed():
+    values = {key: (0.60, 0.62, 0.64) for key in ("single", "max-esupv", "attention-esupv",
+                                                   "attention")}
+    values["average-esupv"] = (0.61, 0.63, 0.66)
+    jobs = [_job(key, seed, v[seed]) for key, v in values.items() for seed in range(3)]
+    rows = [[-0.004, 0.02], [0.001, 0.03], [0.0, 0.01]]
+    noise = {"resamples": 1000, "seed": 0, "pairs": {report.pair_name("average-esupv", "single"): {
+        str(seed): {"difference_interval": rows[seed], "p_better": 0.9} for seed in range(3)}}}
+    results = report.aggregate(CONFIG, jobs, [0, 1, 2], noise=noise)
+    (claim,) = [c for c in results["claims"] if c["claim"].startswith("AVERAGE")]
+    # above zero only where the whole interval is (seed 2 touches zero: not for a '>' claim)
+    assert claim["seeds_beyond_test_noise"] == 1
+    assert [v for pair in claim["test_intervals_pp"] for v in pair] == pytest.approx(
+        [-0.4, 2.0, 0.1, 3.0, 0.0, 1.0])
+    assert claim["detail"].endswith("test-set 95% interval per seed: [-0.40, +2.00], "
+                                    "[+0.10, +3.00], [+0.00, +1.00] (above zero in 1 of 3)")
+    assert "paired bootstrap over them (1000 resamples" in report.markdown(results)
 
 
 def test_attention_verdict_reads_size_and_depth():

@@ -87,8 +87,9 @@ def _mean_attention(summaries):
     return out
 
 
-def aggregate(config: DemoConfig, jobs, seeds, extra=None) -> dict:
-    """The results dict (results.json) from the finished jobs (run.JobResult)."""
+def aggregate(config: DemoConfig, jobs, seeds, extra=None, noise=None) -> dict:
+    """The results dict (results.json) from the finished jobs (run.JobResult). noise: the
+    test set's sampling noise of the claims' differences (run.test_set_noise), or None."""
     variants = []
     for variant in config.variants:
         runs = [_run_record(config, job) for job in jobs if job.variant.key == variant.key]
@@ -120,6 +121,8 @@ def aggregate(config: DemoConfig, jobs, seeds, extra=None) -> dict:
                "classes": config.class_names,
                "groups": {g: names for g, names in class_groups(config)},
                "variants": variants, **(extra or {})}
+    if noise is not None:
+        results["test_noise"] = noise
     results["claims"] = claims(results)
     return results
 
@@ -147,6 +150,11 @@ def _verdict(diffs, at_least=False):
     return "yes" if agree == len(diffs) else "no" if agree == 0 else "mixed"
 
 
+def pair_name(better, worse):
+    """The key of a claim's difference in results["test_noise"]["pairs"]."""
+    return f"{better} - {worse}"
+
+
 def _compare(results, better, worse, claim, at_least=False):
     v = _by_key(results)
     if better not in v or worse not in v:
@@ -154,12 +162,25 @@ def _compare(results, better, worse, claim, at_least=False):
     diffs = _paired(v[better], v[worse])
     agree = sum(1 for d in diffs if (d >= 0 if at_least else d > 0))
     spread = stdev(diffs) if len(diffs) > 1 else 0.0
-    return {"claim": claim, "verdict": _verdict(diffs, at_least),
-            "difference_pp": {"mean": mean(diffs), "std": spread, "values": diffs},
-            "seeds_agreeing": agree, "seeds": len(diffs),
-            "detail": f"{v[better]['label']} - {v[worse]['label']}: {mean(diffs):+.2f} pp "
-                      f"(seeds: {', '.join(f'{d:+.2f}' for d in diffs)}); holds in {agree} of "
-                      f"{len(diffs)} seeds"}
+    out = {"claim": claim, "verdict": _verdict(diffs, at_least),
+           "difference_pp": {"mean": mean(diffs), "std": spread, "values": diffs},
+           "seeds_agreeing": agree, "seeds": len(diffs),
+           "detail": f"{v[better]['label']} - {v[worse]['label']}: {mean(diffs):+.2f} pp "
+                     f"(seeds: {', '.join(f'{d:+.2f}' for d in diffs)}); holds in {agree} of "
+                     f"{len(diffs)} seeds"}
+    noise = (results.get("test_noise") or {}).get("pairs", {}).get(pair_name(better, worse))
+    if noise:
+        intervals = [noise[str(r["seed"])]["difference_interval"] for r in v[better]["runs"]
+                     if str(r["seed"]) in noise]
+        # Beyond the test set's noise: the whole 95% interval on the claimed side of zero.
+        clear = sum(1 for lo, hi in intervals if lo > 0 or (at_least and lo >= 0))
+        out["test_intervals_pp"] = [[100 * lo, 100 * hi] for lo, hi in intervals]
+        out["seeds_beyond_test_noise"] = clear
+        out["detail"] += ("; test-set 95% interval per seed: "
+                          + ", ".join(f"[{100 * lo:+.2f}, {100 * hi:+.2f}]"
+                                      for lo, hi in intervals)
+                          + f" (above zero in {clear} of {len(intervals)})")
+    return out
 
 
 def _attention_claim(results, key):
@@ -191,6 +212,11 @@ def _attention_claim(results, key):
             "verdict": "yes" if holds_size and holds_depth else "no", "detail": detail,
             "small": small["pixel_mean"], "large": large["pixel_mean"],
             "large_inside": inside[1], "large_rim": rim[1]}
+
+
+# The claims' differences (better, worse): the paper's ordering.
+CLAIM_PAIRS = [(MAX, SINGLE), (AVERAGE, SINGLE), (ATTENTION_ESUPV, SINGLE), (ATTENTION, SINGLE),
+               (ATTENTION_ESUPV, MAX), (ATTENTION_ESUPV, AVERAGE), (ATTENTION_ESUPV, ATTENTION)]
 
 
 def claims(results) -> list:
@@ -270,8 +296,16 @@ def markdown(results) -> str:
                                                for g, names in results["groups"].items())
                  + ". Training times: two nets trained side by side, one thread each.")
     claim_rows = [[c["claim"], c["verdict"], c["detail"]] for c in results["claims"]]
+    noise = results.get("test_noise")
+    note = ""
+    if noise:
+        note = (f"\n\n\"holds\" compares the seeds' mIOUs. The test-set intervals say how much "
+                f"of a difference the {results['val_images']} validation images alone could make: "
+                f"a paired bootstrap over them ({noise['resamples']} resamples, the same images "
+                f"for both nets; tools/compare_results.py --bootstrap), per seed; a difference "
+                f"whose interval holds zero is within the test set's noise for those weights.")
     parts.append("## The paper's ordering, checked\n\n" + _table(["claim", "holds", "numbers"],
-                                                                 claim_rows))
+                                                                 claim_rows) + note)
     classes = results["classes"]
     rows = [[v["label"]] + [_pct(v["per_class_iou"][c], spread=False) for c in classes]
             for v in results["variants"]]

@@ -186,6 +186,36 @@ def evaluate_job(config: DemoConfig, layout: DemoLayout, seed, variant: DemoVari
     return summary
 
 
+def test_set_noise(layout: DemoLayout, jobs, resamples=1000, seed=0) -> dict:
+    """Per seed, the paired bootstrap over the val images of every claim's mIOU difference
+    (report.CLAIM_PAIRS), from the predictions the evaluations stored: how much of a difference
+    the choice of test images alone could make for those trained weights."""
+    from ..evaluation import comparison
+    from . import report
+
+    entries = read_list(layout.val_list, layout.data)
+    counts = comparison.resample_counts(len(entries), resamples, seed)
+    by_job = {(job.seed, job.variant.key): job for job in jobs}
+    matrices = {}
+
+    def confusions(job):
+        key = (job.seed, job.variant.key)
+        if key not in matrices:
+            evaluated = comparison.Evaluated(job.variant.key, job.paths.eval_dir, job.metrics)
+            matrices[key] = comparison.per_image_confusions(evaluated, entries, progress=False)
+        return matrices[key]
+
+    pairs = {}
+    for better, worse in report.CLAIM_PAIRS:
+        for run_seed in sorted({job.seed for job in jobs}):
+            a, b = by_job.get((run_seed, better)), by_job.get((run_seed, worse))
+            if a is None or b is None:
+                continue
+            row = comparison.paired_bootstrap([confusions(b), confusions(a)], counts)["rows"][1]
+            pairs.setdefault(report.pair_name(better, worse), {})[str(run_seed)] = row
+    return {"resamples": resamples, "seed": seed, "pairs": pairs}
+
+
 # -- the whole run -------------------------------------------------------------------------------
 
 def prepare(config: DemoConfig, layout: DemoLayout, fresh=False, progress=True):
@@ -303,7 +333,11 @@ def run_demo(config: DemoConfig, output, seeds, caffe=None, fresh=False, progres
     extra = {"digest": config.digest(), "config": config.to_json(),
              "resumed": any(job.train.get("resumed_from") for job in jobs),
              "reused_trainings": sum(1 for job in jobs if job.train.get("reused"))}
-    results = report.aggregate(config, jobs, seeds, extra)
+    try:
+        noise = test_set_noise(layout, jobs)
+    except DataError as exc:
+        raise DemoError(str(exc)) from None
+    results = report.aggregate(config, jobs, seeds, extra, noise)
     pictures = figures.write_all(results, layout, config, seeds[0], config.figure_examples)
     results["figures"] = {name: str(path.relative_to(layout.root))
                           for name, path in pictures.items()}
