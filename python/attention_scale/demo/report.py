@@ -359,5 +359,10 @@ def summary_lines(results) -> list:
         lines.append(f"{v['label']:<{width}}  {_pct(v['mean_iou']):>14}  "
                      + "  ".join(f"{_pct(v['groups'][g]):>16}" for g in groups))
     lines.append("")
-    lines += [f"{c['verdict']:>5}: {c['claim']}" for c in results["claims"]]
+    for c in results["claims"]:
+        line = f"{c['verdict']:>5}: {c['claim']}"
+        if "seeds_beyond_test_noise" in c:
+            line += (f" (beyond the test set's noise in {c['seeds_beyond_test_noise']} of "
+                     f"{len(c['test_intervals_pp'])} seeds)")
+        lines.append(line)
     return lines
