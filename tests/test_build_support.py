@@ -567,3 +567,38 @@ def test_without_dpkg_a_missing_tool_is_named(tmp_path):
                          env=env, capture_output=True, text=True)
     assert res.returncode == 1
     assert "missing commands: cmake" in res.stderr and "libmatio-dev" in res.stderr
+
+
+# --- tools/cpp_tests.sh with an older CMake ----------------------------------------------------
+
+def test_cpp_tests_run_ctest_where_cmake_3_18_finds_them(tmp_path):
+    # CMake 3.18's ctest (Debian 11, Ubuntu 22.04 ships 3.22) ignores --test-dir: it looked in
+    # the current folder, found no tests and exited 0, so the layers' C++ tests never ran. The
+    # fake ctest below does the same; the script must run it inside the build folder and make
+    # "no tests" a failure.
+    (tmp_path / "tools").mkdir()
+    shutil.copy(REPO / "tools/cpp_tests.sh", tmp_path / "tools/cpp_tests.sh")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "env", "mkdir", "nproc", "dirname", "touch"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    log = tmp_path / "ctest.log"
+    fakes = {
+        "python3": 'echo "CAFFE_PREFIX=/p; CAFFE_SOURCE_DIR=/s"',
+        # cmake -S . -B DIR ... configures DIR (with its CTestTestfile.cmake); --build does nothing
+        "cmake": 'if [ "$1" = -S ]; then mkdir -p "$4"; touch "$4/CTestTestfile.cmake"; fi',
+        "ctest": f'echo "$PWD $*" >> {log}\n'
+                 'if [ -f CTestTestfile.cmake ]; then echo "100% tests passed"; exit 0; fi\n'
+                 'echo "No tests were found!!!"\n'
+                 'case " $* " in *" --no-tests=error "*) exit 8 ;; esac\nexit 0',
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text("#!/bin/bash\n" + body + "\n")
+        (bin_dir / name).chmod(0o755)
+    res = subprocess.run(["bash", str(tmp_path / "tools/cpp_tests.sh")],
+                         env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "100% tests passed" in res.stdout
+    cwd, args = log.read_text().strip().split(" ", 1)
+    assert cwd == str(tmp_path / "build/cpp") and "--no-tests=error" in args
