@@ -198,6 +198,36 @@ def test_installed_runtime_loads_what_protoc_generates(tmp_path):
     assert res.returncode == 0 and res.stdout.startswith("protobuf")
 
 
+def _config_vars(**values):
+    return lambda name: values.get(name)
+
+
+def test_python_library_in_the_multiarch_folder(tmp_path):
+    # Debian 11's Python 3.9 says LIBDIR=/usr/lib, LDLIBRARY=libpython3.9.so, but python3.9-dev
+    # puts the library in /usr/lib/x86_64-linux-gnu (and links it from the config folder LIBPL).
+    lib, multiarch = tmp_path / "usr/lib", tmp_path / "usr/lib/x86_64-linux-gnu"
+    libpl = lib / "python3.9/config-3.9-x86_64-linux-gnu"
+    libpl.mkdir(parents=True)
+    multiarch.mkdir(parents=True, exist_ok=True)
+    bullseye = _config_vars(LIBDIR=str(lib), LDLIBRARY="libpython3.9.so",
+                            MULTIARCH="x86_64-linux-gnu", LIBPL=str(libpl))
+    assert toolchain.python_library_candidates(bullseye) == [
+        lib / "libpython3.9.so", multiarch / "libpython3.9.so", libpl / "libpython3.9.so"]
+    # without python3.9-dev: none exists, the message names LIBDIR's
+    assert toolchain.python_library(bullseye) == lib / "libpython3.9.so"
+    (libpl / "libpython3.9.so").touch()
+    assert toolchain.python_library(bullseye) == libpl / "libpython3.9.so"
+    (multiarch / "libpython3.9.so").touch()
+    assert toolchain.python_library(bullseye) == multiarch / "libpython3.9.so"
+    # Debian 12's 3.11 names the multiarch folder as LIBDIR: it is looked at once, first
+    bookworm = _config_vars(LIBDIR=str(multiarch), LDLIBRARY="libpython3.9.so",
+                            MULTIARCH="x86_64-linux-gnu")
+    assert toolchain.python_library_candidates(bookworm)[0] == multiarch / "libpython3.9.so"
+    assert toolchain.python_library(_config_vars()) is None
+    # and the interpreter running the tests has its library where pycaffe was linked against it
+    assert Path(builder.python_facts()["library"]).exists()
+
+
 def test_cmake_4_gets_the_policy_minimum():
     assert toolchain.cmake_policy_args((4, 0, 2)) == ["-DCMAKE_POLICY_VERSION_MINIMUM=3.5"]
     assert toolchain.cmake_policy_args((3, 25, 1)) == []
