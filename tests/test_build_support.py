@@ -633,3 +633,46 @@ def test_cpp_tests_run_ctest_where_cmake_3_18_finds_them(tmp_path):
     assert "100% tests passed" in res.stdout
     cwd, args = log.read_text().strip().split(" ", 1)
     assert cwd == str(tmp_path / "build/cpp") and "--no-tests=error" in args
+
+
+# --- protobuf 3.x's C++ extension in the caffe tool's embedded Python ---------------------------
+
+@pytest.mark.parametrize("extension,preset,expected", [
+    ("_message.cpython-39-x86_64-linux-gnu.so", None, "python"),  # pip's protobuf 3.20
+    (None, None, ""),                                              # upb (>= 4.21): left alone
+    ("_message.cpython-39-x86_64-linux-gnu.so", "cpp", "cpp"),     # the caller's choice stands
+])
+def test_caffe_wrapper_keeps_protobuf_3_cpp_out_of_the_tool(tmp_path, extension, preset,
+                                                             expected):
+    # On Debian 11 the tool's embedded Python segfaulted importing protobuf 3.20's C++
+    # extension (PyInit__message), which bound to the system libprotobuf the tool had loaded.
+    from attention_scale.caffe_build import venv_wiring
+    site = tmp_path / "site"
+    (site / "google/protobuf/pyext").mkdir(parents=True)
+    if extension:
+        (site / "google/protobuf/pyext" / extension).touch()
+    tool = tmp_path / "tool"
+    tool.write_text('#!/bin/sh\necho "impl=${PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION:-} '
+                    'path=$PYTHONPATH args=$*"\n')
+    tool.chmod(0o755)
+    wrapper = tmp_path / "caffe"
+    wrapper.write_text(venv_wiring._WRAPPER.format(site=site, pycaffe="/pycaffe", tool=tool))
+    env = {"PATH": os.environ["PATH"]}
+    if preset:
+        env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = preset
+    out = subprocess.run(["sh", str(wrapper), "train", "-solver", "s"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"impl={expected} path={site}:/pycaffe args=train -solver s"
+
+
+def test_train_py_gives_a_caffe_of_the_users_pure_python_protobuf_for_a_cpp_runtime(
+        monkeypatch):
+    from google.protobuf.internal import api_implementation
+
+    from attention_scale.training import runner
+    monkeypatch.setattr(api_implementation, "Type", lambda: "cpp")
+    assert runner.embedded_protobuf_env({}) == {
+        "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+    assert runner.embedded_protobuf_env({"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "cpp"}) == {}
+    monkeypatch.setattr(api_implementation, "Type", lambda: "upb")
+    assert runner.embedded_protobuf_env({}) == {}

@@ -20,7 +20,7 @@ import sysconfig
 import tarfile
 from pathlib import Path
 
-from . import toolchain
+from . import toolchain, venv_wiring
 
 # Never packed: the C library (the target's own must be used) and the GPU driver's libraries.
 SYSTEM = re.compile(r"^(linux-vdso|ld-linux|libc\.|libm\.|libpthread\.|libdl\.|librt\.|"
@@ -56,7 +56,7 @@ B=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export PYTHONHOME="$B/python" PYTHONPATH="$B/site:$B/caffe/python" PYTHONNOUSERSITE=1
 export LD_LIBRARY_PATH="$B/lib:$B/caffe/lib:$B/python/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$B/bin:$B/caffe/bin:$B/python/bin:$PATH"
-"""
+""" + venv_wiring.PURE_PYTHON_PROTOBUF_SH.format(site="$B/site")
 
 
 def ldd_closure(paths):
