@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from pyhelpers import extract_all
 
 REPO = Path(__file__).resolve().parents[1]
 from attention_scale.caffe_build import (builder, caffe_source, compat, debian_source,
@@ -193,7 +194,7 @@ def test_tampered_download_is_refused_with_both_hashes(http_server, github_layou
     assert res.returncode == 1
     unpacked = tmp_path / "check"
     with tarfile.open(github_layout[1]) as tar:
-        tar.extractall(unpacked, filter="data")
+        extract_all(tar, unpacked, "data")
     got = shell_content_hash(unpacked / f"caffe-{caffe_source.COMMIT}")
     assert got in res.stderr and caffe_source.CONTENT_SHA256 in res.stderr, res.stderr
     assert not (tmp_path / "src").exists() and not (tmp_path / "src.partial").exists()
@@ -250,6 +251,36 @@ def test_installed_runtime_loads_what_protoc_generates(tmp_path):
     assert res.stdout.strip() == "3", res.stderr
     res = build_cli("--print-protobuf-requirement")
     assert res.returncode == 0 and res.stdout.startswith("protobuf")
+
+
+def _config_vars(**values):
+    return lambda name: values.get(name)
+
+
+def test_python_library_in_the_multiarch_folder(tmp_path):
+    # Debian 11's Python 3.9 says LIBDIR=/usr/lib, LDLIBRARY=libpython3.9.so, but python3.9-dev
+    # puts the library in /usr/lib/x86_64-linux-gnu (and links it from the config folder LIBPL).
+    lib, multiarch = tmp_path / "usr/lib", tmp_path / "usr/lib/x86_64-linux-gnu"
+    libpl = lib / "python3.9/config-3.9-x86_64-linux-gnu"
+    libpl.mkdir(parents=True)
+    multiarch.mkdir(parents=True, exist_ok=True)
+    bullseye = _config_vars(LIBDIR=str(lib), LDLIBRARY="libpython3.9.so",
+                            MULTIARCH="x86_64-linux-gnu", LIBPL=str(libpl))
+    assert toolchain.python_library_candidates(bullseye) == [
+        lib / "libpython3.9.so", multiarch / "libpython3.9.so", libpl / "libpython3.9.so"]
+    # without python3.9-dev: none exists, the message names LIBDIR's
+    assert toolchain.python_library(bullseye) == lib / "libpython3.9.so"
+    (libpl / "libpython3.9.so").touch()
+    assert toolchain.python_library(bullseye) == libpl / "libpython3.9.so"
+    (multiarch / "libpython3.9.so").touch()
+    assert toolchain.python_library(bullseye) == multiarch / "libpython3.9.so"
+    # Debian 12's 3.11 names the multiarch folder as LIBDIR: it is looked at once, first
+    bookworm = _config_vars(LIBDIR=str(multiarch), LDLIBRARY="libpython3.9.so",
+                            MULTIARCH="x86_64-linux-gnu")
+    assert toolchain.python_library_candidates(bookworm)[0] == multiarch / "libpython3.9.so"
+    assert toolchain.python_library(_config_vars()) is None
+    # and the interpreter running the tests has its library where pycaffe was linked against it
+    assert Path(builder.python_facts()["library"]).exists()
 
 
 def test_cmake_4_gets_the_policy_minimum():
@@ -621,3 +652,81 @@ def test_without_dpkg_a_missing_tool_is_named(tmp_path):
                          env=env, capture_output=True, text=True)
     assert res.returncode == 1
     assert "missing commands: cmake" in res.stderr and "libmatio-dev" in res.stderr
+
+
+# --- tools/cpp_tests.sh with an older CMake ----------------------------------------------------
+
+def test_cpp_tests_run_ctest_where_cmake_3_18_finds_them(tmp_path):
+    # CMake 3.18's ctest (Debian 11, Ubuntu 22.04 ships 3.22) ignores --test-dir: it looked in
+    # the current folder, found no tests and exited 0, so the layers' C++ tests never ran. The
+    # fake ctest below does the same; the script must run it inside the build folder and make
+    # "no tests" a failure.
+    (tmp_path / "tools").mkdir()
+    shutil.copy(REPO / "tools/cpp_tests.sh", tmp_path / "tools/cpp_tests.sh")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "env", "mkdir", "nproc", "dirname", "touch"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    log = tmp_path / "ctest.log"
+    fakes = {
+        "python3": 'echo "CAFFE_PREFIX=/p; CAFFE_SOURCE_DIR=/s"',
+        # cmake -S . -B DIR ... configures DIR (with its CTestTestfile.cmake); --build does nothing
+        "cmake": 'if [ "$1" = -S ]; then mkdir -p "$4"; touch "$4/CTestTestfile.cmake"; fi',
+        "ctest": f'echo "$PWD $*" >> {log}\n'
+                 'if [ -f CTestTestfile.cmake ]; then echo "100% tests passed"; exit 0; fi\n'
+                 'echo "No tests were found!!!"\n'
+                 'case " $* " in *" --no-tests=error "*) exit 8 ;; esac\nexit 0',
+    }
+    for name, body in fakes.items():
+        (bin_dir / name).write_text("#!/bin/bash\n" + body + "\n")
+        (bin_dir / name).chmod(0o755)
+    res = subprocess.run(["bash", str(tmp_path / "tools/cpp_tests.sh")],
+                         env={"PATH": str(bin_dir), "HOME": str(tmp_path)},
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "100% tests passed" in res.stdout
+    cwd, args = log.read_text().strip().split(" ", 1)
+    assert cwd == str(tmp_path / "build/cpp") and "--no-tests=error" in args
+
+
+# --- protobuf 3.x's C++ extension in the caffe tool's embedded Python ---------------------------
+
+@pytest.mark.parametrize("extension,preset,expected", [
+    ("_message.cpython-39-x86_64-linux-gnu.so", None, "python"),  # pip's protobuf 3.20
+    (None, None, ""),                                              # upb (>= 4.21): left alone
+    ("_message.cpython-39-x86_64-linux-gnu.so", "cpp", "cpp"),     # the caller's choice stands
+])
+def test_caffe_wrapper_keeps_protobuf_3_cpp_out_of_the_tool(tmp_path, extension, preset,
+                                                             expected):
+    # On Debian 11 the tool's embedded Python segfaulted importing protobuf 3.20's C++
+    # extension (PyInit__message), which bound to the system libprotobuf the tool had loaded.
+    from attention_scale.caffe_build import venv_wiring
+    site = tmp_path / "site"
+    (site / "google/protobuf/pyext").mkdir(parents=True)
+    if extension:
+        (site / "google/protobuf/pyext" / extension).touch()
+    tool = tmp_path / "tool"
+    tool.write_text('#!/bin/sh\necho "impl=${PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION:-} '
+                    'path=$PYTHONPATH args=$*"\n')
+    tool.chmod(0o755)
+    wrapper = tmp_path / "caffe"
+    wrapper.write_text(venv_wiring._WRAPPER.format(site=site, pycaffe="/pycaffe", tool=tool))
+    env = {"PATH": os.environ["PATH"]}
+    if preset:
+        env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = preset
+    out = subprocess.run(["sh", str(wrapper), "train", "-solver", "s"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"impl={expected} path={site}:/pycaffe args=train -solver s"
+
+
+def test_train_py_gives_a_caffe_of_the_users_pure_python_protobuf_for_a_cpp_runtime(
+        monkeypatch):
+    from google.protobuf.internal import api_implementation
+
+    from attention_scale.training import runner
+    monkeypatch.setattr(api_implementation, "Type", lambda: "cpp")
+    assert runner.embedded_protobuf_env({}) == {
+        "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+    assert runner.embedded_protobuf_env({"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "cpp"}) == {}
+    monkeypatch.setattr(api_implementation, "Type", lambda: "upb")
+    assert runner.embedded_protobuf_env({}) == {}

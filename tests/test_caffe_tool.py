@@ -91,8 +91,9 @@ BAD_NETS = [
 def test_bad_input_stops_with_a_message_naming_layer_bottom_and_shapes(tmp_path, net, patterns):
     res = run_caffe(tmp_path, net)
     assert res.returncode != 0
-    # glog's fatal lines start with 'F' and the date; the message follows "Check failed".
-    failure = [ln for ln in res.stderr.splitlines() if re.match(r"F\d{8} ", ln)]
+    # glog's fatal lines start with 'F' and the date (MMDD up to glog 0.5: Debian 11, Ubuntu
+    # 22.04; YYYYMMDD from 0.6); the message follows "Check failed".
+    failure = [ln for ln in res.stderr.splitlines() if re.match(r"F(?:\d{4}|\d{8}) ", ln)]
     assert failure, res.stderr[-3000:]
     text = "\n".join(failure)
     for pattern in patterns:

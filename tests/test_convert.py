@@ -8,7 +8,7 @@ import types
 from pathlib import Path
 
 import pytest
-from google.protobuf import descriptor_pool, message_factory, text_format
+from google.protobuf import descriptor_pool, text_format
 
 from attention_scale.nets import caffe_proto, convert
 from pyhelpers import import_caffe, make_net
@@ -117,7 +117,8 @@ def test_a_caffe_pb2_with_everything_is_used_directly(tmp_path, monkeypatch):
     pool.Add(fdp)
     module = types.ModuleType("caffe_pb2")
     module.DESCRIPTOR = pool.FindFileByName(fdp.name)
-    module.NetParameter = message_factory.GetMessageClass(
+    # caffe_proto's helper: protobuf 3.20 (protoc 3.12's runtime) has no GetMessageClass
+    module.NetParameter = caffe_proto.message_class(
         pool.FindMessageTypeByName("patchedcaffe.NetParameter"))
     monkeypatch.setitem(sys.modules, "caffe.proto.caffe_pb2", module)
     protos = convert.load_protos()
@@ -628,7 +629,7 @@ def test_a_caffe_proto_from_before_the_input_layer(tmp_path):
     assert not any("predates" in note for note in result.notes)
     pool = descriptor_pool.DescriptorPool()
     pool.Add(convert.caffe_file_descriptor(proto))
-    plain = message_factory.GetMessageClass(pool.FindMessageTypeByName("caffe.NetParameter"))
+    plain = caffe_proto.message_class(pool.FindMessageTypeByName("caffe.NetParameter"))
     inputs_only = INPUT_NET.split('layer { name: "up"')[0]
     with pytest.raises(text_format.ParseError, match="input_param"):
         text_format.Parse(inputs_only, plain())  # as that Caffe would

@@ -7,6 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from pyhelpers import extract_all
 
 from attention_scale.caffe_build.portable import (PYCAFFE_STUBS, distribution_folders, pack,
                                                   stub_files)
@@ -56,7 +57,7 @@ def test_bundle_runs_a_net_of_the_layers_without_the_venv(tmp_path, caffe_paths)
     with tarfile.open(bundle) as tar:
         assert any(name.startswith("site/numpy-") and name.endswith(".dist-info")
                    for name in tar.getnames())
-        tar.extractall(tmp_path / "x", filter="tar")
+        extract_all(tar, tmp_path / "x", "tar")
     net = ('layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 dim: 1 '
            'dim: 2 dim: 2 } } }\nlayer { name: "up" type: "ScaleInterp" bottom: "x" top: "y" '
            'scale_interp_param { height: 3 width: 3 } }\n')

@@ -12,4 +12,7 @@ cmake --build build/cpp -j "$(nproc)"
 if [ $# -gt 0 ]; then
   exec build/cpp/attention_scale_tests "$@"
 fi
-ctest --test-dir build/cpp --output-on-failure
+# From inside the build folder: CMake < 3.20's ctest ignores --test-dir, finds no tests in the
+# current folder and exits 0. --no-tests=error (CMake 3.17+) fails instead of passing on none.
+cd build/cpp
+ctest --output-on-failure --no-tests=error

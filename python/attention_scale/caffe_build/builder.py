@@ -102,25 +102,25 @@ def _sha(obj) -> str:
 
 
 def python_facts() -> Dict[str, str]:
-    libdir = sysconfig.get_config_var("LIBDIR") or ""
-    ldlib = sysconfig.get_config_var("LDLIBRARY") or ""
+    library = toolchain.python_library()
     return {"version": sysconfig.get_python_version(),
             "full_version": sys.version.split()[0],
             "base": sys.base_prefix,
             "include": sysconfig.get_paths()["include"],
-            "library": str(Path(libdir) / ldlib)}
+            "library": str(library) if library else ""}
 
 
 def check_python_dev(py: Dict[str, str]) -> None:
     """pycaffe compiles against the interpreter's headers and links its library."""
     missing = [what for what, path in (("headers", Path(py["include"]) / "Python.h"),
-                                       ("library", Path(py["library"])))
-               if not path.exists()]
+                                       ("library", py["library"] and Path(py["library"])))
+               if not path or not path.exists()]
     if missing:
+        looked = ", ".join(map(str, toolchain.python_library_candidates())) or "none named"
         raise BuildError(
             f"Python {py['full_version']} ({sys.executable}) has no development "
-            f"{' and '.join(missing)} ({py['include']}/Python.h, {py['library']}), which "
-            f"pycaffe is compiled against. Debian/Ubuntu: apt-get install "
+            f"{' and '.join(missing)} ({py['include']}/Python.h; the library looked for as "
+            f"{looked}), which pycaffe is compiled against. Debian/Ubuntu: apt-get install "
             f"python{py['version']}-dev; Fedora: dnf install python3-devel; or run with a "
             "Python that has them (PYTHON=/path/to/python3 bash tools/setup.sh)")
 

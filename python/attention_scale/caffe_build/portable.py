@@ -20,6 +20,8 @@ import sysconfig
 import tarfile
 from pathlib import Path
 
+from . import toolchain, venv_wiring
+
 # Never packed: the C library (the target's own must be used) and the GPU driver's libraries.
 SYSTEM = re.compile(r"^(linux-vdso|ld-linux|libc\.|libm\.|libpthread\.|libdl\.|librt\.|"
                     r"libutil\.|libresolv\.|libcuda\.|libnvidia)")
@@ -54,7 +56,7 @@ B=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export PYTHONHOME="$B/python" PYTHONPATH="$B/site:$B/caffe/python" PYTHONNOUSERSITE=1
 export LD_LIBRARY_PATH="$B/lib:$B/caffe/lib:$B/python/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$B/bin:$B/caffe/bin:$B/python/bin:$PATH"
-"""
+""" + venv_wiring.PURE_PYTHON_PROTOBUF_SH.format(site="$B/site")
 
 
 def ldd_closure(paths):
@@ -146,7 +148,7 @@ def pack(output, caffe_prefix, site_packages, packages, extra_binaries=(), pytho
     # the interpreter's shared library, where it has one (a static build has none to pack)
     libpython = None
     if sysconfig.get_config_var("Py_ENABLE_SHARED"):
-        libpython = Path(sysconfig.get_config_var("LIBDIR")) / sysconfig.get_config_var("LDLIBRARY")
+        libpython = toolchain.python_library()
     stdlib = Path(sysconfig.get_paths(vars={"installed_base": str(base),
                                             "base": str(base)})["stdlib"])
     site_packages, caffe_prefix = Path(site_packages), Path(caffe_prefix)

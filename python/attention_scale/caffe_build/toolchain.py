@@ -2,7 +2,9 @@
 protobuf runtime can load the modules that this machine's protoc generates."""
 import re
 import subprocess
-from typing import List, Optional, Tuple
+import sysconfig
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
 
 Version = Tuple[int, ...]
 
@@ -18,6 +20,34 @@ def tool_version(cmd: List[str]) -> Optional[Version]:
     except (OSError, subprocess.CalledProcessError):
         return None
     return parse_version(out)
+
+
+def python_library_candidates(config_var: Callable = sysconfig.get_config_var) -> List[Path]:
+    """Where the interpreter's library (LDLIBRARY: libpython3.X.so, or the static .a) may be, in
+    the order looked at. LIBDIR is where it was meant to be installed, but Debian and Ubuntu put
+    it in the multiarch folder: Debian 11's Python 3.9 says LIBDIR=/usr/lib while the library is
+    /usr/lib/x86_64-linux-gnu/libpython3.9.so (Debian 12's 3.11 names that folder itself).
+    LIBPL, the config folder python3-config links from, comes last."""
+    name = config_var("LDLIBRARY") or ""
+    if not name:
+        return []
+    folders = [config_var("LIBDIR") or ""]
+    if config_var("MULTIARCH"):
+        folders.append(str(Path(folders[0]) / config_var("MULTIARCH")))
+    folders.append(config_var("LIBPL") or "")
+    seen, out = set(), []
+    for folder in folders:
+        if folder and folder not in seen:
+            seen.add(folder)
+            out.append(Path(folder) / name)
+    return out
+
+
+def python_library(config_var: Callable = sysconfig.get_config_var) -> Optional[Path]:
+    """The first of python_library_candidates that exists, else the first (to be named in a
+    message), else None (an interpreter that reports no library)."""
+    candidates = python_library_candidates(config_var)
+    return next((p for p in candidates if p.exists()), candidates[0] if candidates else None)
 
 
 def cmake_policy_args(cmake: Optional[Version]) -> List[str]:

@@ -11,9 +11,22 @@ from ..files import atomic_write
 
 PTH_NAME = "caffe_built_from_source.pth"
 
+# protobuf 3.x's C++ extension (pip's 3.20, the runtime for protoc 3.12: Debian 11, Ubuntu
+# 22.04) carries its own copy of libprotobuf's C++ code, which binds to the system libprotobuf
+# that the caffe tool has already loaded: importing it in the tool's embedded Python ends in a
+# segfault (InitDescriptor, PyInit__message). Such an environment gets protobuf's pure-Python
+# implementation there. protobuf >= 4.21 (upb) has no such extension and is left as it is.
+# A shell snippet: {site} is the site-packages folder that holds `google/`.
+PURE_PYTHON_PROTOBUF_SH = """if ls "{site}"/google/protobuf/pyext/_message*.so >/dev/null 2>&1; then
+  : "${{PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION:=python}}"
+  export PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION
+fi
+"""
+
 _WRAPPER = """#!/bin/sh
 # The caffe tool built by tools/build_caffe.py. Its embedded Python runs `type: "Python"`
 # layers: give it this environment's packages and pycaffe.
+""" + PURE_PYTHON_PROTOBUF_SH + """\
 PYTHONPATH="{site}:{pycaffe}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{tool}" "$@"
 """
 

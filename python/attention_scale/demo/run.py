@@ -8,6 +8,7 @@ stopped continues where it was when the same command is run again: finished trai
 evaluations are kept, a stopped training resumes from its snapshot.
 """
 
+import importlib
 import json
 import os
 import resource
@@ -242,12 +243,32 @@ def prepare(config: DemoConfig, layout: DemoLayout, fresh=False, progress=True):
         raise DemoError(str(exc)) from None
 
 
+# What the jobs import on first use, imported before the threads start. Python 3.9.2 (Debian 11;
+# fixed in 3.9.3, bpo-43517) could fail one thread's `from M import X` with "cannot import name X
+# from partially initialized module M (most likely due to a circular import)" while another
+# thread was importing M: a second demo run, whose evaluations all start at once, lost four of
+# its five jobs that way.
+_JOB_MODULES = ("caffe", "..evaluation.inference", "..evaluation.runner", "..evaluation.segments",
+                "..nets.caffe_proto", "..nets.caffemodel", "..nets.convert",
+                "..nets.layer_support", "..nets.prototxt", "..data.data_params")
+
+
+def import_job_modules():
+    for name in _JOB_MODULES:
+        try:
+            importlib.import_module(name, __package__)
+        except ImportError:  # a job says what is missing, as it would have
+            pass
+    plots._matplotlib()  # pyplot, for the loss plots
+
+
 def run_jobs(config: DemoConfig, layout: DemoLayout, seeds, caffe=None,
              progress=True) -> List[JobResult]:
     """Train and evaluate every (seed, variant), config.jobs at a time; results in job order."""
     os.environ.setdefault("GLOG_minloglevel", "2")  # before pycaffe loads glog: quiet nets
     from ..nets import convert
     protos = convert.load_protos()
+    import_job_modules()
     jobs = [(seed, variant) for seed in seeds for variant in config.variants]
     bar = Progress(total=len(jobs) * config.iterations, enabled=progress)
     failures: Dict[str, BaseException] = {}

@@ -323,12 +323,12 @@ def load_protos(caffe_proto=None):
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
     name = f"{fdp.package}.NetParameter" if fdp.package else "NetParameter"
-    return NetProtos(_message_class(pool.FindMessageTypeByName(name)),
+    return NetProtos(message_class(pool.FindMessageTypeByName(name)),
                      extended=changed, origin=origin, from_user=from_user,
                      has_input_layer=has_input)
 
 
-def _message_class(descriptor):
+def message_class(descriptor):
     """The message class of a descriptor: GetMessageClass since protobuf 4.21 (3.20, the runtime
     that matches an Ubuntu 22.04 protoc 3.12, has only the factory object)."""
     if hasattr(message_factory, "GetMessageClass"):

@@ -53,6 +53,23 @@ class SolverInfo:
 # them on whatever the caller's environment says (GLOG_minloglevel=2 is a common way to quiet
 # pycaffe, and the process that calls this may have set it).
 _CAFFE_LOG_ENV = {"GLOG_minloglevel": "0", "GLOG_logtostderr": "1"}
+PROTOBUF_IMPLEMENTATION_ENV = "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"
+
+
+def embedded_protobuf_env(environ=None) -> dict:
+    """What the caffe tool's embedded Python needs in its environment to import protobuf.
+    protobuf 3.x's C++ implementation (pip's 3.20, the runtime for protoc 3.12: Debian 11,
+    Ubuntu 22.04) carries its own libprotobuf C++ code, which binds to the libprotobuf the
+    tool has already loaded and segfaults at import: such a runtime runs as pure Python there
+    (.venv/bin/caffe does the same; this covers a --caffe tool of the user's). upb (protobuf
+    >= 4.21) and an implementation the caller chose are left alone."""
+    if PROTOBUF_IMPLEMENTATION_ENV in (os.environ if environ is None else environ):
+        return {}
+    try:
+        from google.protobuf.internal import api_implementation
+    except ImportError:
+        return {}
+    return {PROTOBUF_IMPLEMENTATION_ENV: "python"} if api_implementation.Type() == "cpp" else {}
 
 
 def read_solver(path) -> SolverInfo:
@@ -496,7 +513,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
                                                   "no such file, and ignored anyway: ")
                       + f"the weights come from the snapshot {resume_from} (--restart starts "
                       "from --weights instead)")
-    caffe_env = {**os.environ, **_CAFFE_LOG_ENV}
+    caffe_env = {**os.environ, **_CAFFE_LOG_ENV, **embedded_protobuf_env()}
     # The data layer goes on with the batch an uninterrupted run would read next (and a fresh run
     # starts at the first, whatever the caller's environment holds).
     from ..data.data_params import START_BATCH_ENV
