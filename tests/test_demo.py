@@ -182,8 +182,8 @@ def test_verdicts_carry_the_test_set_noise_per_seed():
     assert claim["detail"].endswith("test-set 95% interval per seed: [-0.40, +2.00], "
                                     "[+0.10, +3.00], [+0.00, +1.00] (above zero in 1 of 3)")
     assert "paired bootstrap over them (1000 resamples" in report.markdown(results)
-    assert ("  yes: AVERAGE + E-Supv > single scale (beyond the test set's noise in 1 of 3 "
-            "seeds)") in report.summary_lines(results)
+    assert ("  yes: AVERAGE + E-Supv > single scale (in its favour beyond the test set's "
+            "noise: 1 of 3 seeds)") in report.summary_lines(results)
 
 
 def test_attention_verdict_reads_size_and_depth():

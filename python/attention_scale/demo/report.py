@@ -362,7 +362,7 @@ def summary_lines(results) -> list:
     for c in results["claims"]:
         line = f"{c['verdict']:>5}: {c['claim']}"
         if "seeds_beyond_test_noise" in c:
-            line += (f" (beyond the test set's noise in {c['seeds_beyond_test_noise']} of "
-                     f"{len(c['test_intervals_pp'])} seeds)")
+            line += (f" (in its favour beyond the test set's noise: {c['seeds_beyond_test_noise']}"
+                     f" of {len(c['test_intervals_pp'])} seeds)")
         lines.append(line)
     return lines
