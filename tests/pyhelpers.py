@@ -255,3 +255,11 @@ def extract_all(tar, dest, filter):
         tar.extractall(dest, filter=filter)
     except TypeError:
         tar.extractall(dest)
+
+
+def default_sigint():
+    """preexec_fn for a child that a test sends Ctrl-C: SIGINT's default action even where the
+    test run ignores it (a run started in the background by a non-interactive shell, `cmd &`,
+    inherits SIG_IGN, and Python then installs no KeyboardInterrupt)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

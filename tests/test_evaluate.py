@@ -23,7 +23,7 @@ from attention_scale.evaluation.inference import NetPredictor, InferenceOptions
 from attention_scale.evaluation.outputs import PredictionFolder
 from attention_scale.evaluation.runner import Evaluation, evaluate_list
 from attention_scale.evaluation.segments import Bins
-from pyhelpers import import_caffe, ref_confusion, ref_interp_forward
+from pyhelpers import default_sigint, import_caffe, ref_confusion, ref_interp_forward
 
 REPO = Path(__file__).resolve().parents[1]
 MEAN = (104.008, 116.669, 122.675)
@@ -535,13 +535,10 @@ def test_ctrl_c_stops_with_one_line_and_the_run_continues(tmp_path):
     classes.write_text("\n".join(NAMES) + "\n")
     common = ["--net", net[0], "--weights", net[1], "--list", list_path, "--root",
               tmp_path / "data", "--classes", classes, "--quiet", "--output", tmp_path / "out"]
-    # The child gets Ctrl-C's default action even where the test run ignores SIGINT (a run
-    # started in the background by a non-interactive shell, `cmd &`, inherits SIG_IGN, and
-    # Python then installs no KeyboardInterrupt: the run went on to the end).
     child = subprocess.Popen([sys.executable, str(REPO / "tools/test_voc.py"), *map(str, common)],
                              env=evalnets.tool_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                             preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while _count_pngs(tmp_path / "out" / "predictions") < 2 and child.poll() is None \
             and time.monotonic() < deadline:

@@ -13,6 +13,7 @@ import pytest
 
 import attention_scale
 from attention_scale import installed_sources as src
+from pyhelpers import default_sigint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -276,7 +277,8 @@ def test_ctrl_c_while_a_tool_imports_is_one_line_and_status_130(tmp_path, tool, 
                SLOW_MARKER=str(marker))
     words = [word.format(tmp=tmp_path, log=log) for word in args]
     child = subprocess.Popen([sys.executable, str(REPO / "tools" / tool), *words], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 60
         while not marker.exists() and child.poll() is None and time.monotonic() < deadline:

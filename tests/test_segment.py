@@ -20,6 +20,7 @@ from PIL import Image
 import evalnets
 from attention_scale.data.palette import voc_palette
 from attention_scale.evaluation import figures
+from pyhelpers import default_sigint
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["bg", "a", "b", "c"]
@@ -155,7 +156,8 @@ def test_a_stopped_run_continues_where_it_stopped(tmp_path):
     common = [REPO / "tools/segment.py", tmp_path / "data" / "images", "--net", net[0],
               "--weights", net[1], "--quiet", "--output", tmp_path / "out"]
     child = subprocess.Popen([sys.executable, *map(str, common)], env=evalnets.tool_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=default_sigint)
     predictions = tmp_path / "out" / "predictions"
     deadline = time.monotonic() + 120
     while (not predictions.is_dir() or len(list(predictions.glob("*.png"))) < 2) \
