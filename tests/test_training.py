@@ -649,6 +649,9 @@ def test_second_stop_signal_kills_caffe_and_sighup_is_passed_on(fake_run):
                              "--verbose"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=dict(os.environ, FAKE_CAFFE="wait"), cwd=REPO)
     lines = []
+    # A line that never comes fails the test (its output closes) instead of hanging the run.
+    watchdog = threading.Timer(120, proc.kill)
+    watchdog.start()
 
     def wait_for(text):
         for line in proc.stdout:
@@ -668,6 +671,7 @@ def test_second_stop_signal_kills_caffe_and_sighup_is_passed_on(fake_run):
         os.kill(proc.pid, signal.SIGTERM)
         rest, _ = proc.communicate(timeout=60)
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
