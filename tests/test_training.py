@@ -304,16 +304,29 @@ def _alive(pid):
         return False
 
 
-def _signalled_run(tmp_path, toy, steps):
-    """tools/train.py on a long run of the toy data, in a session of its own; `steps`: (regex,
-    action) in order, each action called with (train.py's Popen, caffe pid) once a line of the
-    output matches its regex (after iteration 3 for the first). Returns (Popen, output, snapshot
-    folder, caffe pid, prefetch worker pids); asserts that none of them is left running."""
+# The demo's way: runner.train in a worker thread, where no signal handler can be set.
+IN_A_THREAD = """import sys, threading
+from attention_scale.training import runner
+job = threading.Thread(target=runner.train, args=(sys.argv[1],),
+                       kwargs=dict(progress=False, verbose=True))
+job.start()
+job.join()
+"""
+
+
+def _signalled_run(tmp_path, toy, steps, in_a_thread=False):
+    """tools/train.py (in_a_thread: IN_A_THREAD) on a long run of the toy data, in a session of
+    its own; `steps`: (regex, action) in order, each action called with (train.py's Popen, caffe
+    pid) once a line of the output matches its regex (after iteration 3 for the first). Returns
+    (Popen, output, snapshot folder, caffe pid, prefetch worker pids); asserts that none of them
+    is left running."""
     long_run = TEST_SOLVER.with_(max_iter=100000, display=1)
     folder = small_files(tmp_path, "cpp", toy, long_run)
     solver = folder / "scales-1-0.75-0.5/max/solver.prototxt"
-    proc = subprocess.Popen([sys.executable, str(REPO / "tools/train.py"), str(solver),
-                             "--no-progress", "--verbose"], stdout=subprocess.PIPE,
+    command = ([sys.executable, "-c", IN_A_THREAD, str(solver)] if in_a_thread else
+               [sys.executable, str(REPO / "tools/train.py"), str(solver), "--no-progress",
+                "--verbose"])
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     pids, lines, caffe_pid = [], [], None
     # A run that never gets there must fail the test, not hang the suite.
@@ -417,6 +430,18 @@ def test_caffe_does_not_outlive_a_killed_train_py(tmp_path, toy):
         tmp_path, toy, [(r"Iteration 3\b", lambda p, _: os.kill(p.pid, signal.SIGKILL))])
     assert proc.returncode == -signal.SIGKILL
     # (_signalled_run has checked that Caffe and the workers are gone.) It snapshotted:
+    assert list(snapshots.glob("train_iter_*.solverstate")), sorted(snapshots.iterdir())
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_caffe_does_not_outlive_a_killed_process_that_trained_in_a_thread(tmp_path, toy, signum):
+    """The demo's trainings run in threads, where no handler can forward a signal: a SIGTERM
+    (`kill`) or SIGKILL of the demo ends it at once. Caffe still gets its SIGINT from the kernel
+    (PR_SET_PDEATHSIG), snapshots and stops; nothing is left running."""
+    proc, output, snapshots, _, _ = _signalled_run(
+        tmp_path, toy, [(r"Iteration 3\b", lambda p, _: os.kill(p.pid, signum))],
+        in_a_thread=True)
+    assert proc.returncode == -signum, output[-1500:]
     assert list(snapshots.glob("train_iter_*.solverstate")), sorted(snapshots.iterdir())
 
 
