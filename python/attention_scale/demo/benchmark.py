@@ -18,7 +18,7 @@ from pathlib import Path
 from ..training import caffe_log, runner
 from .experiment import DemoConfig
 from .layout import DemoLayout, write_run_files
-from .run import TRAIN_ENV
+from .run import TRAIN_ENV, import_job_modules
 
 
 def _seconds_per_iteration(log_path):
@@ -65,6 +65,7 @@ def run_layouts(config: DemoConfig, iterations=200, cores=None, caffe=None, work
         write_dataset(layout.data, config.spec, config.data_seed, config.num_train,
                       config.num_val, num_samples=0, progress=False, force=True)
         caffe = runner.find_caffe(caffe)
+        import_job_modules()  # before the side-by-side layout's threads (bpo-43517)
         rows = []
         load_before = os.getloadavg()
         for name, jobs, threads in layouts(cores):
