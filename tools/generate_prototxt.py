@@ -28,26 +28,34 @@ def parse_args(argv=None):
                    "(repository-relative; default prototxt)")
     p.add_argument("--form", choices=("cpp", "python"), default="cpp",
                    help="our layers as C++ types (default) or as type \"Python\" fallbacks")
-    p.add_argument("--backbone", choices=("vgg16", "small"), default="vgg16")
+    p.add_argument("--backbone", choices=("vgg16", "small"), default="vgg16",
+                   help="DeepLab-LargeFOV's VGG-16 (default; the paper's) or a small net for "
+                   "quick experiments on CPU")
     p.add_argument("--data-root", default="data/voc", help="folder the list's paths are joined to")
-    p.add_argument("--train-list", default="data/voc/lists/train_aug.txt")
+    p.add_argument("--train-list", default="data/voc/lists/train_aug.txt",
+                   help="the training list: 'image label' per line, relative to --data-root "
+                   "(default data/voc/lists/train_aug.txt, tools/prepare_voc.py's)")
     p.add_argument("--snapshot-root", default="snapshots",
                    help="snapshots go to <this>/<variant>/train_iter_N.caffemodel")
     p.add_argument("--random-scale", nargs=2, type=float, metavar=("MIN", "MAX"),
                    default=(1.0, 1.0), help="random image scaling in training (default 1 1: "
                    "none, as DeepLab-LargeFOV; e.g. 0.5 1.5)")
-    p.add_argument("--num-classes", type=int, default=21)
+    p.add_argument("--num-classes", type=int, default=21,
+                   help="classes including background (default 21: PASCAL VOC)")
     p.add_argument("--batch-size", type=int, default=10, help="train net's batch (default 10)")
     p.add_argument("--crop-size", type=int, default=321, help="training crop (default 321)")
     solver = p.add_argument_group("solver (defaults: the paper's schedule, see docs/training.md)")
     solver.add_argument("--solver-type", default="SGD", help="SGD, Adam, ...")
-    solver.add_argument("--base-lr", type=float, default=0.001)
-    solver.add_argument("--lr-policy", default="step", help="step (x0.1 every --stepsize), fixed, ...")
-    solver.add_argument("--stepsize", type=int, default=2000)
-    solver.add_argument("--max-iter", type=int, default=6000)
+    solver.add_argument("--base-lr", type=float, default=0.001, help="default 0.001")
+    solver.add_argument("--lr-policy", default="step",
+                        help="step (x0.1 every --stepsize), fixed, ...")
+    solver.add_argument("--stepsize", type=int, default=2000,
+                        help="iterations between learning-rate steps (default 2000)")
+    solver.add_argument("--max-iter", type=int, default=6000, help="default 6000")
     solver.add_argument("--iter-size", type=int, default=3, help="batches per update (default 3: "
                         "mini-batch 30)")
-    solver.add_argument("--snapshot", type=int, default=2000, help="snapshot interval")
+    solver.add_argument("--snapshot", type=int, default=2000,
+                        help="snapshot interval (default 2000)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 listing the files that differ from the generator")
     args = p.parse_args(argv)
