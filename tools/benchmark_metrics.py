@@ -13,8 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=50, help="images per pass (VOC: 1449 in val)")
-    parser.add_argument("--height", type=int, default=375)
-    parser.add_argument("--width", type=int, default=500)
+    parser.add_argument("--height", type=int, default=375,
+                        help="image height (default 375, a typical VOC image)")
+    parser.add_argument("--width", type=int, default=500, help="image width (default 500)")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes (median kept)")
     parser.add_argument("--output-dir", type=Path, default=REPO / "benchmarks",
                         help="where metrics.json and metrics.md go")

@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--what", nargs="+", choices=("nets", "data"), default=["nets", "data"])
+    p.add_argument("--what", nargs="+", choices=("nets", "data"), default=["nets", "data"],
+                   help="the nets' iteration times, the data layer's throughput (default both)")
     p.add_argument("--size", type=int, default=161,
                    help="input side for the nets benchmark (reduced from 321 to fit a CPU)")
     p.add_argument("--repeats", type=int, default=5, help="timed iterations per net")
@@ -36,7 +37,8 @@ def parse_args(argv=None):
                    help="OpenBLAS threads (1: a single-core comparison, steadier on a shared "
                    "machine)")
     p.add_argument("--caffe", help="caffe tool (default: .venv/bin/caffe, then PATH)")
-    p.add_argument("--output-dir", type=Path, default=REPO / "benchmarks")
+    p.add_argument("--output-dir", type=Path, default=REPO / "benchmarks",
+                   help="where the markdown and JSON results go (default benchmarks/)")
     p.add_argument("--no-write", action="store_true", help="print only")
     return p.parse_args(argv)
 

@@ -49,7 +49,8 @@ def parse_args(argv):
     parser.add_argument("--openmp", action="store_true",
                         help="compile with OpenMP (Caffe's USE_OPENMP): the layers' CPU loops "
                              "then use OMP_NUM_THREADS threads (same results); a separate build")
-    parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("-j", "--jobs", type=int, default=os.cpu_count() or 2,
+                        help="parallel compile jobs (default: the CPU count)")
     parser.add_argument("--venv", type=Path, help="wire this venv to the build: pycaffe on its "
                                                   "path and bin/caffe")
     parser.add_argument("--print-env", action="store_true",
