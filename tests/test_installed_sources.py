@@ -140,7 +140,8 @@ def test_tool_on_a_stale_install_warns_and_runs(tmp_path):
     pkg = _fake_repo(repo)
     shutil.copy(REPO / "python" / "attention_scale" / "installed_sources.py", pkg)
     (repo / "tools").mkdir()
-    shutil.copy(REPO / "tools" / "_package.py", repo / "tools")
+    for shim in ("_package.py", "_ctrl_c.py"):
+        shutil.copy(REPO / "tools" / shim, repo / "tools")
     site = tmp_path / "site"
     _install(repo, site)
 
@@ -260,6 +261,9 @@ sys.meta_path.insert(0, _Slow())
     ("train.py", ["{tmp}/solver.prototxt"], "caffe._caffe"),  # libcaffe, in main()
     ("convert_net.py", ["--help"], "attention_scale.nets.convert"),
     ("make_synthetic.py", ["--help"], "attention_scale.installed_sources"),  # in _package
+    # The build tools import the package from the checkout (_repo), before it is installed:
+    ("build_caffe.py", ["--help"], "attention_scale.caffe_build.builder"),
+    ("inject_layers.py", ["--help"], "attention_scale.caffe_build.tree_injection"),
 ])
 def test_ctrl_c_while_a_tool_imports_is_one_line_and_status_130(tmp_path, tool, args, module):
     """Ctrl-C in the first second (numpy, pycaffe, the package loading): the tools print one line

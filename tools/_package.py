@@ -6,41 +6,14 @@ tools would run the installed code, not the files the user sees. The tools that 
 with the setup's Caffe (or pack it) call uses_caffe() right after the import: they also warn when
 its layers were compiled from other sources than the checkout's (the others never load Caffe).
 
-Ctrl-C while the tool is still loading (numpy, pycaffe and the package take a second or more)
-ends it with one line and exit status 130, as the tools do later on, not with a KeyboardInterrupt
-traceback: that holds for the imports here and for every one after this module's.
+Ctrl-C while the tool is still loading ends it with one line and exit status 130 (_ctrl_c).
 """
-import atexit
-import os
-import signal
+from _ctrl_c import TOOL as _TOOL  # first: it installs the Ctrl-C hook
+
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-_TOOL = Path(sys.argv[0]).name or "attention_scale"
-_previous_hook = sys.excepthook
-
-
-def _stopped(kind, value, traceback):
-    """sys.excepthook: a KeyboardInterrupt that no part of the tool handled (one during the
-    imports, before the tool's own handling starts) is one line and exit status 130; any other
-    exception goes to the previous hook (a traceback)."""
-    if not issubclass(kind, KeyboardInterrupt):
-        return _previous_hook(kind, value, traceback)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while this ends it
-    try:
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        pass
-    try:
-        print(f"{_TOOL}: stopped (Ctrl-C)", file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
-    atexit._run_exitfuncs()  # what a normal exit runs; os._exit gives the status 130
-    os._exit(130)
-
-
-sys.excepthook = _stopped
 
 try:
     import attention_scale
