@@ -23,15 +23,13 @@ test-time settings is refused.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import _package  # says so when attention_scale is missing or stale
-from attention_scale.errors import DataError
 from attention_scale.evaluation.cli import (add_crf_arguments, add_input_arguments,
                                             add_net_arguments, check_list_arguments,
-                                            check_output_folder, make_crf, make_predictor,
-                                            read_inputs)
+                                            check_output_folder, errors_end_in_one_line,
+                                            make_crf, make_predictor, read_inputs)
 from attention_scale.evaluation.segment_images import VOC_COMPETITIONS, segment_into
 _package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
@@ -68,21 +66,13 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     output = Path(args.output)
-    try:
+    with errors_end_in_one_line("segment", output):
         check_output_folder(output, "--output")
         inputs = read_inputs(args)
         refine = make_crf(args)  # before the net: a missing pydensecrf is said at once
         predictor = make_predictor(args)
         counts, voc_folder = segment_into(output, inputs, predictor, args.voc_comp,
                                           progress=not args.quiet, crf=refine)
-    except KeyboardInterrupt:
-        # Every file is written whole (or not at all): the next run reuses what is there.
-        print("segment: stopped; run the same command again to continue", file=sys.stderr)
-        sys.exit(130)
-    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
-        sys.exit(f"segment: {exc}")
-    except OSError as exc:  # writing the results: the file and the reason
-        sys.exit(f"segment: {exc.filename or output}: {exc.strerror or exc}")
     print(f"{len(inputs)} images: {counts.computed} predicted, {counts.reused} reused "
           f"({counts.seconds:.1f} s)")
     print(f"predictions in {output / 'predictions'}"
