@@ -15,11 +15,12 @@ VOC 2012 test set for the evaluation server.
 
 Writes <output>/predictions/<name>.png (palette PNG of class ids, VOC's colours), for attention
 nets <output>/attention/<name>.npz (what tools/test_voc.py writes; tools/visualize_attention.py
-reads both), <output>/sources.jsonl (which image file each name came from) and, with
---voc-server, <output>/results/VOC2012/Segmentation/<comp>_test_cls/<name>.png. An image's name
-is its file name without the extension; two images with one name are refused. A stopped run
-started again reuses the images done; a folder made with another net, other weights or other
-test-time settings is refused.
+reads both), <output>/sources.jsonl (which image file each name came from), with --branches
+each scale's own prediction under <output>/branches/ and, with --voc-server,
+<output>/results/VOC2012/Segmentation/<comp>_test_cls/<name>.png. An image's name is its file
+name without the extension; two images with one name are refused. A stopped run started again
+reuses the images done; a folder made with another net, other weights or other test-time
+settings is refused.
 """
 
 import argparse
@@ -52,7 +53,7 @@ def parse_args(argv=None):
                      help="the competition: comp5 for a net trained on VOC 2012 data only, "
                           "comp6 for one trained with other data too, e.g. SBD's labels as the "
                           "paper's nets (default comp6)")
-    add_net_arguments(parser, required=True)
+    add_net_arguments(parser, required=True, branches="predict with")
     add_crf_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

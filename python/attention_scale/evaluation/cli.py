@@ -52,9 +52,10 @@ def _scale(text):
     return value
 
 
-def add_net_arguments(parser, required=False, output="<output>"):
+def add_net_arguments(parser, required=False, output="<output>", branches="evaluate"):
     """--net, --weights and the test-time options; `output` names the folder the results go to
-    in the help (the tool's own option)."""
+    in the help (the tool's own option), `branches` what --branches does with each scale's own
+    scores (segment.py has no labels to evaluate them against)."""
     group = parser.add_argument_group("network")
     group.add_argument("--net", required=required, help="test-form prototxt (CONTRACT)")
     group.add_argument("--weights", help=".caffemodel for --net")
@@ -70,8 +71,8 @@ def add_net_arguments(parser, required=False, output="<output>"):
     group.add_argument("--flip", action="store_true",
                        help="also average the mirrored image's probabilities")
     group.add_argument("--branches", action="store_true",
-                       help="also evaluate each scale's own scores (fc8, fc8_res..._interp) of a "
-                            f"multi-scale net, stored under {output}/branches/")
+                       help=f"also {branches} each scale's own scores (fc8, fc8_res..._interp) "
+                            f"of a multi-scale net, stored under {output}/branches/")
     return group
 
 
