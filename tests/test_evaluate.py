@@ -553,6 +553,47 @@ def test_ctrl_c_stops_with_one_line_and_the_run_continues(tmp_path):
     assert again.returncode == 0 and f"{24 - done} predicted, {done} reused" in again.stdout
 
 
+@pytest.mark.parametrize("error, resumable, messages, status, line", [
+    (KeyboardInterrupt(), True, None, 130,
+     "tool: stopped; run the same command again to continue"),
+    (KeyboardInterrupt(), False, None, 130, "tool: stopped"),
+    (DataError("list.txt line 2: bad"), True, None, 1, "tool: list.txt line 2: bad"),
+    (FileNotFoundError("weights w.caffemodel: no such file"), True, None, 1,
+     "tool: weights w.caffemodel: no such file"),
+    (ImportError("install pydensecrf2"), True, None, 1, "tool: install pydensecrf2"),
+    # A system error: its file and reason, or the tool's folder when it names no file.
+    (PermissionError(13, "Permission denied", "out/x.png"), True, None, 1,
+     "tool: out/x.png: Permission denied"),
+    (OSError("disk gone"), True, None, 1, "tool: out: disk gone"),
+    # A narrower set of messages (compare_results): FileNotFoundError is a system error there.
+    (FileNotFoundError(2, "No such file or directory", "a/metrics.json"), True,
+     (DataError, ValueError), 1, "tool: a/metrics.json: No such file or directory"),
+])
+def test_the_tools_errors_end_in_one_line(capsys, error, resumable, messages, status, line):
+    from attention_scale.evaluation.cli import MESSAGE_ERRORS, errors_end_in_one_line
+
+    with pytest.raises(SystemExit) as ended:
+        with errors_end_in_one_line("tool", Path("out"), resumable, messages or MESSAGE_ERRORS):
+            raise error
+    code = ended.value.code
+    if status == 130:
+        assert code == 130 and capsys.readouterr().err.strip() == line
+    else:  # sys.exit(message): Python prints it on stderr, exit status 1
+        assert code == line
+
+
+def test_other_exceptions_pass_the_tools_error_handling():
+    """A bug keeps its traceback; so does an ImportError where it is not one of the messages."""
+    from attention_scale.evaluation.cli import errors_end_in_one_line
+
+    with pytest.raises(KeyError):
+        with errors_end_in_one_line("tool", "out"):
+            raise KeyError("x")
+    with pytest.raises(ImportError):
+        with errors_end_in_one_line("tool", "out", messages=(DataError, ValueError)):
+            raise ImportError("matplotlib")
+
+
 def test_a_refused_folder_is_named_by_the_tools_own_option(setup, tmp_path):
     """visualize_attention's folder is --results, test_voc's --output."""
     from attention_scale.evaluation.outputs import claim_output

@@ -15,6 +15,7 @@ from attention_scale.data.images import read_label
 from attention_scale.data.lists import read_list
 from attention_scale.data.palette import write_label_png
 from attention_scale.errors import DataError
+from attention_scale.evaluation.segment_images import list_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,5 +122,68 @@ def test_tool_summary_and_exit_status(layout):
     assert "labels: 2 written from VOC, 2 from SBD, 0 already there" in result.stdout
     assert "lists/train_aug.txt: 3 images" in result.stdout
     assert "4 sample(s) left out of the lists" in result.stdout and "e.mat" in result.stdout
+    # No test set in the layout: said, with where it was looked for, and not a problem.
+    assert (f"lists/test.txt: not written: no VOC 2012 test set: "
+            f"{vocdir / 'ImageSets' / 'Segmentation' / 'test.txt'} does not exist") in result.stdout
+    assert "--voc-test" in result.stdout and not (root / "o" / "lists" / "test.txt").exists()
+    assert "no VOC 2012 test set" in json.loads(
+        (root / "o" / "prepare_report.json").read_text())["no_test_list"]
     allowed = subprocess.run(command + ["--allow-problems"], capture_output=True, text=True)
     assert allowed.returncode == 0 and "0 written from VOC, 0 from SBD, 4 already" in allowed.stdout
+
+
+def _test_set(folder, ids, missing=()):
+    """What VOC2012test.tar holds under VOCdevkit/VOC2012: JPEGImages/<id>.jpg (but the ids in
+    missing) and ImageSets/Segmentation/test.txt listing every id."""
+    rng = np.random.default_rng(1)
+    (folder / "JPEGImages").mkdir(parents=True, exist_ok=True)
+    (folder / "ImageSets" / "Segmentation").mkdir(parents=True, exist_ok=True)
+    for image_id in ids:
+        if image_id not in missing:
+            cv2.imwrite(str(folder / "JPEGImages" / f"{image_id}.jpg"),
+                        rng.integers(0, 256, (14, 18, 3), dtype=np.uint8))
+    (folder / "ImageSets" / "Segmentation" / "test.txt").write_text(
+        "".join(f"{image_id}\n" for image_id in ids))
+
+
+def test_a_test_set_unpacked_over_voc_gets_a_list_without_labels(layout):
+    root, vocdir, sbd, _ = layout
+    _test_set(vocdir, ["t1", "t2", "t3"], missing=["t3"])
+    out = root / "out"
+    report = voc.prepare(vocdir, sbd, out, progress=False)
+    assert (out / "lists" / "test.txt").read_text() == \
+        "/JPEGImagesTest/t1.jpg\n/JPEGImagesTest/t2.jpg\n"
+    entries = read_list(out / "lists" / "test.txt", out, require_labels=False)
+    assert [(e.name, e.label) for e in entries] == [("t1", None), ("t2", None)]
+    assert all(e.image.is_file() for e in entries)
+    # What tools/segment.py --list reads.
+    assert [i.name for i in list_inputs(out / "lists" / "test.txt", out)] == ["t1", "t2"]
+    assert report.lists["test"] == 2 and report.no_test_list is None
+    assert "t3.jpg: no such file" in dict(report.problems)["t3"]
+    assert "lists/test.txt: 2 images (no labels: for tools/segment.py)" in report.format()
+    assert "not written" not in report.format()
+
+
+def test_a_test_set_unpacked_apart_is_given_with_voc_test(layout):
+    root, vocdir, sbd, _ = layout
+    test = root / "VOC2012test" / "VOCdevkit" / "VOC2012"
+    _test_set(test, ["t1", "t2"])
+    out = root / "o"
+    command = [sys.executable, str(REPO / "tools/prepare_voc.py"), "--voc", str(vocdir),
+               "--sbd", str(sbd), "--out", str(out), "--quiet", "--allow-problems"]
+    result = subprocess.run(command + ["--voc-test", str(root / "VOC2012test")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "lists/test.txt: 2 images (no labels: for tools/segment.py)" in result.stdout
+    assert (out / "JPEGImagesTest").resolve() == (test / "JPEGImages").resolve()
+    assert [i.image.resolve() for i in list_inputs(out / "lists" / "test.txt", out)] == \
+        [(test / "JPEGImages" / f"{i}.jpg").resolve() for i in ("t1", "t2")]
+    # The training lists are the same as without a test set.
+    assert [e.name for e in read_list(out / "lists" / "val.txt", out)] == ["b"]
+
+    wrong = subprocess.run(command[:6] + ["--out", str(root / "w"), "--voc-test", str(vocdir)],
+                           capture_output=True, text=True)
+    assert wrong.returncode == 1
+    assert f"prepare_voc: {vocdir} is not the PASCAL VOC 2012 test set" in wrong.stderr
+    assert "ImageSets/Segmentation/test.txt" in wrong.stderr
+    assert not (root / "w").exists()  # refused before any work

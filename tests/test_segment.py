@@ -281,6 +281,10 @@ def test_bad_input_is_named_in_one_line(setup, tmp_path):
                    "tools/visualize_attention.py --results results/photos", "--scales",
                    "--layer-form", "--crf-iterations"):
         assert needed in help_text.stdout
+    # segment.py has no labels: its --branches predicts, it does not evaluate (test_voc's words)
+    options = " ".join(help_text.stdout.split("network:")[1].split())
+    assert "--branches also predict with each scale's own scores" in options
+    assert "evaluate" not in options
 
 
 def test_attention_figure_without_ground_truth_has_no_ground_truth_panel():

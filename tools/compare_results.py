@@ -24,7 +24,7 @@ import _package  # noqa: F401  (says so when attention_scale is missing or stale
 from attention_scale.data.lists import read_list
 from attention_scale.errors import DataError
 from attention_scale.evaluation import comparison as cmp
-from attention_scale.evaluation.cli import check_output_folder
+from attention_scale.evaluation.cli import check_output_folder, errors_end_in_one_line
 from attention_scale.files import atomic_write
 
 
@@ -61,7 +61,10 @@ def main(argv=None):
     args = parse_args(argv)
     output = Path(args.output)
     names = args.names or [None] * len(args.folders)
-    try:
+    # Only the package's own errors are printed as they are: no net or weights are read here,
+    # so a FileNotFoundError is the system's and is named by its file like any OSError.
+    with errors_end_in_one_line("compare_results", output, resumable=False,
+                                messages=(DataError, ValueError)):
         check_output_folder(output, "--output")
         results = [cmp.load(folder, name) for folder, name in zip(args.folders, names)]
         warnings = cmp.check_comparable(results)
@@ -78,13 +81,6 @@ def main(argv=None):
         atomic_write(output / cmp.COMPARISON_MD, report)
         from attention_scale.evaluation.figures import save_figure
         save_figure(cmp.chart(table), output / cmp.COMPARISON_PNG)
-    except KeyboardInterrupt:
-        print("compare_results: stopped", file=sys.stderr)
-        sys.exit(130)
-    except (DataError, ValueError) as exc:
-        sys.exit(f"compare_results: {exc}")
-    except OSError as exc:
-        sys.exit(f"compare_results: {exc.filename or output}: {exc.strerror or exc}")
     for warning in warnings:
         print(f"compare_results: warning: {warning}", file=sys.stderr)
     print(report.split("\n## ")[0].rstrip())

@@ -15,23 +15,22 @@ VOC 2012 test set for the evaluation server.
 
 Writes <output>/predictions/<name>.png (palette PNG of class ids, VOC's colours), for attention
 nets <output>/attention/<name>.npz (what tools/test_voc.py writes; tools/visualize_attention.py
-reads both), <output>/sources.jsonl (which image file each name came from) and, with
---voc-server, <output>/results/VOC2012/Segmentation/<comp>_test_cls/<name>.png. An image's name
-is its file name without the extension; two images with one name are refused. A stopped run
-started again reuses the images done; a folder made with another net, other weights or other
-test-time settings is refused.
+reads both), <output>/sources.jsonl (which image file each name came from), with --branches
+each scale's own prediction under <output>/branches/ and, with --voc-server,
+<output>/results/VOC2012/Segmentation/<comp>_test_cls/<name>.png. An image's name is its file
+name without the extension; two images with one name are refused. A stopped run started again
+reuses the images done; a folder made with another net, other weights or other test-time
+settings is refused.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import _package  # says so when attention_scale is missing or stale
-from attention_scale.errors import DataError
 from attention_scale.evaluation.cli import (add_crf_arguments, add_input_arguments,
                                             add_net_arguments, check_list_arguments,
-                                            check_output_folder, make_crf, make_predictor,
-                                            read_inputs)
+                                            check_output_folder, errors_end_in_one_line,
+                                            make_crf, make_predictor, read_inputs)
 from attention_scale.evaluation.segment_images import VOC_COMPETITIONS, segment_into
 _package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
@@ -54,7 +53,7 @@ def parse_args(argv=None):
                      help="the competition: comp5 for a net trained on VOC 2012 data only, "
                           "comp6 for one trained with other data too, e.g. SBD's labels as the "
                           "paper's nets (default comp6)")
-    add_net_arguments(parser, required=True)
+    add_net_arguments(parser, required=True, branches="predict with")
     add_crf_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -68,21 +67,13 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     output = Path(args.output)
-    try:
+    with errors_end_in_one_line("segment", output):
         check_output_folder(output, "--output")
         inputs = read_inputs(args)
         refine = make_crf(args)  # before the net: a missing pydensecrf is said at once
         predictor = make_predictor(args)
         counts, voc_folder = segment_into(output, inputs, predictor, args.voc_comp,
                                           progress=not args.quiet, crf=refine)
-    except KeyboardInterrupt:
-        # Every file is written whole (or not at all): the next run reuses what is there.
-        print("segment: stopped; run the same command again to continue", file=sys.stderr)
-        sys.exit(130)
-    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
-        sys.exit(f"segment: {exc}")
-    except OSError as exc:  # writing the results: the file and the reason
-        sys.exit(f"segment: {exc.filename or output}: {exc.strerror or exc}")
     print(f"{len(inputs)} images: {counts.computed} predicted, {counts.reused} reused "
           f"({counts.seconds:.1f} s)")
     print(f"predictions in {output / 'predictions'}"

@@ -16,14 +16,13 @@ on disk and gives the same metrics. Every list line needs a label; images withou
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import _package  # says so when attention_scale is missing or stale
-from attention_scale.errors import DataError
 from attention_scale.evaluation.cli import (add_crf_arguments, add_data_arguments,
-                                            add_net_arguments, check_output_folder, make_crf,
-                                            make_evaluation, make_predictor, read_entries)
+                                            add_net_arguments, check_output_folder,
+                                            errors_end_in_one_line, make_crf, make_evaluation,
+                                            make_predictor, read_entries)
 from attention_scale.evaluation.report import full_report
 from attention_scale.evaluation.runner import METRICS_JSON, METRICS_MD, evaluate_into
 _package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
@@ -51,7 +50,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     output = Path(args.output)
-    try:
+    with errors_end_in_one_line("test_voc", output):
         check_output_folder(output, "--output")
         evaluation = make_evaluation(args)
         entries = read_entries(args)
@@ -60,14 +59,6 @@ def main(argv=None):
         summary, counts, folder = evaluate_into(output, entries, evaluation, predictor, refine,
                                                 args.predictions, {"list": args.list},
                                                 progress=not args.quiet)
-    except KeyboardInterrupt:
-        # Every file is written whole (or not at all): the next run reuses what is there.
-        print("test_voc: stopped; run the same command again to continue", file=sys.stderr)
-        sys.exit(130)
-    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
-        sys.exit(f"test_voc: {exc}")
-    except OSError as exc:  # writing the results: the file and the reason
-        sys.exit(f"test_voc: {exc.filename or output}: {exc.strerror or exc}")
     print(full_report(summary))
     print(f"{len(entries)} images: {counts.computed} predicted, {counts.reused} reused from "
           f"{folder.predictions} ({counts.seconds:.1f} s)")

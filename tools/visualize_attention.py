@@ -19,7 +19,6 @@ Writes <figures>/<name>.png per image and, for a labelled list, <figures>/attent
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import _package  # says so when attention_scale is missing or stale
@@ -27,8 +26,9 @@ from attention_scale.data.images import read_image, read_label
 from attention_scale.errors import DataError
 from attention_scale.evaluation.cli import (add_data_arguments, add_input_arguments,
                                             add_net_arguments, check_list_arguments,
-                                            check_output_folder, make_evaluation, make_predictor,
-                                            read_entries, read_inputs)
+                                            check_output_folder, errors_end_in_one_line,
+                                            make_evaluation, make_predictor, read_entries,
+                                            read_inputs)
 from attention_scale.evaluation.figures import (attention_figure, attention_size_plot,
                                                 save_figure)
 from attention_scale.evaluation.outputs import RUN_SETTINGS, PredictionFolder, claim_output
@@ -99,7 +99,8 @@ def main(argv=None):
     results = Path(args.results)
     figures = Path(args.figures) if args.figures else results / "figures"
     folder = PredictionFolder.under(results)
-    try:
+    # An OSError without a file is named by the pictures' folder.
+    with errors_end_in_one_line("visualize_attention", figures):
         check_output_folder(figures, "--figures" if args.figures else "--results")
         if args.net is not None:
             check_output_folder(results, "--results")
@@ -155,14 +156,6 @@ def main(argv=None):
                         + "\n\n## By distance from the object's edge\n\n"
                         + attention_distance_table(stats, markdown=True) + "\n")
             atomic_write(figures / "attention_by_size.md", markdown)
-    except KeyboardInterrupt:
-        print("visualize_attention: stopped; run the same command again to continue",
-              file=sys.stderr)
-        sys.exit(130)
-    except (DataError, ValueError, FileNotFoundError, ImportError) as exc:
-        sys.exit(f"visualize_attention: {exc}")
-    except OSError as exc:  # writing the pictures or predictions: the file and the reason
-        sys.exit(f"visualize_attention: {exc.filename or figures}: {exc.strerror or exc}")
     plural = "s" if len(written) != 1 else ""
     if stats is None:
         print("attention by object size: skipped, it needs ground-truth labels and these images "

@@ -1,9 +1,11 @@
-"""Command-line pieces shared by tools/test_voc.py, tools/visualize_attention.py and
-tools/segment.py: the data and network arguments and what they build (the tools stay argument
-parsing and printing)."""
+"""Command-line pieces shared by tools/test_voc.py, tools/visualize_attention.py,
+tools/segment.py and tools/compare_results.py: the data and network arguments, what they build
+and how an error ends the tool (the tools stay argument parsing and printing)."""
 
 import argparse
 import math
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..data.lists import read_list
@@ -50,9 +52,10 @@ def _scale(text):
     return value
 
 
-def add_net_arguments(parser, required=False, output="<output>"):
+def add_net_arguments(parser, required=False, output="<output>", branches="evaluate"):
     """--net, --weights and the test-time options; `output` names the folder the results go to
-    in the help (the tool's own option)."""
+    in the help (the tool's own option), `branches` what --branches does with each scale's own
+    scores (segment.py has no labels to evaluate them against)."""
     group = parser.add_argument_group("network")
     group.add_argument("--net", required=required, help="test-form prototxt (CONTRACT)")
     group.add_argument("--weights", help=".caffemodel for --net")
@@ -68,8 +71,8 @@ def add_net_arguments(parser, required=False, output="<output>"):
     group.add_argument("--flip", action="store_true",
                        help="also average the mirrored image's probabilities")
     group.add_argument("--branches", action="store_true",
-                       help="also evaluate each scale's own scores (fc8, fc8_res..._interp) of a "
-                            f"multi-scale net, stored under {output}/branches/")
+                       help=f"also {branches} each scale's own scores (fc8, fc8_res..._interp) "
+                            f"of a multi-scale net, stored under {output}/branches/")
     return group
 
 
@@ -171,3 +174,32 @@ def read_inputs(args):
     inputs = list_inputs(args.list, args.root) if args.list is not None else []
     inputs += gather_inputs(args.inputs)
     return _limited(unique_inputs(inputs), args.limit)
+
+
+# Errors whose message already names what is wrong and where: DataError and ValueError, the
+# FileNotFoundError inference raises for a missing net or weights file, the ImportError of a
+# missing optional part (the CRF's install hint). Printed as they are.
+MESSAGE_ERRORS = (DataError, ValueError, FileNotFoundError, ImportError)
+
+
+@contextmanager
+def errors_end_in_one_line(tool, path, resumable=True, messages=MESSAGE_ERRORS):
+    """The tool's work runs in this block; an error ends the process with one line on stderr
+    instead of a traceback:
+      Ctrl-C: `<tool>: stopped`, with `; run the same command again to continue` when the tool
+        resumes (resumable), exit status 130;
+      one of `messages`: `<tool>: <message>`, exit status 1;
+      any other OSError (writing the results): `<tool>: <its file, else path>: <the reason>`,
+        exit status 1.
+    Other exceptions pass (a bug's traceback)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        # Every file is written whole (or not at all): the next run reuses what is there.
+        hint = "; run the same command again to continue" if resumable else ""
+        print(f"{tool}: stopped{hint}", file=sys.stderr)
+        sys.exit(130)
+    except messages as exc:
+        sys.exit(f"{tool}: {exc}")
+    except OSError as exc:
+        sys.exit(f"{tool}: {exc.filename or path}: {exc.strerror or exc}")

@@ -12,6 +12,7 @@ that never stopped.
 
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,16 @@ def quantize_attention(attention) -> np.ndarray:
 
 def dequantize_attention(quantized) -> np.ndarray:
     return quantized.astype(np.float32) / np.float32(_LEVELS)
+
+
+@dataclass
+class RunCounts:
+    """What a run over a list did with a PredictionFolder: images predicted now, images whose
+    stored prediction was reused, and the run's wall time (runner.evaluate_list,
+    segment_images.segment_list)."""
+    computed: int = 0
+    reused: int = 0
+    seconds: float = 0.0
 
 
 class PredictionFolder:

@@ -12,7 +12,6 @@ evaluated as they are and a missing file is an error.
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -23,7 +22,8 @@ from ..files import atomic_write
 from .attention_stats import AttentionStatistics
 from .inference import InputTooLarge
 from .metrics import IGNORE_LABEL, ConfusionMatrix
-from .outputs import PredictionFolder, claim_output, dequantize_attention, quantize_attention
+from .outputs import (PredictionFolder, RunCounts, claim_output, dequantize_attention,
+                      quantize_attention)
 from .report import full_report
 from .segment_images import SOURCES, ImageInput, SourceRecord, image_digest
 from .segments import DEFAULT_AREA_BINS, DEFAULT_DISTANCE_BINS, Bins, find_segments
@@ -87,13 +87,6 @@ def _brief(matrix, class_names):
     full = matrix.summary(class_names)
     return {"mean_iou": full["mean_iou"], "pixel_accuracy": full["pixel_accuracy"],
             "per_class_iou": {name: v["iou"] for name, v in full["per_class"].items()}}
-
-
-@dataclass
-class RunCounts:
-    computed: int = 0
-    reused: int = 0
-    seconds: float = 0.0
 
 
 def _check_unique_names(entries):

@@ -36,7 +36,7 @@ from ..data.lists import read_list
 from ..errors import DataError
 from ..files import atomic_write, file_sha256
 from .inference import InputTooLarge
-from .outputs import PredictionFolder, claim_output
+from .outputs import PredictionFolder, RunCounts, claim_output
 
 # What OpenCV reads that cameras and data sets use; a file named on the command line is tried
 # whatever its extension, a folder is searched for these (any case: IMG_0001.JPG).
@@ -151,13 +151,6 @@ def voc_results_folder(root, comp):
     return Path(root) / "results" / "VOC2012" / "Segmentation" / f"{comp}_test_cls"
 
 
-@dataclass
-class SegmentCounts:
-    computed: int = 0
-    reused: int = 0
-    seconds: float = 0.0
-
-
 def image_digest(entry):
     """The SHA-256 of an ImageInput's file; DataError naming it when it cannot be read."""
     try:
@@ -168,7 +161,7 @@ def image_digest(entry):
 
 
 def segment_list(inputs, root, predictor, claim=None, voc_folder=None, progress=True,
-                 crf=None, desc="segmenting") -> SegmentCounts:
+                 crf=None, desc="segmenting") -> RunCounts:
     """Predict every input into the folder root (PredictionFolder.under(root)), reusing the
     images done there before (made from the same file content, see SourceRecord). claim: the
     folder's outputs.OutputClaim, recorded before the first prediction is written. voc_folder:
@@ -180,7 +173,7 @@ def segment_list(inputs, root, predictor, claim=None, voc_folder=None, progress=
     with_attention = predictor.has_attention
     branches = predictor.branch_names
     folder.remove_stale_temporaries()
-    counts, start = SegmentCounts(), time.monotonic()
+    counts, start = RunCounts(), time.monotonic()
     bar = tqdm(inputs, desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
     for entry in bar:
         digest = image_digest(entry)
@@ -219,7 +212,7 @@ def segment_list(inputs, root, predictor, claim=None, voc_folder=None, progress=
 
 def segment_into(output, inputs, predictor, voc_comp=None, progress=True, crf=None):
     """What tools/segment.py does: check that output was made with the predictor's (and the
-    CRF's) settings, or is new, then segment_list into it. Returns (SegmentCounts, VOC folder
+    CRF's) settings, or is new, then segment_list into it. Returns (RunCounts, VOC folder
     or None)."""
     output = Path(output)
     inputs = unique_inputs(inputs)  # before the claim: a clash leaves nothing behind
