@@ -121,6 +121,23 @@ def test_other_options_may_not_rewrite_the_checked_in_nets():
          "--num-classes", "4"], capture_output=True, text=True, cwd=REPO).stderr
 
 
+def test_another_output_dir_gets_its_own_snapshot_folders(tmp_path):
+    """A small-backbone (or Python-form) copy snapshots under snapshots/<its folder name>/, not
+    into the paper nets' snapshots/<variant>/: train.py resumes from the latest snapshot under a
+    solver's prefix, and the small net's snapshot resumed into VGG-16 aborted Caffe."""
+    import subprocess
+    import sys
+    for extra, prefix in (([], "snapshots/prototxt-small/scales-1-0.75-0.5/attention-esupv/"),
+                          (["--snapshot-root", "mine"], "mine/scales-1-0.75-0.5/attention-esupv/")):
+        res = subprocess.run([sys.executable, str(REPO / "tools/generate_prototxt.py"),
+                              "--backbone", "small", "--output-dir", "prototxt-small", *extra],
+                             capture_output=True, text=True, cwd=tmp_path)
+        assert res.returncode == 0, res.stdout + res.stderr
+        solver = (tmp_path / "prototxt-small/solver.prototxt").read_text()
+        assert f'snapshot_prefix: "{prefix}train"' in solver, solver
+        assert (tmp_path / prefix).is_dir()
+
+
 def test_the_generator_check_fails_on_an_edited_file(tmp_path):
     files = generate.all_files(generate.GeneratorOptions())
     generate.write(files, tmp_path)

@@ -10,7 +10,7 @@ Run from the repository root: the paths inside the files are relative to it.
 import argparse
 import os
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 
@@ -35,8 +35,10 @@ def parse_args(argv=None):
     p.add_argument("--train-list", default="data/voc/lists/train_aug.txt",
                    help="the training list: 'image label' per line, relative to --data-root "
                    "(default data/voc/lists/train_aug.txt, tools/prepare_voc.py's)")
-    p.add_argument("--snapshot-root", default="snapshots",
-                   help="snapshots go to <this>/<variant>/train_iter_N.caffemodel")
+    p.add_argument("--snapshot-root",
+                   help="snapshots go to <this>/<variant>/train_iter_N.caffemodel (default "
+                   "snapshots for prototxt/, snapshots/<output dir's name> for another "
+                   "--output-dir: nets of another form or backbone keep their own snapshots)")
     p.add_argument("--random-scale", nargs=2, type=float, metavar=("MIN", "MAX"),
                    default=(1.0, 1.0), help="random image scaling in training (default 1 1: "
                    "none, as DeepLab-LargeFOV; e.g. 0.5 1.5)")
@@ -64,9 +66,16 @@ def parse_args(argv=None):
     changed = [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
                if name not in ("output_dir", "check") and _differs(value, p.get_default(name))]
     checked_in = (_package.REPO / "prototxt").resolve()
-    if changed and Path(args.output_dir).resolve() == checked_in:
+    own = Path(args.output_dir).resolve() == checked_in
+    if changed and own:
         p.error(f"{', '.join(changed)} would rewrite the checked-in nets in prototxt/ (what "
                 "prototxt/solver.prototxt and the tests use): give an --output-dir of their own")
+    if args.snapshot_root is None:
+        # One snapshot folder per variant and output folder: `train.py` resumes from the
+        # latest snapshot under the solver's prefix, and a small-backbone net's snapshot
+        # resumed into the paper's net ends in Caffe's shape-mismatch abort.
+        args.snapshot_root = ("snapshots" if own else
+                              str(PurePosixPath("snapshots") / Path(args.output_dir).name))
     return args
 
 

@@ -17,9 +17,10 @@ import numpy as np
 from ..files import atomic_write
 from .palette import write_label_png
 
-# BGR colours of classes 1.. (background is grey noise)
+# BGR colours of classes 1.. (background is grey noise), and their names in classes.txt
 CLASS_COLOURS = [(40, 40, 220), (40, 200, 40), (220, 60, 40), (30, 220, 220), (220, 40, 220),
                  (220, 220, 40), (150, 150, 255)]
+CLASS_NAMES = ["background", "red", "green", "blue", "yellow", "magenta", "cyan", "pink"]
 
 
 def make_sample(rng, height, width, num_classes):
@@ -45,7 +46,9 @@ def make_sample(rng, height, width, num_classes):
 
 
 def make_toy_voc(root, train=24, val=8, size=(64, 96), num_classes=4, seed=0):
-    """Write the data set under root; returns (train list path, val list path).
+    """Write the data set under root (images, labels, lists/train_aug.txt and lists/val.txt, and
+    classes.txt, the class names for the evaluation tools' --classes); returns (train list path,
+    val list path).
 
     size: (min, max) side of the images, drawn per image (so padding and cropping both occur).
     """
@@ -67,4 +70,5 @@ def make_toy_voc(root, train=24, val=8, size=(64, 96), num_classes=4, seed=0):
     train_list, val_list = root / "lists" / "train_aug.txt", root / "lists" / "val.txt"
     atomic_write(train_list, "\n".join(lines[:train]) + "\n")
     atomic_write(val_list, "\n".join(lines[train:]) + "\n")
+    atomic_write(root / "classes.txt", "\n".join(CLASS_NAMES[:num_classes]) + "\n")
     return train_list, val_list
