@@ -142,6 +142,43 @@ def test_snapshot_then_resume_continues_at_the_same_iteration(tmp_path, toy, mon
     assert sorted(whole.display_loss) == list(range(21))
 
 
+def test_a_snapshot_of_another_net_is_refused_before_caffe_starts(tmp_path, toy):
+    """The latest snapshot under a solver's prefix written by another net (a wider conv1_1 here;
+    another variant's layers): refused with the layers and --restart named, before Caffe's
+    "Cannot copy param ... shape mismatch" abort; the snapshots are left as they are."""
+    folder = small_files(tmp_path, "cpp", toy, TEST_SOLVER.with_(max_iter=2))
+    solver = folder / "scales-1-0.75-0.5/max/solver.prototxt"
+    first = runner.train(solver, progress=False)
+    state = Path(f"{tmp_path}/snap-cpp/scales-1-0.75-0.5/max/train_iter_2.solverstate")
+    assert first.last_iteration == 2 and state.is_file()
+    log_before = first.log_path.read_text()
+
+    net = folder / "scales-1-0.75-0.5/max/train.prototxt"
+    wider = net.with_name("wider.prototxt")
+    wider.write_text(net.read_text().replace("num_output: 16", "num_output: 24", 1))
+    other = solver.with_name("wider_solver.prototxt")
+    other.write_text(solver.read_text().replace(str(net), str(wider)).replace(
+        "max_iter: 2", "max_iter: 4"))
+    assert str(wider) in other.read_text()
+    with pytest.raises(runner.TrainingError) as err:
+        runner.train(other, progress=False)
+    message = str(err.value)
+    assert message.startswith(f"resuming from {state}: written by another net"), message
+    assert "conv1_1 (16 x 3 x 3 x 3 saved, 24 outputs in the net)" in message
+    assert "--restart" in message
+    assert first.log_path.read_text() == log_before and state.is_file()  # Caffe never ran
+
+    # Another variant's net under the same prefix: its attention layers are not in the snapshot.
+    attention = folder / "scales-1-0.75-0.5/attention/train.prototxt"
+    other.write_text(solver.read_text().replace(str(net), str(attention)).replace(
+        "max_iter: 2", "max_iter: 4"))
+    with pytest.raises(runner.TrainingError, match=r"att_conv1 \(not in the snapshot\)"):
+        runner.train(other, progress=False)
+    # The net it was written by resumes (shared-parameter branches included).
+    solver.write_text(solver.read_text().replace("max_iter: 2", "max_iter: 3"))
+    assert runner.train(solver, progress=False).last_iteration == 3
+
+
 def test_resuming_tells_the_data_layer_its_first_batch(tmp_path, monkeypatch):
     """iteration x iter_size from the snapshot's name (or, where the name lacks it, from the
     .solverstate itself); a fresh run starts at batch 0 even if the caller's environment says
@@ -491,6 +528,12 @@ if mode in ("fail", "fail-after-start"):  # Caffe's setup fails, or its first it
         print("I1126 10:00:00.000000 1 caffe.cpp:239] Starting Optimization", file=sys.stderr)
     print("F1126 10:00:00.000000 1 net.cpp:1] Check failed: something", file=sys.stderr)
     sys.exit(1)
+if mode == "fail-copy":  # the restored weights do not fit the net
+    print("F1126 10:00:00.000000 1 net.cpp:759] Cannot copy param 0 weights from layer "
+          "'conv1_1'; shape mismatch.  Source param shape is 16 3 3 3 (432); target param "
+          "shape is 64 3 3 3 (1728). To learn this layer's parameters from scratch rather "
+          "than copying from a saved net, rename the layer.", file=sys.stderr)
+    sys.exit(134)
 if mode == "stop":
     text = open(args[args.index("-solver") + 1]).read()
     prefix = re.search(r'snapshot_prefix: "([^"]+)"', text).group(1)
@@ -723,6 +766,18 @@ def test_a_gpu_that_is_not_an_id_is_refused_before_caffe_starts(fake_run, gpu):
 
 def test_gpu_ids_are_passed_on_without_spaces():
     assert runner._gpu_ids(0) == "0" and runner._gpu_ids(" 1, 2 ") == "1,2"
+
+
+def test_caffe_s_copy_failure_on_a_resume_names_the_snapshot_and_restart(fake_run):
+    """A misfit the net's text cannot show (input channels): Caffe's abort advises renaming the
+    layer, which is fine-tuning advice; on a resume train.py names the snapshot and --restart."""
+    solver, prefix, run = fake_run
+    _snapshot_files(prefix, 100)
+    out = run(env={"FAKE_CAFFE": "fail-copy"})
+    assert out.returncode == 1, out.stderr
+    assert (f"the snapshot {prefix}_iter_100.solverstate was written by another net than this "
+            "solver's: --restart sets it aside") in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize("exists", [True, False], ids=["weights-exist", "weights-missing"])

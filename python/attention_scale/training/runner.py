@@ -290,6 +290,59 @@ def _check_weights(weights):
         raise TrainingError(f"--weights {weights}: {exc}") from None
 
 
+_FILTER_TYPES = ("Convolution", "InnerProduct")  # weights (num_output, ...): checkable from text
+
+
+# Caffe's fatal lines when a resumed snapshot's weights or history do not fit the net.
+_OTHER_NETS_SNAPSHOT = ("Cannot copy param", "Incorrect length of history blobs")
+
+
+def check_snapshot_fits(solverstate, net, found):
+    """TrainingError when the weights saved with `solverstate` cannot belong to the train net
+    `net` (a NetParameter): a learned layer the net has that the snapshot lacks, or a
+    Convolution / InnerProduct whose saved outputs differ from its num_output. What the text of
+    the net alone decides (input channels need the blob shapes: Caffe checks those itself).
+    Resuming another net's snapshot ended in Caffe's abort ("Cannot copy param ... shape
+    mismatch", or "Incorrect length of history blobs"), whose advice to rename the layer is
+    wrong here. found: how the snapshot was chosen, for the message."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
+
+    from ..nets.caffemodel import WeightsMismatch, read_saved_shapes
+    layers = [layer for layer in _train_layers(net) if layer.type in _FILTER_TYPES]
+    if not layers:
+        return
+    state = caffe_pb2.SolverState()
+    try:
+        state.ParseFromString(Path(solverstate).read_bytes())
+    except (OSError, DecodeError):  # unreadable: Caffe says so in its own words
+        return
+    model = Path(state.learned_net) if state.learned_net else None
+    if model is None or not model.is_file():
+        model = Path(solverstate).with_suffix(".caffemodel")
+        if not model.is_file():
+            return
+    try:
+        saved = read_saved_shapes(model, caffe_pb2.NetParameter)
+    except WeightsMismatch:
+        return  # unreadable or empty: Caffe names it when it restores
+    wrong = []
+    for layer in layers:
+        outputs = (layer.convolution_param.num_output if layer.type == "Convolution"
+                   else layer.inner_product_param.num_output)
+        if layer.name not in saved:
+            wrong.append(f"{layer.name} (not in the snapshot)")
+        elif saved[layer.name][0].dims[:1] != (outputs,) and not saved[layer.name][0].legacy:
+            wrong.append(f"{layer.name} ({saved[layer.name][0]} saved, {outputs} outputs in "
+                         "the net)")
+    if wrong:
+        shown = ", ".join(wrong[:4]) + (f" and {len(wrong) - 4} more" if len(wrong) > 4 else "")
+        raise TrainingError(
+            f"{found} {solverstate}: written by another net than this solver's: {shown}. "
+            "Start afresh with --restart (it sets the earlier snapshots aside, deleting "
+            "nothing), or give this solver a snapshot_prefix of its own")
+
+
 def _train_layers(net):
     """The layers of a NetParameter that are not TEST-only."""
     test = net.DESCRIPTOR.file.enum_types_by_name["Phase"].values_by_name["TEST"].number
@@ -477,6 +530,8 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
             raise TrainingError(f"--resume {resume_from}: no such .solverstate")
     if weights and not resume_from:
         _check_weights(weights)
+    if resume_from and net is not None:
+        check_snapshot_fits(resume_from, net, "resuming from" if resume is True else "--resume")
     out_dir = Path(info.snapshot_prefix).parent if info.snapshot_prefix else Path(".")
     # Caffe refuses to start when it cannot write there; the log and curves are written while it
     # runs: a path that cannot be written is named now, not in a traceback later.
@@ -554,6 +609,12 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         fatal = "\n".join(shorten_known_types(line) for line in log.fatal[-10:]) or \
             "(no fatal line; see the log)"
         hint = failure_advice(log.fatal, f"the caffe tool {caffe}")
+        if resume_from and any(text in line for line in log.fatal
+                               for text in _OTHER_NETS_SNAPSHOT):
+            # Caffe's own advice (rename the layer) is for fine-tuning, not for a resume.
+            hint = (f"the snapshot {resume_from} was written by another net than this "
+                    "solver's: --restart sets it aside and starts afresh, or give the solver "
+                    "a snapshot_prefix of its own")
         raise TrainingError(f"caffe train exited with code {returncode}:\n{fatal}\n"
                             + (f"{hint}\n" if hint else "")
                             + (f"{restored}\n" if restored else "") + f"full log: {log_path}")
