@@ -7,7 +7,7 @@ bootstrap over images says how sure it is: the images are resampled with replace
 draw for every folder, and each resample's mIOU is recomputed from per-image confusion matrices
 (which must add up to the matrix in each folder's metrics.json: the predictions on disk are then
 the ones that were evaluated). The difference to the first folder is given with its 95% interval
-and the share of resamples in which it is above zero.
+and the shares of resamples in which it is above, at and below zero.
 """
 
 import json
