@@ -124,6 +124,10 @@ def test_paired_bootstrap_against_a_plain_loop(data):
     # the worse predictions are worse in every resample of this set; the baseline against itself
     assert got["rows"][1]["p_better"] == 0.0 and got["rows"][1]["difference_interval"][1] < 0
     assert got["rows"][0]["difference_interval"] == [0.0, 0.0]
+    # the shares add up; a net against itself ties in every resample (not "P(better) 0")
+    assert got["rows"][1]["p_worse"] == 1.0 and got["rows"][1]["p_tie"] == 0.0
+    assert (got["rows"][0]["p_better"], got["rows"][0]["p_tie"], got["rows"][0]["p_worse"]) == \
+        (0.0, 1.0, 0.0)
 
 
 def test_tool_writes_the_table_chart_and_json(data, tmp_path):
@@ -147,7 +151,105 @@ def test_tool_writes_the_table_chart_and_json(data, tmp_path):
     assert f"| worse net | {100 * rows[1]['mean_iou']:.2f} |" in report
     assert "## IoU % per class" in report and "| b |" in report
     assert (out / cmp.COMPARISON_PNG).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| net | mIOU % | difference | 95% interval | P(better)" in proc.stdout
+    assert ("| net | mIOU % | difference | 95% interval | P(better / tie / worse) | pixel acc. % "
+            "| mean class acc. % | net's scales | test-time input scales |") in proc.stdout
+    assert " | 0.000 / 0.000 / 1.000 | " in report
+
+
+def test_identical_nets_tie_and_the_chart_draws_the_paired_interval(data, tmp_path):
+    good = data["folders"]["good"]
+    out = tmp_path / "cmp"
+    proc = _tool(good, good, data["folders"]["worse"], "--names", "a", "b", "w", "--output", out,
+                 "--list", data["list"], "--root", data["root"] / "data", "--bootstrap", 100)
+    assert proc.returncode == 0, proc.stderr
+    report = (out / cmp.COMPARISON_MD).read_text()
+    assert "| b | " in report and " | +0.00 to +0.00 | 0.000 / 1.000 / 0.000 | " in report
+    table = json.loads((out / cmp.COMPARISON_JSON).read_text())
+    figure = cmp.chart(table)
+    bars, diffs = figure.axes
+    # the bars carry no interval (each net's own one would overlap where the paired one does not)
+    assert not bars.collections
+    # the second panel: each net's difference to the first with the table's paired interval
+    segments = [seg for coll in diffs.collections for seg in coll.get_segments()]
+    assert len(segments) == 2
+    for seg, row in zip(segments, table["rows"][1:]):
+        assert [seg[0][1], seg[1][1]] == pytest.approx(
+            [100 * v for v in row["bootstrap"]["difference_interval"]])
+    assert "paired" in diffs.get_title()
+    assert len(cmp.chart(dict(table, bootstrap_resamples=None)).axes) == 1
+
+
+def test_scales_columns_name_the_nets_own_scales(data):
+    good = cmp.load(data["folders"]["good"], "g")
+    multi = cmp.load(data["folders"]["worse"], "m")
+    multi.summary = dict(multi.summary, settings={"net": "n.prototxt", "test_scales": [1.0],
+                                                  "net_scales": ["1", "0.75", "0.5"]})
+    old = cmp.load(data["folders"]["worse"], "o")  # no net_scales: its attention maps' scales
+    old.summary = dict(old.summary, settings={"net": "n.prototxt", "test_scales": [1.0, 0.5]},
+                       attention={"scales": ["1", "0.5"], "by_size": [],
+                                  "background": {"pixel_mean": [0.5, 0.5]}})
+    text = cmp.markdown(cmp.compare([good, multi, old]))
+    assert "| net's scales | test-time input scales |" in text
+    assert "| 1 / 0.75 / 0.5 | 1 |" in text and "| 1 / 0.5 | 1, 0.5 |" in text
+    assert "| n/a | predictions folder |" in text and "scales 1" not in text
+
+
+def test_limit_and_other_working_directory(data, tmp_path):
+    """test_voc.py records --limit and absolute paths: compare_results --bootstrap reads the
+    first N entries of the full list, from another working directory, with the same list
+    spelled differently and no warning."""
+    good_png = data["root"] / "good-png"
+    worse_png = data["root"] / "worse-png"
+    classes = tmp_path / "classes.txt"
+    classes.write_text("\n".join(NAMES) + "\n")
+    folders = {}
+    for name, preds in (("good", good_png), ("worse", worse_png)):
+        folders[name] = tmp_path / f"{name}-lim"
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "tools/test_voc.py"), "--predictions",
+             preds.relative_to(data["root"]), "--list", data["list"].relative_to(data["root"]),
+             "--root", "data", "--limit", "5", "--classes", classes,
+             "--output", folders[name], "--quiet"],
+            capture_output=True, text=True, env=evalnets.tool_env(), cwd=data["root"])
+        assert proc.returncode == 0, proc.stderr
+        settings = json.loads((folders[name] / "metrics.json").read_text())["settings"]
+        assert settings["limit"] == 5 and settings["predictions"] == str(preds.resolve())
+        assert settings["list"] == str(data["list"].resolve())
+        assert settings["root"] == str((data["root"] / "data").resolve())
+    out = tmp_path / "cmp"
+    proc = _tool(folders["good"], folders["worse"], "--output", out, "--list", data["list"],
+                 "--root", data["root"] / "data", "--bootstrap", 100)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr
+    assert json.loads((out / cmp.COMPARISON_JSON).read_text())["images"] == 5
+    # a folder of an earlier version (no limit recorded, a relative --predictions path)
+    summary = json.loads((folders["worse"] / "metrics.json").read_text())
+    del summary["settings"]["limit"]
+    summary["settings"]["predictions"] = "worse-png"
+    (folders["worse"] / "metrics.json").write_text(json.dumps(summary))
+    proc = _tool(folders["good"], folders["worse"], "--output", out, "--list", data["list"],
+                 "--root", data["root"] / "data", "--bootstrap", 100)
+    assert proc.returncode == 1
+    assert "was evaluated on 5 images but the list has 8" in proc.stderr
+    assert "head -n 5 LIST > FILE" in proc.stderr
+    short = tmp_path / "five.txt"
+    short.write_text("".join(data["list"].read_text().splitlines(True)[:5]))
+    proc = _tool(folders["good"], folders["worse"], "--output", out, "--list", short,
+                 "--root", data["root"] / "data", "--bootstrap", 100)
+    assert proc.returncode == 1
+    assert "names the --predictions folder worse-png, relative to the directory test_voc.py " \
+        "ran in" in proc.stderr
+
+
+def test_one_list_spelled_two_ways_is_not_two_lists(data, monkeypatch):
+    good = cmp.load(data["folders"]["good"])
+    worse = cmp.load(data["folders"]["worse"])
+    monkeypatch.chdir(data["list"].parent)
+    worse.summary = dict(worse.summary, settings=dict(worse.summary["settings"],
+                                                      list=data["list"].name))
+    assert cmp.check_comparable([good, worse]) == []
+    worse.summary["settings"]["list"] = "other.txt"
+    assert "different list files" in cmp.check_comparable([good, worse])[0]
 
 
 def test_changed_predictions_are_refused_and_nothing_is_written(data, tmp_path):

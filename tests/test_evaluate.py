@@ -232,6 +232,10 @@ def test_tool_prints_table_and_refuses_other_settings(setup, tmp_path):
     assert summary["images"] == 2 and summary["settings"]["layer_form"] == "cpp"
     assert 0 <= summary["metrics"]["mean_iou"] <= 1
     assert summary["attention"]["scales"] == ["1", "0.5"]
+    # what compare_results reads: the net's own scales, the limit, the list as an absolute path
+    assert summary["settings"]["net_scales"] == ["1", "0.5"]
+    assert summary["settings"]["limit"] == 2
+    assert summary["settings"]["list"] == str(Path(setup["list"]).resolve())
     assert "## IoU by object size" in (tmp_path / "metrics.md").read_text()
     other = _tool(*common, "--flip")
     assert other.returncode != 0

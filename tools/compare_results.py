@@ -70,7 +70,7 @@ def main(argv=None):
         warnings = cmp.check_comparable(results)
         bootstrap = None
         if args.bootstrap is not None:
-            entries = read_list(args.list, args.root)
+            entries = cmp.evaluated_entries(results, read_list(args.list, args.root))
             confusions = [cmp.per_image_confusions(r, entries, progress=not args.quiet)
                           for r in results]
             counts = cmp.resample_counts(len(entries), args.bootstrap, args.seed)

@@ -31,7 +31,7 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output", default="results/demo",
+    p.add_argument("--output", default="results/demo",  # run.DEFAULT_OUTPUT
                    help="folder for everything the demo writes (default %(default)s)")
     p.add_argument("--seeds", type=int, default=1, metavar="K",
                    help="train every variant with seeds 0..K-1 (default %(default)s)")
@@ -89,10 +89,10 @@ def main(argv=None):
     try:
         results, pictures = run.run_demo(config, args.output, range(args.seeds),
                                          caffe=args.caffe, fresh=args.fresh,
-                                         progress=not args.quiet)
+                                         progress=not args.quiet, quick=args.quick)
     except run.DemoError as exc:
         print(f"demo: {exc}", file=sys.stderr)
-        return 1
+        return 130 if isinstance(exc, run.DemoStopped) else 1
     from attention_scale.demo.report import summary_lines
     print("\n".join(summary_lines(results)))
     layout = run.DemoLayout(args.output)

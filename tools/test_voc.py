@@ -57,7 +57,11 @@ def main(argv=None):
         predictor = make_predictor(args) if args.net is not None else None
         refine = make_crf(args)
         summary, counts, folder = evaluate_into(output, entries, evaluation, predictor, refine,
-                                                args.predictions, {"list": args.list},
+                                                args.predictions,
+                                                # the limit: compare_results.py reads the same
+                                                # first N entries of the list
+                                                {"list": args.list, "root": args.root,
+                                                 "limit": args.limit},
                                                 progress=not args.quiet)
     print(full_report(summary))
     print(f"{len(entries)} images: {counts.computed} predicted, {counts.reused} reused from "

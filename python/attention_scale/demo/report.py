@@ -172,15 +172,27 @@ def _compare(results, better, worse, claim, at_least=False):
     if noise:
         intervals = [noise[str(r["seed"])]["difference_interval"] for r in v[better]["runs"]
                      if str(r["seed"]) in noise]
-        # Beyond the test set's noise: the whole 95% interval on the claimed side of zero.
-        clear = sum(1 for lo, hi in intervals if lo > 0 or (at_least and lo >= 0))
+        # Beyond the test set's noise: the whole 95% interval strictly on one side of zero. An
+        # interval that touches zero ([0, 0] for identical predictions) is within the noise, for
+        # a '>=' claim too: its "yes" rests on the point estimates, not on the intervals.
+        clear = sum(1 for lo, hi in intervals if lo > 0)
+        against = sum(1 for lo, hi in intervals if hi < 0)
         out["test_intervals_pp"] = [[100 * lo, 100 * hi] for lo, hi in intervals]
         out["seeds_beyond_test_noise"] = clear
+        out["seeds_against_beyond_test_noise"] = against
         out["detail"] += ("; test-set 95% interval per seed: "
                           + ", ".join(f"[{100 * lo:+.2f}, {100 * hi:+.2f}]"
                                       for lo, hi in intervals)
-                          + f" (above zero in {clear} of {len(intervals)})")
+                          + f" ({noise_count(clear, against, len(intervals))})")
     return out
+
+
+def noise_count(clear, against, seeds):
+    """How many seeds' intervals exclude zero, on either side: both counts, so that a seed
+    beyond the noise against a claim is not hidden among the rest."""
+    return (f"beyond the test set's noise: {clear} for, {against} against, "
+            f"{seeds - clear - against} within the noise, of {seeds} "
+            f"seed{'s' if seeds > 1 else ''}")
 
 
 def _attention_claim(results, key):
@@ -281,6 +293,8 @@ def markdown(results) -> str:
             parts[0] += (f" {reused} of {total} trainings were done by an earlier run into the "
                          f"same folder and reused: the whole-run and CPU times above leave them "
                          f"out (their own times are in the table).")
+    if quick_caveat(results):
+        parts.append(f"**{quick_caveat(results)}**")
     groups = list(results["groups"])
     header = ["variant", "mIOU %"] + [f"{g} IoU %" for g in groups]
     header += ["per seed (mIOU %)", "train time per net (s)", "s / iteration"]
@@ -303,7 +317,9 @@ def markdown(results) -> str:
                 f"of a difference the {results['val_images']} validation images alone could make: "
                 f"a paired bootstrap over them ({noise['resamples']} resamples, the same images "
                 f"for both nets; tools/compare_results.py --bootstrap), per seed; a difference "
-                f"whose interval holds zero is within the test set's noise for those weights.")
+                f"whose interval holds zero (or touches it) is within the test set's noise for "
+                f"those weights, one whose interval lies wholly above or below zero is beyond it, "
+                f"for or against the claim.")
     parts.append("## The paper's ordering, checked\n\n" + _table(["claim", "holds", "numbers"],
                                                                  claim_rows) + note)
     classes = results["classes"]
@@ -350,6 +366,16 @@ def markdown(results) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def quick_caveat(results):
+    """For a --quick run: its nets are too briefly trained for the numbers to mean anything."""
+    if not results.get("quick"):
+        return None
+    return (f"Quick run ({results['train_images']} training images, {results['iterations']} "
+            f"iterations per net): the nets are too briefly trained for these numbers and "
+            f"verdicts to mean anything; this path tests the pipeline. The real demo is "
+            f"tools/demo.py without --quick.")
+
+
 def summary_lines(results) -> list:
     """A short plain-text table for the terminal: mIOU per variant and the ordering's verdicts."""
     groups = list(results["groups"])
@@ -362,7 +388,11 @@ def summary_lines(results) -> list:
     for c in results["claims"]:
         line = f"{c['verdict']:>5}: {c['claim']}"
         if "seeds_beyond_test_noise" in c:
-            line += (f" (in its favour beyond the test set's noise: {c['seeds_beyond_test_noise']}"
-                     f" of {len(c['test_intervals_pp'])} seeds)")
+            intervals = c["test_intervals_pp"]
+            # counted here too: a results.json of an older version has no "against" count
+            against = sum(1 for _, hi in intervals if hi < 0)
+            line += f" ({noise_count(c['seeds_beyond_test_noise'], against, len(intervals))})"
         lines.append(line)
+    if quick_caveat(results):
+        lines += ["", quick_caveat(results)]
     return lines

@@ -40,6 +40,10 @@ class DemoError(RuntimeError):
     """The demo cannot go on; the message says why and what to do."""
 
 
+class DemoStopped(DemoError):
+    """Stopped by Ctrl-C: the tool ends with status 130, as the other tools and a shell do."""
+
+
 @dataclass
 class JobResult:
     seed: int
@@ -219,6 +223,17 @@ def test_set_noise(layout: DemoLayout, jobs, resamples=1000, seed=0) -> dict:
 
 # -- the whole run -------------------------------------------------------------------------------
 
+DEFAULT_OUTPUT = "results/demo"
+
+
+def describe_config(digest):
+    """The configuration of a digest in the user's words: the options that make it, where known."""
+    from .experiment import DEFAULT, QUICK
+    known = {DEFAULT.digest(): "the default configuration (no --quick)",
+             QUICK.digest(): "--quick"}
+    return known.get(digest, "another configuration (other --iterations, or an earlier version)")
+
+
 def prepare(config: DemoConfig, layout: DemoLayout, fresh=False, progress=True):
     """Check or record the run's config (a folder made with another config is refused unless
     fresh, which deletes its runs), and write the data set."""
@@ -228,10 +243,13 @@ def prepare(config: DemoConfig, layout: DemoLayout, fresh=False, progress=True):
         existing = json.loads(layout.config.read_text())
         if existing.get("digest") != record["digest"]:
             if not fresh:
-                raise DemoError(f"{layout.root} holds a demo run made with another configuration "
-                                f"(digest {existing.get('digest')}, now {record['digest']}); "
-                                f"pass --fresh to delete its runs and start again, or choose "
-                                f"another --output")
+                raise DemoError(f"{layout.root} holds a demo run made with "
+                                f"{describe_config(existing.get('digest'))} (digest "
+                                f"{existing.get('digest')}), this run is "
+                                f"{describe_config(record['digest'])} (digest {record['digest']}):"
+                                f" --quick and the default share {DEFAULT_OUTPUT} unless --output "
+                                f"differs; pass --fresh to delete its runs and start again, or "
+                                f"choose another --output")
             for sub in ("runs", "data", "figures"):
                 if (layout.root / sub).exists():
                     shutil.rmtree(layout.root / sub)
@@ -299,8 +317,8 @@ def run_jobs(config: DemoConfig, layout: DemoLayout, seeds, caffe=None,
         stopping.set()
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
-        raise DemoError("stopped by Ctrl-C: run the same command again to continue (finished "
-                        "trainings and snapshots are kept)") from None
+        raise DemoStopped("stopped by Ctrl-C: run the same command again to continue (finished "
+                          "trainings and snapshots are kept)") from None
     pool.shutdown()
     bar.close()
     if failures:
@@ -339,8 +357,10 @@ def environment_note(cpu_before=None) -> dict:
     return note
 
 
-def run_demo(config: DemoConfig, output, seeds, caffe=None, fresh=False, progress=True):
-    """The whole demo into `output`; returns (results dict, {figure name: path})."""
+def run_demo(config: DemoConfig, output, seeds, caffe=None, fresh=False, progress=True,
+             quick=False):
+    """The whole demo into `output`; returns (results dict, {figure name: path}). quick: the
+    --quick path, whose results say that its nets are too briefly trained to mean anything."""
     from . import figures, report
 
     started, cpu_before = time.monotonic(), cpu_seconds()
@@ -353,7 +373,8 @@ def run_demo(config: DemoConfig, output, seeds, caffe=None, fresh=False, progres
     jobs = run_jobs(config, layout, seeds, caffe=caffe, progress=progress)
     extra = {"digest": config.digest(), "config": config.to_json(),
              "resumed": any(job.train.get("resumed_from") for job in jobs),
-             "reused_trainings": sum(1 for job in jobs if job.train.get("reused"))}
+             "reused_trainings": sum(1 for job in jobs if job.train.get("reused")),
+             "quick": bool(quick)}
     try:
         noise = test_set_noise(layout, jobs)
     except DataError as exc:

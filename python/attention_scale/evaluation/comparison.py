@@ -7,7 +7,7 @@ bootstrap over images says how sure it is: the images are resampled with replace
 draw for every folder, and each resample's mIOU is recomputed from per-image confusion matrices
 (which must add up to the matrix in each folder's metrics.json: the predictions on disk are then
 the ones that were evaluated). The difference to the first folder is given with its 95% interval
-and the share of resamples in which it is above zero.
+and the shares of resamples in which it is above, at and below zero.
 """
 
 import json
@@ -82,7 +82,10 @@ def check_comparable(results: List[Evaluated]) -> List[str]:
             raise DataError(f"{result.folder} was evaluated on {result.summary['images']} images "
                             f"but {first.folder} on {first.summary['images']}: compare "
                             "evaluations of the same list (and the same --limit)")
-    lists = {str(r.summary.get("settings", {}).get("list")) for r in results}
+    # Resolved: one list spelled relative in one run and absolute in another is the same file
+    # (a relative path of an older metrics.json is taken as relative to here).
+    lists = {str(Path(r.summary["settings"]["list"]).resolve())
+             if (r.summary.get("settings") or {}).get("list") else "None" for r in results}
     if len(lists) > 1:
         return [f"the folders name different list files ({', '.join(sorted(lists))}) with the "
                 "same number of images; the table assumes they hold the same images"]
@@ -95,15 +98,39 @@ def _bins(summary):
 
 
 def _test_time(settings):
-    """How the folder's predictions were made, in a few words."""
+    """How the folder's predictions were made, in a few words: the input scales the net was run
+    at (1 for one pass at the image's size, whatever scales the net merges inside)."""
     if "predictions" in settings and "net" not in settings:
         return "predictions folder"
-    words = ["scales " + ", ".join(f"{s:g}" for s in settings.get("test_scales", [1.0]))]
+    words = [", ".join(f"{s:g}" for s in settings.get("test_scales", [1.0]))]
     if settings.get("flip"):
         words.append("flip")
     if settings.get("crf"):
         words.append("CRF")
     return "; ".join(words)
+
+
+def _net_scales(summary):
+    """The scales the net merges inside, where the folder says: recorded with the net (this
+    version), else its attention maps' or per-scale branches' scales; None when unknown."""
+    settings = summary.get("settings") or {}
+    if settings.get("net_scales"):
+        return list(settings["net_scales"])
+    if summary.get("attention"):
+        return list(summary["attention"]["scales"])
+    if summary.get("branches"):
+        return list(summary["branches"])
+    return None
+
+
+def evaluated_entries(results: List[Evaluated], entries):
+    """The list's entries the folders were evaluated on: its first N where every folder recorded
+    test_voc.py's --limit (they were evaluated on the same number of images, check_comparable)."""
+    images = results[0].summary["images"]
+    limits = [(r.summary.get("settings") or {}).get("limit") for r in results]
+    if len(entries) > images and all(limit is not None for limit in limits):
+        return entries[:images]
+    return entries
 
 
 # --- per-image confusion matrices and the bootstrap ---------------------------------------------
@@ -112,8 +139,12 @@ def per_image_confusions(result: Evaluated, entries, progress=True) -> np.ndarra
     """images x C x C confusion matrices of the folder's stored predictions against the labels
     of `entries` (data.lists.ListEntry), checked against the folder's metrics.json."""
     if len(entries) != result.summary["images"]:
-        raise DataError(f"{result.folder} was evaluated on {result.summary['images']} images but "
-                        f"the list has {len(entries)}: give the list it was evaluated on")
+        n = result.summary["images"]
+        hint = "" if len(entries) < n else (
+            f"; if it was evaluated with test_voc.py --limit {n} (which metrics.json did not "
+            f"record before), give a list of the first {n} lines: head -n {n} LIST > FILE")
+        raise DataError(f"{result.folder} was evaluated on {n} images but the list has "
+                        f"{len(entries)}: give the list it was evaluated on{hint}")
     num_classes = result.num_classes
     folder = _prediction_folder(result)
     matrices = np.zeros((len(entries), num_classes, num_classes), np.int64)
@@ -125,9 +156,13 @@ def per_image_confusions(result: Evaluated, entries, progress=True) -> np.ndarra
         gt = read_label(entry.label, where=entry.where, num_classes=num_classes,
                         ignore_label=IGNORE_LABEL)
         if not folder.prediction_path(entry.name).is_file():
+            recorded = (result.summary.get("settings") or {}).get("predictions")
+            where = "" if recorded is None or Path(recorded).is_absolute() else (
+                f" (its metrics.json names the --predictions folder {recorded}, relative to the "
+                f"directory test_voc.py ran in: run compare_results from there)")
             raise DataError(f"{result.folder}: no prediction {folder.prediction_path(entry.name)} "
                             f"for {entry.where}; the bootstrap reads the predictions that were "
-                            "evaluated")
+                            f"evaluated{where}")
         pred = folder.load_prediction(entry.name, gt.shape, num_classes, entry.where)
         matrices[i] = ConfusionMatrix(num_classes, IGNORE_LABEL).update(gt, pred).matrix
     recorded = np.asarray(result.summary["metrics"].get("confusion_matrix"), np.int64)
@@ -141,7 +176,8 @@ def per_image_confusions(result: Evaluated, entries, progress=True) -> np.ndarra
 
 def _prediction_folder(result: Evaluated) -> PredictionFolder:
     """Where the folder's evaluated predictions are: its predictions/ for a net, the folder given
-    to test_voc.py --predictions (as recorded, relative to where it ran) otherwise."""
+    to test_voc.py --predictions otherwise (recorded absolute; an older metrics.json's relative
+    path is relative to where it ran)."""
     settings = result.summary.get("settings") or {}
     if settings.get("predictions") and not settings.get("net"):
         return PredictionFolder(Path(settings["predictions"]))
@@ -172,7 +208,9 @@ def resample_counts(num_images, resamples, seed=0) -> np.ndarray:
 
 def paired_bootstrap(confusions: List[np.ndarray], counts: np.ndarray) -> dict:
     """mIOU of every folder in every resample (the same resampled images for all), and the
-    difference of each folder to the first: 95% percentile interval and P(difference > 0)."""
+    difference of each folder to the first: 95% percentile interval and the shares of
+    resamples in which it is above, exactly at and below zero (identical predictions tie in every
+    resample: P(better) 0 alone would read as "certainly worse")."""
     mious = []
     for matrices in confusions:
         flat = matrices.reshape(len(matrices), -1).astype(np.float64)
@@ -186,7 +224,9 @@ def paired_bootstrap(confusions: List[np.ndarray], counts: np.ndarray) -> dict:
                                        float(np.percentile(miou, 97.5))],
                      "difference_interval": [float(np.percentile(diff, 2.5)),
                                              float(np.percentile(diff, 97.5))],
-                     "p_better": float(np.mean(diff > 0))})
+                     "p_better": float(np.mean(diff > 0)),
+                     "p_tie": float(np.mean(diff == 0)),
+                     "p_worse": float(np.mean(diff < 0))})
     return {"resamples": int(len(counts)), "rows": rows}
 
 
@@ -216,7 +256,7 @@ def compare(results: List[Evaluated], bootstrap: Optional[dict] = None) -> dict:
                              {"scales": attention["scales"],
                               "objects": _object_mean(attention),
                               "background": attention["background"]["pixel_mean"]}),
-               "test_time": _test_time(settings),
+               "test_time": _test_time(settings), "net_scales": _net_scales(summary),
                "net": settings.get("net"), "weights": settings.get("weights")}
         if bootstrap is not None:
             row["bootstrap"] = bootstrap["rows"][i]
@@ -243,6 +283,13 @@ def _pct(value, signed=False):
     return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
 
 
+def _shares(bootstrap):
+    """P(better / tie / worse); a bootstrap of an older comparison.json has P(better) only."""
+    if "p_tie" not in bootstrap:
+        return f"{bootstrap['p_better']:.3f}"
+    return " / ".join(f"{bootstrap[k]:.3f}" for k in ("p_better", "p_tie", "p_worse"))
+
+
 def _weights(values):
     return "n/a" if values is None else " / ".join(f"{v:.3f}" for v in values)
 
@@ -255,13 +302,13 @@ def markdown(comparison, warnings=()) -> str:
            f"{comparison['images']} images; differences are to **{comparison['baseline']}**."]
     if boot:
         out.append(f"Paired bootstrap over images ({boot} resamples, the same images for every "
-                   "net): 95% interval of the difference in mIOU and the share of resamples in "
-                   "which it is above zero.")
+                   "net): 95% interval of the difference in mIOU and the shares of resamples in "
+                   "which it is above, at and below zero (better / tie / worse).")
     out += [f"Warning: {w}." for w in warnings]
     header = ["net", "mIOU %", "difference"]
     if boot:
-        header += ["95% interval", "P(better)"]
-    header += ["pixel acc. %", "mean class acc. %", "test time"]
+        header += ["95% interval", "P(better / tie / worse)"]
+    header += ["pixel acc. %", "mean class acc. %", "net's scales", "test-time input scales"]
     table = []
     for row in rows:
         cells = [row["name"], _pct(row["mean_iou"]), _pct(row["difference"], signed=True)]
@@ -269,10 +316,14 @@ def markdown(comparison, warnings=()) -> str:
             b = row["bootstrap"]
             first = row is rows[0]
             cells += ["" if first else " to ".join(_pct(v, True) for v in b["difference_interval"]),
-                      "" if first else f"{b['p_better']:.3f}"]
-        cells += [_pct(row["pixel_accuracy"]), _pct(row["mean_class_accuracy"]), row["test_time"]]
+                      "" if first else _shares(b)]
+        scales = row.get("net_scales")
+        cells += [_pct(row["pixel_accuracy"]), _pct(row["mean_class_accuracy"]),
+                  " / ".join(scales) if scales else "n/a", row["test_time"]]
         table.append(cells)
     out += ["", markdown_table(header, table)]
+    out.append("\nTest-time input scales: the sizes the image was fed at (1: one pass at its own "
+               "size); a multi-scale net merges its own scales inside each pass.")
     if comparison["size_bins"]:
         out += ["", "## mIOU % by object size", "",
                 markdown_table(["net"] + comparison["size_bins"],
@@ -298,23 +349,30 @@ def markdown(comparison, warnings=()) -> str:
 
 
 def chart(comparison):
-    """Grouped bars: mIOU over all images and per object-size bin, one colour per net (with the
-    bootstrap's 95% interval on the overall bars)."""
+    """Left: grouped bars of mIOU over all images and per object-size bin, one colour per net.
+    Right, with the bootstrap: each net's difference to the first with its paired 95% interval,
+    the interval the table gives. Each net's own (unpaired) mIOU interval is not drawn: two such
+    intervals may overlap while the paired difference is well above zero."""
     from .figures import plt
     rows = comparison["rows"]
     groups = ["all"] + (comparison["size_bins"] or [])
     width = 0.8 / len(rows)
-    figure, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(groups) * (1 + 0.25 * len(rows))), 4.0))
+    paired = bool(comparison.get("bootstrap_resamples")) and len(rows) > 1
+    bars_width = max(6.0, 1.1 * len(groups) * (1 + 0.25 * len(rows)))
+    if paired:
+        diff_width = 1.0 + 0.6 * len(rows)
+        figure, (ax, diff_ax) = plt.subplots(
+            1, 2, figsize=(bars_width + diff_width, 4.0),
+            gridspec_kw={"width_ratios": [bars_width, diff_width]})
+    else:
+        figure, ax = plt.subplots(figsize=(bars_width, 4.0))
     x = np.arange(len(groups))
+    colors = []
     for i, row in enumerate(rows):
         values = [row["mean_iou"]] + (row["by_object_size"] or [])[:len(groups) - 1]
         values = [np.nan if v is None else 100 * v for v in values]
         bars = ax.bar(x + (i - (len(rows) - 1) / 2) * width, values, width, label=row["name"])
-        if "bootstrap" in row:
-            low, high = (100 * v for v in row["bootstrap"]["miou_interval"])
-            centre = bars[0].get_x() + bars[0].get_width() / 2
-            ax.errorbar([centre], [values[0]], yerr=[[values[0] - low], [high - values[0]]],
-                        fmt="none", ecolor="black", capsize=3, linewidth=1)
+        colors.append(bars[0].get_facecolor())
     ax.set_xticks(x)
     ax.set_xticklabels(groups, rotation=20)
     ax.set_ylabel("mIOU %")
@@ -323,4 +381,18 @@ def chart(comparison):
     ax.legend(fontsize="small", ncol=min(len(rows), 5), loc="upper center",
               bbox_to_anchor=(0.5, -0.25 if len(groups) > 1 else -0.1))
     ax.grid(axis="y", alpha=0.3)
+    if paired:
+        for i, row in enumerate(rows[1:], start=1):
+            low, high = (100 * v for v in row["bootstrap"]["difference_interval"])
+            diff = np.nan if row["difference"] is None else 100 * row["difference"]
+            diff_ax.errorbar([i - 1], [diff], yerr=[[diff - low], [high - diff]], fmt="o",
+                             color=colors[i], ecolor="black", capsize=4, linewidth=1)
+        diff_ax.axhline(0, color="grey", linewidth=0.8)
+        diff_ax.set_xticks(np.arange(len(rows) - 1))
+        diff_ax.set_xticklabels([r["name"] for r in rows[1:]], rotation=20, fontsize="small")
+        diff_ax.set_xlim(-0.6, len(rows) - 1.4)
+        diff_ax.set_ylabel(f"mIOU difference to {rows[0]['name']} (points)")
+        diff_ax.set_title("paired bootstrap: 95% interval", fontsize="medium")
+        diff_ax.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
     return figure

@@ -160,6 +160,9 @@ class NetPredictor:
         self.scale_names = (scale_names_from_blobs(list(blobs.keys()),
                                                    blobs[self.options.attention_blob].data.shape[1])
                             if self.has_attention else [])
+        # the scales the net merges inside, recorded so that compare_results can tell a
+        # multi-scale net run at input scale 1 from a single-scale one
+        self.net_scales = [name for name, _ in branch_blobs(blobs.keys())] or ["1"]
         self.branches = branch_blobs(blobs.keys()) if self.options.branches else []
         if self.options.branches and not self.branches:
             raise ValueError(f"{prototxt}: per-scale branches asked for, but the net has no "
@@ -213,7 +216,7 @@ class NetPredictor:
     def settings(self):
         return {"net": self.prototxt, "weights": self.weights, "layer_form": self.layer_form,
                 "net_sha256": self.net_sha256, "weights_sha256": self.weights_sha256,
-                **self.options.settings()}
+                "net_scales": self.net_scales, **self.options.settings()}
 
     def _largest_blob(self, size_hw):
         """(blob name, channels, height, width) of the largest blob at input size size_hw; an

@@ -191,6 +191,10 @@ def evaluate_into(output, entries, evaluation: Evaluation, predictor=None, crf=N
             raise ValueError("give a predictor or a folder of predictions")
         folder = PredictionFolder(predictions)
         settings["predictions"] = str(predictions)
+    # Absolute, so that compare_results.py --bootstrap finds them from any working directory.
+    for key in ("list", "root", "predictions"):
+        if settings.get(key):
+            settings[key] = str(Path(settings[key]).resolve())
     claim = claim_output(output, settings)
     counts = evaluate_list(entries, evaluation, folder, predictor, crf, progress=progress,
                            claim=claim)
