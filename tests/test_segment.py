@@ -234,6 +234,46 @@ def test_test_voc_does_not_evaluate_a_prediction_segment_made_from_another_image
     assert not (out / "metrics.json").exists()
 
 
+def test_every_reader_of_a_segment_folder_refuses_a_prediction_of_another_image(
+        setup, tmp_path):
+    """sources.jsonl is checked without a net too: test_voc --predictions, visualize_attention
+    with a labelled list and with image files."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "img000.png"), np.full((*SIZES[0], 3), 200, np.uint8))
+    cv2.imwrite(str(photos / "img001.png"), np.full((10, 12, 3), 50, np.uint8))
+    out = tmp_path / "out"
+    assert _segment(setup, photos, "--output", out).returncode == 0
+    made = f"{out / 'predictions' / 'img000.png'} was made from {photos / 'img000.png'}, " \
+           f"other content than {setup['images'] / 'img000.png'}"
+    common = ["--classes", setup["classes"], "--quiet"]
+    scored = _run("test_voc.py", "--predictions", out / "predictions", "--list", setup["list"],
+                  "--root", setup["data"], "--output", tmp_path / "eval", "--limit", 1, *common)
+    assert scored.returncode == 1
+    assert scored.stderr.startswith(f"test_voc: {made} ({setup['list']} line 1)"), scored.stderr
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+    labelled = _run("visualize_attention.py", "--results", out, "--list", setup["list"], "--root",
+                    setup["data"], "--limit", 1, *common)
+    assert labelled.returncode == 1
+    assert labelled.stderr.startswith(f"visualize_attention: {made} ({setup['list']} line 1)")
+    drawn = _run("visualize_attention.py", "--results", out, setup["images"] / "img000.png",
+                 *common)
+    assert drawn.returncode == 1
+    assert drawn.stderr.startswith(f"visualize_attention: {made} (sha256 "), drawn.stderr
+    assert not (out / "figures").exists()
+
+    # without a record (a test_voc.py folder), another size says so without "ground truth"
+    (out / "sources.jsonl").unlink()
+    other = _run("visualize_attention.py", "--results", out, setup["images"] / "img001.png",
+                 *common)
+    height, width = SIZES[1]
+    assert other.returncode == 1
+    assert other.stderr.strip() == (
+        f"visualize_attention: prediction {out / 'predictions' / 'img001.png'} is 10x12 but its "
+        f"image {setup['images'] / 'img001.png'} is {height}x{width}: it was made from another "
+        f"image of that name; delete it to predict this one")
+
+
 def test_bad_input_is_named_in_one_line(setup, tmp_path):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

@@ -34,7 +34,7 @@ from attention_scale.evaluation.figures import (attention_figure, attention_size
 from attention_scale.evaluation.outputs import RUN_SETTINGS, PredictionFolder, claim_output
 from attention_scale.evaluation.report import attention_distance_table, attention_size_table
 from attention_scale.evaluation.runner import evaluate_list
-from attention_scale.evaluation.segment_images import segment_list
+from attention_scale.evaluation.segment_images import SOURCES, SourceRecord, segment_list
 from attention_scale.files import atomic_write
 _package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
@@ -130,6 +130,10 @@ def main(argv=None):
             # No ground truth, no statistics: only the images drawn are needed.
             segment_list([by_name[name] for name in chosen], results, predictor, claim,
                          progress=not args.quiet)
+        else:
+            # segment.py's record of which image each name came from (segment_list and
+            # evaluate_list check it in the other modes).
+            SourceRecord(results / SOURCES).check_all([by_name[name] for name in chosen], folder)
         num_classes = predictor.num_classes if predictor is not None and not labelled \
             else evaluation.num_classes
         written = []
@@ -138,7 +142,8 @@ def main(argv=None):
             image = read_image(entry.image, where=entry.where)
             shape = image.shape[:2]
             gt = read_label(entry.label, where=entry.where) if labelled else None
-            pred = folder.load_prediction(name, shape, num_classes, entry.where)
+            pred = folder.load_prediction(name, shape, num_classes, entry.where,
+                                          image=None if labelled else entry.image)
             attention, scales = folder.load_attention(name, shape, entry.where)
             path = figures / f"{name}.png"
             save_figure(attention_figure(image, gt, pred, attention, scales, title=name), path)

@@ -105,14 +105,19 @@ class PredictionFolder:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def load_prediction(self, name, gt_shape, num_classes, where=None, branch=None) -> np.ndarray:
-        """The stored prediction (of the merged scores, or of one branch), checked."""
+    def load_prediction(self, name, gt_shape, num_classes, where=None, branch=None,
+                        image=None) -> np.ndarray:
+        """The stored prediction (of the merged scores, or of one branch), checked. image: the
+        image file whose size gt_shape is, where there is no ground truth (named in messages)."""
         path = self.prediction_path(name) if branch is None else self.branch_path(branch, name)
         label = read_label(path, where=where, num_classes=num_classes, what="prediction")
         if label.shape != tuple(gt_shape):
+            against = "ground truth" if image is None else f"image {image}"
+            cause = "" if image is None else (": it was made from another image of that name; "
+                                              "delete it to predict this one")
             raise DataError(f"prediction {path} is {label.shape[0]}x{label.shape[1]} but its "
-                            f"ground truth is {gt_shape[0]}x{gt_shape[1]}"
-                            + (f" ({where})" if where else ""))
+                            f"{against} is {gt_shape[0]}x{gt_shape[1]}"
+                            + (f" ({where})" if where else "") + cause)
         return label
 
     def load_attention(self, name, gt_shape, where=None):

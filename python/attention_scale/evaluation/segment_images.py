@@ -136,6 +136,14 @@ class SourceRecord:
                 f"{digest[:12]}... now); use another --output, or delete that prediction to "
                 f"make it again")
 
+    def check_all(self, entries, folder):
+        """check() for each entry whose prediction is in the PredictionFolder `folder` and
+        recorded here (a folder read without a net: its images are hashed, not predicted)."""
+        for entry in entries:
+            path = folder.prediction_path(entry.name)
+            if entry.name in self.by_name and path.is_file():
+                self.check(entry, image_digest(entry), path)
+
     def add(self, entry, digest):
         record = {"name": entry.name, "image": str(entry.image), "sha256": digest}
         self.path.parent.mkdir(parents=True, exist_ok=True)
