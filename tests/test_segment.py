@@ -274,6 +274,38 @@ def test_every_reader_of_a_segment_folder_refuses_a_prediction_of_another_image(
         f"image of that name; delete it to predict this one")
 
 
+def test_segment_checks_the_images_of_a_test_voc_folder_and_warns_where_it_cannot(setup,
+                                                                                  tmp_path):
+    out = tmp_path / "out"
+    evaluated = _run("test_voc.py", "--net", setup["att"][0], "--weights", setup["att"][1],
+                     "--list", setup["list"], "--root", setup["data"], "--classes",
+                     setup["classes"], "--output", out, "--quiet", "--limit", 2)
+    assert evaluated.returncode == 0, evaluated.stderr
+    recorded = [json.loads(line)["name"] for line in
+                (out / "sources.jsonl").read_text().splitlines()]
+    assert recorded == ["img000", "img001"]
+    same = _segment(setup, setup["images"] / "img000.png", "--output", out)
+    assert same.returncode == 0 and "0 predicted, 1 reused" in same.stdout, same.stderr
+    assert same.stderr == ""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "img000.png"), np.full((*SIZES[0], 3), 200, np.uint8))
+    other = _segment(setup, photos, "--output", out)
+    assert other.returncode == 1
+    assert other.stderr.startswith(f"segment: {out / 'predictions' / 'img000.png'} was made from "
+                                   f"{setup['images'] / 'img000.png'}, other content than "
+                                   f"{photos / 'img000.png'} "), other.stderr
+    # a folder of an earlier test_voc.py, without the record: reused, with a warning
+    (out / "sources.jsonl").unlink()
+    older = _segment(setup, photos, "--output", out)
+    assert older.returncode == 0 and "0 predicted, 1 reused" in older.stdout, older.stderr
+    assert older.stderr.strip() == (
+        f"segment: warning: 1 predictions reused without a source record "
+        f"({out / 'sources.jsonl'} does not name their image files: made by an earlier "
+        f"test_voc.py?), so whether they came from these images cannot be checked; delete them "
+        f"from {out / 'predictions'} to predict them again")
+
+
 def test_bad_input_is_named_in_one_line(setup, tmp_path):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

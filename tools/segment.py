@@ -24,6 +24,7 @@ settings is refused.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import _package  # says so when attention_scale is missing or stale
@@ -76,6 +77,11 @@ def main(argv=None):
                                           progress=not args.quiet, crf=refine)
     print(f"{len(inputs)} images: {counts.computed} predicted, {counts.reused} reused "
           f"({counts.seconds:.1f} s)")
+    if counts.unrecorded:
+        print(f"segment: warning: {counts.unrecorded} predictions reused without a source record "
+              f"({output / 'sources.jsonl'} does not name their image files: made by an earlier "
+              f"test_voc.py?), so whether they came from these images cannot be checked; delete "
+              f"them from {output / 'predictions'} to predict them again", file=sys.stderr)
     print(f"predictions in {output / 'predictions'}"
           + (f", attention maps in {output / 'attention'}" if predictor.has_attention else ""))
     if voc_folder is not None:

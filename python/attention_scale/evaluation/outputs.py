@@ -39,11 +39,12 @@ def dequantize_attention(quantized) -> np.ndarray:
 @dataclass
 class RunCounts:
     """What a run over a list did with a PredictionFolder: images predicted now, images whose
-    stored prediction was reused, and the run's wall time (runner.evaluate_list,
-    segment_images.segment_list)."""
+    stored prediction was reused (of them, those whose source image is not on record), and the
+    run's wall time (runner.evaluate_list, segment_images.segment_list)."""
     computed: int = 0
     reused: int = 0
     seconds: float = 0.0
+    unrecorded: int = 0  # reused without a record of the image they came from (sources.jsonl)
 
 
 class PredictionFolder:

@@ -160,6 +160,12 @@ def evaluate_list(entries, evaluation: Evaluation, folder: PredictionFolder, pre
                             for b in branches}
             if claim is not None:
                 claim.record()
+            # Recorded as segment.py records it, so that segment.py reusing this folder can
+            # tell another image under the same name.
+            if sources is None:
+                sources = SourceRecord(sources_path)
+            source = ImageInput(entry.image, entry.where)
+            sources.add(source, image_digest(source))
             folder.save(entry.name, pred, attention if with_attention else None, scales,
                         branch_preds)
             counts.computed += 1
