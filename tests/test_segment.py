@@ -314,6 +314,9 @@ def test_bad_input_is_named_in_one_line(setup, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+    (tmp_path / "cut").mkdir()
+    whole = cv2.imencode(".jpg", np.full((40, 60, 3), 128, np.uint8))[1].tobytes()
+    (tmp_path / "cut" / "half.jpg").write_bytes(whole[:len(whole) // 2])
     file = tmp_path / "file.txt"
     file.write_text("x")
     cases = [
@@ -328,6 +331,9 @@ def test_bad_input_is_named_in_one_line(setup, tmp_path):
          f"segment: {tmp_path / 'empty'}: a folder without images (.jpg, "),
         ((tmp_path / "bad.jpg", "--output", out),
          f"segment: image {tmp_path / 'bad.jpg'}: not a readable image"),
+        ((tmp_path / "cut", "--output", out),  # libjpeg would fill the rest with grey
+         f"segment: image {tmp_path / 'cut' / 'half.jpg'}: a truncated JPEG (its data ends "
+         f"before the end-of-image marker, a part of the picture is missing)"),
         ((tmp_path / "a", "--output", "/sys/out"), "segment: --output /sys/out: cannot write in "
                                                    "/sys ("),
         ((tmp_path / "a", "--output", file / "out"),
