@@ -306,6 +306,22 @@ def test_segment_checks_the_images_of_a_test_voc_folder_and_warns_where_it_canno
         f"from {out / 'predictions'} to predict them again")
 
 
+def test_a_damaged_prediction_or_attention_map_is_named_with_how_to_redo_it(setup, tmp_path):
+    out = tmp_path / "out"
+    assert _segment(setup, setup["images"], "--output", out, "--limit", 2).returncode == 0
+    for damaged, what in ((out / "attention" / "img001.npz", "attention maps"),
+                          (out / "predictions" / "img000.png", "prediction")):
+        damaged.write_bytes(damaged.read_bytes()[:100])
+        again = _segment(setup, setup["images"], "--output", out, "--limit", 2)
+        assert again.returncode == 1
+        message = again.stderr.strip()
+        assert message.startswith(f"segment: {what} {damaged}: not a readable "), message
+        assert message.endswith("; delete it and the next run predicts that image again")
+        damaged.unlink()
+        redone = _segment(setup, setup["images"], "--output", out, "--limit", 2)
+        assert redone.returncode == 0 and "1 predicted, 1 reused" in redone.stdout, redone.stderr
+
+
 def test_bad_input_is_named_in_one_line(setup, tmp_path):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

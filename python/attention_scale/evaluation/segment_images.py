@@ -190,9 +190,16 @@ def segment_list(inputs, root, predictor, claim=None, voc_folder=None, progress=
             sources.check(entry, digest, path)
             if entry.name not in sources.by_name:
                 counts.unrecorded += 1  # a folder test_voc.py made before it kept the record
-            # Read back as test_voc does: a damaged file is named, not passed on.
-            read_label(path, where=entry.where, num_classes=predictor.num_classes,
-                       what="prediction")
+            # Read back as test_voc does: a damaged file is named, not passed on (nor copied to
+            # the server's layout, nor left for visualize_attention to trip on).
+            try:
+                label = read_label(path, where=entry.where, num_classes=predictor.num_classes,
+                                   what="prediction")
+                if with_attention:
+                    folder.load_attention(entry.name, label.shape, entry.where)
+            except DataError as exc:
+                raise DataError(f"{exc}; delete it and the next run predicts that image "
+                                f"again") from None
             counts.reused += 1
         else:
             image = read_image(entry.image, where=entry.where)
