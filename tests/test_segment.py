@@ -127,7 +127,8 @@ def test_voc_server_layout(setup, tmp_path):
                     out, "--voc-server")
     assert made.returncode == 0, made.stderr
     comp6 = out / "results" / "VOC2012" / "Segmentation" / "comp6_test_cls"
-    assert f"VOC server layout in {comp6}" in made.stdout
+    assert f"VOC server layout in {comp6}; to upload: cd {out} && tar czf results.tgz " \
+           f"results/VOC2012/Segmentation/comp6_test_cls\n" in made.stdout
     assert sorted(p.name for p in comp6.iterdir()) == [f"{n}.png" for n in setup["names"]]
     for name, (h, w) in zip(setup["names"], SIZES):
         with Image.open(comp6 / f"{name}.png") as png:
@@ -145,6 +146,14 @@ def test_voc_server_layout(setup, tmp_path):
     comp5 = comp6.parent / "comp5_test_cls"
     for name in setup["names"]:
         assert (comp5 / f"{name}.png").read_bytes() == (comp6 / f"{name}.png").read_bytes()
+    assert f"tar czf results.tgz results/VOC2012/Segmentation/comp5_test_cls\n" in again.stdout
+    # a run over fewer images: the files of the others are left, and said to be there
+    fewer = _segment(setup, "--list", setup["unlabelled"], "--root", setup["data"], "--output",
+                     out, "--voc-server", "--limit", 3)
+    assert fewer.returncode == 0
+    assert fewer.stderr.strip() == (
+        f"segment: warning: {comp6} also holds 2 file(s) of images not in this run (img003.png, "
+        f"img004.png); the server takes the test set's images only: delete them before packing")
     alone = _segment(setup, setup["images"], "--output", out, "--voc-comp", "comp5")
     assert alone.returncode == 2 and "--voc-comp names the competition" in alone.stderr
 
@@ -371,7 +380,8 @@ def test_bad_input_is_named_in_one_line(setup, tmp_path):
         without_root.stderr
     help_text = _run("segment.py", "--help")
     assert help_text.returncode == 0
-    for needed in ("--voc-server", "--voc-comp", "tar czf results.tgz results",
+    for needed in ("--voc-server", "--voc-comp",
+                   "tar czf results.tgz results/VOC2012/Segmentation/comp6_test_cls",
                    "tools/visualize_attention.py --results results/photos", "--scales",
                    "--layer-form", "--crf-iterations"):
         assert needed in help_text.stdout

@@ -16,8 +16,9 @@ reuses the images already done. Besides:
     results/VOC2012/Segmentation/<comp>_test_cls/<name>.png
                                       with voc_comp: the evaluation server's layout (the devkit's
                                       VOCopts.seg.clsrespath), the same palette PNG as
-                                      predictions/<name>.png; `tar czf results.tgz results` in the
-                                      output folder makes the file to upload
+                                      predictions/<name>.png; `tar czf results.tgz results/
+                                      VOC2012/Segmentation/<comp>_test_cls` in the output
+                                      folder makes the file to upload (only that comp's)
 
 An image's name is its file name without the extension (VOC's image id); two inputs with one name
 would share every output file and are refused.
