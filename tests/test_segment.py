@@ -371,7 +371,7 @@ def test_bad_input_is_named_in_one_line(setup, tmp_path):
         assert "\n" not in result.stderr.strip(), result.stderr
     assert not out.exists() or not list((out / "predictions").glob("*.png"))
     # the same file named twice (and in its folder) is taken once
-    twice = _segment(setup, tmp_path / "a", tmp_path / "a" / "x.png", "--output", out)
+    twice = _segment(setup, tmp_path / "a", "--output", out, tmp_path / "a" / "x.png")
     assert twice.returncode == 0 and "1 images: 1 predicted" in twice.stdout, twice.stderr
     nothing = _segment(setup, "--output", out)
     assert nothing.returncode == 2 and "name the images" in nothing.stderr
@@ -409,7 +409,8 @@ def test_visualize_attention_on_images_without_labels(setup, tmp_path):
     made = _segment(setup, setup["images"], "--output", seg)
     assert made.returncode == 0, made.stderr
     common = ["--classes", setup["classes"], "--quiet", "--images", "img001", "img003"]
-    drawn = _run("visualize_attention.py", "--results", seg, setup["images"], *common)
+    drawn = _run("visualize_attention.py", "--results", seg, setup["images"] / "img001.png",
+                 "--quiet", setup["images"] / "img003.png", *common)  # images after options too
     assert drawn.returncode == 0, drawn.stderr
     assert "attention by object size: skipped, it needs ground-truth labels and these images " \
            "have none" in drawn.stdout

@@ -57,7 +57,8 @@ def parse_args(argv=None):
     add_net_arguments(parser, required=True, branches="predict with")
     add_crf_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    # Images may follow the options too (`... --quiet photos/`).
+    args = parser.parse_intermixed_args(argv)
     check_list_arguments(parser, args)
     if args.voc_comp is not None and not args.voc_server:
         parser.error("--voc-comp names the competition of --voc-server's layout: give both")

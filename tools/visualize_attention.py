@@ -56,7 +56,8 @@ def parse_args(argv=None):
                        help="draw the first K images (default %(default)s)")
     add_net_arguments(parser, output="<results>")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    # Images may follow the options too (`... --quiet photos/`).
+    args = parser.parse_intermixed_args(argv)
     check_list_arguments(parser, args)
     if args.list is not None and args.inputs:
         parser.error("give the images either as --list LIST --root ROOT or as files and folders")
