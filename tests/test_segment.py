@@ -356,6 +356,9 @@ def test_bad_input_is_named_in_one_line(setup, tmp_path):
          f"segment: {tmp_path / 'empty'}: a folder without images (.jpg, "),
         ((tmp_path / "bad.jpg", "--output", out),
          f"segment: image {tmp_path / 'bad.jpg'}: not a readable image"),
+        ((setup["unlabelled"], "--output", out),
+         f"segment: {setup['unlabelled']}: a text file, not an image; a list of images is given "
+         f"as --list {setup['unlabelled']} --root ROOT"),
         ((tmp_path / "cut", "--output", out),  # libjpeg would fill the rest with grey
          f"segment: image {tmp_path / 'cut' / 'half.jpg'}: a truncated JPEG (its data ends "
          f"before the end-of-image marker, a part of the picture is missing)"),
@@ -458,6 +461,48 @@ def test_visualize_attention_on_images_without_labels(setup, tmp_path):
     assert mixed.stderr.strip() == (f"visualize_attention: {broken} line 3: no label path, while "
                                     f"other lines of {broken} have one; a list has labels on "
                                     f"every line or on none")
+
+
+def test_visualize_attention_small_mistakes_are_named_with_the_fix(setup, tmp_path):
+    seg = tmp_path / "seg"
+    assert _segment(setup, setup["images"], "--output", seg).returncode == 0
+    common = ["--classes", setup["classes"], "--quiet"]
+    nowhere = _run("visualize_attention.py", "--results", tmp_path / "nowhere", setup["images"],
+                   *common)
+    assert nowhere.returncode == 1
+    assert nowhere.stderr.strip() == (
+        f"visualize_attention: --results {tmp_path / 'nowhere'}: no predictions/ there; make it "
+        f"first with tools/segment.py (or tools/test_voc.py) --output {tmp_path / 'nowhere'}, or "
+        f"give --net and --weights to predict the images drawn")
+    suffixed = _run("visualize_attention.py", "--results", seg, setup["images"], *common,
+                    "--images", "img001.png")
+    assert suffixed.returncode == 1
+    assert suffixed.stderr.strip() == (
+        "visualize_attention: not in the images given: img001.png; --images takes names "
+        "without the extension, e.g. img001")
+    limited = _run("visualize_attention.py", "--results", seg, "--list", setup["list"], "--root",
+                   setup["data"], "--limit", 2, *common, "--images", "img003")
+    assert limited.stderr.strip() == (f"visualize_attention: not in {setup['list']} (its first 2 "
+                                      f"entries, --limit): img003")
+    for count in ("0", "-1"):
+        none = _run("visualize_attention.py", "--results", seg, setup["images"], *common,
+                    "--num-images", count)
+        assert none.returncode == 2
+        assert f"--num-images must be at least 1, got {count}" in none.stderr
+    assert not (seg / "figures").exists()
+
+
+def test_weights_of_another_net_are_refused_without_training_advice(setup, tmp_path):
+    five = evalnets.write_net(tmp_path / "five", evalnets.attention_net(num_classes=5), seed=2)
+    refused = _segment(setup, setup["images"], "--output", tmp_path / "out", weights=five[1])
+    assert refused.returncode == 1
+    message = refused.stderr.strip()
+    assert message.startswith(f"segment: {five[1]} does not fit {setup['att'][0]}: "), message
+    assert message.endswith("Caffe would stop the process on this. Are they the weights of "
+                            "this net (its number of classes, its variant)? Give the weights "
+                            "trained with this prototxt, or the prototxt they were trained "
+                            "with"), message
+    assert "rename" not in message
 
 
 def test_test_voc_refuses_a_list_without_labels_and_points_to_segment(setup, tmp_path):

@@ -61,6 +61,8 @@ def parse_args(argv=None):
     check_list_arguments(parser, args)
     if args.list is not None and args.inputs:
         parser.error("give the images either as --list LIST --root ROOT or as files and folders")
+    if args.num_images < 1:
+        parser.error(f"--num-images must be at least 1, got {args.num_images}")
     return args
 
 
@@ -105,6 +107,11 @@ def main(argv=None):
         check_output_folder(figures, "--figures" if args.figures else "--results")
         if args.net is not None:
             check_output_folder(results, "--results")
+        elif not folder.predictions.is_dir():
+            raise ValueError(f"--results {results}: no {folder.predictions.name}/ there; make "
+                             f"it first with tools/segment.py (or tools/test_voc.py) --output "
+                             f"{results}, or give --net and --weights to predict the images "
+                             f"drawn")
         evaluation = make_evaluation(args)
         entries, labelled = _read_images(args)
         by_name = {entry.name: entry for entry in entries}
@@ -112,8 +119,13 @@ def main(argv=None):
         unknown = [name for name in chosen if name not in by_name]
         if unknown:
             where = args.list if args.list is not None else "the images given"
-            raise DataError(f"not in {where} (first {len(entries)} entries): "
-                            f"{', '.join(unknown)}")
+            if args.limit is not None:
+                where += f" (its first {len(entries)} entries, --limit)"
+            hint = ""
+            if any(Path(name).suffix and Path(name).stem in by_name for name in unknown):
+                hint = ("; --images takes names without the extension, e.g. "
+                        f"{Path(next(n for n in unknown if Path(n).suffix)).stem}")
+            raise DataError(f"not in {where}: {', '.join(unknown)}{hint}")
         predictor, claim = None, None
         if args.net is not None:
             predictor = make_predictor(args)

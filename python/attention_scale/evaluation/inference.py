@@ -204,8 +204,9 @@ class NetPredictor:
                          python_form="--layer-form python" if self.layer_form == "cpp"
                          else "tools/convert_net.py NET --to python")
         net = net_from_text(caffe, text)
-        from ..nets.caffemodel import check_net_weights
-        for note in check_net_weights(net, text, self.weights, self.prototxt, refuse_unused=True):
+        from ..nets.caffemodel import INFERENCE_MISMATCH_ADVICE, check_net_weights
+        for note in check_net_weights(net, text, self.weights, self.prototxt,
+                                      INFERENCE_MISMATCH_ADVICE, refuse_unused=True):
             warnings.warn(note)
         net.copy_from(self.weights)
         return net

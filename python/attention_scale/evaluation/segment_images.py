@@ -46,6 +46,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".we
 # The VOC segmentation competitions: comp5 trains on the VOC 2012 training data only, comp6 on
 # any data but the test set (the paper's nets train with SBD's extra labels: comp6).
 VOC_COMPETITIONS = ("comp5", "comp6")
+LIST_SUFFIXES = (".txt", ".lst")  # a list file named where images go: --list was meant
 SOURCES = "sources.jsonl"
 
 
@@ -77,6 +78,9 @@ def gather_inputs(paths):
                 raise DataError(f"{path}: a folder without images ({', '.join(IMAGE_SUFFIXES)}; "
                                 f"its subfolders are not searched)")
             inputs += [ImageInput(p) for p in images]
+        elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
+            raise DataError(f"{path}: a text file, not an image; a list of images is given as "
+                            f"--list {path} --root ROOT")
         elif path.exists():
             inputs.append(ImageInput(path))
         else:
