@@ -126,3 +126,51 @@ def test_atomic_write_names_the_file_asked_for_not_its_temporary(tmp_path):
     assert folder_problem(tmp_path / "f") == "a file, not a folder"
     assert folder_problem(tmp_path / "f" / "x") == f"{tmp_path / 'f'} is a file, not a folder"
     assert folder_problem("/sys/x").startswith("cannot write in /sys (")
+
+
+def _jpeg(height, width, seed=0):
+    rng = np.random.default_rng(seed)
+    ok, data = cv2.imencode(".jpg", rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+    assert ok
+    return data.tobytes()
+
+
+def test_a_truncated_jpeg_is_refused_by_name_and_trailing_bytes_are_not(tmp_path):
+    whole = _jpeg(60, 80)
+    full = tmp_path / "full.jpg"
+    full.write_bytes(whole)
+    reference = images.read_image(full)
+    trailed = tmp_path / "trailed.jpg"  # cameras append data after the end marker
+    trailed.write_bytes(whole + b"\x00\xff\xd8 more data")
+    np.testing.assert_array_equal(images.read_image(trailed), reference)
+    half = tmp_path / "half.jpg"
+    half.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(DataError) as info:
+        images.read_image(half, where="list.txt line 3")
+    assert str(info.value) == (f"image {half} (list.txt line 3): a truncated JPEG (its data ends "
+                               f"before the end-of-image marker, a part of the picture is "
+                               f"missing)")
+    # A whole JPEG inside an application segment (as EXIF's thumbnail) has an end marker of its
+    # own: it does not make the cut main image whole.
+    thumbnail = _jpeg(8, 8, seed=1)
+    segment = b"\xff\xef" + (len(thumbnail) + 2).to_bytes(2, "big") + thumbnail
+    with_thumbnail = whole[:2] + segment + whole[2:]
+    kept = tmp_path / "thumb.jpg"
+    kept.write_bytes(with_thumbnail)
+    np.testing.assert_array_equal(images.read_image(kept), reference)
+    kept.write_bytes(with_thumbnail[:len(with_thumbnail) * 2 // 3])
+    with pytest.raises(DataError, match="a truncated JPEG"):
+        images.read_image(kept)
+    assert not images.jpeg_truncated(whole)
+
+
+def test_an_image_opencv_cannot_decode_is_one_message_without_opencv_warnings(tmp_path,
+                                                                              capfd):
+    tiff = tmp_path / "float.tif"
+    Image.fromarray(np.zeros((8, 8), np.float32)).save(tiff)  # 32-bit samples: OpenCV warns
+    with pytest.raises(DataError) as info:
+        images.read_image(tiff)
+    assert str(info.value) == f"image {tiff}: not a readable image"
+    assert capfd.readouterr().err == ""
+    with pytest.raises(DataError, match=": no such file$"):
+        images.read_image(tmp_path / "none.jpg")

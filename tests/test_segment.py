@@ -127,7 +127,8 @@ def test_voc_server_layout(setup, tmp_path):
                     out, "--voc-server")
     assert made.returncode == 0, made.stderr
     comp6 = out / "results" / "VOC2012" / "Segmentation" / "comp6_test_cls"
-    assert f"VOC server layout in {comp6}" in made.stdout
+    assert f"VOC server layout in {comp6}; to upload: cd {out} && tar czf results.tgz " \
+           f"results/VOC2012/Segmentation/comp6_test_cls\n" in made.stdout
     assert sorted(p.name for p in comp6.iterdir()) == [f"{n}.png" for n in setup["names"]]
     for name, (h, w) in zip(setup["names"], SIZES):
         with Image.open(comp6 / f"{name}.png") as png:
@@ -145,6 +146,14 @@ def test_voc_server_layout(setup, tmp_path):
     comp5 = comp6.parent / "comp5_test_cls"
     for name in setup["names"]:
         assert (comp5 / f"{name}.png").read_bytes() == (comp6 / f"{name}.png").read_bytes()
+    assert f"tar czf results.tgz results/VOC2012/Segmentation/comp5_test_cls\n" in again.stdout
+    # a run over fewer images: the files of the others are left, and said to be there
+    fewer = _segment(setup, "--list", setup["unlabelled"], "--root", setup["data"], "--output",
+                     out, "--voc-server", "--limit", 3)
+    assert fewer.returncode == 0
+    assert fewer.stderr.strip() == (
+        f"segment: warning: {comp6} also holds 2 file(s) of images not in this run (img003.png, "
+        f"img004.png); the server takes the test set's images only: delete them before packing")
     alone = _segment(setup, setup["images"], "--output", out, "--voc-comp", "comp5")
     assert alone.returncode == 2 and "--voc-comp names the competition" in alone.stderr
 
@@ -234,6 +243,94 @@ def test_test_voc_does_not_evaluate_a_prediction_segment_made_from_another_image
     assert not (out / "metrics.json").exists()
 
 
+def test_every_reader_of_a_segment_folder_refuses_a_prediction_of_another_image(
+        setup, tmp_path):
+    """sources.jsonl is checked without a net too: test_voc --predictions, visualize_attention
+    with a labelled list and with image files."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "img000.png"), np.full((*SIZES[0], 3), 200, np.uint8))
+    cv2.imwrite(str(photos / "img001.png"), np.full((10, 12, 3), 50, np.uint8))
+    out = tmp_path / "out"
+    assert _segment(setup, photos, "--output", out).returncode == 0
+    made = f"{out / 'predictions' / 'img000.png'} was made from {photos / 'img000.png'}, " \
+           f"other content than {setup['images'] / 'img000.png'}"
+    common = ["--classes", setup["classes"], "--quiet"]
+    scored = _run("test_voc.py", "--predictions", out / "predictions", "--list", setup["list"],
+                  "--root", setup["data"], "--output", tmp_path / "eval", "--limit", 1, *common)
+    assert scored.returncode == 1
+    assert scored.stderr.startswith(f"test_voc: {made} ({setup['list']} line 1)"), scored.stderr
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+    labelled = _run("visualize_attention.py", "--results", out, "--list", setup["list"], "--root",
+                    setup["data"], "--limit", 1, *common)
+    assert labelled.returncode == 1
+    assert labelled.stderr.startswith(f"visualize_attention: {made} ({setup['list']} line 1)")
+    drawn = _run("visualize_attention.py", "--results", out, setup["images"] / "img000.png",
+                 *common)
+    assert drawn.returncode == 1
+    assert drawn.stderr.startswith(f"visualize_attention: {made} (sha256 "), drawn.stderr
+    assert not (out / "figures").exists()
+
+    # without a record (a test_voc.py folder), another size says so without "ground truth"
+    (out / "sources.jsonl").unlink()
+    other = _run("visualize_attention.py", "--results", out, setup["images"] / "img001.png",
+                 *common)
+    height, width = SIZES[1]
+    assert other.returncode == 1
+    assert other.stderr.strip() == (
+        f"visualize_attention: prediction {out / 'predictions' / 'img001.png'} is 10x12 but its "
+        f"image {setup['images'] / 'img001.png'} is {height}x{width}: it was made from another "
+        f"image of that name; delete it to predict this one")
+
+
+def test_segment_checks_the_images_of_a_test_voc_folder_and_warns_where_it_cannot(setup,
+                                                                                  tmp_path):
+    out = tmp_path / "out"
+    evaluated = _run("test_voc.py", "--net", setup["att"][0], "--weights", setup["att"][1],
+                     "--list", setup["list"], "--root", setup["data"], "--classes",
+                     setup["classes"], "--output", out, "--quiet", "--limit", 2)
+    assert evaluated.returncode == 0, evaluated.stderr
+    recorded = [json.loads(line)["name"] for line in
+                (out / "sources.jsonl").read_text().splitlines()]
+    assert recorded == ["img000", "img001"]
+    same = _segment(setup, setup["images"] / "img000.png", "--output", out)
+    assert same.returncode == 0 and "0 predicted, 1 reused" in same.stdout, same.stderr
+    assert same.stderr == ""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "img000.png"), np.full((*SIZES[0], 3), 200, np.uint8))
+    other = _segment(setup, photos, "--output", out)
+    assert other.returncode == 1
+    assert other.stderr.startswith(f"segment: {out / 'predictions' / 'img000.png'} was made from "
+                                   f"{setup['images'] / 'img000.png'}, other content than "
+                                   f"{photos / 'img000.png'} "), other.stderr
+    # a folder of an earlier test_voc.py, without the record: reused, with a warning
+    (out / "sources.jsonl").unlink()
+    older = _segment(setup, photos, "--output", out)
+    assert older.returncode == 0 and "0 predicted, 1 reused" in older.stdout, older.stderr
+    assert older.stderr.strip() == (
+        f"segment: warning: 1 predictions reused without a source record "
+        f"({out / 'sources.jsonl'} does not name their image files: made by an earlier "
+        f"test_voc.py?), so whether they came from these images cannot be checked; delete them "
+        f"from {out / 'predictions'} to predict them again")
+
+
+def test_a_damaged_prediction_or_attention_map_is_named_with_how_to_redo_it(setup, tmp_path):
+    out = tmp_path / "out"
+    assert _segment(setup, setup["images"], "--output", out, "--limit", 2).returncode == 0
+    for damaged, what in ((out / "attention" / "img001.npz", "attention maps"),
+                          (out / "predictions" / "img000.png", "prediction")):
+        damaged.write_bytes(damaged.read_bytes()[:100])
+        again = _segment(setup, setup["images"], "--output", out, "--limit", 2)
+        assert again.returncode == 1
+        message = again.stderr.strip()
+        assert message.startswith(f"segment: {what} {damaged}: not a readable "), message
+        assert message.endswith("; delete it and the next run predicts that image again")
+        damaged.unlink()
+        redone = _segment(setup, setup["images"], "--output", out, "--limit", 2)
+        assert redone.returncode == 0 and "1 predicted, 1 reused" in redone.stdout, redone.stderr
+
+
 def test_bad_input_is_named_in_one_line(setup, tmp_path):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
@@ -242,6 +339,9 @@ def test_bad_input_is_named_in_one_line(setup, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+    (tmp_path / "cut").mkdir()
+    whole = cv2.imencode(".jpg", np.full((40, 60, 3), 128, np.uint8))[1].tobytes()
+    (tmp_path / "cut" / "half.jpg").write_bytes(whole[:len(whole) // 2])
     file = tmp_path / "file.txt"
     file.write_text("x")
     cases = [
@@ -256,6 +356,12 @@ def test_bad_input_is_named_in_one_line(setup, tmp_path):
          f"segment: {tmp_path / 'empty'}: a folder without images (.jpg, "),
         ((tmp_path / "bad.jpg", "--output", out),
          f"segment: image {tmp_path / 'bad.jpg'}: not a readable image"),
+        ((setup["unlabelled"], "--output", out),
+         f"segment: {setup['unlabelled']}: a text file, not an image; a list of images is given "
+         f"as --list {setup['unlabelled']} --root ROOT"),
+        ((tmp_path / "cut", "--output", out),  # libjpeg would fill the rest with grey
+         f"segment: image {tmp_path / 'cut' / 'half.jpg'}: a truncated JPEG (its data ends "
+         f"before the end-of-image marker, a part of the picture is missing)"),
         ((tmp_path / "a", "--output", "/sys/out"), "segment: --output /sys/out: cannot write in "
                                                    "/sys ("),
         ((tmp_path / "a", "--output", file / "out"),
@@ -268,7 +374,7 @@ def test_bad_input_is_named_in_one_line(setup, tmp_path):
         assert "\n" not in result.stderr.strip(), result.stderr
     assert not out.exists() or not list((out / "predictions").glob("*.png"))
     # the same file named twice (and in its folder) is taken once
-    twice = _segment(setup, tmp_path / "a", tmp_path / "a" / "x.png", "--output", out)
+    twice = _segment(setup, tmp_path / "a", "--output", out, tmp_path / "a" / "x.png")
     assert twice.returncode == 0 and "1 images: 1 predicted" in twice.stdout, twice.stderr
     nothing = _segment(setup, "--output", out)
     assert nothing.returncode == 2 and "name the images" in nothing.stderr
@@ -277,7 +383,8 @@ def test_bad_input_is_named_in_one_line(setup, tmp_path):
         without_root.stderr
     help_text = _run("segment.py", "--help")
     assert help_text.returncode == 0
-    for needed in ("--voc-server", "--voc-comp", "tar czf results.tgz results",
+    for needed in ("--voc-server", "--voc-comp",
+                   "tar czf results.tgz results/VOC2012/Segmentation/comp6_test_cls",
                    "tools/visualize_attention.py --results results/photos", "--scales",
                    "--layer-form", "--crf-iterations"):
         assert needed in help_text.stdout
@@ -305,7 +412,8 @@ def test_visualize_attention_on_images_without_labels(setup, tmp_path):
     made = _segment(setup, setup["images"], "--output", seg)
     assert made.returncode == 0, made.stderr
     common = ["--classes", setup["classes"], "--quiet", "--images", "img001", "img003"]
-    drawn = _run("visualize_attention.py", "--results", seg, setup["images"], *common)
+    drawn = _run("visualize_attention.py", "--results", seg, setup["images"] / "img001.png",
+                 "--quiet", setup["images"] / "img003.png", *common)  # images after options too
     assert drawn.returncode == 0, drawn.stderr
     assert "attention by object size: skipped, it needs ground-truth labels and these images " \
            "have none" in drawn.stdout
@@ -353,6 +461,48 @@ def test_visualize_attention_on_images_without_labels(setup, tmp_path):
     assert mixed.stderr.strip() == (f"visualize_attention: {broken} line 3: no label path, while "
                                     f"other lines of {broken} have one; a list has labels on "
                                     f"every line or on none")
+
+
+def test_visualize_attention_small_mistakes_are_named_with_the_fix(setup, tmp_path):
+    seg = tmp_path / "seg"
+    assert _segment(setup, setup["images"], "--output", seg).returncode == 0
+    common = ["--classes", setup["classes"], "--quiet"]
+    nowhere = _run("visualize_attention.py", "--results", tmp_path / "nowhere", setup["images"],
+                   *common)
+    assert nowhere.returncode == 1
+    assert nowhere.stderr.strip() == (
+        f"visualize_attention: --results {tmp_path / 'nowhere'}: no predictions/ there; make it "
+        f"first with tools/segment.py (or tools/test_voc.py) --output {tmp_path / 'nowhere'}, or "
+        f"give --net and --weights to predict the images drawn")
+    suffixed = _run("visualize_attention.py", "--results", seg, setup["images"], *common,
+                    "--images", "img001.png")
+    assert suffixed.returncode == 1
+    assert suffixed.stderr.strip() == (
+        "visualize_attention: not in the images given: img001.png; --images takes names "
+        "without the extension, e.g. img001")
+    limited = _run("visualize_attention.py", "--results", seg, "--list", setup["list"], "--root",
+                   setup["data"], "--limit", 2, *common, "--images", "img003")
+    assert limited.stderr.strip() == (f"visualize_attention: not in {setup['list']} (its first 2 "
+                                      f"entries, --limit): img003")
+    for count in ("0", "-1"):
+        none = _run("visualize_attention.py", "--results", seg, setup["images"], *common,
+                    "--num-images", count)
+        assert none.returncode == 2
+        assert f"--num-images must be at least 1, got {count}" in none.stderr
+    assert not (seg / "figures").exists()
+
+
+def test_weights_of_another_net_are_refused_without_training_advice(setup, tmp_path):
+    five = evalnets.write_net(tmp_path / "five", evalnets.attention_net(num_classes=5), seed=2)
+    refused = _segment(setup, setup["images"], "--output", tmp_path / "out", weights=five[1])
+    assert refused.returncode == 1
+    message = refused.stderr.strip()
+    assert message.startswith(f"segment: {five[1]} does not fit {setup['att'][0]}: "), message
+    assert message.endswith("Caffe would stop the process on this. Are they the weights of "
+                            "this net (its number of classes, its variant)? Give the weights "
+                            "trained with this prototxt, or the prototxt they were trained "
+                            "with"), message
+    assert "rename" not in message
 
 
 def test_test_voc_refuses_a_list_without_labels_and_points_to_segment(setup, tmp_path):

@@ -10,7 +10,7 @@ VOC 2012 test set for the evaluation server.
   # the VOC 2012 test set in the server's layout (comp6: trained with SBD's extra labels too)
   tools/segment.py --list data/voc/lists/test.txt --root data/voc --output results/voc-test \\
       --net ... --weights ... --voc-server
-  cd results/voc-test && tar czf results.tgz results       # the file to upload
+  cd results/voc-test && tar czf results.tgz results/VOC2012/Segmentation/comp6_test_cls
   # --crf refines each prediction with DeepLab's dense CRF, as tools/test_voc.py --crf
 
 Writes <output>/predictions/<name>.png (palette PNG of class ids, VOC's colours), for attention
@@ -24,6 +24,7 @@ settings is refused.
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import _package  # says so when attention_scale is missing or stale
@@ -56,7 +57,8 @@ def parse_args(argv=None):
     add_net_arguments(parser, required=True, branches="predict with")
     add_crf_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    # Images may follow the options too (`... --quiet photos/`).
+    args = parser.parse_intermixed_args(argv)
     check_list_arguments(parser, args)
     if args.voc_comp is not None and not args.voc_server:
         parser.error("--voc-comp names the competition of --voc-server's layout: give both")
@@ -76,11 +78,25 @@ def main(argv=None):
                                           progress=not args.quiet, crf=refine)
     print(f"{len(inputs)} images: {counts.computed} predicted, {counts.reused} reused "
           f"({counts.seconds:.1f} s)")
+    if counts.unrecorded:
+        print(f"segment: warning: {counts.unrecorded} predictions reused without a source record "
+              f"({output / 'sources.jsonl'} does not name their image files: made by an earlier "
+              f"test_voc.py?), so whether they came from these images cannot be checked; delete "
+              f"them from {output / 'predictions'} to predict them again", file=sys.stderr)
     print(f"predictions in {output / 'predictions'}"
           + (f", attention maps in {output / 'attention'}" if predictor.has_attention else ""))
     if voc_folder is not None:
+        # Only this competition's folder is packed: another comp's folder from an earlier run
+        # beside it would be uploaded too.
         print(f"VOC server layout in {voc_folder}; to upload: cd {output} && "
-              f"tar czf results.tgz results")
+              f"tar czf results.tgz {voc_folder.relative_to(output)}")
+        names = {entry.name for entry in inputs}
+        others = sorted(p.name for p in voc_folder.glob("*.png") if p.stem not in names)
+        if others:
+            print(f"segment: warning: {voc_folder} also holds {len(others)} file(s) of images "
+                  f"not in this run ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''})"
+                  f"; the server takes the test set's images only: delete them before packing",
+                  file=sys.stderr)
 
 
 if __name__ == "__main__":

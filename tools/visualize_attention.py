@@ -34,7 +34,7 @@ from attention_scale.evaluation.figures import (attention_figure, attention_size
 from attention_scale.evaluation.outputs import RUN_SETTINGS, PredictionFolder, claim_output
 from attention_scale.evaluation.report import attention_distance_table, attention_size_table
 from attention_scale.evaluation.runner import evaluate_list
-from attention_scale.evaluation.segment_images import segment_list
+from attention_scale.evaluation.segment_images import SOURCES, SourceRecord, segment_list
 from attention_scale.files import atomic_write
 _package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
@@ -56,10 +56,13 @@ def parse_args(argv=None):
                        help="draw the first K images (default %(default)s)")
     add_net_arguments(parser, output="<results>")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
+    # Images may follow the options too (`... --quiet photos/`).
+    args = parser.parse_intermixed_args(argv)
     check_list_arguments(parser, args)
     if args.list is not None and args.inputs:
         parser.error("give the images either as --list LIST --root ROOT or as files and folders")
+    if args.num_images < 1:
+        parser.error(f"--num-images must be at least 1, got {args.num_images}")
     return args
 
 
@@ -104,6 +107,11 @@ def main(argv=None):
         check_output_folder(figures, "--figures" if args.figures else "--results")
         if args.net is not None:
             check_output_folder(results, "--results")
+        elif not folder.predictions.is_dir():
+            raise ValueError(f"--results {results}: no {folder.predictions.name}/ there; make "
+                             f"it first with tools/segment.py (or tools/test_voc.py) --output "
+                             f"{results}, or give --net and --weights to predict the images "
+                             f"drawn")
         evaluation = make_evaluation(args)
         entries, labelled = _read_images(args)
         by_name = {entry.name: entry for entry in entries}
@@ -111,8 +119,13 @@ def main(argv=None):
         unknown = [name for name in chosen if name not in by_name]
         if unknown:
             where = args.list if args.list is not None else "the images given"
-            raise DataError(f"not in {where} (first {len(entries)} entries): "
-                            f"{', '.join(unknown)}")
+            if args.limit is not None:
+                where += f" (its first {len(entries)} entries, --limit)"
+            hint = ""
+            if any(Path(name).suffix and Path(name).stem in by_name for name in unknown):
+                hint = ("; --images takes names without the extension, e.g. "
+                        f"{Path(next(n for n in unknown if Path(n).suffix)).stem}")
+            raise DataError(f"not in {where}: {', '.join(unknown)}{hint}")
         predictor, claim = None, None
         if args.net is not None:
             predictor = make_predictor(args)
@@ -130,6 +143,10 @@ def main(argv=None):
             # No ground truth, no statistics: only the images drawn are needed.
             segment_list([by_name[name] for name in chosen], results, predictor, claim,
                          progress=not args.quiet)
+        else:
+            # segment.py's record of which image each name came from (segment_list and
+            # evaluate_list check it in the other modes).
+            SourceRecord(results / SOURCES).check_all([by_name[name] for name in chosen], folder)
         num_classes = predictor.num_classes if predictor is not None and not labelled \
             else evaluation.num_classes
         written = []
@@ -138,7 +155,8 @@ def main(argv=None):
             image = read_image(entry.image, where=entry.where)
             shape = image.shape[:2]
             gt = read_label(entry.label, where=entry.where) if labelled else None
-            pred = folder.load_prediction(name, shape, num_classes, entry.where)
+            pred = folder.load_prediction(name, shape, num_classes, entry.where,
+                                          image=None if labelled else entry.image)
             attention, scales = folder.load_attention(name, shape, entry.where)
             path = figures / f"{name}.png"
             save_figure(attention_figure(image, gt, pred, attention, scales, title=name), path)

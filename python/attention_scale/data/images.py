@@ -20,12 +20,62 @@ def _where(path, where):
     return f"{path}" + (f" ({where})" if where else "")
 
 
+_JPEG_SOI, _JPEG_EOI, _JPEG_SOS = b"\xff\xd8", b"\xff\xd9", 0xDA
+
+
+def jpeg_truncated(data: bytes) -> bool:
+    """Whether JPEG bytes end before their end-of-image marker (FF D9), which libjpeg decodes
+    anyway, filling the rest with grey and saying so only on stderr without the file's name.
+    The marker segments before the first scan are skipped by their lengths (an EXIF thumbnail
+    in APP1 has an end marker of its own); after it FF D9 cannot occur in the coded data (an FF
+    there is followed by 00 or a restart marker) and only marks the end, whatever trails it."""
+    pos, size = len(_JPEG_SOI), len(data)
+    while pos + 4 <= size:
+        if data[pos] != 0xFF:
+            return False  # not the marker layout expected: left to the decoder
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == _JPEG_EOI[1]:
+            return False
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+        else:
+            length = int.from_bytes(data[pos + 2:pos + 4], "big")
+            if marker == _JPEG_SOS:
+                return data.find(_JPEG_EOI, pos + 2 + length) < 0
+            pos += 2 + length
+    return True  # the data ends among the headers
+
+
+def _decode(data):
+    # OpenCV's own warnings (a TIFF it cannot decode) would come before the tool's one line;
+    # only errors are let through while decoding.
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(min(level, logging.LOG_LEVEL_ERROR))
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    finally:
+        logging.setLogLevel(level)
+
+
 def read_image(path, where=None) -> np.ndarray:
-    """H x W x 3 uint8, BGR (Caffe's channel order). DataError if missing or undecodable."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """H x W x 3 uint8, BGR (Caffe's channel order). DataError if missing, undecodable or a
+    JPEG cut short."""
+    try:
+        data = np.fromfile(str(path), np.uint8)
+    except FileNotFoundError:
+        raise DataError(f"image {_where(path, where)}: no such file") from None
+    except OSError as exc:
+        problem = "no such file" if not os.path.isfile(path) else exc.strerror
+        raise DataError(f"image {_where(path, where)}: {problem}") from None
+    if data[:2].tobytes() == _JPEG_SOI and jpeg_truncated(data.tobytes()):
+        raise DataError(f"image {_where(path, where)}: a truncated JPEG (its data ends before the "
+                        f"end-of-image marker, a part of the picture is missing)")
+    image = _decode(data) if data.size else None
     if image is None:
-        problem = "no such file" if not os.path.isfile(path) else "not a readable image"
-        raise DataError(f"image {_where(path, where)}: {problem}")
+        raise DataError(f"image {_where(path, where)}: not a readable image")
     return image
 
 
@@ -73,4 +123,3 @@ def check_same_size(image, label, image_path, label_path, where=None):
     if image.shape[:2] != label.shape[:2]:
         raise DataError(f"label {_where(label_path, where)} is {label.shape[0]}x{label.shape[1]} "
                         f"but its image {image_path} is {image.shape[0]}x{image.shape[1]}")
-

@@ -57,7 +57,9 @@ def add_net_arguments(parser, required=False, output="<output>", branches="evalu
     in the help (the tool's own option), `branches` what --branches does with each scale's own
     scores (segment.py has no labels to evaluate them against)."""
     group = parser.add_argument_group("network")
-    group.add_argument("--net", required=required, help="test-form prototxt (CONTRACT)")
+    group.add_argument("--net", required=required,
+                       help="test-form prototxt: a variant's test.prototxt (Input `data`, "
+                            "scores `score` at the input's size; docs/training.md, Networks)")
     group.add_argument("--weights", help=".caffemodel for --net")
     group.add_argument("--gpu", type=int, metavar="ID", help="run on this GPU (default: CPU)")
     group.add_argument("--layer-form", choices=LAYER_FORMS, default="cpp",

@@ -146,7 +146,8 @@ class NetPredictor:
         for name in ("data", self.options.score_blob):
             if name not in blobs:
                 raise ValueError(f"{prototxt}: the test net has no blob {name!r} (blobs: "
-                                 f"{', '.join(blobs.keys())}); see the CONTRACT's test form")
+                                 f"{', '.join(blobs.keys())}); see a variant's test.prototxt, "
+                                 f"docs/training.md, Networks")
         self.base_hw = tuple(blobs["data"].data.shape[2:])
         # Each 4-D blob's (name, batch x channels, height and width per input pixel row/column),
         # for the size it takes at another input size (the net's layers keep these ratios).
@@ -207,8 +208,9 @@ class NetPredictor:
                          python_form="--layer-form python" if self.layer_form == "cpp"
                          else "tools/convert_net.py NET --to python")
         net = net_from_text(caffe, text)
-        from ..nets.caffemodel import check_net_weights
-        for note in check_net_weights(net, text, self.weights, self.prototxt, refuse_unused=True):
+        from ..nets.caffemodel import INFERENCE_MISMATCH_ADVICE, check_net_weights
+        for note in check_net_weights(net, text, self.weights, self.prototxt,
+                                      INFERENCE_MISMATCH_ADVICE, refuse_unused=True):
             warnings.warn(note)
         net.copy_from(self.weights)
         return net
@@ -272,7 +274,8 @@ class NetPredictor:
         if score.shape[1:] != size:
             raise ValueError(f"{self.prototxt}: blob {self.options.score_blob!r} is "
                              f"{score.shape[1]}x{score.shape[2]} for a {size[0]}x{size[1]} input; "
-                             f"the test form resizes the scores to the input (CONTRACT)")
+                             f"the test form resizes the scores to the input "
+                             f"(docs/training.md, Networks)")
         score = score[:, :h, :w].copy()
         attention = None
         if self.has_attention:

@@ -39,11 +39,12 @@ def dequantize_attention(quantized) -> np.ndarray:
 @dataclass
 class RunCounts:
     """What a run over a list did with a PredictionFolder: images predicted now, images whose
-    stored prediction was reused, and the run's wall time (runner.evaluate_list,
-    segment_images.segment_list)."""
+    stored prediction was reused (of them, those whose source image is not on record), and the
+    run's wall time (runner.evaluate_list, segment_images.segment_list)."""
     computed: int = 0
     reused: int = 0
     seconds: float = 0.0
+    unrecorded: int = 0  # reused without a record of the image they came from (sources.jsonl)
 
 
 class PredictionFolder:
@@ -105,14 +106,19 @@ class PredictionFolder:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def load_prediction(self, name, gt_shape, num_classes, where=None, branch=None) -> np.ndarray:
-        """The stored prediction (of the merged scores, or of one branch), checked."""
+    def load_prediction(self, name, gt_shape, num_classes, where=None, branch=None,
+                        image=None) -> np.ndarray:
+        """The stored prediction (of the merged scores, or of one branch), checked. image: the
+        image file whose size gt_shape is, where there is no ground truth (named in messages)."""
         path = self.prediction_path(name) if branch is None else self.branch_path(branch, name)
         label = read_label(path, where=where, num_classes=num_classes, what="prediction")
         if label.shape != tuple(gt_shape):
+            against = "ground truth" if image is None else f"image {image}"
+            cause = "" if image is None else (": it was made from another image of that name; "
+                                              "delete it to predict this one")
             raise DataError(f"prediction {path} is {label.shape[0]}x{label.shape[1]} but its "
-                            f"ground truth is {gt_shape[0]}x{gt_shape[1]}"
-                            + (f" ({where})" if where else ""))
+                            f"{against} is {gt_shape[0]}x{gt_shape[1]}"
+                            + (f" ({where})" if where else "") + cause)
         return label
 
     def load_attention(self, name, gt_shape, where=None):

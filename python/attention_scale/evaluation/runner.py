@@ -121,10 +121,10 @@ def evaluate_list(entries, evaluation: Evaluation, folder: PredictionFolder, pre
     _check_unique_names(entries)
     if predictor is not None:
         folder.remove_stale_temporaries()
-    # Predictions tools/segment.py made there say which image file they came from.
+    # Predictions tools/segment.py made there say which image file they came from; checked in
+    # every mode (also for a folder of predictions given alone: <folder>/../sources.jsonl).
     sources_path = folder.predictions.parent / SOURCES
-    sources = SourceRecord(sources_path) if predictor is not None and sources_path.is_file() \
-        else None
+    sources = SourceRecord(sources_path) if sources_path.is_file() else None
     counts, start = RunCounts(), time.monotonic()
     bar = tqdm(entries, desc="evaluating", unit="img", disable=not progress, dynamic_ncols=True)
     for entry in bar:
@@ -160,6 +160,12 @@ def evaluate_list(entries, evaluation: Evaluation, folder: PredictionFolder, pre
                             for b in branches}
             if claim is not None:
                 claim.record()
+            # Recorded as segment.py records it, so that segment.py reusing this folder can
+            # tell another image under the same name.
+            if sources is None:
+                sources = SourceRecord(sources_path)
+            source = ImageInput(entry.image, entry.where)
+            sources.add(source, image_digest(source))
             folder.save(entry.name, pred, attention if with_attention else None, scales,
                         branch_preds)
             counts.computed += 1

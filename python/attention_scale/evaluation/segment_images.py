@@ -16,8 +16,9 @@ reuses the images already done. Besides:
     results/VOC2012/Segmentation/<comp>_test_cls/<name>.png
                                       with voc_comp: the evaluation server's layout (the devkit's
                                       VOCopts.seg.clsrespath), the same palette PNG as
-                                      predictions/<name>.png; `tar czf results.tgz results` in the
-                                      output folder makes the file to upload
+                                      predictions/<name>.png; `tar czf results.tgz results/
+                                      VOC2012/Segmentation/<comp>_test_cls` in the output
+                                      folder makes the file to upload (only that comp's)
 
 An image's name is its file name without the extension (VOC's image id); two inputs with one name
 would share every output file and are refused.
@@ -45,6 +46,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff", ".we
 # The VOC segmentation competitions: comp5 trains on the VOC 2012 training data only, comp6 on
 # any data but the test set (the paper's nets train with SBD's extra labels: comp6).
 VOC_COMPETITIONS = ("comp5", "comp6")
+LIST_SUFFIXES = (".txt", ".lst")  # a list file named where images go: --list was meant
 SOURCES = "sources.jsonl"
 
 
@@ -76,6 +78,9 @@ def gather_inputs(paths):
                 raise DataError(f"{path}: a folder without images ({', '.join(IMAGE_SUFFIXES)}; "
                                 f"its subfolders are not searched)")
             inputs += [ImageInput(p) for p in images]
+        elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
+            raise DataError(f"{path}: a text file, not an image; a list of images is given as "
+                            f"--list {path} --root ROOT")
         elif path.exists():
             inputs.append(ImageInput(path))
         else:
@@ -136,6 +141,14 @@ class SourceRecord:
                 f"{digest[:12]}... now); use another --output, or delete that prediction to "
                 f"make it again")
 
+    def check_all(self, entries, folder):
+        """check() for each entry whose prediction is in the PredictionFolder `folder` and
+        recorded here (a folder read without a net: its images are hashed, not predicted)."""
+        for entry in entries:
+            path = folder.prediction_path(entry.name)
+            if entry.name in self.by_name and path.is_file():
+                self.check(entry, image_digest(entry), path)
+
     def add(self, entry, digest):
         record = {"name": entry.name, "image": str(entry.image), "sha256": digest}
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,9 +193,18 @@ def segment_list(inputs, root, predictor, claim=None, voc_folder=None, progress=
         path = folder.prediction_path(entry.name)
         if folder.has(entry.name, with_attention, branches):
             sources.check(entry, digest, path)
-            # Read back as test_voc does: a damaged file is named, not passed on.
-            read_label(path, where=entry.where, num_classes=predictor.num_classes,
-                       what="prediction")
+            if entry.name not in sources.by_name:
+                counts.unrecorded += 1  # a folder test_voc.py made before it kept the record
+            # Read back as test_voc does: a damaged file is named, not passed on (nor copied to
+            # the server's layout, nor left for visualize_attention to trip on).
+            try:
+                label = read_label(path, where=entry.where, num_classes=predictor.num_classes,
+                                   what="prediction")
+                if with_attention:
+                    folder.load_attention(entry.name, label.shape, entry.where)
+            except DataError as exc:
+                raise DataError(f"{exc}; delete it and the next run predicts that image "
+                                f"again") from None
             counts.reused += 1
         else:
             image = read_image(entry.image, where=entry.where)

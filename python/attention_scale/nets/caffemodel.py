@@ -145,6 +145,13 @@ MISMATCH_ADVICE = ("Are they the weights of this net (its number of classes, its
                    "learn such a layer afresh instead, rename it in the prototxt")
 
 
+# At test time a layer cannot be learned afresh (a renamed one keeps the prototxt's fillers):
+# the weights have to be the ones trained with this net.
+INFERENCE_MISMATCH_ADVICE = ("Are they the weights of this net (its number of classes, its "
+                             "variant)? Give the weights trained with this prototxt, or the "
+                             "prototxt they were trained with")
+
+
 UNUSED_ADVICE = ("They were learned as part of another net (an attention model given a max- or "
                  "average-merge net, say), and the net would give that other net's results "
                  "without them: use the test prototxt of the variant the weights were trained "
