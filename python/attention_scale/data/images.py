@@ -51,7 +51,9 @@ def jpeg_truncated(data: bytes) -> bool:
 def _decode(data):
     # OpenCV's own warnings (a TIFF it cannot decode) would come before the tool's one line;
     # only errors are let through while decoding.
-    logging = cv2.utils.logging
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:  # an OpenCV build without the logging bindings
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
     level = logging.getLogLevel()
     logging.setLogLevel(min(level, logging.LOG_LEVEL_ERROR))
     try:
