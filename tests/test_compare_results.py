@@ -156,6 +156,16 @@ def test_tool_writes_the_table_chart_and_json(data, tmp_path):
     assert " | 0.000 / 0.000 / 1.000 | " in report
 
 
+def test_folders_may_follow_the_options(data, tmp_path):
+    """`compare_results.py A --output o B`: a folder after an option is a folder, not an
+    unrecognized argument."""
+    good, worse = data["folders"]["good"], data["folders"]["worse"]
+    proc = _tool(good, "--output", tmp_path / "cmp", worse)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "cmp" / cmp.COMPARISON_JSON).read_text())["rows"]
+    assert [r["name"] for r in rows] == ["good", "worse"]
+
+
 def test_identical_nets_tie_and_the_chart_draws_the_paired_interval(data, tmp_path):
     good = data["folders"]["good"]
     out = tmp_path / "cmp"

@@ -44,7 +44,7 @@ def parse_args(argv=None):
     boot.add_argument("--root", help="folder the list's paths are relative to")
     boot.add_argument("--seed", type=int, default=0, help="resampling seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # folders may follow options too
     if args.names is not None and len(args.names) != len(args.folders):
         p.error(f"--names gives {len(args.names)} names for {len(args.folders)} folders")
     if args.bootstrap is not None:
