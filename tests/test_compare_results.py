@@ -262,6 +262,26 @@ def test_one_list_spelled_two_ways_is_not_two_lists(data, monkeypatch):
     assert "different list files" in cmp.check_comparable([good, worse])[0]
 
 
+def test_the_bootstrap_settles_the_different_list_files_warning(data, tmp_path):
+    """Two list files of the same images: warned about without --bootstrap; with it, every
+    folder's predictions were scored again on the given list's labels and matched its
+    metrics.json, so the images are the same and the warning goes."""
+    copy = tmp_path / "worse"
+    subprocess.run(["cp", "-r", str(data["folders"]["worse"]), str(copy)], check=True)
+    other_list = tmp_path / "same-images.txt"
+    other_list.write_text(data["list"].read_text())
+    summary = json.loads((copy / "metrics.json").read_text())
+    summary["settings"]["list"] = str(other_list)
+    (copy / "metrics.json").write_text(json.dumps(summary))
+    proc = _tool(data["folders"]["good"], copy, "--output", tmp_path / "a")
+    assert proc.returncode == 0 and "different list files" in proc.stderr, proc.stderr
+    proc = _tool(data["folders"]["good"], copy, "--output", tmp_path / "b", "--list",
+                 data["list"], "--root", data["root"] / "data", "--bootstrap", 100)
+    assert proc.returncode == 0, proc.stderr
+    assert "different list files" not in proc.stderr + (tmp_path / "b" / cmp.COMPARISON_MD
+                                                        ).read_text()
+
+
 def test_changed_predictions_are_refused_and_nothing_is_written(data, tmp_path):
     # a copy laid out as a net's folder (predictions/ inside), then one prediction changed
     good = data["folders"]["good"]

@@ -75,6 +75,9 @@ def main(argv=None):
                           for r in results]
             counts = cmp.resample_counts(len(entries), args.bootstrap, args.seed)
             bootstrap = cmp.paired_bootstrap(confusions, counts)
+            # Every folder's predictions scored on this list's labels gave its metrics.json:
+            # whatever its list file was called, it held these images.
+            warnings = []
         table = cmp.compare(results, bootstrap)
         report = cmp.markdown(table, warnings)
         atomic_write(output / cmp.COMPARISON_JSON, json.dumps(table, indent=1) + "\n")
