@@ -394,6 +394,45 @@ def test_bad_input_is_named_in_one_line(setup, tmp_path):
     assert "evaluate" not in options
 
 
+def test_skip_unreadable_leaves_out_bad_photos_and_names_them(setup, tmp_path):
+    """A folder of photos with a damaged one, a cut-short JPEG and a file that is no image:
+    without --skip-unreadable the run stops at the first; with it the good images are predicted
+    (as without the bad ones), the bad ones named on the terminal and in skipped.txt, and a later
+    run without bad images removes the stale skipped.txt."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in setup["names"][:3]:
+        (photos / f"{name}.png").write_bytes((setup["images"] / f"{name}.png").read_bytes())
+    (photos / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    ok, jpeg = cv2.imencode(".jpg", np.full((40, 60, 3), 128, np.uint8))
+    (photos / "cut.jpg").write_bytes(jpeg.tobytes()[:len(jpeg) // 2])
+    stopped = _segment(setup, photos, "--output", tmp_path / "stop")
+    assert stopped.returncode == 1 and "cut.jpg" in stopped.stderr, stopped.stderr
+
+    out = tmp_path / "skip"
+    done = _segment(setup, photos, "--output", out, "--skip-unreadable")
+    assert done.returncode == 0, done.stderr
+    assert "5 images: 3 predicted, 0 reused, 2 skipped" in done.stdout
+    skipped = (out / "skipped.txt").read_text().splitlines()
+    assert sorted(line.split("\t")[0] for line in skipped) == sorted(
+        str(photos / n) for n in ("cut.jpg", "damaged.png"))
+    assert "a truncated JPEG" in done.stderr and "damaged.png" in done.stderr
+    assert f"2 image(s) skipped, listed with the reasons in {out / 'skipped.txt'}" in done.stderr
+    assert sorted(p.stem for p in (out / "predictions").glob("*.png")) == setup["names"][:3]
+    alone = _segment(setup, *(photos / f"{n}.png" for n in setup["names"][:3]),
+                     "--output", tmp_path / "alone")
+    for name in setup["names"][:3]:
+        assert (out / "predictions" / f"{name}.png").read_bytes() == \
+            (tmp_path / "alone" / "predictions" / f"{name}.png").read_bytes()
+    assert alone.returncode == 0
+
+    (photos / "cut.jpg").unlink()
+    (photos / "damaged.png").unlink()
+    again = _segment(setup, photos, "--output", out, "--skip-unreadable")
+    assert again.returncode == 0 and "3 reused" in again.stdout, again.stderr
+    assert not (out / "skipped.txt").exists()
+
+
 def test_attention_figure_without_ground_truth_has_no_ground_truth_panel():
     gt = np.zeros((20, 20), np.uint8)
     attention = np.random.default_rng(1).random((3, 20, 20))

@@ -32,7 +32,7 @@ from attention_scale.evaluation.cli import (add_crf_arguments, add_input_argumen
                                             add_net_arguments, check_list_arguments,
                                             check_output_folder, errors_end_in_one_line,
                                             make_crf, make_predictor, read_inputs)
-from attention_scale.evaluation.segment_images import VOC_COMPETITIONS, segment_into
+from attention_scale.evaluation.segment_images import SKIPPED, VOC_COMPETITIONS, segment_into
 _package.uses_caffe()  # and when the setup's Caffe has other layers than the checkout
 
 
@@ -56,6 +56,10 @@ def parse_args(argv=None):
                           "paper's nets (default comp6)")
     add_net_arguments(parser, required=True, branches="predict with")
     add_crf_arguments(parser)
+    parser.add_argument("--skip-unreadable", action="store_true",
+                        help="leave out an image that cannot be read (damaged, cut short, not "
+                             "an image) or is too large for the net, instead of stopping: "
+                             "named on the terminal and in <output>/skipped.txt")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     # Images may follow the options too (`... --quiet photos/`).
     args = parser.parse_intermixed_args(argv)
@@ -75,9 +79,18 @@ def main(argv=None):
         refine = make_crf(args)  # before the net: a missing pydensecrf is said at once
         predictor = make_predictor(args)
         counts, voc_folder = segment_into(output, inputs, predictor, args.voc_comp,
-                                          progress=not args.quiet, crf=refine)
-    print(f"{len(inputs)} images: {counts.computed} predicted, {counts.reused} reused "
-          f"({counts.seconds:.1f} s)")
+                                          progress=not args.quiet, crf=refine,
+                                          skip_unreadable=args.skip_unreadable)
+    print(f"{len(inputs)} images: {counts.computed} predicted, {counts.reused} reused"
+          + (f", {len(counts.skipped)} skipped" if counts.skipped else "")
+          + f" ({counts.seconds:.1f} s)")
+    for entry, reason in counts.skipped[:5]:
+        print(f"segment: skipped: {reason}", file=sys.stderr)
+    if counts.skipped:
+        print(f"segment: {len(counts.skipped)} image(s) skipped, listed with the reasons in "
+              f"{output / SKIPPED}" + ("; the VOC server needs every test image: this "
+                                       "layout is incomplete" if voc_folder is not None else ""),
+              file=sys.stderr)
     if counts.unrecorded:
         print(f"segment: warning: {counts.unrecorded} predictions reused without a source record "
               f"({output / 'sources.jsonl'} does not name their image files: made by an earlier "

@@ -12,7 +12,7 @@ that never stopped.
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ class RunCounts:
     reused: int = 0
     seconds: float = 0.0
     unrecorded: int = 0  # reused without a record of the image they came from (sources.jsonl)
+    skipped: list = field(default_factory=list)  # (input, reason) left out (--skip-unreadable)
 
 
 class PredictionFolder:

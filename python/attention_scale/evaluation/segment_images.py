@@ -173,13 +173,19 @@ def image_digest(entry):
         raise DataError(f"image {entry.described()}: {problem}") from None
 
 
+SKIPPED = "skipped.txt"
+
+
 def segment_list(inputs, root, predictor, claim=None, voc_folder=None, progress=True,
-                 crf=None, desc="segmenting") -> RunCounts:
+                 crf=None, desc="segmenting", skip_unreadable=False) -> RunCounts:
     """Predict every input into the folder root (PredictionFolder.under(root)), reusing the
     images done there before (made from the same file content, see SourceRecord). claim: the
     folder's outputs.OutputClaim, recorded before the first prediction is written. voc_folder:
     also keep a copy of each prediction there (voc_results_folder). crf: refine(image,
-    probabilities) -> labels (evaluation.crf.DenseCRF), as in runner.evaluate_list."""
+    probabilities) -> labels (evaluation.crf.DenseCRF), as in runner.evaluate_list.
+    skip_unreadable: an image that cannot be read or is too large for the net is left out
+    (counts.skipped, <root>/skipped.txt) instead of ending the run: one bad photo in a folder
+    of a thousand."""
     inputs = unique_inputs(inputs)
     folder = PredictionFolder.under(root)
     sources = SourceRecord(Path(root) / SOURCES)
@@ -189,7 +195,13 @@ def segment_list(inputs, root, predictor, claim=None, voc_folder=None, progress=
     counts, start = RunCounts(), time.monotonic()
     bar = tqdm(inputs, desc=desc, unit="img", disable=not progress, dynamic_ncols=True)
     for entry in bar:
-        digest = image_digest(entry)
+        try:
+            digest = image_digest(entry)
+        except DataError as exc:
+            if not skip_unreadable:
+                raise
+            counts.skipped.append((entry, str(exc)))
+            continue
         path = folder.prediction_path(entry.name)
         if folder.has(entry.name, with_attention, branches):
             sources.check(entry, digest, path)
@@ -207,11 +219,17 @@ def segment_list(inputs, root, predictor, claim=None, voc_folder=None, progress=
                                 f"again") from None
             counts.reused += 1
         else:
-            image = read_image(entry.image, where=entry.where)
             try:
-                prediction = predictor.predict(image)
-            except InputTooLarge as exc:
-                raise InputTooLarge(f"{entry.described()}: {exc}") from None
+                image = read_image(entry.image, where=entry.where)
+                try:
+                    prediction = predictor.predict(image)
+                except InputTooLarge as exc:
+                    raise InputTooLarge(f"{entry.described()}: {exc}") from None
+            except (DataError, InputTooLarge) as exc:
+                if not skip_unreadable:
+                    raise
+                counts.skipped.append((entry, str(exc)))
+                continue
             branch_preds = {b: prediction.branches[b].argmax(axis=0).astype("uint8")
                             for b in branches}
             label = crf(image, prediction.probabilities) if crf is not None else prediction.label
@@ -229,10 +247,17 @@ def segment_list(inputs, root, predictor, claim=None, voc_folder=None, progress=
                 atomic_write(copy, data)
         bar.set_postfix(reused=counts.reused, computed=counts.computed, refresh=False)
     counts.seconds = time.monotonic() - start
+    skipped_file = Path(root) / SKIPPED
+    if counts.skipped:
+        atomic_write(skipped_file, "".join(f"{entry.image}\t{reason}\n"
+                                           for entry, reason in counts.skipped))
+    elif skipped_file.is_file():
+        skipped_file.unlink()  # an earlier run's: every image of this one was done
     return counts
 
 
-def segment_into(output, inputs, predictor, voc_comp=None, progress=True, crf=None):
+def segment_into(output, inputs, predictor, voc_comp=None, progress=True, crf=None,
+                 skip_unreadable=False):
     """What tools/segment.py does: check that output was made with the predictor's (and the
     CRF's) settings, or is new, then segment_list into it. Returns (RunCounts, VOC folder
     or None)."""
@@ -243,5 +268,6 @@ def segment_into(output, inputs, predictor, voc_comp=None, progress=True, crf=No
         settings["crf"] = crf.params.settings() if hasattr(crf, "params") else repr(crf)
     claim = claim_output(output, settings)
     voc_folder = voc_results_folder(output, voc_comp) if voc_comp else None
-    counts = segment_list(inputs, output, predictor, claim, voc_folder, progress, crf)
+    counts = segment_list(inputs, output, predictor, claim, voc_folder, progress, crf,
+                          skip_unreadable=skip_unreadable)
     return counts, voc_folder
