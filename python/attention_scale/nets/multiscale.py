@@ -176,7 +176,9 @@ def _share_params(net, branch):
                     "between data and the scores; the copies for the other scales would share "
                     "it too: give the branch its own parameters")
         while len(layer.param) < len(suffixes):
-            layer.param.add()  # a ParamSpec's defaults: lr_mult 1, decay_mult 1, as no block
+            spec = layer.param.add()  # a ParamSpec's defaults (lr 1, decay 1), as no block
+            if layer.type == "BatchNorm":
+                spec.lr_mult = 0  # what Caffe's BatchNorm sets itself; it refuses any other
         for spec, name in zip(layer.param, _param_names(layer, suffixes)):
             if not spec.name:  # a name the user gave (shared inside the branch) is kept
                 spec.name = name
