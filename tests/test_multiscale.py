@@ -121,7 +121,8 @@ def user_body():
             + _inplace("relu7", "ReLU", "fc7")
             + _inplace("drop7", "Dropout", "fc7", "dropout_param { dropout_ratio: 0.5 } ")
             + _conv("fc8_voc12", "fc7", NUM_CLASSES, kernel=1,
-                    params="param { lr_mult: 10 decay_mult: 1 } param { lr_mult: 20 decay_mult: 0 } "))
+                    params="param { lr_mult: 10 decay_mult: 1 } "
+                           "param { lr_mult: 20 decay_mult: 0 } "))
 
 
 def user_deploy(size=33):
@@ -207,8 +208,8 @@ def _write(tmp_path, name, text):
 
 
 @pytest.mark.parametrize("merge", ["ATTENTION", "AVERAGE"])
-def test_user_net_loads_in_pycaffe_with_shared_blobs_and_the_single_scale_weights(tmp_path,
-                                                                                   merge):
+def test_user_net_loads_in_pycaffe_with_shared_blobs_and_the_single_scale_weights(
+        tmp_path, merge):
     caffe = import_caffe()
     single = caffe.Net(_write(tmp_path, "single.prototxt", user_deploy()), caffe.TEST)
     _random_weights(single, np.random.default_rng(0))

@@ -322,7 +322,8 @@ def make_multiscale(net, scales=(1, 0.75, 0.5), merge="ATTENTION", data="data", 
             if i == end:
                 out.layer.extend(new_layers)
             continue
-        reads = [k for k, b in enumerate(layer.bottom) if b == scores and _reads_scores_as(layer, k)]
+        reads = [k for k, b in enumerate(layer.bottom)
+                 if b == scores and _reads_scores_as(layer, k)]
         if not reads:
             out.layer.add().CopyFrom(layer)
             continue
