@@ -371,3 +371,21 @@ def test_tool_writes_the_net_and_errors_end_in_one_line(tmp_path):
     missing = _tool(tmp_path / "nope.prototxt", "-o", bad, "--scores", "fc8")
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
     assert "nope.prototxt" in missing.stderr
+
+
+def test_a_net_with_input_fields_keeps_them_and_rescales_the_input(tmp_path):
+    """DeepLab-v2 deploy nets declare `input: "data"` instead of an Input layer."""
+    text = user_deploy().replace(
+        'layer { name: "data" type: "Input" top: "data" '
+        'input_param { shape { dim: 1 dim: 3 dim: 33 dim: 33 } } }',
+        'input: "data" input_shape { dim: 1 dim: 3 dim: 33 dim: 33 }')
+    assert 'type: "Input"' not in text
+    net = converted(text, scores="fc8_voc12", scales=(1, 0.5), merge="MAX")
+    assert list(net.input) == ["data"]
+    layers = _layers(net)
+    assert list(layers["data_res05"].bottom) == ["data"]
+    assert list(layers["score"].bottom) == ["fc8_voc12_fusion", "data"]
+    caffe = import_caffe()
+    loaded = caffe.Net(_write(tmp_path, "m.prototxt", text_format.MessageToString(net)),
+                       caffe.TEST)
+    assert loaded.blobs["fc8_voc12_res05"].data.shape[2] < loaded.blobs["fc8_voc12"].data.shape[2]
