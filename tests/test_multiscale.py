@@ -323,6 +323,13 @@ def test_data_changed_in_place_and_taken_names_are_refused():
         'layer { name: "prescale" type: "Power" bottom: "data" top: "data" '
         'power_param { scale: 0.1 } }\nlayer { name: "conv1"')
     _refused(text, r"layer 'prescale' \(Power\) writes the data blob 'data' in place")
+    text = user_deploy().replace(
+        'layer { name: "res2" type: "Eltwise" bottom: "pool1" bottom: "res2a" top: "res2" }',
+        'layer { name: "bias" type: "DummyData" top: "res2" dummy_data_param { '
+        'shape { dim: 1 dim: 8 dim: 17 dim: 17 } } }\n'
+        'layer { name: "res2_sum" type: "Eltwise" bottom: "res2" bottom: "res2a" top: "res2" }')
+    _refused(text, r"layer 'res2_sum' \(Eltwise\) writes blob 'res2' in place, which layer "
+                   r"'bias' outside")
     text = user_deploy().replace('name: "score" type', 'name: "att_conv1" type')
     _refused(text, r"needs the name of layer 'att_conv1'")
 
