@@ -283,11 +283,13 @@ def make_multiscale(net, scales=(1, 0.75, 0.5), merge="ATTENTION", data="data", 
         # A copy would write `<blob><suffix>`, which nothing outside the branch makes.
         for top in layer.top:
             first = graph.writers[top][0]
-            if first not in in_branch and (first < i or top in graph.inputs):
+            maker = ("the net's input" if top in graph.inputs else
+                     None if first in in_branch else f"layer {source.layer[first].name!r}")
+            if maker:
                 raise ConversionError(
                     f"layer {layer.name!r} ({layer.type}) writes blob {top!r} in place, which "
-                    f"layer {source.layer[first].name!r} outside the branch between data and the "
-                    "scores makes; the other scales have no copy of it: give it its own top")
+                    f"{maker} outside the branch between data and the scores makes; the other "
+                    "scales have no copy of it: give it its own top")
     branch_blobs = {top for i in branch for top in source.layer[i].top}
     if merge == "ATTENTION" and features not in branch_blobs:
         raise ConversionError(
