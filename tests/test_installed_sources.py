@@ -260,6 +260,7 @@ sys.meta_path.insert(0, _Slow())
     ("test_voc.py", ["--help"], "numpy"),  # imported at the tool's top, after _package
     ("train.py", ["{tmp}/solver.prototxt"], "caffe._caffe"),  # libcaffe, in main()
     ("convert_net.py", ["--help"], "attention_scale.nets.convert"),
+    ("make_multiscale.py", ["--help"], "attention_scale.nets.multiscale"),
     ("make_synthetic.py", ["--help"], "attention_scale.installed_sources"),  # in _package
     # The build tools import the package from the checkout (_repo), before it is installed:
     ("build_caffe.py", ["--help"], "attention_scale.caffe_build.builder"),

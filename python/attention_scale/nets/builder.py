@@ -242,6 +242,12 @@ class _Builder:
         for scale, t in zip(o.scales, o.suffixes):
             branch_data = data if t == "" else self.interp(f"data{t}", data, scale=scale)
             fc7s[t], fc8s[t] = self.branch(branch_data, t)
+        return self.merge(fc7s, fc8s)
+
+    def merge(self, fc7s, fc8s):
+        """{suffix: fc7 top}, {suffix: fc8 top} -> (merged scores, {suffix: scores resized to
+        the scale-1 ones}); nets.multiscale calls it on stand-ins for a user's branches."""
+        o = self.o
         per_scale = {"": fc8s[""]}
         for t in o.suffixes[1:]:
             per_scale[t] = self.interp(f"fc8{t}_interp", fc8s[t], reference=fc8s[""])
