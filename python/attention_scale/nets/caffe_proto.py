@@ -59,7 +59,7 @@ class NetProtos:
 # and how much of protoc's complaint is kept: a binary file gave it tens of MB of error text.
 _SNIFF_BYTES = 1 << 20
 _PROTOC_ERROR_CHARS = 4000
-_MESSAGE_DEFINITION = re.compile(rb"^\s*message\s+\w+\s*\{", re.MULTILINE)
+_MESSAGE_DEFINITION = re.compile(rb"^\s*message\b", re.MULTILINE)
 _NET_TEXT = re.compile(rb"^\s*(layers?\s*\{|input\s*:|input_shape\s*\{)", re.MULTILINE)
 _SOLVER_TEXT = re.compile(rb"^\s*(net|train_net|base_lr|lr_policy|max_iter)\s*:", re.MULTILINE)
 
