@@ -160,7 +160,8 @@ def test_output_folder_is_refused_in_one_line_before_reading(tmp_path):
     model.write_bytes(b"not read")
     for output, says in ((tmp_path, f"-o {tmp_path}: a folder; give the .caffemodel file"),
                          (tmp_path / "no" / "init.caffemodel",
-                          f"-o {tmp_path / 'no' / 'init.caffemodel'}: no folder {tmp_path / 'no'} to write into; create it first")):
+                          f"-o {tmp_path / 'no' / 'init.caffemodel'}: no folder "
+                          f"{tmp_path / 'no'} to write into; create it first")):
         res = subprocess.run([sys.executable, str(REPO / "tools/init_from_vgg16.py"), str(model),
                               "-o", str(output)], capture_output=True, text=True, timeout=600)
         assert res.returncode == 1, res.stderr

@@ -94,8 +94,10 @@ def parse_args(argv=None):
                    "none, as DeepLab-LargeFOV; e.g. 0.5 1.5)")
     p.add_argument("--num-classes", type=_at_least(1), default=21,
                    help="classes including background (default 21: PASCAL VOC)")
-    p.add_argument("--batch-size", type=_at_least(1), default=10, help="train net's batch (default 10)")
-    p.add_argument("--crop-size", type=_at_least(1), default=321, help="training crop (default 321)")
+    p.add_argument("--batch-size", type=_at_least(1), default=10,
+                   help="train net's batch (default 10)")
+    p.add_argument("--crop-size", type=_at_least(1), default=321,
+                   help="training crop (default 321)")
     solver = p.add_argument_group("solver (defaults: the paper's schedule, see docs/training.md)")
     solver.add_argument("--solver-type", default="SGD", choices=SOLVER_TYPES,
                         help="Caffe's solver (default SGD; AdaGrad and RMSProp get momentum 0)")
@@ -105,7 +107,8 @@ def parse_args(argv=None):
     solver.add_argument("--stepsize", type=_at_least(1), default=2000,
                         help="iterations between learning-rate steps (default 2000)")
     solver.add_argument("--max-iter", type=_at_least(1), default=6000, help="default 6000")
-    solver.add_argument("--iter-size", type=_at_least(1), default=3, help="batches per update (default 3: "
+    solver.add_argument("--iter-size", type=_at_least(1), default=3,
+                        help="batches per update (default 3: "
                         "mini-batch 30)")
     solver.add_argument("--snapshot", type=_at_least(0), default=2000,
                         help="snapshot interval (default 2000)")

@@ -6,7 +6,8 @@ relative to the tree) lists what was added last time, so a file that the project
 is removed on the next run; its entries must name files inside the tree's layer, include and test
 folders, or nothing is done. Each entry also carries the SHA-256 of what was written, so a file the
 user edited afterwards is told apart from an older project version ("modified") and is neither
-overwritten nor deleted without force=True (older manifests without hashes: no such check). Nothing is written before every check has passed, including a probe
+overwritten nor deleted without force=True (older manifests without hashes: no such check).
+Nothing is written before every check has passed, including a probe
 that every folder to be written can be written; the writes themselves are atomic (temporary
 file and rename), and if one fails anyway, those already made are undone. A symlinked caffe.proto
 is patched at its target; the proto's byte-order mark and CRLF line endings are kept, so
