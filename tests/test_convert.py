@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import types
@@ -671,3 +672,53 @@ def test_a_misspelt_field_or_enum_value_gets_the_likely_name(plain_proto):
     with pytest.raises(convert.ConversionError, match=r"--caffe-proto PATH$") as error:
         convert.convert_text(text, "python", protos)
     assert "Did you mean" not in str(error.value)
+
+
+# --- audit s9b: wrong kinds of --caffe-proto and -o -----------------------------------------
+
+def test_a_binary_or_net_file_as_caffe_proto_is_refused_before_protoc(tmp_path):
+    """A .caffemodel given as --caffe-proto once ran protoc for minutes, its error text kept in
+    memory without bound (ABRT-1); a net prototxt got protoc's raw syntax errors (MSG-8)."""
+    model = tmp_path / "model.caffemodel"
+    model.write_bytes(b"\n\x05VGG16\x12" + bytes(range(256)) * 64)
+    net = tmp_path / "own.prototxt"
+    net.write_text(CPP_NET)
+    for given, kind in ((model, "a binary file"), (net, "a network prototxt")):
+        with pytest.raises(caffe_proto.ConversionError,
+                           match=rf"--caffe-proto {re.escape(str(given))}: {kind} .*not a "
+                                 "caffe.proto"):
+            caffe_proto.caffe_file_descriptor(given)
+    result = _tool(str(net), "--to", "python", "-o", str(tmp_path / "out.prototxt"),
+                   "--caffe-proto", str(model))
+    assert result.returncode == 1 and "a binary file" in result.stderr, result.stderr
+    assert not (tmp_path / "out.prototxt").exists()
+
+
+def test_protoc_complaints_are_cut_short(tmp_path):
+    """A text file with a message in it goes to protoc; what protoc says is kept to its start."""
+    if shutil.which("protoc") is None:
+        pytest.skip("no protoc")
+    bad = tmp_path / "caffe.proto"
+    bad.write_text("message A {\n" + "} junk ;\n" * 20000)
+    with pytest.raises(caffe_proto.ConversionError) as err:
+        caffe_proto.caffe_file_descriptor(bad)
+    message = str(err.value)
+    assert message.startswith(f"protoc could not compile {bad}")
+    assert len(message) < caffe_proto._PROTOC_ERROR_CHARS + 200
+    assert message.endswith("(protoc's further output left out)")
+
+
+def test_output_folder_problems_name_the_path_given(tmp_path):
+    """-o a folder named the temporary file (TB-4); a missing folder was created silently, at /
+    even (DOC-5): both refused, nothing written."""
+    src = tmp_path / "net.prototxt"
+    src.write_text(CPP_NET)
+    result = _tool(str(src), "--to", "python", "-o", str(tmp_path))
+    assert result.returncode == 1
+    assert f"-o {tmp_path}: a folder; give the file to write" in result.stderr, result.stderr
+    assert ".net" not in result.stderr and "Errno" not in result.stderr
+    missing = tmp_path / "nope" / "deeper" / "x.prototxt"
+    result = _tool(str(src), "--to", "python", "-o", str(missing))
+    assert result.returncode == 1
+    assert f"no folder {missing.parent} to write into" in result.stderr, result.stderr
+    assert not (tmp_path / "nope").exists()

@@ -97,7 +97,13 @@ def test_outdated_injection_is_replaced(tmp_path):
     proto = tree / ti.PROTO_REL
     proto.write_text(proto.read_text().replace("[default = ATTENTION]", "[default = MAX]"))
     hpp = next(rel for rel in ti.project_files(REPO) if rel.endswith(".hpp"))
-    (tree / hpp).write_bytes(ti.FILE_MARKER + b"an older version\n")
+    older = ti.FILE_MARKER + b"an older version\n"
+    (tree / hpp).write_bytes(older)
+    # as an older project version would have left it: its own bytes' hash in the manifest
+    manifest = tree / ti.MANIFEST_REL
+    manifest.write_text("".join(
+        ti.manifest_text({hpp: older}) if line.split()[0] == hpp else line + "\n"
+        for line in manifest.read_text().splitlines()))
     res = inject_cli("--check", tree)
     assert res.returncode == 1 and "outdated" in res.stdout
     assert inject_cli(tree).returncode == 0
@@ -410,3 +416,45 @@ def test_syntax_statement_is_read_at_the_top_level_only():
     assert declared_syntax('// syntax = "proto3";\n/* edition = "2023"; */\nsyntax = "proto2";\n'
                            'message A {}\n') == ("syntax", "proto2", 3)
     assert declared_syntax('syntax = "proto3";\n') == ("syntax", "proto3", 1)
+
+
+# --- audit s9b: what --check calls things, wrong roots, edited injected files -----------------
+
+def test_check_says_not_injected_for_a_proto_that_is_there(tmp_path):
+    """--check said "missing src/caffe/proto/caffe.proto" for a file that exists (MSG-9)."""
+    tree = make_tree(tmp_path, (DATA / "bvlc_like_caffe.proto").read_text())
+    res = inject_cli("--check", tree)
+    assert res.returncode == 1
+    assert f"not injected {ti.PROTO_REL}" in res.stdout.splitlines()
+    assert f"missing      {ti.PROTO_REL}" not in res.stdout
+
+
+def test_a_root_that_is_no_directory_is_named_so(tmp_path):
+    """/nope and a file were both "not a Caffe source tree: src/caffe/proto/caffe.proto is
+    missing" (MSG-9)."""
+    res = inject_cli(tmp_path / "nope")
+    assert res.returncode == 2 and f"{tmp_path / 'nope'}: no such directory" in res.stderr
+    (tmp_path / "net.prototxt").write_text("")
+    res = inject_cli("--check", tmp_path / "net.prototxt")
+    assert res.returncode == 2
+    assert f"{tmp_path / 'net.prototxt'} is not a directory" in res.stderr, res.stderr
+
+
+def test_an_edited_injected_file_is_not_overwritten_without_force(tmp_path):
+    """A user's edit to an injected file was "outdated" and silently overwritten (MSG-10)."""
+    tree = make_tree(tmp_path, (DATA / "bvlc_like_caffe.proto").read_text())
+    assert inject_cli(tree).returncode == 0
+    rel = "src/caffe/layers/scale_interp_layer.cpp"
+    edited = (tree / rel).read_bytes() + b"// my edit\n"
+    (tree / rel).write_bytes(edited)
+    res = inject_cli("--check", tree)
+    assert res.returncode == 1 and f"modified     {rel}" in res.stdout.splitlines()
+    for args in ([], ["--remove"]):
+        res = inject_cli(*args, tree)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert f"{rel} was edited after it was injected (locally modified)" in res.stderr
+        assert "--force" in res.stderr
+        assert (tree / rel).read_bytes() == edited
+    res = inject_cli("--force", tree)
+    assert res.returncode == 0 and f"wrote     {rel}" in res.stdout
+    assert inject_cli("--check", tree).returncode == 0

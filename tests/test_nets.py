@@ -315,3 +315,95 @@ def test_python_form_has_no_cpp_layer_types():
     ours = [layer.python_param.layer for layer in net.layer if layer.type == "Python"
             and layer.python_param.module == "attention_scale.layers"]
     assert sorted(set(ours)) == ["ScaleInterp", "SoftmaxOverScales", "WeightedScaleSum"]
+
+
+# --- audit s9b: the generator's --check, values, and absolute output folders -----------------
+
+def _generate(*args, cwd):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, str(REPO / "tools/generate_prototxt.py"), *args],
+                          capture_output=True, text=True, cwd=cwd)
+
+
+def test_check_of_an_absolute_missing_folder_says_so_with_the_options(tmp_path):
+    """--check --output-dir /abs walked the filesystem from / and ended in a traceback (TB-2);
+    the hint left out the options, so running it rewrote prototxt/ instead (MSG-5)."""
+    out = tmp_path / "nonexist"
+    res = _generate("--check", "--output-dir", str(out), "--backbone", "small", cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    assert f"{out}: no such folder" in res.stderr
+    assert f"run: python tools/generate_prototxt.py --output-dir {out} --backbone small" \
+        in res.stderr
+
+
+def test_nested_output_folders_are_not_each_others_differences(tmp_path):
+    """prototxt/mine inside prototxt/: neither --check calls the other's files "differs" (MSG-5);
+    a stray .prototxt in a folder the generator writes still fails it."""
+    small = ["--backbone", "small", "--crop-size", "65", "--num-classes", "4"]
+    assert _generate(cwd=tmp_path).returncode == 0
+    assert _generate("--output-dir", "prototxt/mine", *small, cwd=tmp_path).returncode == 0
+    res = _generate("--check", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "not compared (not a folder the generator writes): prototxt/mine/" in res.stdout
+    res = _generate("--check", "--output-dir", "prototxt/mine", *small, cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "66 files up to date" in res.stdout
+    (tmp_path / "prototxt/mine/baseline/old.prototxt").write_text("")
+    (tmp_path / "prototxt/mine/baseline/train.prototxt").write_text("")
+    res = _generate("--check", "--output-dir", "prototxt/mine", *small, cwd=tmp_path)
+    assert res.returncode == 1
+    assert res.stdout.splitlines() == [
+        "differs from the generator: prototxt/mine/baseline/train.prototxt",
+        "not written by the generator: prototxt/mine/baseline/old.prototxt"]
+    assert ("run: python tools/generate_prototxt.py --output-dir prototxt/mine --backbone small "
+            "--crop-size 65 --num-classes 4 and remove the files not written by the generator"
+            in res.stderr)
+
+
+@pytest.mark.parametrize("args, pattern", [
+    (["--num-classes", "0"], r"--num-classes: .*must be at least 1, got 0"),
+    (["--batch-size", "0"], r"--batch-size: .*must be at least 1, got 0"),
+    (["--solver-type", "Foo"], r"--solver-type: invalid choice: 'Foo' \(choose from 'SGD', "),
+    (["--lr-policy", "stepp"], r"--lr-policy: invalid choice: 'stepp'"),
+    (["--base-lr", "-1"], r"--base-lr: .*must be a number above 0, got -1"),
+    (["--base-lr", "0"], r"--base-lr: .*above 0, got 0"),
+    (["--max-iter", "0"], r"--max-iter: .*must be at least 1, got 0"),
+    (["--random-scale", "2", "1"], r"--random-scale 2 1: MIN is above MAX"),
+    (["--num-classes", "300"], r"generate_prototxt.py: error: num_classes must lie in 1..255"),
+])
+def test_values_caffe_or_the_layers_refuse_are_usage_errors(tmp_path, args, pattern):
+    """Written out before and refused only by Caffe at train time, or a traceback (TB-3, MSG-6)."""
+    res = _generate("--output-dir", "x", *args, cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    assert re.search(pattern, res.stderr), res.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_adagrad_gets_no_momentum(tmp_path):
+    """Caffe's AdaGrad and RMSProp abort on a momentum (CHECK_EQ(0, momentum))."""
+    res = _generate("--output-dir", "x", "--solver-type", "RMSProp", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    solver = (tmp_path / "x/solver.prototxt").read_text()
+    assert 'type: "RMSProp"' in solver and "momentum: 0.0" in solver
+
+
+def test_an_absolute_output_dir_keeps_its_snapshots_inside(tmp_path):
+    """An absolute --output-dir had absolute net paths but snapshot_prefix snapshots/<name>
+    relative to the working folder, where .gitkeep folders appeared (DOC-4)."""
+    cwd = tmp_path / "repo"
+    cwd.mkdir()
+    out = tmp_path / "nets"
+    for given in (str(out), "../nets"):
+        res = _generate("--output-dir", given, "--backbone", "small", cwd=cwd)
+        assert res.returncode == 0, res.stderr
+        solver = (out / "solver.prototxt").read_text()
+        assert (f'snapshot_prefix: "{given}/snapshots/scales-1-0.75-0.5/attention-esupv/train"'
+                in solver), solver
+        assert f'net: "{given}/scales-1-0.75-0.5/attention-esupv/train.prototxt"' in solver
+        assert (out / "snapshots/scales-1-0.75-0.5/attention-esupv/.gitkeep").is_file()
+        assert list(cwd.iterdir()) == []
+        assert _generate("--check", "--output-dir", given, "--backbone", "small",
+                         cwd=cwd).returncode == 0

@@ -149,3 +149,69 @@ def test_missing_layer_is_named(tmp_path):
         vgg16_init.convert_params(params, backbone)
     with pytest.raises(Exception, match="no such file"):
         vgg16_init.init_from_vgg16(tmp_path / "absent.caffemodel", tmp_path / "x.caffemodel")
+
+
+# --- audit s9b: wrong outputs, inputs and advice -----------------------------------------------
+
+def test_output_folder_is_refused_in_one_line_before_reading(tmp_path):
+    """-o an existing folder gave an IsADirectoryError traceback naming a temporary file (TB-4);
+    a missing folder was made silently (DOC-5). Both refused before the model is read."""
+    model = tmp_path / "VGG_ILSVRC_16_layers.caffemodel"
+    model.write_bytes(b"not read")
+    for output, says in ((tmp_path, f"-o {tmp_path}: a folder; give the .caffemodel file"),
+                         (tmp_path / "no" / "init.caffemodel",
+                          f"-o {tmp_path / 'no' / 'init.caffemodel'}: no folder "
+                          f"{tmp_path / 'no'} to write into; create it first")):
+        res = subprocess.run([sys.executable, str(REPO / "tools/init_from_vgg16.py"), str(model),
+                              "-o", str(output)], capture_output=True, text=True, timeout=600)
+        assert res.returncode == 1, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"init_from_vgg16.py: {says}"), lines
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_source_prototxt_whose_fc6_sees_1x1_is_refused(tmp_path):
+    """A VGG made for a 32 x 32 input: fc6 sees 1 x 1, and the 3 x 3 taps divided by zero (TB-5)."""
+    backbone = narrow_vgg()
+    text = vgg16_init.vgg16_classifier_text(backbone, fc_channels=64, side=32)
+    (tmp_path / "vgg32.prototxt").write_text(text)
+    net = net_from_text(text)
+    assert net.params["fc6"][0].data.shape == (64, 16)
+    net.save(str(tmp_path / "vgg32.caffemodel"))
+    with pytest.raises(LayerConfigError, match=r"fc6 sees a 1x1 map of conv5_3's output, and its "
+                                               r"3 x 3 taps .*--source-prototxt's input"):
+        vgg16_init.init_from_vgg16(tmp_path / "vgg32.caffemodel", tmp_path / "init.caffemodel",
+                                   tmp_path / "vgg32.prototxt", backbone=backbone, fc_channels=64)
+    with pytest.raises(LayerConfigError, match="cannot take 3 of 1"):
+        vgg16_init.decimation(1, 3)
+    assert not (tmp_path / "init.caffemodel").exists()
+
+
+def test_another_nets_fc6_convolution_is_not_called_converted(tmp_path):
+    """The small backbone's 32 x 32 x 3 x 3 fc6 was called DeepLab-LargeFOV's, "already converted;
+    give it as --weights" (MSG-7); only the converted shape of this backbone is."""
+    backbone = narrow_vgg()
+    other = backbones.Backbone(**{**backbone.__dict__, "name": "other", "fc6_channels": 8})
+    net = net_from_text(text_format.MessageToString(builder.backbone_net(other)))
+    net.save(str(tmp_path / "other.caffemodel"))
+    with pytest.raises(LayerConfigError) as err:
+        vgg16_init.init_from_vgg16(tmp_path / "other.caffemodel", tmp_path / "init.caffemodel",
+                                   backbone=backbone, fc_channels=64)
+    assert "8 x 16 x 3 x 3 saved" in str(err.value)
+    assert "already converted" not in str(err.value)
+    assert "Is it the ImageNet VGG-16" in str(err.value)
+
+
+def test_a_model_of_other_layer_names_points_to_source_prototxt(tmp_path):
+    """One's own net (conv1, fc8_voc12) got "rename it in the prototxt", but no prototxt was given
+    (MSG-7): the advice is --source-prototxt."""
+    write_v1_model(tmp_path / "own.caffemodel", {
+        "conv1": [pattern((4, 3, 3, 3), 1), pattern((4,), 2)],
+        "fc8_voc12": [pattern((21, 4), 3), pattern((21,), 4)]})
+    with pytest.raises(LayerConfigError) as err:
+        vgg16_init.init_from_vgg16(tmp_path / "own.caffemodel", tmp_path / "init.caffemodel",
+                                   backbone=narrow_vgg(), fc_channels=64)
+    message = str(err.value)
+    assert "has no layer(s) conv1_1, conv1_2," in message
+    assert "(it holds conv1, fc8_voc12)" in message
+    assert "--source-prototxt" in message and "rename it in the prototxt" not in message

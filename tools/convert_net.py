@@ -10,10 +10,12 @@ writes `Input` layers as the net's older input/input_shape fields, which a Caffe
 parsed with your pycaffe's caffe.proto; a prototxt written for a fork (DeepLab's, with fields such
 as ImageDataParameter.label_type) needs the fork's: --caffe-proto FORK/src/caffe/proto/caffe.proto.
 Templates (${NUM_LABELS}) must be filled in first. Exit status 1 on any error; nothing is written.
+-o's folder must exist: it is not created (a mistyped path would make folders silently).
 """
 
 import argparse
 import sys
+from pathlib import Path
 
 import _package  # noqa: F401  (says so when attention_scale is missing or stale)
 from attention_scale.nets.convert import TARGETS, ConversionError, convert_file
@@ -30,7 +32,8 @@ def parse_args(argv=None):
                         help="Input layers -> the net's input/input_shape fields (a Caffe "
                              "without the Input layer, such as DeepLab-v2)")
     out = parser.add_mutually_exclusive_group(required=True)
-    out.add_argument("-o", "--output", help="where to write the converted prototxt")
+    out.add_argument("-o", "--output", help="the converted prototxt to write (in an existing "
+                     "folder)")
     out.add_argument("--in-place", action="store_true", help="overwrite the input file")
     parser.add_argument("--caffe-proto", metavar="PATH",
                         help="the Caffe's caffe.proto (or a generated caffe_pb2.py) to parse "
@@ -41,9 +44,23 @@ def parse_args(argv=None):
     return args
 
 
+def output_problem(output, prototxt, to):
+    """Why -o cannot be written (named as given, not as the temporary file), or None."""
+    output = Path(output)
+    if output.is_dir():
+        return (f"-o {output}: a folder; give the file to write, e.g. "
+                f"{output / (Path(prototxt).stem + '_' + (to or 'v2') + '.prototxt')}")
+    if not output.parent.is_dir():
+        return f"-o {output}: no folder {output.parent} to write into; create it first"
+    return None
+
+
 def main(argv=None):
     args = parse_args(argv)
     output = args.prototxt if args.in_place else args.output
+    problem = None if args.in_place else output_problem(output, args.prototxt, args.to)
+    if problem:
+        sys.exit(f"convert_net: {problem}")
     try:
         result = convert_file(args.prototxt, output, args.to, caffe_proto=args.caffe_proto,
                               input_fields=args.input_fields)

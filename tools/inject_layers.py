@@ -4,8 +4,10 @@
 Copies the layer headers, sources, CUDA kernels and C++ tests into the tree and adds the parameter
 messages and LayerParameter fields to its src/caffe/proto/caffe.proto (at the symlink's target if
 it is one; its BOM and line endings are kept). The list of files written goes to
-.attention_scale_injected at the tree's root. Running it again changes nothing; --check only
-reports; --remove undoes it, byte for byte. Rebuild Caffe afterwards (cmake or make).
+.attention_scale_injected at the tree's root, each with the SHA-256 of what was written: an injected
+file edited afterwards ("modified" in --check) is neither overwritten nor deleted without --force.
+Running it again changes nothing; --check only reports; --remove undoes it, byte for byte.
+Rebuild Caffe afterwards (cmake or make).
 """
 import argparse
 import sys
@@ -17,9 +19,10 @@ from attention_scale.caffe_build.protofile import ProtoSyntaxError
 
 EPILOG = """exit status:
   0  done (or, with --check, everything is up to date)
-  1  --check only: not injected, outdated or stale files
+  1  --check only: not injected, outdated, locally modified or stale files
   2  refused, nothing written: not a Caffe tree, a clash with the tree's proto or files, a
-     manifest entry outside the tree, a proto this tool cannot read
+     manifest entry outside the tree, a proto this tool cannot read, an injected file edited
+     since (without --force)
   3  the tree cannot be written (read-only folder, permissions, disk): nothing was changed
 """
 
@@ -34,17 +37,21 @@ def main(argv=None) -> int:
                            "1 when not injected or outdated, 2 on a conflict")
     mode.add_argument("--remove", action="store_true", help="undo the injection")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only changes")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite or delete injected files edited since they were injected "
+                             "(refused otherwise: the edit would be lost)")
     args = parser.parse_args(argv)
     tree = args.caffe_root.resolve()
     try:
         if args.check:
             state = ti.tree_state(tree, REPO)
             for rel, what in sorted(state.items()):
-                print(f"{what:9s} {rel}")
+                print(f"{what:12s} {rel}")
             if "conflict" in state.values():
                 return 2
             return 0 if set(state.values()) == {"current"} else 1
-        plan = ti.plan_removal(tree, REPO) if args.remove else ti.plan_injection(tree, REPO)
+        plan = (ti.plan_removal(tree, REPO, args.force) if args.remove
+                else ti.plan_injection(tree, REPO, args.force))
         ti.apply_plan(tree, plan)
     except ti.CannotWrite as err:
         print(f"inject_layers: {err}", file=sys.stderr)

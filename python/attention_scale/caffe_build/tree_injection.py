@@ -4,12 +4,16 @@ Every file the project adds starts with FILE_MARKER, so the injector recognises 
 refuses to overwrite anybody else's. A manifest in the tree (MANIFEST_REL, one path per line,
 relative to the tree) lists what was added last time, so a file that the project no longer ships
 is removed on the next run; its entries must name files inside the tree's layer, include and test
-folders, or nothing is done. Nothing is written before every check has passed, including a probe
+folders, or nothing is done. Each entry also carries the SHA-256 of what was written, so a file the
+user edited afterwards is told apart from an older project version ("modified") and is neither
+overwritten nor deleted without force=True (older manifests without hashes: no such check).
+Nothing is written before every check has passed, including a probe
 that every folder to be written can be written; the writes themselves are atomic (temporary
 file and rename), and if one fails anyway, those already made are undone. A symlinked caffe.proto
 is patched at its target; the proto's byte-order mark and CRLF line endings are kept, so
 `--remove` gives back the original bytes.
 """
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -71,6 +75,10 @@ def _is_ours(data: bytes) -> bool:
 
 
 def check_tree(tree: Path) -> None:
+    if not tree.exists():
+        raise NotACaffeTree(f"{tree}: no such directory (give the Caffe source tree's root)")
+    if not tree.is_dir():
+        raise NotACaffeTree(f"{tree} is not a directory (give the Caffe source tree's root)")
     for rel in (PROTO_REL, "include/caffe/layer.hpp"):
         if not (tree / rel).is_file():
             raise NotACaffeTree(f"{tree} is not a Caffe source tree: {rel} is missing")
@@ -108,6 +116,39 @@ def proto_target(tree: Path) -> Path:
 
 # --- the manifest ----------------------------------------------------------------------------
 
+_HASH_PREFIX = "sha256:"
+
+
+def manifest_text(files: Dict[str, bytes]) -> str:
+    """One line per injected file: its path and the SHA-256 of the bytes written."""
+    return "".join(f"{rel} {_HASH_PREFIX}{hashlib.sha256(data).hexdigest()}\n"
+                   for rel, data in sorted(files.items()))
+
+
+def read_manifest_hashes(tree: Path) -> Dict[str, str]:
+    """{path: SHA-256 written} for the manifest's entries that carry one."""
+    path = tree / MANIFEST_REL
+    hashes = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].startswith(_HASH_PREFIX):
+                hashes[parts[0]] = parts[1][len(_HASH_PREFIX):]
+    return hashes
+
+
+def locally_modified(tree: Path, rel: str, hashes: Dict[str, str]) -> bool:
+    """True when the file differs from what the injector wrote there (known from its hash)."""
+    dest = tree / rel
+    return (rel in hashes and dest.is_file() and not dest.is_symlink()
+            and hashlib.sha256(dest.read_bytes()).hexdigest() != hashes[rel])
+
+
+def _modified_conflict(rel: str, doing: str) -> str:
+    return (f"{rel} was edited after it was injected (locally modified); {doing} would lose the "
+            "edit: copy it elsewhere first, then run again with --force")
+
+
 def read_manifest(tree: Path) -> Tuple[List[str], List[str]]:
     """(entries, problems): an entry must be a plain relative path inside one of DEST_FOLDERS
     that stays inside the tree once symlinks are followed."""
@@ -118,9 +159,10 @@ def read_manifest(tree: Path) -> Tuple[List[str], List[str]]:
     real_tree = os.path.realpath(tree)
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace")
                                   .splitlines(), 1):
-        rel = line.strip()
-        if not rel:
+        fields = line.split()
+        if not fields:
             continue
+        rel = fields[0] if len(fields) == 2 and fields[1].startswith(_HASH_PREFIX) else line.strip()
         parts = PurePosixPath(rel).parts
         where = f"{MANIFEST_REL} line {number}: {rel!r}"
         if (rel.startswith("/") or "\\" in rel or ".." in parts or "." in parts
@@ -143,7 +185,7 @@ class Plan:
     deletes: List[str] = field(default_factory=list)
     unchanged: List[str] = field(default_factory=list)
     conflicts: List[str] = field(default_factory=list)
-    manifest: Optional[List[str]] = None   # None: delete the manifest
+    manifest: Optional[Dict[str, bytes]] = None   # what was injected; None: delete the manifest
     proto_path: Optional[Path] = None      # where PROTO_REL's bytes really live
 
     @property
@@ -183,12 +225,14 @@ def _plan_proto(tree: Path, plan: Plan, change) -> None:
         plan.writes[PROTO_REL] = new_data
 
 
-def plan_injection(tree: Path, root: Path) -> Plan:
+def plan_injection(tree: Path, root: Path, force: bool = False) -> Plan:
     check_tree(tree)
     plan = Plan()
     files = project_files(root)
+    hashes = read_manifest_hashes(tree)
+    wanted = {}
     for rel, src in files.items():
-        want = src.read_bytes()
+        want = wanted[rel] = src.read_bytes()
         if not _is_ours(want):
             raise InjectionConflict(f"{src} does not start with the marker "
                                     f"{FILE_MARKER.decode().strip()!r}; every injected file must")
@@ -205,6 +249,9 @@ def plan_injection(tree: Path, root: Path) -> Plan:
             if not _is_ours(have):
                 plan.conflicts.append(f"{rel} exists and was not written by this tool")
                 continue
+            if not force and locally_modified(tree, rel, hashes):
+                plan.conflicts.append(_modified_conflict(rel, "updating it"))
+                continue
         plan.writes[rel] = want
     entries, problems = read_manifest(tree)
     plan.conflicts.extend(problems)
@@ -212,21 +259,28 @@ def plan_injection(tree: Path, root: Path) -> Plan:
         dest = tree / rel
         if rel not in files and dest.is_file() and not dest.is_symlink() \
                 and _is_ours(dest.read_bytes()):
+            if not force and locally_modified(tree, rel, hashes):
+                plan.conflicts.append(_modified_conflict(rel, "removing it (no longer shipped)"))
+                continue
             plan.deletes.append(rel)
     project = load_project(root)
     _plan_proto(tree, plan, lambda text, name: inject(text, project, name))
-    plan.manifest = sorted(files)
+    plan.manifest = wanted
     return plan
 
 
-def plan_removal(tree: Path, root: Path) -> Plan:
+def plan_removal(tree: Path, root: Path, force: bool = False) -> Plan:
     check_tree(tree)
     plan = Plan()
     entries, problems = read_manifest(tree)
     plan.conflicts.extend(problems)
+    hashes = read_manifest_hashes(tree)
     for rel in sorted(set(entries) | set(project_files(root))):
         dest = tree / rel
         if dest.is_file() and not dest.is_symlink() and _is_ours(dest.read_bytes()):
+            if not force and locally_modified(tree, rel, hashes):
+                plan.conflicts.append(_modified_conflict(rel, "removing it"))
+                continue
             plan.deletes.append(rel)
     _plan_proto(tree, plan, lambda text, name: strip_injection(text))
     return plan
@@ -279,9 +333,9 @@ def apply_plan(tree: Path, plan: Plan) -> None:
     if plan.conflicts:
         raise InjectionConflict(f"refusing to touch {tree}:\n  - " + "\n  - ".join(plan.conflicts))
     manifest = tree / MANIFEST_REL
-    manifest_text = None if plan.manifest is None else "\n".join(plan.manifest) + "\n"
-    manifest_changes = (manifest.exists() if manifest_text is None else
-                        not manifest.is_file() or manifest.read_text() != manifest_text)
+    new_manifest = None if plan.manifest is None else manifest_text(plan.manifest)
+    manifest_changes = (manifest.exists() if new_manifest is None else
+                        not manifest.is_file() or manifest.read_text() != new_manifest)
     if not plan.changes and not manifest_changes:
         return
     preflight(tree, plan)
@@ -304,10 +358,10 @@ def apply_plan(tree: Path, plan: Plan) -> None:
             target.unlink()
         if manifest_changes:
             undo.append((manifest, manifest.read_bytes() if manifest.exists() else None))
-            if manifest_text is None:
+            if new_manifest is None:
                 manifest.unlink()
             else:
-                atomic_write(manifest, manifest_text.encode())
+                atomic_write(manifest, new_manifest.encode())
     except OSError as err:
         failed = _rollback(undo, made_dirs)
         raise CannotWrite(f"writing into {tree} failed ({err}); "
@@ -335,9 +389,11 @@ def _rollback(undo, made_dirs) -> List[str]:
 
 
 def tree_state(tree: Path, root: Path) -> Dict[str, str]:
-    """Per path: 'current', 'missing', 'outdated', 'stale' (to delete) or 'conflict'."""
+    """Per path: 'current', 'missing', 'outdated' (an older project version), 'modified' (edited
+    after injection), 'stale' (to delete), 'not injected' (the proto) or 'conflict'."""
     check_tree(tree)
     state: Dict[str, str] = {}
+    hashes = read_manifest_hashes(tree)
     for rel, src in project_files(root).items():
         dest = tree / rel
         if _dest_problem(tree, rel):
@@ -347,13 +403,14 @@ def tree_state(tree: Path, root: Path) -> Dict[str, str]:
         elif dest.read_bytes() == src.read_bytes():
             state[rel] = "current"
         else:
-            state[rel] = "outdated" if _is_ours(dest.read_bytes()) else "conflict"
+            state[rel] = ("conflict" if not _is_ours(dest.read_bytes()) else
+                          "modified" if locally_modified(tree, rel, hashes) else "outdated")
     entries, problems = read_manifest(tree)
     if problems:
         state[MANIFEST_REL] = "conflict"
     for rel in entries:
         if rel not in state and (tree / rel).is_file():
-            state[rel] = "stale"
+            state[rel] = "modified" if locally_modified(tree, rel, hashes) else "stale"
     target = proto_target(tree)
     if not target.is_file():
         state[PROTO_REL] = "conflict"
@@ -364,5 +421,6 @@ def tree_state(tree: Path, root: Path) -> Dict[str, str]:
         state[PROTO_REL] = "conflict"
     else:
         proto = injection_state(text, project)
-        state[PROTO_REL] = {"absent": "missing"}.get(proto, proto)
+        # the file is there; only the injected block is not
+        state[PROTO_REL] = {"absent": "not injected"}.get(proto, proto)
     return state

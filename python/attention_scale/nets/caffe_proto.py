@@ -9,6 +9,7 @@ descriptor pool), as tools/inject_layers.py extends the C++ build's caffe.proto.
 
 import ast
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -54,22 +55,77 @@ class NetProtos:
 # Finding caffe.proto's descriptor
 # ---------------------------------------------------------------------------------------------
 
+# How much of a --caffe-proto file is looked at before protoc sees it (a caffe.proto is ~60 KB),
+# and how much of protoc's complaint is kept: a binary file gave it tens of MB of error text.
+_SNIFF_BYTES = 1 << 20
+_PROTOC_ERROR_CHARS = 4000
+_MESSAGE_DEFINITION = re.compile(rb"^\s*message\b", re.MULTILINE)
+_NET_TEXT = re.compile(rb"^\s*(layers?\s*\{|input\s*:|input_shape\s*\{)", re.MULTILINE)
+_SOLVER_TEXT = re.compile(rb"^\s*(net|train_net|base_lr|lr_policy|max_iter)\s*:", re.MULTILINE)
+
+
+def _not_a_proto_file(path):
+    """Why the file at path cannot be a caffe.proto (None when it may be one), from its start:
+    protoc given a .caffemodel or a net prototxt answers with pages of syntax errors."""
+    with open(path, "rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    if b"\0" in head or _undecodable(head):
+        return ("a binary file (a .caffemodel or .solverstate?), not a caffe.proto: give the "
+                "Caffe's src/caffe/proto/caffe.proto, the message definitions")
+    if _MESSAGE_DEFINITION.search(head):
+        return None
+    if _NET_TEXT.search(head):
+        kind = "a network prototxt (NetParameter text)"
+    elif _SOLVER_TEXT.search(head):
+        kind = "a solver prototxt (SolverParameter text)"
+    else:
+        kind = "a text file without any `message` definition"
+    return (f"{kind}, not a caffe.proto: give the Caffe's src/caffe/proto/caffe.proto, which "
+            "defines the messages such a file is written in")
+
+
+def _undecodable(data):
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut off by the read's end is not a sign of binary data
+        return exc.start < len(data) - 4
+    return False
+
+
+def _bounded_protoc_stderr(stderr_file):
+    """protoc's complaint from its stderr file, cut to a few thousand characters."""
+    stderr_file.seek(0)
+    text = stderr_file.read(_PROTOC_ERROR_CHARS + 1).decode("utf-8", "replace")
+    if len(text) > _PROTOC_ERROR_CHARS:
+        cut = text[:_PROTOC_ERROR_CHARS].rsplit("\n", 1)[0]
+        return cut + "\n... (protoc's further output left out)"
+    return text
+
+
 def _descriptor_from_proto_file(path):
     """Compile a caffe.proto with protoc and return its FileDescriptorProto."""
     path = Path(path)
+    if path.is_dir():
+        raise ConversionError(f"--caffe-proto {path}: a folder, not a caffe.proto file")
     if not path.is_file():
         raise ConversionError(f"--caffe-proto {path}: no such file")
+    why = _not_a_proto_file(path)
+    if why:
+        raise ConversionError(f"--caffe-proto {path}: {why}")
     protoc = shutil.which("protoc")
     if protoc is None:
         raise ConversionError("`protoc` is needed to read a caffe.proto (apt-get install "
                               "protobuf-compiler); or omit --caffe-proto to use pycaffe's caffe_pb2")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile() as stderr_file:
         out = Path(tmp) / "caffe.desc"
+        # stderr into a file, not a pipe: only its start is read back, however much protoc writes
         result = subprocess.run(
             [protoc, f"--proto_path={path.parent.resolve()}", f"--descriptor_set_out={out}",
-             "--include_imports", path.name], capture_output=True, text=True)
+             "--include_imports", path.name], stdout=subprocess.DEVNULL, stderr=stderr_file)
         if result.returncode != 0:
-            raise ConversionError(f"protoc could not compile {path}:\n{result.stderr}")
+            raise ConversionError(f"protoc could not compile {path}:\n"
+                                  f"{_bounded_protoc_stderr(stderr_file)}")
         files = descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes()).file
     for fdp in files:
         if any(m.name == "NetParameter" for m in fdp.message_type):

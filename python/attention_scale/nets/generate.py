@@ -102,15 +102,49 @@ def write(files: dict, root=".") -> list:
     return changed
 
 
+def _output_folder(files: dict) -> PurePosixPath:
+    """The output folder of a generator's file set: where its top-level solver.prototxt is."""
+    nets = [PurePosixPath(rel) for rel in files if rel.endswith(".prototxt")]
+    return min((rel.parent for rel in nets), key=lambda folder: len(folder.parts))
+
+
+def _scan(files: dict, root):
+    """(.prototxt files in the folders the generator writes that it does not write, folders
+    inside the output folder that it does not write at all). Those foreign folders are another
+    output folder or the user's own nets: not the generator's, so not compared or descended."""
+    out = _output_folder(files)
+    written = {PurePosixPath(rel).parent for rel in files if rel.endswith(".prototxt")}
+    # the output folder, the variants' folders and every folder on the way to them
+    owned = written | {parent for folder in written for parent in folder.parents}
+    extra, foreign = [], []
+    pending = [out]
+    while pending:
+        folder = pending.pop()
+        base = Path(root) / folder
+        if not base.is_dir():
+            continue
+        for entry in sorted(base.iterdir()):
+            rel = folder / entry.name
+            if entry.is_dir() and not entry.is_symlink():
+                if rel in owned:
+                    pending.append(rel)
+                elif any(entry.rglob("*.prototxt")):
+                    foreign.append(str(rel))
+            elif entry.name.endswith(".prototxt") and folder in written and str(rel) not in files:
+                extra.append(str(rel))
+    return sorted(extra), sorted(foreign)
+
+
 def differences(files: dict, root=".") -> list:
     """Paths whose file under root is missing or differs from the generator's text, plus
-    .prototxt files under the output folders that the generator does not write."""
+    .prototxt files in the folders the generator writes that it does not write (left over from
+    a variant no longer generated). Folders it does not write are left alone (foreign_folders)."""
     out = [rel for rel, text in sorted(files.items())
            if not (Path(root) / rel).is_file() or (Path(root) / rel).read_text() != text]
-    folders = {PurePosixPath(rel).parts[0] for rel in files if rel.endswith(".prototxt")}
-    for folder in sorted(folders):
-        for path in sorted((Path(root) / folder).rglob("*.prototxt")):
-            rel = str(PurePosixPath(path.relative_to(root).as_posix()))
-            if rel not in files:
-                out.append(rel)
-    return out
+    return out + _scan(files, root)[0]
+
+
+def foreign_folders(files: dict, root=".") -> list:
+    """Folders inside the output folder, holding .prototxt files, that the generator does not
+    write: another --output-dir nested inside, or one's own nets."""
+    return _scan(files, root)[1]

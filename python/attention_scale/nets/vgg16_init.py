@@ -57,6 +57,8 @@ def decimation(source, target):
     (7 -> 0, 3, 6), every source/target-th for channels (4096 -> 0, 4, ..., 4092)."""
     if target == source:
         return np.arange(source)
+    if target > source:  # (a 1 x 1 map cannot give 3 x 3 taps; 1 - 1 would divide by zero)
+        raise LayerConfigError(f"cannot take {target} of {source}: fewer than needed")
     if source % target == 0:
         return np.arange(0, source, source // target)
     if target > 1 and (source - 1) % (target - 1) == 0:
@@ -86,6 +88,13 @@ def convert_params(source, backbone: Backbone = VGG16):
         if channels * side * side != w6.shape[1]:
             raise LayerConfigError(f"fc6 has {w6.shape[1]} inputs, not {channels} x k x k")
         w6 = w6.reshape(w6.shape[0], channels, side, side)
+    if w6.ndim != 4 or w6.shape[2] < backbone.fc6_kernel or w6.shape[3] != w6.shape[2]:
+        seen = "x".join(map(str, w6.shape[2:])) or "no"
+        raise LayerConfigError(
+            f"fc6 sees a {seen} map of conv5_3's output, and its {backbone.fc6_kernel} x "
+            f"{backbone.fc6_kernel} taps are taken from a square map of at least that size "
+            f"(VGG-16's 7 x 7 of a 224 x 224 input): is --source-prototxt's input that of the "
+            "ImageNet VGG-16 (224 x 224)?")
     keep = decimation(w6.shape[0], backbone.fc6_channels)
     taps = decimation(w6.shape[2], backbone.fc6_kernel)
     out["fc6"] = [w6[keep][:, :, taps][:, :, :, taps], b6[keep]]
@@ -96,6 +105,30 @@ def convert_params(source, backbone: Backbone = VGG16):
     return out
 
 
+def _vgg16_layers(backbone: Backbone):
+    return [f"conv{s}_{i}" for s, widths in enumerate(backbone.stages, start=1)
+            for i in range(1, len(widths) + 1)] + ["fc6", "fc7"]
+
+
+def _check_vgg16_names(caffemodel, backbone: Backbone):
+    """Refuse a model without VGG-16's layer names before the net made here is compared with it:
+    that comparison ends in advice to rename layers in a prototxt the user never gave."""
+    from .caffe_proto import load_protos
+    from .caffemodel import read_saved_shapes
+
+    saved = read_saved_shapes(caffemodel, load_protos().net_parameter)
+    names = _vgg16_layers(backbone)
+    missing = [name for name in names if name not in saved]
+    others = [name for name in saved if name not in names + ["fc8"]]
+    if missing and others:  # (only missing ones: a cut-short VGG, named by the fit check)
+        held = ", ".join(list(saved)[:8]) + (", ..." if len(saved) > 8 else "")
+        raise LayerConfigError(
+            f"{caffemodel} has no layer(s) {', '.join(missing[:6])}"
+            f"{', ...' if len(missing) > 6 else ''} of the released VGG-16 (it holds {held}). "
+            "Is it the ImageNet VGG-16 (VGG_ILSVRC_16_layers.caffemodel)? A VGG-16 saved with "
+            "other layer names is read with its own deploy prototxt: --source-prototxt")
+
+
 def read_vgg16(caffemodel, source_prototxt=None, backbone: Backbone = VGG16,
                fc_channels=VGG_FC_CHANNELS):
     """{layer: [weights, bias]} (numpy copies) of a VGG-16 .caffemodel, read with pycaffe."""
@@ -103,28 +136,36 @@ def read_vgg16(caffemodel, source_prototxt=None, backbone: Backbone = VGG16,
     caffemodel = Path(caffemodel)
     if not caffemodel.is_file():
         raise LayerConfigError(f"{caffemodel}: no such file")
+    if not source_prototxt:
+        _check_vgg16_names(caffemodel, backbone)
     if source_prototxt:
         text, where = Path(source_prototxt).read_text(), str(source_prototxt)
     else:
         text, where = vgg16_classifier_text(backbone, fc_channels), "the VGG-16 classifier net"
     net = net_from_text(caffe, text)
     try:  # Caffe would abort on a shape that differs
-        check_net_weights(net, text, caffemodel, where, _vgg16_advice)
+        check_net_weights(net, text, caffemodel, where, _vgg16_advice(backbone))
     except WeightsMismatch as exc:
         raise LayerConfigError(str(exc)) from None
     net.copy_from(str(caffemodel))
     return {name: [np.array(blob.data) for blob in blobs] for name, blobs in net.params.items()}
 
 
-def _vgg16_advice(saved):
-    """What to say when a model does not fit the VGG-16 classifier net."""
-    fc6 = saved.get("fc6", [None])[0]
-    d = fc6.dims if fc6 is not None else ()
-    # a square kernel other than 1 x 1 and 7 x 7 (the ImageNet fc6 as a convolution)
-    if len(d) == 4 and d[0] > 1 and d[2] == d[3] and d[2] not in (1, VGG_FC6_SIDE):
-        return (f"Its fc6 is a {fc6} convolution, as in DeepLab-LargeFOV: it is already "
-                "converted; give it to the training as --weights directly.")
-    return "Is it the ImageNet VGG-16 (VGG_ILSVRC_16_layers.caffemodel)?"
+def _vgg16_advice(backbone: Backbone):
+    """What to say when a model does not fit the VGG-16 classifier net (a function of the saved
+    shapes, for check_net_weights)."""
+    converted = (backbone.fc6_channels, backbone.stages[-1][-1], backbone.fc6_kernel,
+                 backbone.fc6_kernel)
+
+    def advice(saved):
+        fc6 = saved.get("fc6", [None])[0]
+        # DeepLab-LargeFOV's fc6 exactly (1024 x 512 x 3 x 3 for VGG-16); another net with an
+        # fc6 convolution (the small backbone's 32 x 32 x 3 x 3) is no VGG-16 at all
+        if fc6 is not None and tuple(fc6.dims) == converted:
+            return (f"Its fc6 is a {fc6} convolution, as in DeepLab-LargeFOV: it is already "
+                    "converted; give it to the training as --weights directly.")
+        return "Is it the ImageNet VGG-16 (VGG_ILSVRC_16_layers.caffemodel)?"
+    return advice
 
 
 def write_init(params, output, backbone: Backbone = VGG16):
@@ -143,7 +184,6 @@ def write_init(params, output, backbone: Backbone = VGG16):
                                        f"net expects {blob.data.shape}")
             blob.data[...] = value
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
     os.close(fd)
     try:
@@ -157,10 +197,23 @@ def write_init(params, output, backbone: Backbone = VGG16):
     return output
 
 
+def _output_problem(output: Path):
+    """Why the .caffemodel cannot be written at output, or None."""
+    if output.is_dir():
+        return "a folder; give the .caffemodel file to write (e.g. init.caffemodel)"
+    if not output.parent.is_dir():
+        # not created: a mistyped folder would otherwise appear silently (at / even)
+        return f"no folder {output.parent} to write into; create it first"
+    return None
+
+
 def init_from_vgg16(caffemodel, output, source_prototxt=None, backbone: Backbone = VGG16,
                     fc_channels=VGG_FC_CHANNELS):
     """The whole conversion; returns {layer: (shapes...)} of what was written. backbone and
     fc_channels describe other widths than VGG-16's (the tests use a narrow one)."""
+    output_problem = _output_problem(Path(output))
+    if output_problem:  # before the minutes of reading a 500 MB model
+        raise LayerConfigError(f"-o {output}: {output_problem}")
     params = convert_params(read_vgg16(caffemodel, source_prototxt, backbone, fc_channels),
                             backbone)
     write_init(params, output, backbone)
