@@ -59,7 +59,7 @@ def continue_command(args, result, runner):
     if not result.log.solverstates:
         return None
     written = Path(result.log.solverstates[-1])
-    latest = runner.latest_solverstate(runner.read_solver(args.solver).snapshot_prefix or "")
+    latest = runner.latest_solverstate(runner.read_solver(args.solver).snapshot_prefix)
     explicit = latest is None or written.resolve() != latest.resolve()
     if not (explicit or args.restart or args.resume):
         return None
@@ -97,8 +97,20 @@ def main(argv=None):
     iteration = result.last_iteration
     if log.stopped_early and result.snapshot_iteration is not None:
         iteration = result.snapshot_iteration  # where Caffe stopped; the display lags behind
-    state = ("killed" if result.killed else "stopped early" if result.stopped else
+    elif log.done and log.max_iter is not None:
+        # Caffe displays every `display` iterations only (none past 0 when display > max_iter)
+        iteration = max(log.max_iter, iteration or 0)
+    # A second signal that arrives while Caffe exits after its stop snapshot kills a process that
+    # has already stopped cleanly.
+    killed = result.killed and not log.stopped_early
+    state = ("killed" if killed else "stopped early" if result.stopped else
              "done" if log.done else "ended")
+    if not result.stopped and not log.done and iteration is None and not result.snapshots:
+        # exit 0 with no iteration: not a training (`train.py ... && test_voc.py` must stop)
+        print(f"train.py: {result.command[0]} exited with code 0 but logged no iteration: "
+              f"nothing was trained (is it Caffe's `caffe` tool?); log {result.log_path}",
+              file=sys.stderr)
+        return 1
     try:
         print(f"{state} " + (f"after iteration {iteration}" if iteration is not None else
                              "before any iteration was logged")
