@@ -530,7 +530,8 @@ def test_a_gpu_asked_of_a_cpu_only_caffe_is_explained(tmp_path, toy):
 
 FAKE_CAFFE = """#!{python}
 # A stand-in for `caffe train`: prints its arguments; FAKE_CAFFE=stop snapshots at iteration
-# FAKE_ITER (default 146) as Caffe's SIGINT stop does, FAKE_CAFFE=wait waits for signals.
+# FAKE_ITER (default 146) as Caffe's SIGINT stop does, FAKE_CAFFE=wait waits for signals,
+# =done is a whole run displayed at iteration 0 only, =quiet exits 0 having logged nothing.
 import os, re, signal, sys, time
 args = sys.argv[1:]
 print("args:", " ".join(args), file=sys.stderr, flush=True)
@@ -551,8 +552,8 @@ if mode == "fail-copy":  # the restored weights do not fit the net
 if mode == "quiet":  # not a training at all (e.g. --caffe /bin/true)
     sys.exit(0)
 if mode == "done":  # a whole run whose display (10) never reached past iteration 0
-    print("I1126 10:00:00.000000 1 solver.cpp:48] Initializing solver from parameters:\n"
-          "max_iter: 4\ndisplay: 10", file=sys.stderr)
+    print("I1126 10:00:00.000000 1 solver.cpp:48] Initializing solver from parameters:\\n"
+          "max_iter: 4\\ndisplay: 10", file=sys.stderr)
     print("I1126 10:00:00.000000 1 solver.cpp:58] Solving net", file=sys.stderr)
     print("] Iteration 0, loss = 0.5", file=sys.stderr)
     print("] Optimization Done.", file=sys.stderr)
