@@ -563,9 +563,13 @@ if mode == "stop":
     prefix = re.search(r'snapshot_prefix: "([^"]+)"', text).group(1)
     n = os.environ.get("FAKE_ITER", "146")
     print(f"] Iteration {{n}}, loss = 0.5", file=sys.stderr)
-    for ext, what in ((".caffemodel", "binary proto file"),
-                      (".solverstate", "solver state to binary proto file")):
-        open(f"{{prefix}}_iter_{{n}}{{ext}}", "w").close()
+    # what parses as Caffe's files: a NetParameter named "fake", a SolverState with iter: n
+    varint = bytes(((int(n) >> s) & 0x7f) | (0x80 if int(n) >> (s + 7) else 0)
+                   for s in range(0, max(int(n).bit_length(), 1), 7))
+    for ext, what, data in ((".caffemodel", "binary proto file", b"\\x0a\\x04fake"),
+                            (".solverstate", "solver state to binary proto file",
+                             b"\\x08" + varint)):
+        open(f"{{prefix}}_iter_{{n}}{{ext}}", "wb").write(data)
         print(f"] Snapshotting {{'to ' if ext == '.caffemodel' else ''}}{{what}} "
               f"{{prefix}}_iter_{{n}}{{ext}}", file=sys.stderr)
     print("] Optimization stopped early.", file=sys.stderr)
