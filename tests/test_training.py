@@ -549,6 +549,10 @@ if mode == "fail-copy":  # the restored weights do not fit the net
           "shape is 64 3 3 3 (1728). To learn this layer's parameters from scratch rather "
           "than copying from a saved net, rename the layer.", file=sys.stderr)
     sys.exit(134)
+if mode == "fail-history":  # the snapshot's history does not fit (another solver type?)
+    print("F1126 10:00:00.000000 1 sgd_solver.cpp:334] Check failed: state.history_size() == "
+          "history_.size() (28 vs. 56) Incorrect length of history blobs.", file=sys.stderr)
+    sys.exit(134)
 if mode == "quiet":  # not a training at all (e.g. --caffe /bin/true)
     sys.exit(0)
 if mode == "done":  # a whole run whose display (10) never reached past iteration 0
@@ -830,6 +834,9 @@ def test_caffe_s_copy_failure_on_a_resume_names_the_snapshot_and_restart(fake_ru
     assert (f"the snapshot {prefix}_iter_100.solverstate was written by another net than this "
             "solver's: --restart sets it aside") in out.stderr
     assert "Traceback" not in out.stderr
+    out = run(env={"FAKE_CAFFE": "fail-history"})
+    assert (f"the snapshot {prefix}_iter_100.solverstate was written by another net than this "
+            "solver's, or under another solver type: --restart sets it aside") in out.stderr
 
 
 @pytest.mark.parametrize("exists", [True, False], ids=["weights-exist", "weights-missing"])

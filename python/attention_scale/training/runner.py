@@ -816,9 +816,13 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         hint = failure_advice(log.fatal, f"the caffe tool {caffe}")
         if resume_from and any(text in line for line in log.fatal
                                for text in _OTHER_NETS_SNAPSHOT):
-            # Caffe's own advice (rename the layer) is for fine-tuning, not for a resume.
+            # Caffe's own advice (rename the layer) is for fine-tuning, not for a resume. What
+            # the net's text shows (and a damaged file) was refused before Caffe started; the
+            # history's length also depends on the solver type (Adam keeps two blobs a weight).
             hint = (f"the snapshot {resume_from} was written by another net than this "
-                    "solver's: --restart sets it aside and starts afresh, or give the solver "
+                    "solver's" + (", or under another solver type" if any(
+                        _OTHER_NETS_SNAPSHOT[1] in line for line in log.fatal) else "")
+                    + ": --restart sets it aside and starts afresh, or give the solver "
                     "a snapshot_prefix of its own")
         raise TrainingError(f"caffe train exited with code {returncode}:\n{fatal}\n"
                             + (f"{hint}\n" if hint else "")
