@@ -4,7 +4,9 @@
   python tools/train.py prototxt/solver.prototxt --weights init.caffemodel [--gpu 0]
 
 It resumes from the latest <snapshot_prefix>_iter_N.solverstate when one exists (so running the
-same command again continues an interrupted run), appends Caffe's output to
+same command again continues an interrupted run; without a snapshot_prefix, Caffe's default: the
+solver's path without its extension; a damaged snapshot is named with the one before it, and a
+--resume of an older one moves the later ones aside, as --restart does), appends Caffe's output to
 <snapshot folder>/train.log, shows a progress bar with iterations/s, ETA and loss, and draws the
 loss curves into <snapshot folder>/loss.png at every snapshot and at the end. Caffe runs in the
 current directory: run it from the repository root (the solvers' paths are relative to it).
@@ -32,10 +34,12 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("solver", help="solver prototxt, e.g. prototxt/solver.prototxt")
     p.add_argument("--weights", help="initial weights (.caffemodel, e.g. from "
-                   "tools/init_from_vgg16.py); ignored when resuming from a snapshot")
+                   "tools/init_from_vgg16.py), copied by layer name (refused when they share "
+                   "no learned layer with the train net); ignored when resuming from a snapshot")
     resume = p.add_mutually_exclusive_group()
     resume.add_argument("--resume", metavar="SOLVERSTATE",
-                        help="resume from this .solverstate (default: the latest one, if any)")
+                        help="resume from this .solverstate (default: the latest one, if any); "
+                        "later snapshots of the same prefix are moved to an earlier-* folder")
     resume.add_argument("--restart", action="store_true",
                         help="ignore existing snapshots and start from --weights")
     p.add_argument("--gpu", help="GPU id for caffe's -gpu (e.g. 0; several ids are refused when "
