@@ -1187,6 +1187,11 @@ def test_a_damaged_latest_snapshot_is_named_with_the_one_before(fake_run):
     out = run()
     assert f"_iter_200.solverstate is damaged: its weights {prefix}_iter_200.caffemodel do " \
         "not parse" in out.stderr, out.stderr
+    # cut after a few bytes: tags and a path, valid UTF-8 but no text file
+    state = Path(f"{prefix}_iter_200.solverstate")
+    state.write_bytes(state.read_bytes()[:12])
+    out = run()
+    assert "_iter_200.solverstate is damaged: it does not parse" in out.stderr, out.stderr
     # as --resume, and with no sound snapshot before it
     _cut_short(f"{prefix}_iter_100.solverstate")
     out = run("--resume", f"{prefix}_iter_100.solverstate")

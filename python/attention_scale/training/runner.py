@@ -387,11 +387,14 @@ def solverstate_problem(path) -> Optional[str]:
 
 
 def _looks_like_text(data) -> bool:
+    """UTF-8 without control characters but tabs and line ends: a protobuf's field tags are
+    control characters, and a cut-short .solverstate of a small iteration can be valid UTF-8."""
+    import codecs
     try:
-        data[:4096].decode("utf-8")
+        text = codecs.getincrementaldecoder("utf-8")().decode(data[:4096])  # a cut char: fine
     except UnicodeDecodeError:
         return False
-    return True
+    return not any(ord(c) < 32 and c not in "\t\n\r" for c in text)
 
 
 def _snapshot_model(solverstate, state) -> Optional[Path]:
@@ -533,9 +536,10 @@ def check_weights_fit(weights, net):
     if wrong:
         raise TrainingError(
             f"--weights {weights} do not fit the train net: {_listed(wrong)}; Caffe would "
-            "abort copying them. These are weights for another net (VGG-16's for a small "
-            "backbone?); a layer that is to be learned afresh instead needs a name of its own "
-            "in the train net")
+            "abort copying them. These are weights for another net (ImageNet VGG-16's, whose "
+            "fc6/fc7 tools/init_from_vgg16.py converts first? VGG-16's for a small backbone?); "
+            "a layer that is to be learned afresh instead needs a name of its own in the train "
+            "net")
 
 
 def _train_layers(net):
