@@ -193,7 +193,8 @@ def test_resuming_tells_the_data_layer_its_first_batch(tmp_path, monkeypatch):
     solver.write_text(f'net: "{tmp_path}/n.prototxt"\nmax_iter: 100\niter_size: 3\n'
                       f'snapshot_prefix: "{tmp_path}/snap/train"\n')
     (tmp_path / "snap").mkdir()
-    (tmp_path / "snap/train_iter_40.solverstate").write_bytes(b"")
+    (tmp_path / "snap/train_iter_40.solverstate").write_bytes(
+        caffe_pb2.SolverState(iter=40).SerializeToString())
     monkeypatch.setenv("ATTENTION_SCALE_DATA_START_BATCH", "7")
 
     def start(**kwargs):
@@ -208,16 +209,29 @@ def test_resuming_tells_the_data_layer_its_first_batch(tmp_path, monkeypatch):
 
 
 def test_a_net_path_that_does_not_resolve_from_here_is_named(tmp_path, monkeypatch):
+    """Caffe reads the net's path from the working directory: where it would exist from a
+    folder above the solver (the repository root), that folder is named; a net that is nowhere
+    simply does not exist (no word of the working directory)."""
     marker = tmp_path / "started"
     fake = tmp_path / "caffe"
     fake.write_text(f"#!/bin/sh\ntouch {marker}\n")
     fake.chmod(0o755)
-    solver = tmp_path / "solver.prototxt"
+    repo = tmp_path / "repo"
+    (repo / "prototxt/baseline").mkdir(parents=True)
+    (repo / "prototxt/baseline/train.prototxt").write_text("")
+    solver = repo / "prototxt/baseline/solver.prototxt"
     solver.write_text('net: "prototxt/baseline/train.prototxt"\nmax_iter: 1\n')
     monkeypatch.chdir(tmp_path)  # not the repository root
-    with pytest.raises(runner.TrainingError, match=r"its net prototxt/baseline/train.prototxt "
-                                                   r"is not there from .*run from there"):
+    with pytest.raises(runner.TrainingError) as err:
         runner.train(solver, caffe=str(fake), progress=False, plot=False)
+    assert str(err.value) == (f"{solver}: its net prototxt/baseline/train.prototxt is not there "
+                              f"from {tmp_path.resolve()}: the path is relative to "
+                              f"{repo.resolve()}; run from there")
+    monkeypatch.chdir(repo)
+    solver.write_text('net: "x.prototxt"\nmax_iter: 1\n')
+    with pytest.raises(runner.TrainingError) as err:
+        runner.train(solver, caffe=str(fake), progress=False, plot=False)
+    assert str(err.value) == f"{solver}: its net x.prototxt does not exist"
     assert not marker.exists()
 
 
@@ -516,7 +530,8 @@ def test_a_gpu_asked_of_a_cpu_only_caffe_is_explained(tmp_path, toy):
 
 FAKE_CAFFE = """#!{python}
 # A stand-in for `caffe train`: prints its arguments; FAKE_CAFFE=stop snapshots at iteration
-# FAKE_ITER (default 146) as Caffe's SIGINT stop does, FAKE_CAFFE=wait waits for signals.
+# FAKE_ITER (default 146) as Caffe's SIGINT stop does, FAKE_CAFFE=wait waits for signals,
+# =done is a whole run displayed at iteration 0 only, =quiet exits 0 having logged nothing.
 import os, re, signal, sys, time
 args = sys.argv[1:]
 print("args:", " ".join(args), file=sys.stderr, flush=True)
@@ -534,14 +549,31 @@ if mode == "fail-copy":  # the restored weights do not fit the net
           "shape is 64 3 3 3 (1728). To learn this layer's parameters from scratch rather "
           "than copying from a saved net, rename the layer.", file=sys.stderr)
     sys.exit(134)
+if mode == "fail-history":  # the snapshot's history does not fit (another solver type?)
+    print("F1126 10:00:00.000000 1 sgd_solver.cpp:334] Check failed: state.history_size() == "
+          "history_.size() (28 vs. 56) Incorrect length of history blobs.", file=sys.stderr)
+    sys.exit(134)
+if mode == "quiet":  # not a training at all (e.g. --caffe /bin/true)
+    sys.exit(0)
+if mode == "done":  # a whole run whose display (10) never reached past iteration 0
+    print("I1126 10:00:00.000000 1 solver.cpp:48] Initializing solver from parameters:\\n"
+          "max_iter: 4\\ndisplay: 10", file=sys.stderr)
+    print("I1126 10:00:00.000000 1 solver.cpp:58] Solving net", file=sys.stderr)
+    print("] Iteration 0, loss = 0.5", file=sys.stderr)
+    print("] Optimization Done.", file=sys.stderr)
+    sys.exit(0)
 if mode == "stop":
     text = open(args[args.index("-solver") + 1]).read()
     prefix = re.search(r'snapshot_prefix: "([^"]+)"', text).group(1)
     n = os.environ.get("FAKE_ITER", "146")
     print(f"] Iteration {{n}}, loss = 0.5", file=sys.stderr)
-    for ext, what in ((".caffemodel", "binary proto file"),
-                      (".solverstate", "solver state to binary proto file")):
-        open(f"{{prefix}}_iter_{{n}}{{ext}}", "w").close()
+    # what parses as Caffe's files: a NetParameter named "fake", a SolverState with iter: n
+    varint = bytes(((int(n) >> s) & 0x7f) | (0x80 if int(n) >> (s + 7) else 0)
+                   for s in range(0, max(int(n).bit_length(), 1), 7))
+    for ext, what, data in ((".caffemodel", "binary proto file", b"\\x0a\\x04fake"),
+                            (".solverstate", "solver state to binary proto file",
+                             b"\\x08" + varint)):
+        open(f"{{prefix}}_iter_{{n}}{{ext}}", "wb").write(data)
         print(f"] Snapshotting {{'to ' if ext == '.caffemodel' else ''}}{{what}} "
               f"{{prefix}}_iter_{{n}}{{ext}}", file=sys.stderr)
     print("] Optimization stopped early.", file=sys.stderr)
@@ -586,9 +618,14 @@ def _write_weights(path):
 
 
 def _snapshot_files(prefix, *iterations):
+    """Sound snapshots: a .caffemodel and a .solverstate (with some history) naming it."""
+    from caffe.proto import caffe_pb2
+
     for n in iterations:
-        for ext in (".caffemodel", ".solverstate"):
-            Path(f"{prefix}_iter_{n}{ext}").write_text("old")
+        _write_weights(Path(f"{prefix}_iter_{n}.caffemodel"))
+        state = caffe_pb2.SolverState(iter=n, learned_net=f"{prefix}_iter_{n}.caffemodel")
+        state.history.add(data=[0.25] * 64).shape.dim.append(64)
+        Path(f"{prefix}_iter_{n}.solverstate").write_bytes(state.SerializeToString())
 
 
 def test_restart_moves_the_earlier_run_aside_and_names_the_command_that_continues(fake_run):
@@ -636,6 +673,7 @@ def test_a_restart_whose_caffe_fails_in_its_setup_puts_the_earlier_run_back(fake
     (prefix.parent / "train.log").write_text("the earlier run\n")
     (prefix.parent / "loss.png").write_text("png")
     before = sorted(p.name for p in prefix.parent.iterdir())
+    state_400 = Path(f"{prefix}_iter_400.solverstate").read_bytes()
     for attempt in (1, 2):
         out = run("--restart", env={"FAKE_CAFFE": "fail"})
         assert out.returncode == 1, out.stderr
@@ -645,7 +683,7 @@ def test_a_restart_whose_caffe_fails_in_its_setup_puts_the_earlier_run_back(fake
                          rf"this try's output follows the earlier run's in {prefix.parent}/"
                          r"train.log$", out.stderr, re.M), out.stderr
         assert sorted(p.name for p in prefix.parent.iterdir()) == before
-        assert Path(f"{prefix}_iter_400.solverstate").read_text() == "old"
+        assert Path(f"{prefix}_iter_400.solverstate").read_bytes() == state_400
         assert (prefix.parent / "loss.png").read_text() == "png"
         log = (prefix.parent / "train.log").read_text()
         assert log.startswith("the earlier run\n") and log.count("Check failed") == attempt
@@ -688,16 +726,34 @@ def test_restart_with_nothing_earlier_moves_nothing(fake_run):
     assert not list(prefix.parent.glob("earlier-*")) and "--restart: moved" not in out.stderr
 
 
-def test_a_stop_after_resume_from_an_older_snapshot_names_that_run_s_snapshot(fake_run):
-    """--resume of iteration 100 while 400 exists: the plain command would take 400, so the
-    hint resumes explicitly from the snapshot this run wrote."""
+def test_resume_of_an_older_snapshot_sets_the_later_ones_aside(fake_run):
+    """--resume of iteration 100 while 200 and 400 exist: the run would overwrite them one by
+    one as it passes their iterations, so they are moved aside first (as --restart does), and
+    the run's own snapshot is then the latest: the hint drops --resume."""
     solver, prefix, run = fake_run
-    _snapshot_files(prefix, 100, 400)
+    _snapshot_files(prefix, 100, 200, 400)
     out = run("--resume", f"{prefix}_iter_100.solverstate")
     assert out.returncode == 130, out.stderr
+    (earlier,) = prefix.parent.glob("earlier-*")
+    assert sorted(p.name for p in earlier.iterdir()) == [
+        f"train_iter_{n}.{ext}" for n in (200, 400) for ext in ("caffemodel", "solverstate")]
+    assert (f"--resume: moved the later snapshots (iterations 200, 400; 4 files) to {earlier}/ "
+            "(nothing was deleted): this run goes on from iteration 100 and would overwrite "
+            "them") in out.stderr
+    assert Path(f"{prefix}_iter_100.solverstate").is_file()
     hint = re.search(r"^to continue from there: (.*)$", out.stdout, re.M)
-    assert hint and shlex.split(hint.group(1))[3:5] == [
-        "--resume", f"{prefix}_iter_146.solverstate"], out.stdout
+    assert hint and "--resume" not in shlex.split(hint.group(1)), out.stdout
+    assert f"Resuming from {prefix}_iter_146.solverstate" in run().stderr  # the latest now
+
+
+def test_a_resume_whose_caffe_fails_in_its_setup_puts_the_later_snapshots_back(fake_run):
+    solver, prefix, run = fake_run
+    _snapshot_files(prefix, 100, 400)
+    out = run("--resume", f"{prefix}_iter_100.solverstate", env={"FAKE_CAFFE": "fail"})
+    assert out.returncode == 1, out.stderr
+    assert "--resume: Caffe ended before its first iteration" in out.stderr
+    assert Path(f"{prefix}_iter_400.solverstate").is_file()
+    assert not list(prefix.parent.glob("earlier-*"))
 
 
 def test_a_plain_stop_says_run_the_same_command_again(fake_run):
@@ -778,6 +834,9 @@ def test_caffe_s_copy_failure_on_a_resume_names_the_snapshot_and_restart(fake_ru
     assert (f"the snapshot {prefix}_iter_100.solverstate was written by another net than this "
             "solver's: --restart sets it aside") in out.stderr
     assert "Traceback" not in out.stderr
+    out = run(env={"FAKE_CAFFE": "fail-history"})
+    assert (f"the snapshot {prefix}_iter_100.solverstate was written by another net than this "
+            "solver's, or under another solver type: --restart sets it aside") in out.stderr
 
 
 @pytest.mark.parametrize("exists", [True, False], ids=["weights-exist", "weights-missing"])
@@ -1049,3 +1108,213 @@ def test_a_misspelt_solver_field_or_value_gets_the_likely_name(tmp_path):
     with pytest.raises(runner.TrainingError, match=r"has no value named CPPU\. Its values: CPU, "
                                                    r"GPU\. Did you mean CPU\?$"):
         runner.read_solver(tmp_path / "b.prototxt")
+
+
+def test_caffe_s_default_snapshot_prefix_unit(tmp_path, monkeypatch):
+    """upgrade_proto.cpp's UpgradeSnapshotPrefixProperty: no snapshot_prefix gives the solver's
+    path without its extension; a folder as the prefix gives the solver's stem inside it."""
+    monkeypatch.chdir(tmp_path)
+    solver = tmp_path / "p" / "mine.prototxt"
+    solver.parent.mkdir()
+    for field, prefix in (("", str(tmp_path / "p/mine")), ('snapshot_prefix: "s/x"', "s/x"),
+                          ('snapshot_prefix: "s/"', "s/mine"),
+                          ('snapshot_prefix: ""', "")):
+        solver.write_text(f'net: "n.prototxt"\n{field}\n')
+        assert runner.read_solver(solver).snapshot_prefix == prefix, field
+    (tmp_path / "s/x").mkdir(parents=True)  # an existing folder, without the slash
+    solver.write_text('snapshot_prefix: "s/x"\n')
+    assert runner.read_solver(solver).snapshot_prefix == "s/x/mine"
+
+
+def test_a_solver_without_snapshot_prefix_resumes_and_logs_beside_its_snapshots(
+        tmp_path, toy, monkeypatch):
+    """The real Caffe writes <solver path without extension>_iter_N (its default prefix): the
+    second run resumes from there, and the log and curves go beside them, not into the working
+    directory."""
+    folder = small_files(tmp_path, "cpp", toy, TEST_SOLVER.with_(max_iter=2))
+    generated = folder / "baseline/solver.prototxt"
+    solver = tmp_path / "mine" / "nopref.prototxt"
+    solver.parent.mkdir()
+    solver.write_text("".join(line for line in generated.read_text().splitlines(True)
+                              if not line.startswith("snapshot_prefix")))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    first = runner.train(solver, progress=False)
+    assert first.last_iteration == 2 and first.resumed_from is None
+    assert (tmp_path / "mine/nopref_iter_2.solverstate").is_file()
+    assert first.log_path == tmp_path / "mine/train.log" and first.log_path.is_file()
+    solver.write_text(solver.read_text().replace("max_iter: 2", "max_iter: 3"))
+    second = runner.train(solver, progress=False)
+    assert second.resumed_from == tmp_path / "mine/nopref_iter_2.solverstate"
+    assert second.last_iteration == 3 and not list(work.iterdir())
+
+
+def test_a_binary_file_as_the_solver_is_one_line(fake_run):
+    solver, prefix, run = fake_run
+    _snapshot_files(prefix, 10)
+    solver.write_bytes(Path(f"{prefix}_iter_10.caffemodel").read_bytes() + b"\xa2\xff")
+    out = run()
+    assert out.returncode == 1, out.stderr
+    assert out.stderr == (f"train.py: {solver} is not a solver prototxt: it is a binary file; "
+                          "give the solver.prototxt (text) that names the net\n")
+
+
+def _cut_short(path):
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[:len(data) // 2])
+
+
+def test_a_damaged_latest_snapshot_is_named_with_the_one_before(fake_run):
+    """A .solverstate cut short (a full disk, a run killed while it snapshotted): Caffe aborts
+    with "Incorrect length of history blobs", which is no other net's snapshot; --restart would
+    throw the run away. The advice is the sound snapshot before it."""
+    solver, prefix, run = fake_run
+    _snapshot_files(prefix, 100, 200)
+    _cut_short(f"{prefix}_iter_200.solverstate")
+    out = run()
+    assert out.returncode == 1, out.stderr
+    assert out.stderr == (
+        f"train.py: the latest snapshot {prefix}_iter_200.solverstate is damaged: it does not "
+        "parse as a solver state (cut short, as by a full disk or a run stopped while it "
+        f"snapshotted): resume from the snapshot before it: --resume {prefix}_iter_100."
+        f"solverstate (or delete {prefix}_iter_200.solverstate and train_iter_200.caffemodel, "
+        "and the same command resumes from iteration 100)\n")
+    assert not (prefix.parent / "train.log").exists()  # caffe never started
+    # its .caffemodel cut short, the .solverstate sound: damaged too
+    _snapshot_files(prefix, 200)
+    _cut_short(f"{prefix}_iter_200.caffemodel")
+    out = run()
+    assert f"_iter_200.solverstate is damaged: its weights {prefix}_iter_200.caffemodel do " \
+        "not parse" in out.stderr, out.stderr
+    # cut after a few bytes: tags and a path, valid UTF-8 but no text file
+    state = Path(f"{prefix}_iter_200.solverstate")
+    state.write_bytes(state.read_bytes()[:12])
+    out = run()
+    assert "_iter_200.solverstate is damaged: it does not parse" in out.stderr, out.stderr
+    # as --resume, and with no sound snapshot before it
+    _cut_short(f"{prefix}_iter_100.solverstate")
+    out = run("--resume", f"{prefix}_iter_100.solverstate")
+    assert out.returncode == 1 and "another net" not in out.stderr
+    assert out.stderr.startswith(f"train.py: --resume {prefix}_iter_100.solverstate is damaged")
+    assert out.stderr.rstrip().endswith(
+        f"no earlier snapshot of {prefix} to resume from: delete {prefix}_iter_100.solverstate "
+        "and train_iter_100.caffemodel (or --restart sets them aside) to start afresh")
+
+
+def test_resume_of_a_caffemodel_or_a_prototxt_is_refused_as_the_wrong_kind(fake_run):
+    solver, prefix, run = fake_run
+    _snapshot_files(prefix, 100)
+    model = f"{prefix}_iter_100.caffemodel"
+    out = run("--resume", model)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr == (f"train.py: --resume {model} is a .caffemodel (the weights alone), "
+                          f"not a .solverstate: --resume {prefix}_iter_100.solverstate resumes "
+                          f"that snapshot; --restart --weights {model} starts afresh from its "
+                          "weights\n")
+    out = run("--resume", solver)
+    assert out.stderr.startswith(f"train.py: --resume {solver} is a text file (a prototxt?), "
+                                 "not a .solverstate"), out.stderr
+    assert not (prefix.parent / "train.log").exists()
+
+
+NET_WITH_WEIGHTS = GOOD_NET + "".join(
+    f'layer {{ name: "{name}" type: "{kind}" bottom: "pool" top: "{name}" '
+    f'{param} {{ num_output: {n} kernel_size: 1 }} }}\n' if kind == "Convolution" else
+    f'layer {{ name: "{name}" type: "{kind}" bottom: "pool" top: "{name}" '
+    f'{param} {{ num_output: {n} }} }}\n'
+    for name, kind, param, n in (("conv1_1", "Convolution", "convolution_param", 16),
+                                 ("fc8", "InnerProduct", "inner_product_param", 4)))
+
+
+def _model(path, **layers):
+    """A .caffemodel of {layer name: first blob's shape}."""
+    from caffe.proto import caffe_pb2
+
+    model = caffe_pb2.NetParameter()
+    for name, shape in layers.items():
+        model.layer.add(name=name).blobs.add(data=[0.0]).shape.dim.extend(shape)
+    Path(path).write_bytes(model.SerializeToString())
+    return path
+
+
+def test_weights_that_share_no_layer_or_misfit_are_refused_but_new_layers_are_normal(fake_run):
+    """Caffe copies weights by layer name: none in common trains from the fillers in silence;
+    a differing output count aborts with "rename the layer". Layers the weights lack (DeepLab's
+    fc8 and attention head next to a VGG-16 init) are the normal fine-tuning case."""
+    solver, prefix, run = fake_run
+    (solver.parent / "net.prototxt").write_text(NET_WITH_WEIGHTS)
+    own = _model(solver.parent / "own.caffemodel", conv1=(8, 3, 3, 3), bn1=(8,),
+                 fc8_voc12=(4, 8))
+    out = run("--weights", own)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(
+        f"train.py: --weights {own} shares no learned layer with the train net: it has conv1, "
+        "bn1, fc8_voc12; the net has conv1_1, fc8. Caffe copies weights by layer name and "
+        "would train from the random fillers"), out.stderr
+    vgg = _model(solver.parent / "vgg.caffemodel", conv1_1=(64, 3, 3, 3))
+    out = run("--weights", vgg)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith(f"train.py: --weights {vgg} do not fit the train net: conv1_1 "
+                                 "(64 x 3 x 3 x 3 saved, 16 outputs in the net); Caffe would "
+                                 "abort"), out.stderr
+    assert not (prefix.parent / "train.log").exists()
+    init = _model(solver.parent / "init.caffemodel", conv1_1=(16, 3, 1, 1))  # no fc8: normal
+    out = run("--weights", init)
+    assert out.returncode == 130 and "--weights" not in out.stderr, out.stderr
+    assert f"-weights {init}" in (prefix.parent / "train.log").read_text()
+
+
+def test_a_snapshot_with_layers_the_net_lacks_is_another_net_s(tmp_path):
+    """A snapshot holds every train layer with weights of the net that wrote it: one more layer
+    (here the baseline's solver pointed at a bigger net's snapshots) is another net's, which
+    Caffe would end with "Incorrect length of history blobs"."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+
+    net = text_format.Parse(NET_WITH_WEIGHTS, caffe_pb2.NetParameter())
+    _model(tmp_path / "s_iter_5.caffemodel", conv1_1=(16, 1, 1, 1), fc8=(4, 16))
+    state = tmp_path / "s_iter_5.solverstate"
+    state.write_bytes(caffe_pb2.SolverState(iter=5).SerializeToString())
+    runner.check_snapshot_fits(state, net, "resuming from")  # the net that wrote it
+    _model(tmp_path / "s_iter_5.caffemodel", conv1_1=(16, 1, 1, 1), fc8=(4, 16),
+           att_conv1=(8, 16, 3, 3))
+    with pytest.raises(runner.TrainingError) as err:
+        runner.check_snapshot_fits(state, net, "resuming from")
+    assert str(err.value).startswith(f"resuming from {state}: written by another net than this "
+                                     "solver's: att_conv1 (in the snapshot, not in the net)")
+
+
+def test_end_of_run_summaries(fake_run):
+    """MSG-11/12: a whole run with display > max_iter is done after max_iter, not iteration 0;
+    a caffe that exits 0 having logged no iteration trained nothing: exit 1."""
+    solver, prefix, run = fake_run
+    out = run(env={"FAKE_CAFFE": "done"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("done after iteration 4;"), out.stdout
+    out = run(env={"FAKE_CAFFE": "quiet"})
+    assert out.returncode == 1, out.stdout
+    assert "exited with code 0 but logged no iteration: nothing was trained" in out.stderr
+
+
+def test_a_second_signal_after_caffe_s_stop_snapshot_says_so():
+    class Exiting:
+        sent = []
+        dead = False
+
+        def send_signal(self, signum):
+            self.sent.append(signum)
+
+        def poll(self):
+            return None
+
+        def kill(self):
+            self.dead = True
+
+    said = []
+    handler = runner._Signals(Exiting(), stopped=lambda: True)
+    handler._say = said.append
+    handler._handler(signal.SIGTERM, None)
+    handler._handler(signal.SIGTERM, None)
+    assert said[-1] == "\nSIGTERM again: Caffe killed as it exited (its stop snapshot was " \
+        "written)\n"

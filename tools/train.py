@@ -4,7 +4,9 @@
   python tools/train.py prototxt/solver.prototxt --weights init.caffemodel [--gpu 0]
 
 It resumes from the latest <snapshot_prefix>_iter_N.solverstate when one exists (so running the
-same command again continues an interrupted run), appends Caffe's output to
+same command again continues an interrupted run; without a snapshot_prefix, Caffe's default: the
+solver's path without its extension; a damaged snapshot is named with the one before it, and a
+--resume of an older one moves the later ones aside, as --restart does), appends Caffe's output to
 <snapshot folder>/train.log, shows a progress bar with iterations/s, ETA and loss, and draws the
 loss curves into <snapshot folder>/loss.png at every snapshot and at the end. Caffe runs in the
 current directory: run it from the repository root (the solvers' paths are relative to it).
@@ -32,10 +34,12 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("solver", help="solver prototxt, e.g. prototxt/solver.prototxt")
     p.add_argument("--weights", help="initial weights (.caffemodel, e.g. from "
-                   "tools/init_from_vgg16.py); ignored when resuming from a snapshot")
+                   "tools/init_from_vgg16.py), copied by layer name (refused when they share "
+                   "no learned layer with the train net); ignored when resuming from a snapshot")
     resume = p.add_mutually_exclusive_group()
     resume.add_argument("--resume", metavar="SOLVERSTATE",
-                        help="resume from this .solverstate (default: the latest one, if any)")
+                        help="resume from this .solverstate (default: the latest one, if any); "
+                        "later snapshots of the same prefix are moved to an earlier-* folder")
     resume.add_argument("--restart", action="store_true",
                         help="ignore existing snapshots and start from --weights")
     p.add_argument("--gpu", help="GPU id for caffe's -gpu (e.g. 0; several ids are refused when "
@@ -59,7 +63,7 @@ def continue_command(args, result, runner):
     if not result.log.solverstates:
         return None
     written = Path(result.log.solverstates[-1])
-    latest = runner.latest_solverstate(runner.read_solver(args.solver).snapshot_prefix or "")
+    latest = runner.latest_solverstate(runner.read_solver(args.solver).snapshot_prefix)
     explicit = latest is None or written.resolve() != latest.resolve()
     if not (explicit or args.restart or args.resume):
         return None
@@ -97,8 +101,20 @@ def main(argv=None):
     iteration = result.last_iteration
     if log.stopped_early and result.snapshot_iteration is not None:
         iteration = result.snapshot_iteration  # where Caffe stopped; the display lags behind
-    state = ("killed" if result.killed else "stopped early" if result.stopped else
+    elif log.done and log.max_iter is not None:
+        # Caffe displays every `display` iterations only (none past 0 when display > max_iter)
+        iteration = max(log.max_iter, iteration or 0)
+    # A second signal that arrives while Caffe exits after its stop snapshot kills a process that
+    # has already stopped cleanly.
+    killed = result.killed and not log.stopped_early
+    state = ("killed" if killed else "stopped early" if result.stopped else
              "done" if log.done else "ended")
+    if not result.stopped and not log.done and iteration is None and not result.snapshots:
+        # exit 0 with no iteration: not a training (`train.py ... && test_voc.py` must stop)
+        print(f"train.py: {result.command[0]} exited with code 0 but logged no iteration: "
+              f"nothing was trained (is it Caffe's `caffe` tool?); log {result.log_path}",
+              file=sys.stderr)
+        return 1
     try:
         print(f"{state} " + (f"after iteration {iteration}" if iteration is not None else
                              "before any iteration was logged")

@@ -5,7 +5,8 @@ The real tool does the training (`.venv/bin/caffe`, a --caffe path, or `caffe` o
 run here is exactly `caffe train -solver ...` as a user types it; this module only adds
 arguments (-snapshot / -weights / -gpu) and reads its output.
 
-Files (solver's snapshot_prefix P, e.g. snapshots/<variant>/train, relative to the working dir):
+Files (solver's snapshot_prefix P, e.g. snapshots/<variant>/train, relative to the working dir;
+without one, Caffe's default: the solver's path without its extension):
     P_iter_N.caffemodel / .solverstate   Caffe's snapshots; the latest .solverstate is resumed
     <P's folder>/train.log               Caffe's output, appended run after run
     <P's folder>/loss.png                the curves, redrawn at every snapshot and at the end
@@ -45,7 +46,7 @@ class SolverInfo:
     net: Optional[str]
     max_iter: int
     snapshot: int
-    snapshot_prefix: Optional[str]
+    snapshot_prefix: str  # as Caffe uses it (caffe_snapshot_prefix), never empty
     iter_size: int = 1  # forward passes (data batches) an iteration
 
 
@@ -82,6 +83,12 @@ def read_solver(path) -> SolverInfo:
         text = path.read_text()
     except OSError as exc:
         raise TrainingError(f"cannot read the solver {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        kind = ("a .caffemodel (weights)" if path.suffix == ".caffemodel" else
+                "a .solverstate (a snapshot: --resume takes it)" if path.suffix == ".solverstate"
+                else "a binary file")
+        raise TrainingError(f"{path} is not a solver prototxt: it is {kind}; give the "
+                            "solver.prototxt (text) that names the net") from None
     solver = caffe_pb2.SolverParameter()
     try:
         text_format.Parse(text, solver)
@@ -91,7 +98,26 @@ def read_solver(path) -> SolverInfo:
         raise TrainingError(f"{path} is not a solver prototxt: {str(exc).rstrip('.')}{hint}") \
             from None
     return SolverInfo(path, solver.net or solver.train_net or None, solver.max_iter,
-                      solver.snapshot, solver.snapshot_prefix or None, solver.iter_size or 1)
+                      solver.snapshot, caffe_snapshot_prefix(path, solver), solver.iter_size or 1)
+
+
+def caffe_snapshot_prefix(solver_path, solver) -> str:
+    """The snapshot prefix Caffe uses (UpgradeSnapshotPrefixProperty in upgrade_proto.cpp): a
+    solver without snapshot_prefix gets the solver file's path without its extension; a prefix
+    that is a folder gets the solver file's stem inside it. A prefix ending in "/" counts as a
+    folder here even before it exists: train() makes it before Caffe starts."""
+    stem = Path(solver_path).stem
+    if not solver.HasField("snapshot_prefix"):
+        return str(Path(solver_path).with_suffix(""))
+    prefix = solver.snapshot_prefix
+    if prefix.endswith("/") or os.path.isdir(prefix):
+        return os.path.join(prefix, stem)
+    return prefix
+
+
+def _prefix_folder(snapshot_prefix) -> Path:
+    """The folder Caffe's <prefix>_iter_N files go to (os.path: a Path would drop a trailing /)."""
+    return Path(os.path.dirname(str(snapshot_prefix)) or ".")
 
 
 def latest_solverstate(snapshot_prefix) -> Optional[Path]:
@@ -102,27 +128,28 @@ def latest_solverstate(snapshot_prefix) -> Optional[Path]:
 
 def earlier_snapshots(snapshot_prefix) -> List[Path]:
     """Every <prefix>_iter_N.caffemodel / .solverstate, by iteration."""
-    prefix = Path(snapshot_prefix)
-    folder = prefix.parent if str(prefix.parent) else Path(".")
+    folder = _prefix_folder(snapshot_prefix)
     if not folder.is_dir():
         return []
-    name = re.compile(re.escape(prefix.name) + r"_iter_(\d+)\.(?:caffemodel|solverstate)")
+    name = re.compile(re.escape(os.path.basename(str(snapshot_prefix)))
+                      + r"_iter_(\d+)\.(?:caffemodel|solverstate)")
     found = [(int(match.group(1)), path.name, path) for path in folder.iterdir()
              for match in [name.fullmatch(path.name)] if match and path.is_file()]
     return [path for _, _, path in sorted(found)]
 
 
-def set_aside(snapshot_prefix, also=(), stamp=None):
+def set_aside(snapshot_prefix, also=(), stamp=None, after=None):
     """Move the earlier run's snapshots of `snapshot_prefix` (and the files in `also` that exist:
     its log and curves) into a new folder beside them named for the time, e.g.
     snapshots/x/earlier-20261126-095604/ (nothing is deleted). Returns (folder, snapshots moved,
-    other files moved), or None when there was nothing to move."""
-    snapshots = earlier_snapshots(snapshot_prefix)
+    other files moved), or None when there was nothing to move. after: only the snapshots of
+    later iterations (those a run resumed from iteration `after` would overwrite)."""
+    snapshots = [path for path in earlier_snapshots(snapshot_prefix)
+                 if after is None or _file_iteration(path) > after]
     others = [Path(p) for p in also if Path(p).is_file()]
     if not snapshots and not others:
         return None
-    prefix = Path(snapshot_prefix)
-    folder = prefix.parent if str(prefix.parent) else Path(".")
+    folder = _prefix_folder(snapshot_prefix)
     name = f"earlier-{stamp or time.strftime('%Y%m%d-%H%M%S')}"
     target, k = folder / name, 1
     while target.exists():
@@ -133,12 +160,12 @@ def set_aside(snapshot_prefix, also=(), stamp=None):
         for path in snapshots + others:
             path.rename(target / path.name)
     except OSError as exc:
-        raise TrainingError(f"--restart: cannot move the earlier run's files from {folder} to "
+        raise TrainingError(f"cannot move the earlier run's files from {folder} to "
                             f"{target} ({exc.strerror}); move or delete them yourself") from None
     return target, snapshots, others
 
 
-def put_back(moved, log_path=None):
+def put_back(moved, log_path=None, option="--restart"):
     """Undo set_aside (a --restart whose Caffe ended before its first iteration): the files go
     back where they were and the folder is removed. A log written since at the same path (that
     try's output) is appended to the earlier one. Returns a sentence saying what happened, also
@@ -159,24 +186,31 @@ def put_back(moved, log_path=None):
                 moved_to.rename(path)
         folder.rmdir()
     except OSError as exc:
-        return (f"--restart: Caffe ended before its first iteration, but the earlier run's files "
+        return (f"{option}: Caffe ended before its first iteration, but the earlier run's files "
                 f"could not all be moved back ({exc.filename or folder}: {exc.strerror}): what "
                 f"is left of them is in {folder}/")
     log_note = (f"; this try's output follows the earlier run's in {log_path}"
                 if log_path is not None and Path(log_path) in others else "")
-    return ("--restart: Caffe ended before its first iteration, so the earlier run's files are "
+    return (f"{option}: Caffe ended before its first iteration, so the earlier run's files are "
             f"back where they were ({folder} removed){log_note}")
 
 
-def _set_aside_message(moved):
+def _file_iteration(path) -> int:
+    return int(re.search(r"_iter_(\d+)\.\w+$", Path(path).name).group(1))
+
+
+def _set_aside_message(moved, resumed_at=None):
     folder, snapshots, others = moved
-    iterations = sorted({int(re.search(r"_iter_(\d+)\.", p.name).group(1)) for p in snapshots})
+    iterations = sorted({_file_iteration(p) for p in snapshots})
     listed = (", ".join(map(str, iterations)) if len(iterations) <= 4 else
               f"{iterations[0]}, {iterations[1]}, ..., {iterations[-1]}")
     what = [f"snapshots (iteration{'s' if len(iterations) > 1 else ''} {listed}; "
             f"{len(snapshots)} file{'s' if len(snapshots) > 1 else ''})"] if snapshots else []
     what += [p.name for p in others]
     what = ", ".join(what[:-1]) + " and " + what[-1] if len(what) > 1 else what[0]
+    if resumed_at is not None:
+        return (f"--resume: moved the later {what} to {folder}/ (nothing was deleted): this "
+                f"run goes on from iteration {resumed_at} and would overwrite them")
     return (f"--restart: moved the earlier run's {what} to {folder}/ (nothing was deleted); "
             "this run starts from iteration 0")
 
@@ -276,6 +310,19 @@ def read_train_net(info):
     return net
 
 
+def _missing_net_message(solver, net_path):
+    """The solver's net does not exist. Caffe resolves the path from where it runs, not from
+    the solver's folder: where a relative path would exist from a folder above the solver (the
+    repository root for prototxt/), that folder is named; otherwise it simply does not exist."""
+    if not os.path.isabs(net_path):
+        here = Path.cwd().resolve()
+        for folder in Path(solver).resolve().parents:
+            if folder != here and (folder / net_path).is_file():
+                return (f"{solver}: its net {net_path} is not there from {here}: the path is "
+                        f"relative to {folder}; run from there")
+    return f"{solver}: its net {net_path} does not exist"
+
+
 def _check_weights(weights):
     """TrainingError for a --weights that is missing or no .caffemodel (a prototxt or a
     .solverstate given by mistake): Caffe would abort in its setup with a Check failure."""
@@ -297,50 +344,202 @@ _FILTER_TYPES = ("Convolution", "InnerProduct")  # weights (num_output, ...): ch
 _OTHER_NETS_SNAPSHOT = ("Cannot copy param", "Incorrect length of history blobs")
 
 
+def solverstate_problem(path) -> Optional[str]:
+    """Why `path` cannot be resumed from, in words that follow its name, or None. Caffe's own
+    aborts say neither: a .caffemodel given as the snapshot ends in "history_size 0 vs. N", and
+    a snapshot cut short (a full disk, a run killed while it snapshotted) in "Incorrect length
+    of history blobs", both of which read as another net's snapshot. Caffe's HDF5 form
+    (.solverstate.h5) is left to Caffe."""
+    from caffe.proto import caffe_pb2
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    if path.name.endswith(".h5"):
+        return None
+    if path.suffix == ".caffemodel":
+        return "is a .caffemodel (the weights alone), not a .solverstate"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    damaged = ("is damaged: {} (cut short, as by a full disk or a run stopped while it "
+               "snapshotted)")
+    if not data:
+        return damaged.format("it is empty")
+    state = caffe_pb2.SolverState()
+    try:
+        state.ParseFromString(data)
+    except DecodeError:
+        if _looks_like_text(data):
+            return "is a text file (a prototxt?), not a .solverstate"
+        return damaged.format("it does not parse as a solver state")
+    model = _snapshot_model(path, state)
+    if model is None:
+        return None  # Caffe restores the history only; it names a missing learned_net itself
+    net = caffe_pb2.NetParameter()
+    try:
+        net.ParseFromString(model.read_bytes())
+    except (OSError, DecodeError):
+        return damaged.format(f"its weights {model} do not parse")
+    if not model.stat().st_size:
+        return damaged.format(f"its weights {model} are empty")
+    return None
+
+
+def _looks_like_text(data) -> bool:
+    """UTF-8 without control characters but tabs and line ends: a protobuf's field tags are
+    control characters, and a cut-short .solverstate of a small iteration can be valid UTF-8."""
+    import codecs
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(data[:4096])  # a cut char: fine
+    except UnicodeDecodeError:
+        return False
+    return not any(ord(c) < 32 and c not in "\t\n\r" for c in text)
+
+
+def _snapshot_model(solverstate, state) -> Optional[Path]:
+    """The .caffemodel a parsed SolverState restores its weights from: its learned_net, or the
+    one beside it of the same name (a snapshot folder moved since), or None."""
+    model = Path(state.learned_net) if state.learned_net else None
+    if model is None or not model.is_file():
+        model = Path(solverstate).with_suffix(".caffemodel")
+    return model if model.is_file() else None
+
+
+def _damaged_advice(solverstate, prefix) -> str:
+    """What to do about a damaged latest snapshot: resume from the sound one before it."""
+    n = snapshot_iteration(solverstate)
+    earlier = [p for p in earlier_snapshots(prefix) if p.suffix == ".solverstate"
+               and n is not None and (snapshot_iteration(p) or 0) < n]
+    sound = next((p for p in reversed(earlier) if solverstate_problem(p) is None), None)
+    pair = f"{solverstate} and {Path(solverstate).with_suffix('.caffemodel').name}"
+    if sound is None:
+        return (f"no earlier snapshot of {prefix} to resume from: delete {pair} (or --restart "
+                "sets them aside) to start afresh")
+    return (f"resume from the snapshot before it: --resume {sound} (or delete {pair}, and "
+            f"the same command resumes from iteration {snapshot_iteration(sound)})")
+
+
+def _check_resume_file(resume_from, explicit, prefix):
+    """TrainingError for a snapshot Caffe cannot resume from (solverstate_problem), with what
+    to do instead: a .caffemodel's .solverstate, or the sound snapshot before a damaged one."""
+    problem = solverstate_problem(resume_from)
+    if problem is None:
+        return
+    if explicit:
+        if Path(resume_from).suffix == ".caffemodel":
+            state = Path(resume_from).with_suffix(".solverstate")
+            advice = ((f"--resume {state} resumes that snapshot; " if state.is_file() else "")
+                      + f"--restart --weights {resume_from} starts afresh from its weights")
+        elif problem.startswith("is damaged"):
+            advice = _damaged_advice(resume_from, prefix)
+        else:
+            advice = "--resume takes a <snapshot_prefix>_iter_N.solverstate"
+        raise TrainingError(f"--resume {resume_from} {problem}: {advice}")
+    raise TrainingError(f"the latest snapshot {resume_from} {problem}: "
+                        + _damaged_advice(resume_from, prefix))
+
+
+def _layer_outputs(layer):
+    return (layer.convolution_param.num_output if layer.type == "Convolution"
+            else layer.inner_product_param.num_output)
+
+
+def _output_misfits(layers, saved) -> List[str]:
+    """'name (S saved, N outputs in the net)' for each Convolution / InnerProduct of `layers`
+    whose saved weights (read_saved_shapes) have another output count: what the text of the net
+    alone decides (input channels need the blob shapes: Caffe checks those itself)."""
+    return [f"{layer.name} ({saved[layer.name][0]} saved, {_layer_outputs(layer)} outputs in "
+            "the net)" for layer in layers if layer.type in _FILTER_TYPES
+            and layer.name in saved and not saved[layer.name][0].legacy
+            and saved[layer.name][0].dims[:1] != (_layer_outputs(layer),)]
+
+
+def _listed(names, most=4):
+    names = list(names)
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most
+                                      else "")
+
+
 def check_snapshot_fits(solverstate, net, found):
     """TrainingError when the weights saved with `solverstate` cannot belong to the train net
-    `net` (a NetParameter): a learned layer the net has that the snapshot lacks, or a
-    Convolution / InnerProduct whose saved outputs differ from its num_output. What the text of
-    the net alone decides (input channels need the blob shapes: Caffe checks those itself).
-    Resuming another net's snapshot ended in Caffe's abort ("Cannot copy param ... shape
-    mismatch", or "Incorrect length of history blobs"), whose advice to rename the layer is
-    wrong here. found: how the snapshot was chosen, for the message."""
+    `net` (a NetParameter): a learned layer the net has that the snapshot lacks, a
+    Convolution / InnerProduct whose saved outputs differ from its num_output, or a layer saved
+    in the snapshot that the train net does not have (a snapshot holds every train layer with
+    weights of the net that wrote it, and nothing else: Caffe would abort with "Incorrect
+    length of history blobs"). Resuming another net's snapshot ended in Caffe's abort
+    ("Cannot copy param ... shape mismatch", or the history's length), whose advice to rename
+    the layer is wrong here. found: how the snapshot was chosen, for the message."""
     from caffe.proto import caffe_pb2
     from google.protobuf.message import DecodeError
 
     from ..nets.caffemodel import WeightsMismatch, read_saved_shapes
-    layers = [layer for layer in _train_layers(net) if layer.type in _FILTER_TYPES]
-    if not layers:
-        return
+    train = _train_layers(net)
+    if not train:
+        return  # a V1 net (`layers`): Caffe upgrades it and checks for itself
     state = caffe_pb2.SolverState()
     try:
         state.ParseFromString(Path(solverstate).read_bytes())
-    except (OSError, DecodeError):  # unreadable: Caffe says so in its own words
+    except (OSError, DecodeError):  # unreadable: solverstate_problem named it already
         return
-    model = Path(state.learned_net) if state.learned_net else None
-    if model is None or not model.is_file():
-        model = Path(solverstate).with_suffix(".caffemodel")
-        if not model.is_file():
-            return
+    model = _snapshot_model(solverstate, state)
+    if model is None:
+        return
     try:
         saved = read_saved_shapes(model, caffe_pb2.NetParameter)
     except WeightsMismatch:
         return  # unreadable or empty: Caffe names it when it restores
-    wrong = []
-    for layer in layers:
-        outputs = (layer.convolution_param.num_output if layer.type == "Convolution"
-                   else layer.inner_product_param.num_output)
-        if layer.name not in saved:
-            wrong.append(f"{layer.name} (not in the snapshot)")
-        elif saved[layer.name][0].dims[:1] != (outputs,) and not saved[layer.name][0].legacy:
-            wrong.append(f"{layer.name} ({saved[layer.name][0]} saved, {outputs} outputs in "
-                         "the net)")
+    names = {layer.name for layer in train}
+    wrong = [f"{layer.name} (not in the snapshot)" for layer in train
+             if layer.type in _FILTER_TYPES and layer.name not in saved]
+    wrong += _output_misfits(train, saved)
+    wrong += [f"{name} (in the snapshot, not in the net)" for name in saved if name not in names]
     if wrong:
-        shown = ", ".join(wrong[:4]) + (f" and {len(wrong) - 4} more" if len(wrong) > 4 else "")
         raise TrainingError(
-            f"{found} {solverstate}: written by another net than this solver's: {shown}. "
-            "Start afresh with --restart (it sets the earlier snapshots aside, deleting "
-            "nothing), or give this solver a snapshot_prefix of its own")
+            f"{found} {solverstate}: written by another net than this solver's: "
+            f"{_listed(wrong)}. Start afresh with --restart (it sets the earlier snapshots "
+            "aside, deleting nothing), or give this solver a snapshot_prefix of its own")
+
+
+# Layer types that hold learned weights (what a .caffemodel saves of them).
+_LEARNED_TYPES = ("Convolution", "Deconvolution", "InnerProduct", "BatchNorm", "Scale", "Bias",
+                  "PReLU", "Embed", "RNN", "LSTM")
+
+
+def check_weights_fit(weights, net):
+    """TrainingError when --weights cannot initialise the train net `net` (a NetParameter):
+    - no learned layer of the net is in the weights (the names differ: the weights of another
+      net, or the layers renamed). Caffe copies by name and would train from the fillers with
+      no word but "Ignoring source layer" in the log. Layers of the net absent from the weights
+      are otherwise normal (DeepLab's fc8 and the attention head are new to a VGG-16 init).
+    - a Convolution / InnerProduct of both whose output counts differ: Caffe would abort with
+      "Cannot copy param ... rename the layer"."""
+    from caffe.proto import caffe_pb2
+
+    from ..nets.caffemodel import WeightsMismatch, read_saved_shapes
+    train = _train_layers(net)
+    learned = [layer.name for layer in train if layer.type in _LEARNED_TYPES or layer.param]
+    if not learned:
+        return  # a V1 net, or one with no learned layer: nothing to compare
+    try:
+        saved = read_saved_shapes(weights, caffe_pb2.NetParameter)
+    except WeightsMismatch as exc:
+        raise TrainingError(f"--weights {weights}: {exc}") from None
+    if not set(learned) & set(saved):
+        raise TrainingError(
+            f"--weights {weights} shares no learned layer with the train net: it has "
+            f"{_listed(saved)}; the net has {_listed(learned)}. Caffe copies weights by layer "
+            "name and would train from the random fillers; give the weights of this net (or "
+            "one whose layer names it shares), or leave --weights out to start from the "
+            "fillers on purpose")
+    wrong = _output_misfits(train, saved)
+    if wrong:
+        raise TrainingError(
+            f"--weights {weights} do not fit the train net: {_listed(wrong)}; Caffe would "
+            "abort copying them. These are weights for another net (ImageNet VGG-16's, whose "
+            "fc6/fc7 tools/init_from_vgg16.py converts first? VGG-16's for a small backbone?); "
+            "a layer that is to be learned afresh instead needs a name of its own in the train "
+            "net")
 
 
 def _train_layers(net):
@@ -512,27 +711,29 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     """
     info = read_solver(solver)
     if info.net and not Path(info.net).is_file():
-        # Caffe resolves the net's path from where it runs, not from the solver's folder.
-        raise TrainingError(f"{solver}: its net {info.net} is not there from {Path.cwd()}; the "
-                            "paths in prototxt/ are relative to the repository root: run from "
-                            "there")
+        raise TrainingError(_missing_net_message(solver, info.net))
     net = read_train_net(info)
     if gpu is not None:
         gpu = _gpu_ids(gpu)
         _check_gpus(gpu, info, net)
     caffe = find_caffe(caffe)
     resume_from = None
-    if resume is True and info.snapshot_prefix:
+    if resume is True:
         resume_from = latest_solverstate(info.snapshot_prefix)
     elif resume not in (True, False, None):
         resume_from = Path(resume)
         if not resume_from.is_file():
             raise TrainingError(f"--resume {resume_from}: no such .solverstate")
+    if resume_from:
+        _check_resume_file(resume_from, resume is not True, info.snapshot_prefix)
     if weights and not resume_from:
         _check_weights(weights)
+        if net is not None:
+            check_weights_fit(weights, net)
     if resume_from and net is not None:
         check_snapshot_fits(resume_from, net, "resuming from" if resume is True else "--resume")
-    out_dir = Path(info.snapshot_prefix).parent if info.snapshot_prefix else Path(".")
+    # Beside the snapshots, also for a solver without snapshot_prefix (Caffe's default prefix).
+    out_dir = _prefix_folder(info.snapshot_prefix)
     # Caffe refuses to start when it cannot write there; the log and curves are written while it
     # runs: a path that cannot be written is named now, not in a traceback later.
     _check_writable(out_dir / ".train-write-check", f"the snapshot folder {out_dir} (from "
@@ -553,7 +754,8 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         start_iter = _solverstate_iteration(resume_from)
     bar = _Progress(progress, info.max_iter, start_iter or 0)
     moved = None
-    if resume is False and set_aside_earlier and info.snapshot_prefix:
+    option = "--restart" if resume is False else "--resume"
+    if resume is False and set_aside_earlier:
         # The runner's own log and curves describe the earlier run too; a --log / --plot of the
         # caller's is theirs (the log is appended to, as always).
         moved = set_aside(info.snapshot_prefix, [p for p, given in ((log_path, given_log),
@@ -561,6 +763,13 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
                                                  if p is not None and not given])
         if moved:
             bar.write(_set_aside_message(moved))
+    elif resume_from and resume is not True:
+        # An older snapshot resumed: the later ones of this prefix would be overwritten one by
+        # one as the run passes their iterations (a mix of two runs); they are kept aside as
+        # --restart keeps a whole run (the log stays: it is appended to, and plots the latest).
+        moved = set_aside(info.snapshot_prefix, after=start_iter)
+        if moved:
+            bar.write(_set_aside_message(moved, start_iter))
     if resume_from:
         bar.write(f"resuming from {resume_from} (iteration {start_iter})")
         if weights:
@@ -583,7 +792,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
             stop_on_nan)
     except BaseException:
         if moved and not parser.log.started and not parser.log.snapshots:
-            bar.write(put_back(moved, log_path))
+            bar.write(put_back(moved, log_path, option))
         raise
     bar.close()
     log = parser.log
@@ -592,7 +801,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         # Caffe ended during its setup (the net, the weights, a signal): nothing of this try is
         # worth keeping but its log, and a retry of the same command should find the folder as
         # the first try did, not set aside one more folder of failed tries.
-        restored = put_back(moved, log_path)
+        restored = put_back(moved, log_path, option)
     if plot_path:
         _plot(log_path, plot_path)
     result = TrainResult(returncode, command, log_path, plot_path if plot_path and
@@ -611,9 +820,13 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         hint = failure_advice(log.fatal, f"the caffe tool {caffe}")
         if resume_from and any(text in line for line in log.fatal
                                for text in _OTHER_NETS_SNAPSHOT):
-            # Caffe's own advice (rename the layer) is for fine-tuning, not for a resume.
+            # Caffe's own advice (rename the layer) is for fine-tuning, not for a resume. What
+            # the net's text shows (and a damaged file) was refused before Caffe started; the
+            # history's length also depends on the solver type (Adam keeps two blobs a weight).
             hint = (f"the snapshot {resume_from} was written by another net than this "
-                    "solver's: --restart sets it aside and starts afresh, or give the solver "
+                    "solver's" + (", or under another solver type" if any(
+                        _OTHER_NETS_SNAPSHOT[1] in line for line in log.fatal) else "")
+                    + ": --restart sets it aside and starts afresh, or give the solver "
                     "a snapshot_prefix of its own")
         raise TrainingError(f"caffe train exited with code {returncode}:\n{fatal}\n"
                             + (f"{hint}\n" if hint else "")
@@ -640,7 +853,7 @@ def _run_caffe(command, caffe_env, log_path, plot_path, parser, bar, verbose, ec
                                 text=True, errors="replace", bufsize=1, env=caffe_env,
                                 preexec_fn=_caffe_child_setup(own_group=in_main))
         diverged = None
-        signals = _Signals(proc)
+        signals = _Signals(proc, lambda: parser.log.stopped_early)
         try:
             with signals:
                 lr = None
@@ -725,8 +938,9 @@ class _Signals:
     HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 
-    def __init__(self, proc):
+    def __init__(self, proc, stopped=lambda: False):
         self.proc, self.count, self.previous = proc, 0, {}
+        self.stopped = stopped  # Caffe has said it stopped (its snapshot is written)
         self.stop_signal, self.killed = None, False
 
     @staticmethod
@@ -760,7 +974,9 @@ class _Signals:
         elif self.proc.poll() is None:
             self.killed = True
             self.proc.kill()
-            self._say(f"\n{name} again: Caffe killed (no snapshot of this iteration)\n")
+            self._say(f"\n{name} again: Caffe killed " + (
+                "as it exited (its stop snapshot was written)\n" if self.stopped() else
+                "(no snapshot of this iteration)\n"))
 
     def __enter__(self):
         for signum in self.HANDLED:
