@@ -124,10 +124,11 @@ def test_help_and_unwritable_figures(tmp_path):
     help_text = " ".join(_visualize("--help").stdout.split())
     assert "stored under <results>/branches/" in help_text
     list_path = evalnets.write_dataset(tmp_path / "data", [(30, 31)])
-    for figures, problem in (("/sys/figs", "cannot write in /sys ("),
-                             (list_path, "a file, not a folder")):
+    for figures_dir, problem in (("/sys/figs", "cannot write in /sys ("),
+                                 (list_path, "a file, not a folder")):
         result = _visualize("--list", list_path, "--root", tmp_path / "data", "--results",
-                            tmp_path / "res", "--figures", figures)
+                            tmp_path / "res", "--figures", figures_dir)
         assert result.returncode == 1
-        assert result.stderr.startswith(f"visualize_attention: --figures {figures}: {problem}")
+        assert result.stderr.startswith(
+            f"visualize_attention: --figures {figures_dir}: {problem}")
         assert "Traceback" not in result.stderr

@@ -146,7 +146,7 @@ def test_voc_server_layout(setup, tmp_path):
     comp5 = comp6.parent / "comp5_test_cls"
     for name in setup["names"]:
         assert (comp5 / f"{name}.png").read_bytes() == (comp6 / f"{name}.png").read_bytes()
-    assert f"tar czf results.tgz results/VOC2012/Segmentation/comp5_test_cls\n" in again.stdout
+    assert "tar czf results.tgz results/VOC2012/Segmentation/comp5_test_cls\n" in again.stdout
     # a run over fewer images: the files of the others are left, and said to be there
     fewer = _segment(setup, "--list", setup["unlabelled"], "--root", setup["data"], "--output",
                      out, "--voc-server", "--limit", 3)
