@@ -138,6 +138,46 @@ def test_another_output_dir_gets_its_own_snapshot_folders(tmp_path):
         assert (tmp_path / prefix).is_dir()
 
 
+def test_lr_policies_get_the_fields_they_need(tmp_path):
+    """Caffe reads a missing power or stepvalue as 0 / none: poly and inv kept base_lr to the
+    end and multistep never stepped, in silence. Each policy's fields are written, the missing
+    ones refused, and the ones a policy would ignore refused too."""
+    import subprocess
+    import sys
+
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+
+    def generate(*args):
+        return subprocess.run([sys.executable, str(REPO / "tools/generate_prototxt.py"),
+                               "--backbone", "small", "--output-dir", "nets", *args],
+                              capture_output=True, text=True, cwd=tmp_path)
+
+    def solver():
+        text = (tmp_path / "nets/solver.prototxt").read_text()
+        return text_format.Parse(text, caffe_pb2.SolverParameter())
+
+    assert generate("--lr-policy", "poly", "--power", "0.9").returncode == 0
+    s = solver()
+    assert (s.lr_policy, s.power, s.HasField("stepsize")) == ("poly", pytest.approx(0.9), False)
+    assert generate("--lr-policy", "multistep", "--stepvalue", "100", "250",
+                    "--gamma", "0.5").returncode == 0
+    s = solver()
+    assert (list(s.stepvalue), s.gamma, s.HasField("power")) == ([100, 250], 0.5, False)
+    assert generate("--lr-policy", "sigmoid", "--stepsize", "300").returncode == 0
+    assert solver().stepsize == 300
+    for args, said in ((["--lr-policy", "poly"], "--lr-policy poly needs --power"),
+                       (["--lr-policy", "inv"], "--lr-policy inv needs --power"),
+                       (["--lr-policy", "multistep"], "needs --stepvalue"),
+                       (["--power", "0.9"], "--lr-policy step would ignore it"),
+                       (["--lr-policy", "poly", "--power", "1", "--stepvalue", "5"],
+                        "--stepvalue is for --lr-policy multistep"),
+                       (["--lr-policy", "multistep", "--stepvalue", "200", "100"],
+                        "give increasing iterations")):
+        res = generate(*args)
+        assert res.returncode == 2 and said in res.stderr, (args, res.stderr)
+
+
 def test_the_generator_check_fails_on_an_edited_file(tmp_path):
     files = generate.all_files(generate.GeneratorOptions())
     generate.write(files, tmp_path)

@@ -103,9 +103,18 @@ def parse_args(argv=None):
                         help="Caffe's solver (default SGD; AdaGrad and RMSProp get momentum 0)")
     solver.add_argument("--base-lr", type=_positive_float, default=0.001, help="default 0.001")
     solver.add_argument("--lr-policy", default="step", choices=LR_POLICIES,
-                        help="step (x0.1 every --stepsize; the default), fixed, ...")
+                        help="Caffe's learning-rate policy: step (x --gamma every --stepsize; "
+                             "the default), poly (DeepLab-v2's, with --power), multistep (with "
+                             "--stepvalue), fixed, exp, inv, sigmoid")
+    solver.add_argument("--gamma", type=_positive_float, default=0.1,
+                        help="the policies' gamma (default 0.1)")
     solver.add_argument("--stepsize", type=_at_least(1), default=2000,
-                        help="iterations between learning-rate steps (default 2000)")
+                        help="iterations between learning-rate steps (step; sigmoid's midpoint; "
+                             "default 2000)")
+    solver.add_argument("--stepvalue", type=_at_least(1), nargs="+", metavar="ITER",
+                        help="multistep: the iterations where the rate is multiplied by gamma")
+    solver.add_argument("--power", type=_positive_float,
+                        help="poly and inv: the exponent (DeepLab-v2's poly uses 0.9)")
     solver.add_argument("--max-iter", type=_at_least(1), default=6000, help="default 6000")
     solver.add_argument("--iter-size", type=_at_least(1), default=3,
                         help="batches per update (default 3: "
@@ -115,6 +124,20 @@ def parse_args(argv=None):
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 listing the files that differ from the generator")
     args = p.parse_args(argv)
+    # Caffe reads power and stepvalue as 0 / none when they are missing: poly and inv would keep
+    # base_lr all the way, multistep would never step, and nothing would say so.
+    uses = {"poly": "--power", "inv": "--power", "multistep": "--stepvalue"}
+    if uses.get(args.lr_policy) == "--power" and args.power is None:
+        p.error(f"--lr-policy {args.lr_policy} needs --power (e.g. 0.9)")
+    if args.lr_policy == "multistep" and not args.stepvalue:
+        p.error("--lr-policy multistep needs --stepvalue ITER [ITER ...]")
+    for option, value in (("--power", args.power), ("--stepvalue", args.stepvalue)):
+        if value is not None and uses.get(args.lr_policy) != option:
+            p.error(f"{option} is for --lr-policy "
+                    f"{' or '.join(k for k, v in uses.items() if v == option)}; "
+                    f"--lr-policy {args.lr_policy} would ignore it")
+    if args.stepvalue and list(args.stepvalue) != sorted(set(args.stepvalue)):
+        p.error(f"--stepvalue {' '.join(map(str, args.stepvalue))}: give increasing iterations")
     if args.random_scale[0] > args.random_scale[1]:
         p.error(f"--random-scale {args.random_scale[0]:g} {args.random_scale[1]:g}: MIN is above "
                 "MAX; give the smaller factor first")
@@ -140,7 +163,9 @@ def main(argv=None):
     from attention_scale.nets.solver import PAPER
 
     solver = PAPER.with_(type=args.solver_type, base_lr=args.base_lr, lr_policy=args.lr_policy,
-                         stepsize=args.stepsize, max_iter=args.max_iter,
+                         gamma=args.gamma, stepsize=args.stepsize,
+                         stepvalue=tuple(args.stepvalue or ()), power=args.power,
+                         max_iter=args.max_iter,
                          iter_size=args.iter_size, snapshot=args.snapshot,
                          momentum2=0.999 if args.solver_type == "Adam" else None,
                          momentum=0.0 if args.solver_type in NO_MOMENTUM else PAPER.momentum)

@@ -8,7 +8,7 @@ paper is silent (docs/training.md, "Training schedule", gives the sources and de
 """
 
 from dataclasses import asdict, dataclass, replace
-from typing import Optional
+from typing import Optional, Tuple
 
 from google.protobuf import text_format
 
@@ -19,8 +19,9 @@ class SolverOptions:
     base_lr: float = 0.001
     lr_policy: str = "step"
     gamma: float = 0.1
-    stepsize: int = 2000
-    power: Optional[float] = None  # for lr_policy "poly"
+    stepsize: int = 2000  # for lr_policy "step" and "sigmoid"
+    stepvalue: Tuple[int, ...] = ()  # for lr_policy "multistep"
+    power: Optional[float] = None  # for lr_policy "poly" and "inv"
     max_iter: int = 6000
     momentum: float = 0.9
     momentum2: Optional[float] = None  # Adam
@@ -44,7 +45,8 @@ _COMMENTS = {
     "base_lr": "fc8 and the attention head learn 10x faster (their lr_mult)",
     "solver_mode": "`caffe train -gpu N` overrides it",
 }
-_ORDER = ("type", "iter_size", "base_lr", "lr_policy", "gamma", "stepsize", "power", "max_iter",
+_ORDER = ("type", "iter_size", "base_lr", "lr_policy", "gamma", "stepsize", "stepvalue", "power",
+          "max_iter",
           "momentum", "momentum2", "weight_decay", "display", "average_loss", "snapshot",
           "random_seed", "solver_mode")
 
@@ -64,7 +66,10 @@ def solver_text(net_path, snapshot_prefix, options: SolverOptions = PAPER, heade
     lines = [f'net: "{net_path}"']
     for name in _ORDER:
         value = values[name]
-        if value is None or (name == "stepsize" and options.lr_policy != "step"):
+        if value is None or (name == "stepsize" and options.lr_policy not in ("step", "sigmoid")):
+            continue
+        if name == "stepvalue":  # a repeated field: one line per value
+            lines += [f"stepvalue: {int(v)}" for v in value]
             continue
         text = value if name == "solver_mode" else _value_text(value)
         comment = f"  # {_COMMENTS[name]}" if name in _COMMENTS else ""
