@@ -132,3 +132,11 @@ def test_help_and_unwritable_figures(tmp_path):
         assert result.stderr.startswith(
             f"visualize_attention: --figures {figures_dir}: {problem}")
         assert "Traceback" not in result.stderr
+    # Without --figures the pictures go under --results: where that cannot be written (a
+    # read-only results folder), the message says that --figures can put them elsewhere.
+    result = _visualize("--list", list_path, "--root", tmp_path / "data", "--results",
+                        "/sys/res")
+    assert result.returncode == 1
+    assert result.stderr.startswith("visualize_attention: --results /sys/res/figures: "
+                                    "cannot write in /sys (")
+    assert result.stderr.rstrip().endswith("give --figures DIR for the pictures"), result.stderr

@@ -104,7 +104,13 @@ def main(argv=None):
     folder = PredictionFolder.under(results)
     # An OSError without a file is named by the pictures' folder.
     with errors_end_in_one_line("visualize_attention", figures):
-        check_output_folder(figures, "--figures" if args.figures else "--results")
+        if args.figures:
+            check_output_folder(figures, "--figures")
+        else:
+            try:
+                check_output_folder(figures, "--results")
+            except ValueError as exc:  # e.g. a read-only results folder: the pictures can go
+                raise ValueError(f"{exc}; give --figures DIR for the pictures") from None
         if args.net is not None:
             check_output_folder(results, "--results")
         elif not folder.predictions.is_dir():
