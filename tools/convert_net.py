@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import _package  # noqa: F401  (says so when attention_scale is missing or stale)
+from attention_scale.files import output_file_problem
 from attention_scale.nets.convert import TARGETS, ConversionError, convert_file
 
 
@@ -46,13 +47,9 @@ def parse_args(argv=None):
 
 def output_problem(output, prototxt, to):
     """Why -o cannot be written (named as given, not as the temporary file), or None."""
-    output = Path(output)
-    if output.is_dir():
-        return (f"-o {output}: a folder; give the file to write, e.g. "
-                f"{output / (Path(prototxt).stem + '_' + (to or 'v2') + '.prototxt')}")
-    if not output.parent.is_dir():
-        return f"-o {output}: no folder {output.parent} to write into; create it first"
-    return None
+    example = Path(output) / (Path(prototxt).stem + '_' + (to or 'v2') + '.prototxt')
+    problem = output_file_problem(output, f"a folder; give the file to write, e.g. {example}")
+    return f"-o {output}: {problem}" if problem else None
 
 
 def main(argv=None):

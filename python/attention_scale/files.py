@@ -30,6 +30,18 @@ def atomic_write(path, data, mode=None):
         raise
 
 
+def output_file_problem(output, if_folder):
+    """Why the file `output` cannot be written, or None: a folder there (`if_folder`, the
+    message saying what to give instead), or no folder to write it into. A missing folder is
+    not created: a mistyped one would otherwise appear silently (at / even)."""
+    output = Path(output)
+    if output.is_dir():
+        return if_folder
+    if not output.parent.is_dir():
+        return f"no folder {output.parent} to write into; create it first"
+    return None
+
+
 def folder_problem(folder):
     """Why files cannot be written in `folder` (made when missing), or None when they can. Creates
     nothing: the nearest existing folder on the way is tried with a temporary folder, removed."""

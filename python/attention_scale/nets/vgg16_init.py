@@ -22,6 +22,7 @@ import numpy as np
 from google.protobuf import text_format
 
 from ..errors import LayerConfigError
+from ..files import output_file_problem
 from ..pycaffe import net_from_text
 from .caffemodel import WeightsMismatch, check_net_weights
 from .backbones import VGG16, Backbone
@@ -197,21 +198,12 @@ def write_init(params, output, backbone: Backbone = VGG16):
     return output
 
 
-def _output_problem(output: Path):
-    """Why the .caffemodel cannot be written at output, or None."""
-    if output.is_dir():
-        return "a folder; give the .caffemodel file to write (e.g. init.caffemodel)"
-    if not output.parent.is_dir():
-        # not created: a mistyped folder would otherwise appear silently (at / even)
-        return f"no folder {output.parent} to write into; create it first"
-    return None
-
-
 def init_from_vgg16(caffemodel, output, source_prototxt=None, backbone: Backbone = VGG16,
                     fc_channels=VGG_FC_CHANNELS):
     """The whole conversion; returns {layer: (shapes...)} of what was written. backbone and
     fc_channels describe other widths than VGG-16's (the tests use a narrow one)."""
-    output_problem = _output_problem(Path(output))
+    output_problem = output_file_problem(
+        output, "a folder; give the .caffemodel file to write (e.g. init.caffemodel)")
     if output_problem:  # before the minutes of reading a 500 MB model
         raise LayerConfigError(f"-o {output}: {output_problem}")
     params = convert_params(read_vgg16(caffemodel, source_prototxt, backbone, fc_channels),
