@@ -45,8 +45,21 @@ static ScaleMaps<const Dtype> ScaleData(
 static const int kForwardStage = 2;
 static const int kForwardThreads = 256;
 
+// Blocks a multiprocessor should hold at once: 8 (all 2048 threads, so 32
+// registers a thread) where the kernel fits in 32 registers without spilling
+// (ptxas, sm_90: float up to 4 scales, double up to 2), else 0, no bound (40
+// to 73 registers, 3 to 6 blocks; a bound spills). At one 21 x 513 x 513
+// image, S = 3, float, in Caffe: 29.2 -> 25.7 us on an H200, 37.1 -> 34.9 us
+// on an H100, output bit-identical.
 template <typename Dtype, int kScales>
-__global__ void __launch_bounds__(kForwardThreads) AttentionForward(
+struct ForwardMinBlocks {
+  static const int value =
+      (kScales <= 16 / static_cast<int>(sizeof(Dtype))) ? 8 : 0;
+};
+
+template <typename Dtype, int kScales>
+__global__ void __launch_bounds__(kForwardThreads,
+    (ForwardMinBlocks<Dtype, kScales>::value)) AttentionForward(
     const int num, const int inner, const int first,
     const ScaleMaps<const Dtype> f, const Dtype* __restrict__ w,
     const int channels, const int num_scales, Dtype* __restrict__ top_data) {
