@@ -389,3 +389,64 @@ def test_scaling_note_states_bit_identity_from_the_results():
     assert "NOT bit-identical" in note and "ScaleInterp b" in note
     assert "softmax + merge a" not in note
     assert "built without OpenMP" in scaling_note({"openmp": False}, "/p", [1, 2])
+
+
+# ---------------------------------------------------------------------------------------------
+# --render: the report again from the stored run, quoting the GPU run beside it as it is now
+# ---------------------------------------------------------------------------------------------
+
+def _render(output_dir):
+    import argparse
+
+    from attention_scale.benchmarks import speed
+
+    return speed.render(argparse.Namespace(output_dir=output_dir, no_write=False))
+
+
+def test_render_reproduces_the_committed_report(tmp_path, capsys):
+    # benchmarks/speed.md is what its speed.json and speed-gpu.json make, byte for byte, so a
+    # re-render after a new --gpu-only run changes the GPU quotes and nothing else
+    for name in ("speed.json", "speed-gpu.json"):
+        (tmp_path / name).write_bytes((REPO / "benchmarks" / name).read_bytes())
+    assert _render(tmp_path) == 0
+    assert (tmp_path / "speed.md").read_text() == (REPO / "benchmarks" / "speed.md").read_text()
+    assert (json.loads((tmp_path / "speed.json").read_text())
+            == json.loads((REPO / "benchmarks" / "speed.json").read_text()))
+
+
+def test_render_quotes_the_gpu_run_beside_it(tmp_path, capsys):
+    (tmp_path / "speed.json").write_bytes((REPO / "benchmarks" / "speed.json").read_bytes())
+    for fused_ms, mark in ((0.0970, "**no**"), (0.0950, "yes")):
+        data, _ = speed_gpu_report.gpu_report({}, _gpu_run(fused_ms))
+        (tmp_path / "speed-gpu.json").write_text(json.dumps(data))
+        assert _render(tmp_path) == 0
+        markdown = (tmp_path / "speed.md").read_text()
+        gpu_rows = [line for line in markdown.splitlines()
+                    if line.startswith("| GPU softmax + merge")]
+        assert len(gpu_rows) == 1 and "(Test GPU, [speed-gpu.md](speed-gpu.md))" in gpu_rows[0]
+        assert gpu_rows[0].endswith(f"| {mark} |")
+        assert "| GPU (Test GPU, [speed-gpu.md](speed-gpu.md)) | 256 | 4000.0 | - |" in markdown
+    # the CPU figures are the stored run's
+    stored = json.loads((REPO / "benchmarks" / "speed.json").read_text())
+    rendered = json.loads((tmp_path / "speed.json").read_text())
+    assert rendered["merge"] == stored["merge"] and rendered["resize"] == stored["resize"]
+
+
+def test_render_without_a_stored_run_says_so(tmp_path, capsys):
+    assert _render(tmp_path) == 1
+    err = capsys.readouterr().err
+    assert f"--render: {tmp_path / 'speed.json'}: cannot be read" in err
+    assert "run the benchmark there first" in err
+    assert not (tmp_path / "speed.md").exists()
+    (tmp_path / "speed.json").write_text(json.dumps({"merge": []}))
+    assert _render(tmp_path) == 1
+    assert "not a report of tools/benchmark_speed.py (missing or malformed 'bandwidth')" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "speed.md").exists()
+
+
+def test_render_refuses_gpu_options():
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "benchmark_speed.py"),
+                             "--render", "--gpu-only"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "--render measures nothing: it cannot take --gpu or --gpu-only" in result.stderr

@@ -55,10 +55,17 @@ def parse_args(argv=None):
     parser.add_argument("--gpu-passes", type=int, default=10,
                         help="passes back to back per timed GPU run, timed by CUDA events "
                              "after one untimed pass (default 10)")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: write speed.md and .json again from the stored "
+                             "speed.json, quoting the speed-gpu.json beside it as it is now "
+                             "(after a --gpu-only run on another machine)")
     parser.add_argument("--output-dir", type=Path, default=REPO / "benchmarks",
-                        help="where speed.json and speed.md go")
+                        help="where speed.json and speed.md go (and where --render reads "
+                             "speed.json and speed-gpu.json)")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    if args.render and (args.gpu is not None or args.gpu_only):
+        parser.error("--render measures nothing: it cannot take --gpu or --gpu-only")
     if args.gpu_only and args.gpu is None:
         args.gpu = 0
     for name in ("repeats", "scaling_rounds", "gpu_passes"):

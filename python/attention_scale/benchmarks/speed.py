@@ -1,7 +1,10 @@
 """The speed benchmark of issue 11 end to end (tools/benchmark_speed.py is its command line)."""
 
+import dataclasses
+import json
 import os
 import sys
+from pathlib import Path
 
 from .. import caffe_runtime
 from . import (speed_gpu_report, speed_merge, speed_report, speed_resize, speed_scaling,
@@ -87,11 +90,76 @@ def run_gpu_only(caffe, args):
     return 0
 
 
+def _from_row(cls, row):
+    """A result dataclass from its report row (the row's derived figures left out)."""
+    return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row})
+
+
+def _scaling_from_row(row):
+    # JSON made the thread counts of its dicts strings
+    by_threads = {name: {int(t): v for t, v in row.get(name, {}).items()}
+                  for name in ("ms", "speedup", "all_ms")}
+    return speed_scaling.ScalingResult(row["label"], row["threads"], by_threads["ms"],
+                                       by_threads["speedup"], row["bit_identical"],
+                                       by_threads["all_ms"])
+
+
+class StoredRunError(Exception):
+    """speed.json missing, unreadable or not a report of this benchmark."""
+
+
+def load_stored_run(output_dir):
+    """The arguments of speed_report.report for the run stored in output_dir/speed.json:
+    (env, bandwidth, merge, resize, scaling, note, gpu)."""
+    path = Path(output_dir) / "speed.json"
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise StoredRunError(f"{path}: cannot be read ({error.strerror or error}); run the "
+                             "benchmark there first") from None
+    except ValueError as error:
+        raise StoredRunError(f"{path}: not JSON ({error})") from None
+    try:
+        bandwidth = speed_timing.Bandwidth(**data["bandwidth"])
+        merge = [_from_row(speed_merge.MergeResult, r) for r in data["merge"]]
+        resize = [_from_row(speed_resize.ResizeResult, r) for r in data["resize"]]
+        scaling = [_scaling_from_row(r) for r in data["scaling"]["results"]] or None
+        gpu = {"status": data["gpu"]["reason"]}
+        if data["gpu"]["status"] == "measured":
+            gpu_bw = data["gpu"]["bandwidth"]
+            gpu = {"status": None, "bandwidth": speed_timing.Bandwidth(**gpu_bw),
+                   "merge": [_from_row(speed_merge.MergeResult, r)
+                             for r in data["gpu"]["merge"]],
+                   "resize": [_from_row(speed_resize.ResizeResult, r)
+                              for r in data["gpu"]["resize"]]}
+        return (data["environment"], bandwidth, merge, resize, scaling,
+                data["scaling"]["note"], gpu)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise StoredRunError(f"{path}: not a report of tools/benchmark_speed.py (missing or "
+                             f"malformed {error})") from None
+
+
+def render(args):
+    """--render: speed.md and .json again from the stored speed.json, nothing measured, quoting
+    the speed-gpu.json beside it as it is now (after a --gpu-only run on another machine)."""
+    try:
+        env, bandwidth, merge, resize, scaling, note, gpu = load_stored_run(args.output_dir)
+    except StoredRunError as error:
+        _log(f"--render: {error}")
+        return 1
+    data, markdown = speed_report.report(env, bandwidth, merge, resize, scaling, note, gpu,
+                                         speed_gpu_report.load_gpu_summary(args.output_dir))
+    publish_report(data, markdown, args.output_dir, "speed", write=not args.no_write)
+    return 0
+
+
 def _load_average():
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def run(args):
+    if args.render:
+        return render(args)
     import caffe
 
     caffe.set_mode_cpu()
