@@ -304,3 +304,21 @@ def test_predictor_advises_the_python_form_for_interp_on_a_caffe_without_ours(
     message = str(error.value)
     assert "has no Interp (layer 'score')" in message
     assert "the Python form (--layer-form python)" in message and "--to cpp" not in message
+
+
+def test_training_runner_names_the_train_net_to_convert(tmp_path):
+    """`caffe train` without the project's layers: the Python-form advice names the net the
+    solver trains (convert_net refuses the solver itself, and a copy beside it would not be
+    what the solver runs), converted in place so that the solver runs it."""
+    fake = tmp_path / "caffe"
+    fake.write_text("#!/bin/sh\n"
+                    "echo 'F1126 10:00:00.000000 1 layer_factory.hpp:81] Check failed: "
+                    "registry.count(type) == 1 (0 vs. 1) Unknown layer type: ScaleInterp "
+                    "(known types: Convolution, Python)' >&2\nexit 134\n")
+    fake.chmod(0o755)
+    message = _training_failure(tmp_path, fake)
+    net = tmp_path / "net.prototxt"
+    assert (f"run their Python form on this Caffe (`python tools/convert_net.py {net} --to "
+            "python --in-place`, the net this solver trains;") in message
+    assert "generate_prototxt.py --form python" in message
+    assert "NET --to python" not in message

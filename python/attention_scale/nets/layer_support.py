@@ -226,14 +226,16 @@ def check_test_net(prototxt, net, input_blob="data"):
         available += [top for top in layer.top if top not in available]
 
 
-def failure_advice(fatal_lines: Iterable[str], caffe_label: str) -> Optional[str]:
+def failure_advice(fatal_lines: Iterable[str], caffe_label: str,
+                   python_form: str = "tools/convert_net.py NET --to python") -> Optional[str]:
     """The advice for the first `Unknown layer type: T` among Caffe's fatal lines, for a GPU
-    asked of a CPU_ONLY build, or for its Python not finding this package; else None."""
+    asked of a CPU_ONLY build, or for its Python not finding this package; else None.
+    python_form: how to run the net in the Python form of the layers, as advice's."""
     for line in fatal_lines:
         match = _UNKNOWN_TYPE.search(line)
         if match:
             known = _KNOWN_TYPES.search(line)
-            return advice({match.group(1): None}, caffe_label,
+            return advice({match.group(1): None}, caffe_label, python_form,
                           known=known.group(1).split(", ") if known else ())
         if _CPU_ONLY in line:
             return (f"{caffe_label} was built CPU_ONLY: leave --gpu out, or use a CUDA build "
