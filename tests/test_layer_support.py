@@ -256,3 +256,69 @@ def test_a_misspelt_layer_type_gets_the_likely_one():
         layer_support.failure_advice([line], "the caffe tool")
     assert "misspelling" not in layer_support.advice({"NoSuchLayer": None}, "x",
                                                      known=["Convolution"])
+
+
+BASELINE_TEST = REPO / "prototxt" / "baseline" / "test.prototxt"
+
+
+def _deeplab_interp_net(tmp_path):
+    """The baseline test net with DeepLab's Interp as its final resize (as in DeepLab's nets)."""
+    text = BASELINE_TEST.read_text()
+    cpp = 'type: "ScaleInterp"\n  bottom: "fc8"\n  bottom: "data"\n  top: "score"\n'
+    assert cpp in text
+    net = tmp_path / "deeplab.prototxt"
+    net.write_text(text.replace(cpp, 'type: "Interp"\n  bottom: "fc8"\n  top: "score"\n'
+                                '  interp_param { zoom_factor: 8 }\n'))
+    return net
+
+
+def test_interp_advice_fits_a_caffe_without_scale_interp():
+    """Converting Interp to the C++ ScaleInterp only helps a Caffe that has ScaleInterp; one
+    without it (as the types it lists or the net's other missing layers show) needs the
+    Python form."""
+    has_ours = layer_support.advice({"Interp": ["score"]}, "Z",
+                                    known=["Convolution", "ScaleInterp"])
+    assert "--to cpp" in has_ours and "--to python" not in has_ours
+    for missing, known in (({"Interp": ["score"]}, ["Convolution", "Python"]),
+                           ({"Interp": ["score"], "ScaleInterp": ["s"]}, ())):
+        text = layer_support.advice(missing, "Z", known=known)
+        assert "--to cpp" not in text, text
+        assert ("has no Interp (layer 'score'), DeepLab's resize layer: the Python form "
+                "(tools/convert_net.py NET --to python) makes each a ScaleInterp Python "
+                "layer") in text
+    line = ("F1126 10:00:00.000 1 layer_factory.hpp:81] Check failed: registry.count(type) == 1 "
+            "(0 vs. 1) Unknown layer type: Interp (known types: AbsVal, Python, Softmax)")
+    hint = layer_support.failure_advice([line], "the caffe tool c")
+    assert "--to cpp" not in hint and "NET --to python" in hint
+
+
+def test_predictor_advises_the_python_form_for_interp_on_a_caffe_without_ours(
+        monkeypatch, weights, tmp_path):
+    from attention_scale.evaluation.inference import NetPredictor
+    from attention_scale.pycaffe import import_caffe
+
+    net = _deeplab_interp_net(tmp_path)
+    _without(import_caffe(), monkeypatch, OURS + ("Interp",))
+    with pytest.raises(MissingLayerTypes) as error:
+        NetPredictor(net, weights)
+    message = str(error.value)
+    assert "has no Interp (layer 'score')" in message
+    assert "the Python form (--layer-form python)" in message and "--to cpp" not in message
+
+
+def test_training_runner_names_the_train_net_to_convert(tmp_path):
+    """`caffe train` without the project's layers: the Python-form advice names the net the
+    solver trains (convert_net refuses the solver itself, and a copy beside it would not be
+    what the solver runs), converted in place so that the solver runs it."""
+    fake = tmp_path / "caffe"
+    fake.write_text("#!/bin/sh\n"
+                    "echo 'F1126 10:00:00.000000 1 layer_factory.hpp:81] Check failed: "
+                    "registry.count(type) == 1 (0 vs. 1) Unknown layer type: ScaleInterp "
+                    "(known types: Convolution, Python)' >&2\nexit 134\n")
+    fake.chmod(0o755)
+    message = _training_failure(tmp_path, fake)
+    net = tmp_path / "net.prototxt"
+    assert (f"run their Python form on this Caffe (`python tools/convert_net.py {net} --to "
+            "python --in-place`, the net this solver trains;") in message
+    assert "generate_prototxt.py --form python" in message
+    assert "NET --to python" not in message

@@ -74,6 +74,34 @@ def test_python_form_matches_the_python_form_generator():
     assert got == expected
 
 
+def test_python_form_of_a_cpp_net_has_no_cpp_layers_left():
+    """--form python on a net with a C++ ScaleInterp of its own (the project's baseline test net,
+    `score`) or DeepLab's Interp: the result is for a Caffe without the C++ layers, so it is the
+    Python-form generator's net, and an Interp (also the copies in the branch) becomes a Python
+    ScaleInterp."""
+    single = builder.to_text(builder.NetOptions(backbone="small"), "test", protos=PROTOS)
+    assert 'type: "ScaleInterp"' in single
+    options = builder.NetOptions(backbone="small", form="python", scales=(1, 0.5),
+                                 merge="ATTENTION")
+    expected = parse(builder.to_text(options, "test"))
+    got = converted(single, scores="fc8", scales=(1, 0.5), merge="ATTENTION", form="python")
+    assert got == expected
+    cpp = 'type: "ScaleInterp"\n  bottom: "fc8"\n  bottom: "data"\n'
+    assert cpp in single
+    deeplab = single.replace(cpp, 'type: "Interp"\n  bottom: "fc8"\n'
+                                  '  interp_param { zoom_factor: 8 }\n').replace(
+        'top: "pool1"\n', 'top: "pool1x"\n', 1)
+    deeplab = deeplab.replace('bottom: "pool1"\n', 'bottom: "pool1y"\n', 1).replace(
+        'layer {\n  name: "conv2_1"', 'layer {\n  name: "pool1_up"\n  type: "Interp"\n'
+        '  bottom: "pool1x"\n  top: "pool1y"\n  interp_param { zoom_factor: 1 }\n}\n'
+        'layer {\n  name: "conv2_1"', 1)
+    got = converted(deeplab, scores="fc8", scales=(1, 0.5), merge="ATTENTION", form="python")
+    types = [(layer.name, layer.type) for layer in got.layer]
+    assert ("pool1_up", "Python") in types and ("pool1_up_res05", "Python") in types, types
+    assert not {t for _, t in types} & {"Interp", *convert.LAYER_TYPES}, types
+    assert ("score", "Python") in types
+
+
 def test_the_input_net_is_left_unchanged():
     net = parse(builder.to_text(builder.NetOptions(backbone="small"), "train", protos=PROTOS))
     before = net.SerializeToString()

@@ -447,3 +447,27 @@ def test_an_absolute_output_dir_keeps_its_snapshots_inside(tmp_path):
         assert list(cwd.iterdir()) == []
         assert _generate("--check", "--output-dir", given, "--backbone", "small",
                          cwd=cwd).returncode == 0
+
+
+def test_check_of_a_python_form_folder_without_its_form_does_not_advise_a_rewrite(tmp_path):
+    """--check of a folder made with --form python, the --form left out: its hint, the same
+    options without --check, would rewrite the fallback user's nets with the C++ layers their
+    Caffe lacks; the folder's form is named instead. And the other way round."""
+    small = ["--output-dir", "nets", "--backbone", "small", "--crop-size", "65"]
+    assert _generate(*small, "--form", "python", cwd=tmp_path).returncode == 0
+    assert _generate("--check", *small, "--form", "python", cwd=tmp_path).returncode == 0
+    res = _generate("--check", *small, cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "differs from the generator: nets/scales-1-0.5/max/train.prototxt" in res.stdout
+    assert "run: " not in res.stderr
+    assert ("nets was generated with --form python (the files' headers say so), not --form cpp: "
+            "check it with the options it was made with") in res.stderr
+    assert _generate(*small, cwd=tmp_path).returncode == 0  # now the C++ form
+    res = _generate("--check", *small, "--form", "python", cwd=tmp_path)
+    assert res.returncode == 1 and "run: " not in res.stderr
+    assert "nets was generated with --form cpp" in res.stderr
+    # an edited file of the right form still gets the command that rewrites it
+    edited = tmp_path / "nets/scales-1-0.5/max/train.prototxt"
+    edited.write_text(edited.read_text() + "# edited\n")
+    res = _generate("--check", *small, cwd=tmp_path)
+    assert res.returncode == 1 and "run: python tools/generate_prototxt.py" in res.stderr

@@ -195,7 +195,14 @@ def main(argv=None):
             print(f"{what}: {path}")
         for folder in generate.foreign_folders(files):
             print(f"not compared (not a folder the generator writes): {folder}/")
-        if stale:
+        other = generate.forms_on_disk(stale) - {args.form}
+        if stale and other:
+            # rerunning without the folder's --form would rewrite its nets in the other form
+            # (the C++ layers, which a Caffe without them cannot run)
+            print(f"{args.output_dir} was generated with --form {' / '.join(sorted(other))} "
+                  f"(the files' headers say so), not --form {args.form}: check it with the "
+                  "options it was made with", file=sys.stderr)
+        elif stale:
             extra = "" if all(path in files for path in stale) else (
                 " and remove the files not written by the generator")
             print(f"run: {rerun}{extra}", file=sys.stderr)

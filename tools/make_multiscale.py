@@ -40,7 +40,9 @@ def parse_args(argv=None):
     parser.add_argument("--esupv", action="store_true",
                         help="extra supervision: a copy of each loss on the scores per scale")
     parser.add_argument("--form", default="cpp", choices=("cpp", "python"),
-                        help="the added layers as C++ types (default) or Python layers")
+                        help="the added layers as C++ types (default) or Python layers (python "
+                             "also turns the net's own ScaleInterp and DeepLab Interp layers "
+                             "into Python layers: a net for a Caffe without the C++ layers)")
     parser.add_argument("--attention-channels", type=int, default=512, metavar="N",
                         help="width of att_conv1 (default 512, the paper's)")
     parser.add_argument("--caffe-proto", metavar="PATH",

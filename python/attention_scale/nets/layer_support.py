@@ -93,10 +93,15 @@ def advice(missing: Dict[str, Optional[Sequence[str]]], caffe_label: str,
             "need: rebuild it with WITH_PYTHON_LAYER := 1 (Makefile.config) or "
             "-DWITH_PYTHON_LAYER=ON (CMake); the Caffe of `bash tools/setup.sh` has them")
     if DEEPLAB_INTERP in missing:
+        # The C++ ScaleInterp only helps a Caffe that has it: one that lacks it too (it is
+        # missing from the net's layers or from the types the Caffe listed) needs the Python form.
+        lacks_ours = "ScaleInterp" in missing or (known and "ScaleInterp" not in known)
+        fix = (f"the Python form ({python_form}) makes each a ScaleInterp Python layer"
+               if lacks_ours else
+               "`python tools/convert_net.py NET --to cpp -o NEW` makes each a ScaleInterp")
         parts.append(
             f"{caffe_label} has no {what([DEEPLAB_INTERP])}, DeepLab's resize layer: "
-            "`python tools/convert_net.py NET --to cpp -o NEW` makes each a ScaleInterp "
-            "(the same numerics)")
+            f"{fix} (the same numerics)")
     others = [t for t in missing if t not in OUR_TYPES + (PYTHON_TYPE, DEEPLAB_INTERP)]
     if others:
         guesses = [f"{t} -> {close[0]}" for t in others
@@ -221,14 +226,16 @@ def check_test_net(prototxt, net, input_blob="data"):
         available += [top for top in layer.top if top not in available]
 
 
-def failure_advice(fatal_lines: Iterable[str], caffe_label: str) -> Optional[str]:
+def failure_advice(fatal_lines: Iterable[str], caffe_label: str,
+                   python_form: str = "tools/convert_net.py NET --to python") -> Optional[str]:
     """The advice for the first `Unknown layer type: T` among Caffe's fatal lines, for a GPU
-    asked of a CPU_ONLY build, or for its Python not finding this package; else None."""
+    asked of a CPU_ONLY build, or for its Python not finding this package; else None.
+    python_form: how to run the net in the Python form of the layers, as advice's."""
     for line in fatal_lines:
         match = _UNKNOWN_TYPE.search(line)
         if match:
             known = _KNOWN_TYPES.search(line)
-            return advice({match.group(1): None}, caffe_label,
+            return advice({match.group(1): None}, caffe_label, python_form,
                           known=known.group(1).split(", ") if known else ())
         if _CPU_ONLY in line:
             return (f"{caffe_label} was built CPU_ONLY: leave --gpu out, or use a CUDA build "

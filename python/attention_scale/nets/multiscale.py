@@ -356,6 +356,11 @@ def make_multiscale(net, scales=(1, 0.75, 0.5), merge="ATTENTION", data="data", 
     if esupv and not losses:
         notes.append(f"E-Supv: no loss layer reads {scores!r} (a test or deploy net?), so no "
                      "per-scale losses were added")
+    if form == "python":
+        # For a Caffe without the C++ layers the whole net must do without them: the net's own
+        # ScaleInterp (the baseline's `score`) and DeepLab Interp layers, and their copies, too.
+        from . import convert
+        convert.to_python(out, protos, notes)
     return out, notes
 
 

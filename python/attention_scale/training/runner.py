@@ -20,6 +20,7 @@ import errno
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -817,7 +818,7 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
         from ..nets.layer_support import failure_advice, shorten_known_types
         fatal = "\n".join(shorten_known_types(line) for line in log.fatal[-10:]) or \
             "(no fatal line; see the log)"
-        hint = failure_advice(log.fatal, f"the caffe tool {caffe}")
+        hint = failure_advice(log.fatal, f"the caffe tool {caffe}", _python_form(info.net))
         if resume_from and any(text in line for line in log.fatal
                                for text in _OTHER_NETS_SNAPSHOT):
             # Caffe's own advice (rename the layer) is for fine-tuning, not for a resume. What
@@ -834,6 +835,16 @@ def train(solver, weights=None, resume=True, gpu=None, caffe=None, log_path=None
     if restored:
         bar.write(restored)
     return result
+
+
+def _python_form(net) -> str:
+    """How to train the solver's net with the Python form of the layers, for the advice on a
+    Caffe without them: the net's own path, which the solver keeps naming."""
+    if not net:
+        return "tools/convert_net.py NET --to python"
+    return (f"`python tools/convert_net.py {shlex.quote(str(net))} --to python --in-place`, the "
+            "net this solver trains; for the generated nets, `python tools/generate_prototxt.py "
+            "--form python --output-dir DIR` writes the Python form with its own solvers")
 
 
 def _run_caffe(command, caffe_env, log_path, plot_path, parser, bar, verbose, echo, on_event,
