@@ -469,6 +469,36 @@ def test_sync_copies_only_what_changed(tmp_path):
     assert (dst / "src/caffe/layers/injected.cpp").read_text() == "ours"
 
 
+def test_sync_copies_what_symlinks_out_of_the_tree_point_to(tmp_path):
+    """A caffe.proto or a folder linked from outside the tree is copied as content, so the fixes
+    and the layers written into the copy leave the user's files alone; links inside stay links."""
+    src = fork_like_tree(tmp_path / "fork")
+    outside = tmp_path / "outside"
+    (outside / "util").mkdir(parents=True)
+    (src / ti.PROTO_REL).rename(outside / "caffe.proto")
+    (src / ti.PROTO_REL).symlink_to(outside / "caffe.proto")            # absolute
+    (src / "src/caffe/util/io.cpp").rename(outside / "util/io.cpp")
+    shutil.rmtree(src / "src/caffe/util")
+    (src / "src/caffe/util").symlink_to("../../../outside/util")          # relative, leads out
+    (src / "include/caffe/alias.hpp").symlink_to("layer.hpp")            # stays inside
+    (src / "loop").symlink_to(tmp_path)                                  # back to an ancestor
+    before = {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()}
+    dst = tmp_path / "copy"
+    first = tree_copy.sync_tree(src, dst, tmp_path)
+    assert not (dst / ti.PROTO_REL).is_symlink() and not (dst / "src/caffe/util").is_symlink()
+    assert (dst / ti.PROTO_REL).read_bytes() == before[outside / "caffe.proto"]
+    assert (dst / "src/caffe/util/io.cpp").read_bytes() == before[outside / "util/io.cpp"]
+    assert os.readlink(dst / "include/caffe/alias.hpp") == "layer.hpp"
+    assert not (dst / "loop").exists() and any(s.startswith("loop/") for s in first.skipped)
+    assert compat.apply_fixes(dst, cuda=False)                         # io.cpp fixed in the copy
+    ti.apply_plan(dst, ti.plan_injection(dst, REPO))
+    assert "scale_interp_param" in (dst / ti.PROTO_REL).read_text()
+    assert {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()} == before
+    assert not tree_copy.sync_tree(src, dst, tmp_path).changed
+    (outside / "util/io.cpp").write_text("edited outside\n")             # followed: recopied
+    assert tree_copy.sync_tree(src, dst, tmp_path).copied == ["src/caffe/util/io.cpp"]
+
+
 @pytest.fixture()
 def fork_build(tmp_path, monkeypatch):
     """builder.build on the synthetic fork, in a private cache (numpy from this venv)."""
