@@ -549,6 +549,20 @@ def test_caffe_root_builds_a_copy_and_rebuilds_after_an_edit(fork_build, capfd):
     assert not run().rebuilt
 
 
+def test_caffe_root_proto_clash_names_the_users_file_before_copying(fork_build):
+    tree, run = fork_build
+    proto = tree / ti.PROTO_REL
+    proto.write_text(proto.read_text().replace(
+        "message LayerParameter {\n",
+        "message LayerParameter {\n  optional InterpParameter fork_param = 2016002;\n", 1))
+    with pytest.raises(ti.InjectionConflict) as err:
+        run()
+    text = str(err.value)
+    assert f"{proto} clashes" in text and "2016002" in text and "'fork_param'" in text
+    cache = tree.parent / "cache"
+    assert not any(p.name.startswith("caffe-") for p in cache.iterdir())   # nothing copied
+
+
 def test_caffe_root_build_failure_names_the_missing_piece(fork_build):
     tree, run = fork_build
     write(tree / "tools/caffe.cpp", '#include <no_such_lib/x.h>\nint main() {}\n')

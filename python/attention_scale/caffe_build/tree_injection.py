@@ -84,6 +84,16 @@ def check_tree(tree: Path) -> None:
             raise NotACaffeTree(f"{tree} is not a Caffe source tree: {rel} is missing")
 
 
+def check_proto(tree: Path, root: Path) -> None:
+    """Raise InjectionConflict, naming the tree's own caffe.proto, if the project's fields and
+    messages cannot go into it (for a build copy: before copying, and in terms of the user's
+    file rather than the copy's)."""
+    plan = Plan()
+    _plan_proto(tree, plan, lambda text, name: inject(text, load_project(root), name))
+    if plan.conflicts:
+        raise InjectionConflict("\n  - ".join([f"refusing to build {tree}:"] + plan.conflicts))
+
+
 # --- caffe.proto as bytes: byte-order mark and line endings survive a round trip ---------------
 
 @dataclass(frozen=True)
