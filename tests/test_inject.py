@@ -136,6 +136,25 @@ def test_refuses_a_proto_that_uses_our_numbers_or_names(tmp_path, line, message)
     assert inject_cli("--check", tree).returncode == 2
 
 
+@pytest.mark.parametrize("change,message", [
+    (lambda t: re.sub(r"(message LayerParameter \{.*?);\n\}", r"\1; }", t, count=1, flags=re.S),
+     r"LayerParameter's closing '\}' \(line \d+\) must stand on a line of its own"),
+    (lambda t: t.replace("message LayerParameter {", "message LayerParameter { \u00a7", 1),
+     "unexpected character '\u00a7' at line \\d+"),
+])
+def test_a_proto_it_cannot_read_is_named_with_the_line(tmp_path, change, message):
+    proto = (DATA / "deeplab_like_caffe.proto").read_text()
+    tree = make_tree(tmp_path, change(proto))
+    before = snapshot(tree)
+    named = f"^inject_layers: {re.escape(str(tree / ti.PROTO_REL))}: {message}"
+    res = inject_cli(tree)
+    assert res.returncode == 2 and re.search(named, res.stderr), res.stderr
+    assert snapshot(tree) == before
+    if "unexpected" in message:   # --check reads the whole file too
+        res = inject_cli("--check", tree)
+        assert res.returncode == 2 and re.search(named, res.stderr), res.stderr
+
+
 def test_refuses_a_foreign_message_with_our_name(tmp_path):
     proto = (DATA / "bvlc_like_caffe.proto").read_text() + (
         "\nmessage ScaleInterpParameter {\n  optional int32 factor = 1;\n}\n")

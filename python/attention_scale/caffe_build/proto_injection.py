@@ -129,7 +129,9 @@ def inject(text: str, project: ProjectProto, name: str = "caffe.proto") -> str:
     layer = find_message(parse_messages(base), "LayerParameter")
     brace_line = line_start(base, layer.close_brace)
     if base[brace_line:layer.close_brace].strip():
-        raise ProtoSyntaxError("LayerParameter's closing '}' must stand on a line of its own")
+        raise ProtoSyntaxError(f"LayerParameter's closing '}}' (line "
+                               f"{_line_of(base, layer.close_brace)}) must stand on a line of "
+                               "its own: move what precedes it to the line above")
     field_block = "".join(f"  {line}\n" for line in
                           [FIELDS_BEGIN] + project.field_lines + [FIELDS_END])
     text = base[:brace_line] + field_block + base[brace_line:]

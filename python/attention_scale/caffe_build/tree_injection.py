@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 from ..files import atomic_write
 from .proto_injection import (ProjectProto, ProtoConflict, find_conflicts, inject,
                               injection_state, load_project_proto, strip_injection)
+from .protofile import ProtoSyntaxError
 
 FILE_MARKER = b"// Attention to Scale for Caffe: "
 PROTO_REL = "src/caffe/proto/caffe.proto"
@@ -228,6 +229,8 @@ def _plan_proto(tree: Path, plan: Plan, change) -> None:
     except ProtoConflict as err:
         plan.conflicts.append(str(err))
         return
+    except ProtoSyntaxError as err:
+        raise ProtoSyntaxError(f"{target}: {err}") from None
     new_data = encode_proto(new, style)
     if new_data == data:
         plan.unchanged.append(PROTO_REL)
@@ -427,7 +430,11 @@ def tree_state(tree: Path, root: Path) -> Dict[str, str]:
         return state
     text, _ = decode_proto(target.read_bytes())
     project = load_project(root)
-    if find_conflicts(strip_injection(text), project):
+    try:
+        clash = find_conflicts(strip_injection(text), project)
+    except ProtoSyntaxError as err:
+        raise ProtoSyntaxError(f"{target}: {err}") from None
+    if clash:
         state[PROTO_REL] = "conflict"
     else:
         proto = injection_state(text, project)
