@@ -117,6 +117,20 @@ CONFLICTS = [
     ("optional int32 scale_interp_param = 900;", "already has a field named 'scale_interp_param'"),
     ("extensions 1000000 to max;", "reserves numbers 1000000-536870911"),
     ("reserved 2016002 to 2016010;", "reserves numbers 2016002-2016010"),
+    ('reserved "softmax_over_scales_param";', "reserves the name 'softmax_over_scales_param'"),
+    ("optional group Legacy = 2016003 { optional int32 x = 1; }",
+     "2016003 .* already used by 'legacy'"),
+    ("message ScaleInterpParameter { optional int32 factor = 1; }",
+     "LayerParameter defines its own ScaleInterpParameter inside it"),
+]
+
+# Injected regardless, each of these fails in protoc or compiles to a field of another type.
+PROTOC_VERDICTS = [
+    ('reserved "softmax_over_scales_param";', 'Field name "softmax_over_scales_param" is reserved'),
+    ("optional group Legacy = 2016003 { optional int32 x = 1; }",
+     "Field number 2016003 has already been used"),
+    ("message ScaleInterpParameter { optional int32 factor = 1; }",
+     ".caffe.LayerParameter.ScaleInterpParameter"),
 ]
 
 
@@ -153,6 +167,36 @@ def test_a_proto_it_cannot_read_is_named_with_the_line(tmp_path, change, message
     if "unexpected" in message:   # --check reads the whole file too
         res = inject_cli("--check", tree)
         assert res.returncode == 2 and re.search(named, res.stderr), res.stderr
+
+
+@pytest.mark.parametrize("line,verdict", PROTOC_VERDICTS)
+def test_what_protoc_makes_of_those_clashes(tmp_path, line, verdict, monkeypatch):
+    proto = (DATA / "deeplab_like_caffe.proto").read_text().replace(
+        "  optional InterpParameter interp_param = 143;\n",
+        f"  optional InterpParameter interp_param = 143;\n  {line}\n")
+    monkeypatch.setattr(pi, "find_conflicts", lambda base, project: [])
+    tree = make_tree(tmp_path, pi.inject(proto, ti.load_project(REPO)))
+    res = subprocess.run(["protoc", f"-I{tree / 'src/caffe/proto'}",
+                          f"--descriptor_set_out={tmp_path / 'set.pb'}", str(tree / ti.PROTO_REL)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        assert verdict in res.stderr, res.stderr
+    else:
+        fds = compile_proto(tree, tmp_path)
+        assert layer_fields(fds)["scale_interp_param"][1] == verdict
+
+
+@pytest.mark.parametrize("definition", ["enum ScaleInterpParameter { A = 0; }",
+                                        "service ScaleInterpParameter { }"])
+def test_refuses_a_foreign_top_level_definition_with_our_name(tmp_path, definition):
+    proto = (DATA / "bvlc_like_caffe.proto").read_text() + f"\n{definition}\n"
+    tree = make_tree(tmp_path, proto)
+    before = snapshot(tree)
+    res = inject_cli(tree)
+    assert res.returncode == 2
+    kind = definition.split()[0]
+    assert f"{kind} ScaleInterpParameter is already defined (line" in res.stderr, res.stderr
+    assert snapshot(tree) == before
 
 
 def test_refuses_a_foreign_message_with_our_name(tmp_path):
