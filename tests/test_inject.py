@@ -147,7 +147,8 @@ def test_refuses_a_proto_that_uses_our_numbers_or_names(tmp_path, line, message)
     import re
     assert re.search(message, res.stderr), res.stderr
     assert snapshot(tree) == before  # nothing written
-    assert inject_cli("--check", tree).returncode == 2
+    check = inject_cli("--check", tree)
+    assert check.returncode == 2 and re.search(message, check.stderr), check.stderr
 
 
 @pytest.mark.parametrize("change,message", [
@@ -217,6 +218,9 @@ def test_refuses_to_overwrite_a_file_it_did_not_write(tmp_path):
     res = inject_cli(tree)
     assert res.returncode == 2 and f"{rel} exists and was not written by this tool" in res.stderr
     assert snapshot(tree) == before
+    check = inject_cli("--check", tree)
+    assert check.returncode == 2 and f"conflict     {rel}" in check.stdout
+    assert f"{rel} exists and was not written by this tool" in check.stderr
 
 
 def test_files_no_longer_shipped_are_removed(tmp_path):

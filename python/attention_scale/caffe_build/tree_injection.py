@@ -401,6 +401,11 @@ def _rollback(undo, made_dirs) -> List[str]:
     return failed
 
 
+def conflict_reasons(tree: Path, root: Path) -> List[str]:
+    """Why an injection into `tree` would be refused (what `tree_state` calls 'conflict')."""
+    return plan_injection(tree, root).conflicts
+
+
 def tree_state(tree: Path, root: Path) -> Dict[str, str]:
     """Per path: 'current', 'missing', 'outdated' (an older project version), 'modified' (edited
     after injection), 'stale' (to delete), 'not injected' (the proto) or 'conflict'."""
