@@ -563,6 +563,24 @@ def test_caffe_root_proto_clash_names_the_users_file_before_copying(fork_build):
     assert not any(p.name.startswith("caffe-") for p in cache.iterdir())   # nothing copied
 
 
+def test_caffe_root_with_an_edited_injection_is_refused_in_its_terms(fork_build):
+    """A tree injected by hand and then edited: the copy would build the checkout's layer instead
+    of the edit; refused, naming the user's file, with a remedy this tool has (no --force)."""
+    tree, run = fork_build
+    ti.apply_plan(tree, ti.plan_injection(tree, REPO))
+    rel = "src/caffe/layers/scale_interp_layer.cpp"
+    with open(tree / rel, "a") as f:
+        f.write("// my tweak\n")
+    with pytest.raises(ti.InjectionConflict) as err:
+        run()
+    text = str(err.value)
+    assert text.startswith(f"refusing to build {tree}:") and f"{rel} was edited after" in text
+    assert "would not be built" in text and "run again with --force" not in text
+    assert not any(p.name.startswith("caffe-") for p in (tree.parent / "cache").iterdir())
+    (tree / rel).write_bytes((REPO / "caffe_layers/src/scale_interp_layer.cpp").read_bytes())
+    assert run().rebuilt                                    # the edit undone: it builds
+
+
 def test_caffe_root_build_failure_names_the_missing_piece(fork_build):
     tree, run = fork_build
     write(tree / "tools/caffe.cpp", '#include <no_such_lib/x.h>\nint main() {}\n')

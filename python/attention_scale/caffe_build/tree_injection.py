@@ -85,14 +85,23 @@ def check_tree(tree: Path) -> None:
             raise NotACaffeTree(f"{tree} is not a Caffe source tree: {rel} is missing")
 
 
-def check_proto(tree: Path, root: Path) -> None:
-    """Raise InjectionConflict, naming the tree's own caffe.proto, if the project's fields and
-    messages cannot go into it (for a build copy: before copying, and in terms of the user's
-    file rather than the copy's)."""
-    plan = Plan()
-    _plan_proto(tree, plan, lambda text, name: inject(text, load_project(root), name))
-    if plan.conflicts:
-        raise InjectionConflict("\n  - ".join([f"refusing to build {tree}:"] + plan.conflicts))
+def check_injectable(tree: Path, root: Path) -> None:
+    """For a build copy of the user's `tree`: raise InjectionConflict, in terms of the user's
+    tree and before anything is copied, if the layers could not go into the copy (a clash in
+    its caffe.proto, a file of somebody else's where one of ours goes, ...) or an injected file
+    edited there would silently be replaced by the checkout's version in the copy."""
+    plan = plan_injection(tree, root, force=True)   # edits: below, with the build's remedy
+    hashes = read_manifest_hashes(tree)
+    problems = list(plan.conflicts)
+    for rel in sorted(plan.writes):
+        if rel != PROTO_REL and locally_modified(tree, rel, hashes):
+            problems.append(
+                f"{rel} was edited after it was injected into this tree, but the build copy "
+                f"takes the layers from {root} (caffe_layers/, cuda/), so the edit would not be "
+                "built: make it there, or take the injection out of this tree first "
+                "(tools/inject_layers.py --remove; with --force once the edit is kept elsewhere)")
+    if problems:
+        raise InjectionConflict("\n  - ".join([f"refusing to build {tree}:"] + problems))
 
 
 # --- caffe.proto as bytes: byte-order mark and line endings survive a round trip ---------------
