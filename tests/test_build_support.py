@@ -7,6 +7,7 @@ import http.server
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -621,6 +622,21 @@ def test_bad_caffe_root_is_reported(tmp_path):
                          "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert res.returncode == 1
     assert "is not a Caffe source tree" in res.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_docs_makefile_config_sets_the_values_it_shows(tmp_path):
+    """docs/build.md's Makefile.config, read by make itself: Caffe's Makefile compares with
+    ifeq ($(OPENCV_VERSION), 3), which spaces kept before a trailing comment would fail."""
+    text = (REPO / "docs/build.md").read_text()
+    block = re.search(r"```make\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "Makefile.config").write_text(block)
+    (tmp_path / "probe.mk").write_text(
+        "include Makefile.config\nall:\n\t@echo '[$(CPU_ONLY)][$(BLAS)][$(USE_LMDB)]"
+        "[$(USE_LEVELDB)][$(OPENCV_VERSION)][$(WITH_PYTHON_LAYER)][$(BUILD_DIR)]'\n")
+    out = subprocess.run(["make", "-s", "-f", "probe.mk"], cwd=tmp_path, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[1][open][0][0][3][1][build]"
 
 
 def test_compat_patch_for_building_by_hand(tmp_path):
