@@ -7,6 +7,7 @@ import http.server
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -469,6 +470,36 @@ def test_sync_copies_only_what_changed(tmp_path):
     assert (dst / "src/caffe/layers/injected.cpp").read_text() == "ours"
 
 
+def test_sync_copies_what_symlinks_out_of_the_tree_point_to(tmp_path):
+    """A caffe.proto or a folder linked from outside the tree is copied as content, so the fixes
+    and the layers written into the copy leave the user's files alone; links inside stay links."""
+    src = fork_like_tree(tmp_path / "fork")
+    outside = tmp_path / "outside"
+    (outside / "util").mkdir(parents=True)
+    (src / ti.PROTO_REL).rename(outside / "caffe.proto")
+    (src / ti.PROTO_REL).symlink_to(outside / "caffe.proto")            # absolute
+    (src / "src/caffe/util/io.cpp").rename(outside / "util/io.cpp")
+    shutil.rmtree(src / "src/caffe/util")
+    (src / "src/caffe/util").symlink_to("../../../outside/util")          # relative, leads out
+    (src / "include/caffe/alias.hpp").symlink_to("layer.hpp")            # stays inside
+    (src / "loop").symlink_to(tmp_path)                                  # back to an ancestor
+    before = {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()}
+    dst = tmp_path / "copy"
+    first = tree_copy.sync_tree(src, dst, tmp_path)
+    assert not (dst / ti.PROTO_REL).is_symlink() and not (dst / "src/caffe/util").is_symlink()
+    assert (dst / ti.PROTO_REL).read_bytes() == before[outside / "caffe.proto"]
+    assert (dst / "src/caffe/util/io.cpp").read_bytes() == before[outside / "util/io.cpp"]
+    assert os.readlink(dst / "include/caffe/alias.hpp") == "layer.hpp"
+    assert not (dst / "loop").exists() and any(s.startswith("loop/") for s in first.skipped)
+    assert compat.apply_fixes(dst, cuda=False)                         # io.cpp fixed in the copy
+    ti.apply_plan(dst, ti.plan_injection(dst, REPO))
+    assert "scale_interp_param" in (dst / ti.PROTO_REL).read_text()
+    assert {p: p.read_bytes() for p in outside.rglob("*") if p.is_file()} == before
+    assert not tree_copy.sync_tree(src, dst, tmp_path).changed
+    (outside / "util/io.cpp").write_text("edited outside\n")             # followed: recopied
+    assert tree_copy.sync_tree(src, dst, tmp_path).copied == ["src/caffe/util/io.cpp"]
+
+
 @pytest.fixture()
 def fork_build(tmp_path, monkeypatch):
     """builder.build on the synthetic fork, in a private cache (numpy from this venv)."""
@@ -519,6 +550,38 @@ def test_caffe_root_builds_a_copy_and_rebuilds_after_an_edit(fork_build, capfd):
     assert not run().rebuilt
 
 
+def test_caffe_root_proto_clash_names_the_users_file_before_copying(fork_build):
+    tree, run = fork_build
+    proto = tree / ti.PROTO_REL
+    proto.write_text(proto.read_text().replace(
+        "message LayerParameter {\n",
+        "message LayerParameter {\n  optional InterpParameter fork_param = 2016002;\n", 1))
+    with pytest.raises(ti.InjectionConflict) as err:
+        run()
+    text = str(err.value)
+    assert f"{proto} clashes" in text and "2016002" in text and "'fork_param'" in text
+    cache = tree.parent / "cache"
+    assert not any(p.name.startswith("caffe-") for p in cache.iterdir())   # nothing copied
+
+
+def test_caffe_root_with_an_edited_injection_is_refused_in_its_terms(fork_build):
+    """A tree injected by hand and then edited: the copy would build the checkout's layer instead
+    of the edit; refused, naming the user's file, with a remedy this tool has (no --force)."""
+    tree, run = fork_build
+    ti.apply_plan(tree, ti.plan_injection(tree, REPO))
+    rel = "src/caffe/layers/scale_interp_layer.cpp"
+    with open(tree / rel, "a") as f:
+        f.write("// my tweak\n")
+    with pytest.raises(ti.InjectionConflict) as err:
+        run()
+    text = str(err.value)
+    assert text.startswith(f"refusing to build {tree}:") and f"{rel} was edited after" in text
+    assert "would not be built" in text and "run again with --force" not in text
+    assert not any(p.name.startswith("caffe-") for p in (tree.parent / "cache").iterdir())
+    (tree / rel).write_bytes((REPO / "caffe_layers/src/scale_interp_layer.cpp").read_bytes())
+    assert run().rebuilt                                    # the edit undone: it builds
+
+
 def test_caffe_root_build_failure_names_the_missing_piece(fork_build):
     tree, run = fork_build
     write(tree / "tools/caffe.cpp", '#include <no_such_lib/x.h>\nint main() {}\n')
@@ -559,6 +622,21 @@ def test_bad_caffe_root_is_reported(tmp_path):
                          "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert res.returncode == 1
     assert "is not a Caffe source tree" in res.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
+def test_docs_makefile_config_sets_the_values_it_shows(tmp_path):
+    """docs/build.md's Makefile.config, read by make itself: Caffe's Makefile compares with
+    ifeq ($(OPENCV_VERSION), 3), which spaces kept before a trailing comment would fail."""
+    text = (REPO / "docs/build.md").read_text()
+    block = re.search(r"```make\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "Makefile.config").write_text(block)
+    (tmp_path / "probe.mk").write_text(
+        "include Makefile.config\nall:\n\t@echo '[$(CPU_ONLY)][$(BLAS)][$(USE_LMDB)]"
+        "[$(USE_LEVELDB)][$(OPENCV_VERSION)][$(WITH_PYTHON_LAYER)][$(BUILD_DIR)]'\n")
+    out = subprocess.run(["make", "-s", "-f", "probe.mk"], cwd=tmp_path, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[1][open][0][0][3][1][build]"
 
 
 def test_compat_patch_for_building_by_hand(tmp_path):

@@ -117,6 +117,20 @@ CONFLICTS = [
     ("optional int32 scale_interp_param = 900;", "already has a field named 'scale_interp_param'"),
     ("extensions 1000000 to max;", "reserves numbers 1000000-536870911"),
     ("reserved 2016002 to 2016010;", "reserves numbers 2016002-2016010"),
+    ('reserved "softmax_over_scales_param";', "reserves the name 'softmax_over_scales_param'"),
+    ("optional group Legacy = 2016003 { optional int32 x = 1; }",
+     "2016003 .* already used by 'legacy'"),
+    ("message ScaleInterpParameter { optional int32 factor = 1; }",
+     "LayerParameter defines its own ScaleInterpParameter inside it"),
+]
+
+# Injected regardless, each of these fails in protoc or compiles to a field of another type.
+PROTOC_VERDICTS = [
+    ('reserved "softmax_over_scales_param";', 'Field name "softmax_over_scales_param" is reserved'),
+    ("optional group Legacy = 2016003 { optional int32 x = 1; }",
+     "Field number 2016003 has already been used"),
+    ("message ScaleInterpParameter { optional int32 factor = 1; }",
+     ".caffe.LayerParameter.ScaleInterpParameter"),
 ]
 
 
@@ -133,7 +147,57 @@ def test_refuses_a_proto_that_uses_our_numbers_or_names(tmp_path, line, message)
     import re
     assert re.search(message, res.stderr), res.stderr
     assert snapshot(tree) == before  # nothing written
-    assert inject_cli("--check", tree).returncode == 2
+    check = inject_cli("--check", tree)
+    assert check.returncode == 2 and re.search(message, check.stderr), check.stderr
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda t: re.sub(r"(message LayerParameter \{.*?);\n\}", r"\1; }", t, count=1, flags=re.S),
+     r"LayerParameter's closing '\}' \(line \d+\) must stand on a line of its own"),
+    (lambda t: t.replace("message LayerParameter {", "message LayerParameter { \u00a7", 1),
+     "unexpected character '\u00a7' at line \\d+"),
+])
+def test_a_proto_it_cannot_read_is_named_with_the_line(tmp_path, change, message):
+    proto = (DATA / "deeplab_like_caffe.proto").read_text()
+    tree = make_tree(tmp_path, change(proto))
+    before = snapshot(tree)
+    named = f"^inject_layers: {re.escape(str(tree / ti.PROTO_REL))}: {message}"
+    res = inject_cli(tree)
+    assert res.returncode == 2 and re.search(named, res.stderr), res.stderr
+    assert snapshot(tree) == before
+    if "unexpected" in message:   # --check reads the whole file too
+        res = inject_cli("--check", tree)
+        assert res.returncode == 2 and re.search(named, res.stderr), res.stderr
+
+
+@pytest.mark.parametrize("line,verdict", PROTOC_VERDICTS)
+def test_what_protoc_makes_of_those_clashes(tmp_path, line, verdict, monkeypatch):
+    proto = (DATA / "deeplab_like_caffe.proto").read_text().replace(
+        "  optional InterpParameter interp_param = 143;\n",
+        f"  optional InterpParameter interp_param = 143;\n  {line}\n")
+    monkeypatch.setattr(pi, "find_conflicts", lambda base, project: [])
+    tree = make_tree(tmp_path, pi.inject(proto, ti.load_project(REPO)))
+    res = subprocess.run(["protoc", f"-I{tree / 'src/caffe/proto'}",
+                          f"--descriptor_set_out={tmp_path / 'set.pb'}", str(tree / ti.PROTO_REL)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        assert verdict in res.stderr, res.stderr
+    else:
+        fds = compile_proto(tree, tmp_path)
+        assert layer_fields(fds)["scale_interp_param"][1] == verdict
+
+
+@pytest.mark.parametrize("definition", ["enum ScaleInterpParameter { A = 0; }",
+                                        "service ScaleInterpParameter { }"])
+def test_refuses_a_foreign_top_level_definition_with_our_name(tmp_path, definition):
+    proto = (DATA / "bvlc_like_caffe.proto").read_text() + f"\n{definition}\n"
+    tree = make_tree(tmp_path, proto)
+    before = snapshot(tree)
+    res = inject_cli(tree)
+    assert res.returncode == 2
+    kind = definition.split()[0]
+    assert f"{kind} ScaleInterpParameter is already defined (line" in res.stderr, res.stderr
+    assert snapshot(tree) == before
 
 
 def test_refuses_a_foreign_message_with_our_name(tmp_path):
@@ -154,6 +218,9 @@ def test_refuses_to_overwrite_a_file_it_did_not_write(tmp_path):
     res = inject_cli(tree)
     assert res.returncode == 2 and f"{rel} exists and was not written by this tool" in res.stderr
     assert snapshot(tree) == before
+    check = inject_cli("--check", tree)
+    assert check.returncode == 2 and f"conflict     {rel}" in check.stdout
+    assert f"{rel} exists and was not written by this tool" in check.stderr
 
 
 def test_files_no_longer_shipped_are_removed(tmp_path):

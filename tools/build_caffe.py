@@ -54,7 +54,9 @@ def parse_args(argv):
     parser.add_argument("--venv", type=Path, help="wire this venv to the build: pycaffe on its "
                                                   "path and bin/caffe")
     parser.add_argument("--print-env", action="store_true",
-                        help="print CAFFE_PREFIX=..., CAFFE_SOURCE_DIR=... on stdout")
+                        help="print CAFFE_PREFIX=..., CAFFE_SOURCE_DIR=... on stdout, after "
+                             "building first if this configuration is not built yet (a cold "
+                             "build: ~30 minutes)")
     parser.add_argument("--fetch-source", type=Path, metavar="DIR",
                         help="only put BVLC's verified source into DIR (which must not exist)")
     parser.add_argument("--compat-patch", type=Path, metavar="DIR",

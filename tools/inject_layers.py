@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true",
                       help="report the state without writing; exit 0 when up to date, "
-                           "1 when not injected or outdated, 2 on a conflict")
+                           "1 when not injected or outdated, 2 on a conflict (said why)")
     mode.add_argument("--remove", action="store_true", help="undo the injection")
     parser.add_argument("-q", "--quiet", action="store_true", help="print only changes")
     parser.add_argument("--force", action="store_true",
@@ -48,6 +48,10 @@ def main(argv=None) -> int:
             for rel, what in sorted(state.items()):
                 print(f"{what:12s} {rel}")
             if "conflict" in state.values():
+                reasons = ti.conflict_reasons(tree, REPO)
+                if reasons:
+                    print(f"inject_layers: {tree} cannot take the layers:\n  - "
+                          + "\n  - ".join(reasons), file=sys.stderr)
                 return 2
             return 0 if set(state.values()) == {"current"} else 1
         plan = (ti.plan_removal(tree, REPO, args.force) if args.remove

@@ -278,6 +278,7 @@ def _run_logged(cmd: List[str], cwd: Path, logfile, what: str, progress: bool,
 def build(cfg: BuildConfig) -> BuildResult:
     if cfg.caffe_root is not None:
         ti.check_tree(cfg.caffe_root.resolve())  # fail before any slow step
+        ti.check_injectable(cfg.caffe_root.resolve(), cfg.project_root)
     py = python_facts()
     check_python_dev(py)
     cfg.cache.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import List, Optional
 
 from .protofile import (Field, ProtoSyntaxError, declared_syntax, find_message,
-                        leading_comment_start, line_start, parse_messages)
+                        leading_comment_start, line_start, parse_messages, top_level_names)
 
 FIELDS_BEGIN = ("// >>> attention-to-scale fields "
                 "(added by tools/inject_layers.py; undo with --remove)")
@@ -94,14 +94,18 @@ def find_conflicts(base: str, project: ProjectProto) -> List[str]:
         return [problem]
     problems = []
     messages = parse_messages(base)
-    for m in messages:
-        if m.name in project.message_names:
-            problems.append(f"message {m.name} is already defined (line {_line_of(base, m.start)})"
+    for keyword, name, start in top_level_names(base):
+        if name in project.message_names:
+            problems.append(f"{keyword} {name} is already defined (line {_line_of(base, start)})"
                             " and was not added by this tool")
     layer = find_message(messages, "LayerParameter")
     if layer is None:
         problems.append("no top-level message LayerParameter")
         return problems
+    for name in layer.nested_names:
+        if name in project.message_names:
+            problems.append(f"LayerParameter defines its own {name} inside it, which the "
+                            f"attention-to-scale field's type {name} would resolve to")
     for ours in project.fields:
         for f in layer.fields:
             where = f"line {_line_of(base, f.start)}"
@@ -111,6 +115,9 @@ def find_conflicts(base: str, project: ProjectProto) -> List[str]:
             elif f.name == ours.name:
                 problems.append(f"LayerParameter already has a field named '{f.name}' "
                                 f"with number {f.number} ({where})")
+        if ours.name in layer.reserved_names:
+            problems.append(f"LayerParameter reserves the name '{ours.name}' (reserved \"...\";),"
+                            " which the attention-to-scale field needs")
         for low, high in layer.blocked_ranges:
             if low <= ours.number <= high:
                 problems.append(f"LayerParameter reserves numbers {low}-{high}, which include "
@@ -129,7 +136,9 @@ def inject(text: str, project: ProjectProto, name: str = "caffe.proto") -> str:
     layer = find_message(parse_messages(base), "LayerParameter")
     brace_line = line_start(base, layer.close_brace)
     if base[brace_line:layer.close_brace].strip():
-        raise ProtoSyntaxError("LayerParameter's closing '}' must stand on a line of its own")
+        raise ProtoSyntaxError(f"LayerParameter's closing '}}' (line "
+                               f"{_line_of(base, layer.close_brace)}) must stand on a line of "
+                               "its own: move what precedes it to the line above")
     field_block = "".join(f"  {line}\n" for line in
                           [FIELDS_BEGIN] + project.field_lines + [FIELDS_END])
     text = base[:brace_line] + field_block + base[brace_line:]

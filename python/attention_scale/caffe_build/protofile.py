@@ -61,6 +61,8 @@ class Message:
     fields: List[Field] = field(default_factory=list)
     # (low, high) number ranges that plain fields may not use: reserved and extensions
     blocked_ranges: List[tuple] = field(default_factory=list)
+    reserved_names: List[str] = field(default_factory=list)   # `reserved "name";`
+    nested_names: List[str] = field(default_factory=list)     # messages and enums defined inside
     close_brace: int = 0  # offset of the closing '}'
 
 
@@ -98,6 +100,11 @@ def parse_messages(text: str) -> List[Message]:
                 current = Message(stmt[1].text, stmt[0].start, tok.end, tok.end)
             elif depth == 1 and current is not None and stmt and stmt[0].text == "oneof":
                 in_oneof = True
+            elif depth == 1 and current is not None and len(stmt) == 2 \
+                    and stmt[0].text in ("message", "enum"):
+                current.nested_names.append(stmt[1].text)
+            elif current is not None and (depth == 1 or (depth == 2 and in_oneof)):
+                _read_group(current, stmt, tok.start)
             depth += 1
             stmt = []
         elif tok.text == "}":
@@ -146,6 +153,8 @@ def _read_statement(msg: Message, stmt: List[Token], end: int) -> None:
     words = [t.text for t in stmt]
     if words[0] in ("reserved", "extensions"):
         msg.blocked_ranges.extend(_parse_range_list(stmt[1:]))
+        if words[0] == "reserved":
+            msg.reserved_names.extend(t.text[1:-1] for t in stmt[1:] if t.kind == "string")
         return
     if words[0] == "map" and ">" in words:   # map<K, V> name = N;
         rest = stmt[words.index(">") + 1:]
@@ -160,6 +169,35 @@ def _read_statement(msg: Message, stmt: List[Token], end: int) -> None:
     if len(rest) >= 4 and rest[2].text == "=" and rest[3].kind == "number":
         msg.fields.append(Field(label, rest[0].text, rest[1].text, int(rest[3].text, 0),
                                 stmt[0].start, end))
+
+
+def _read_group(msg: Message, stmt: List[Token], end: int) -> None:
+    """`[label] group Name = N {`: a field named name.lower() (as protoc names it) numbered N."""
+    words = [t.text for t in stmt]
+    if words and words[0] in ("optional", "required", "repeated"):
+        words = words[1:]
+    if len(words) >= 4 and words[0] == "group" and words[2] == "=":
+        try:
+            number = int(words[3], 0)
+        except ValueError:
+            return
+        msg.fields.append(Field("group", words[1], words[1].lower(), number, stmt[0].start, end))
+
+
+def top_level_names(text: str) -> List[Tuple[str, str, int]]:
+    """(keyword, name, offset) of every top-level `message`, `enum` and `service`: the names
+    that share the file's package scope."""
+    found, depth, stmt = [], 0, []
+    for tok in tokenize(text):
+        if tok.text == "{":
+            if depth == 0 and len(stmt) == 2 and stmt[0].text in ("message", "enum", "service"):
+                found.append((stmt[0].text, stmt[1].text, stmt[0].start))
+            depth, stmt = depth + 1, []
+        elif tok.text == "}":
+            depth, stmt = depth - 1, []
+        elif depth == 0:
+            stmt = [] if tok.text == ";" else stmt + [tok]
+    return found
 
 
 def find_message(messages: List[Message], name: str) -> Optional[Message]:

@@ -6,7 +6,10 @@ modification time or mode in the user's tree changed since the last copy (record
 file), so a fixed or injected file in the copy is not overwritten on every run, copies keep
 a fresh modification time, so make recompiles exactly what the user edited. Files the user
 deleted disappear from the copy. The recorded state is also the tree's cheap content stand-in
-for the build stamp.
+for the build stamp. A symlink that stays inside the tree is copied as a symlink; one that leads
+out of it (an absolute path, `../..`) is copied as what it points to (a file, or a folder's
+files), so that the fixes and the layers written into the copy never reach the user's files
+through it.
 """
 import hashlib
 import json
@@ -39,25 +42,39 @@ class SyncResult:
         return bool(self.copied or self.deleted)
 
 
+def _leads_out(path: Path, real_src: str) -> bool:
+    """True for a symlink whose target exists outside the tree (real path `real_src`)."""
+    real = os.path.realpath(path)
+    return os.path.exists(real) and os.path.commonpath([real_src, real]) != real_src
+
+
 def _scan(src: Path, skipped: List[str]) -> Dict[str, list]:
-    """relative path -> [kind, size, mtime_ns, mode] (or ["link", target]) of the user's tree."""
+    """relative path -> [kind, size, mtime_ns, mode] (or ["link", target]) of the user's tree.
+    Symlinks out of the tree are followed: their files are entries of kind "file"."""
     found: Dict[str, list] = {}
-    for folder, dirs, files in os.walk(src):
+    real_src = os.path.realpath(src)
+    visited = {real_src}   # real folders walked: a link back into them would loop
+    for folder, dirs, files in os.walk(src, followlinks=True):
         here = Path(folder)
         keep = []
         for d in sorted(dirs):
             path = here / d
+            rel = str(path.relative_to(src))
+            real = os.path.realpath(path)
             if d in SKIP_DIRS or (path / "CMakeCache.txt").is_file():
-                skipped.append(str(path.relative_to(src)) + "/")
-            elif path.is_symlink():
-                found[str(path.relative_to(src))] = ["link", os.readlink(path)]
+                skipped.append(rel + "/")
+            elif path.is_symlink() and not _leads_out(path, real_src):
+                found[rel] = ["link", os.readlink(path)]
+            elif real in visited or os.path.commonpath([real, real_src]) == real:
+                skipped.append(rel + "/ (a symlink back into a folder already copied)")
             else:
+                visited.add(real)
                 keep.append(d)
         dirs[:] = keep
         for name in sorted(files):
             path = here / name
             rel = str(path.relative_to(src))
-            if path.is_symlink():
+            if path.is_symlink() and not _leads_out(path, real_src):
                 found[rel] = ["link", os.readlink(path)]
                 continue
             st = path.stat()

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 from ..files import atomic_write
 from .proto_injection import (ProjectProto, ProtoConflict, find_conflicts, inject,
                               injection_state, load_project_proto, strip_injection)
+from .protofile import ProtoSyntaxError
 
 FILE_MARKER = b"// Attention to Scale for Caffe: "
 PROTO_REL = "src/caffe/proto/caffe.proto"
@@ -82,6 +83,25 @@ def check_tree(tree: Path) -> None:
     for rel in (PROTO_REL, "include/caffe/layer.hpp"):
         if not (tree / rel).is_file():
             raise NotACaffeTree(f"{tree} is not a Caffe source tree: {rel} is missing")
+
+
+def check_injectable(tree: Path, root: Path) -> None:
+    """For a build copy of the user's `tree`: raise InjectionConflict, in terms of the user's
+    tree and before anything is copied, if the layers could not go into the copy (a clash in
+    its caffe.proto, a file of somebody else's where one of ours goes, ...) or an injected file
+    edited there would silently be replaced by the checkout's version in the copy."""
+    plan = plan_injection(tree, root, force=True)   # edits: below, with the build's remedy
+    hashes = read_manifest_hashes(tree)
+    problems = list(plan.conflicts)
+    for rel in sorted(plan.writes):
+        if rel != PROTO_REL and locally_modified(tree, rel, hashes):
+            problems.append(
+                f"{rel} was edited after it was injected into this tree, but the build copy "
+                f"takes the layers from {root} (caffe_layers/, cuda/), so the edit would not be "
+                "built: make it there, or take the injection out of this tree first "
+                "(tools/inject_layers.py --remove; with --force once the edit is kept elsewhere)")
+    if problems:
+        raise InjectionConflict("\n  - ".join([f"refusing to build {tree}:"] + problems))
 
 
 # --- caffe.proto as bytes: byte-order mark and line endings survive a round trip ---------------
@@ -218,6 +238,8 @@ def _plan_proto(tree: Path, plan: Plan, change) -> None:
     except ProtoConflict as err:
         plan.conflicts.append(str(err))
         return
+    except ProtoSyntaxError as err:
+        raise ProtoSyntaxError(f"{target}: {err}") from None
     new_data = encode_proto(new, style)
     if new_data == data:
         plan.unchanged.append(PROTO_REL)
@@ -388,6 +410,11 @@ def _rollback(undo, made_dirs) -> List[str]:
     return failed
 
 
+def conflict_reasons(tree: Path, root: Path) -> List[str]:
+    """Why an injection into `tree` would be refused (what `tree_state` calls 'conflict')."""
+    return plan_injection(tree, root).conflicts
+
+
 def tree_state(tree: Path, root: Path) -> Dict[str, str]:
     """Per path: 'current', 'missing', 'outdated' (an older project version), 'modified' (edited
     after injection), 'stale' (to delete), 'not injected' (the proto) or 'conflict'."""
@@ -417,7 +444,11 @@ def tree_state(tree: Path, root: Path) -> Dict[str, str]:
         return state
     text, _ = decode_proto(target.read_bytes())
     project = load_project(root)
-    if find_conflicts(strip_injection(text), project):
+    try:
+        clash = find_conflicts(strip_injection(text), project)
+    except ProtoSyntaxError as err:
+        raise ProtoSyntaxError(f"{target}: {err}") from None
+    if clash:
         state[PROTO_REL] = "conflict"
     else:
         proto = injection_state(text, project)
