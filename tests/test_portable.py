@@ -6,7 +6,6 @@ import sys
 import tarfile
 from pathlib import Path
 
-import pytest
 from pyhelpers import extract_all
 
 from attention_scale.caffe_build.portable import (PYCAFFE_STUBS, distribution_folders, pack,

@@ -13,7 +13,6 @@ fallback/, env.sh (sets PATH-like variables relative to where it is unpacked).
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import sysconfig
