@@ -4,6 +4,8 @@ same iteration; Ctrl-C stops cleanly with a snapshot and no worker left behind; 
 read and plotted.
 """
 
+import io
+import locale
 import math
 import os
 import re
@@ -1318,3 +1320,74 @@ def test_a_second_signal_after_caffe_s_stop_snapshot_says_so():
     handler._handler(signal.SIGTERM, None)
     assert said[-1] == "\nSIGTERM again: Caffe killed as it exited (its stop snapshot was " \
         "written)\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading Caffe's output: lines as text, and signal handlers that run while Caffe is quiet
+# ---------------------------------------------------------------------------------------------
+
+def _pipe_writer(chunks, delay=0.02):
+    """A pipe whose write end a thread fills with `chunks` (bytes), then closes."""
+    r, w = os.pipe()
+
+    def write():
+        for chunk in chunks:
+            os.write(w, chunk)
+            time.sleep(delay)
+        os.close(w)
+    threading.Thread(target=write, daemon=True).start()
+    return r
+
+
+def test_output_lines_are_what_popen_text_mode_gives():
+    from attention_scale.training.runner import output_lines
+
+    chunks = [b"I1126 solver.cpp:239] Iteration 0, loss = 1.5\r", b"\nsecond ", b"half\n",
+              b"bad \xff byte\n", "caf\u00e9 \u00e9".encode()[:-1], "caf\u00e9 \u00e9".encode()[-1:],
+              b"\nno newline at the end"]
+    r = _pipe_writer(chunks)
+    try:
+        got = list(output_lines(r))
+    finally:
+        os.close(r)
+    data = b"".join(chunks)
+    want = io.TextIOWrapper(io.BytesIO(data), encoding=locale.getpreferredencoding(False),
+                            errors="replace").readlines()
+    assert got == want
+    assert got[0] == "I1126 solver.cpp:239] Iteration 0, loss = 1.5\n" and got[1] == "second half\n"
+    assert got[-1] == "no newline at the end"
+
+
+def test_a_signal_that_interrupts_nothing_still_gets_its_handler_run_while_caffe_is_quiet():
+    """A signal taken by another thread (as one arriving just before a blocking read() is taken
+    by nobody's read) leaves the main thread's wait uninterrupted: the reader must still come
+    back to Python for the handler, which here is what ends the output."""
+    from attention_scale.training.runner import output_lines
+
+    r, w = os.pipe()
+    closed = threading.Lock()
+
+    def finish(text):
+        if closed.acquire(blocking=False):
+            os.write(w, text)
+            os.close(w)
+
+    ready = threading.Event()
+
+    def other_thread():  # created before the main thread blocks the signal: it takes it
+        ready.wait()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(10)
+        finish(b"handler never ran\n")  # so that a failure fails instead of hanging
+
+    previous = signal.signal(signal.SIGUSR1, lambda *_: finish(b"handler ran\n"))
+    threading.Thread(target=other_thread, daemon=True).start()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    try:
+        ready.set()
+        lines = list(output_lines(r, wake_every=0.1))
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
+        signal.signal(signal.SIGUSR1, previous)
+        os.close(r)
+    assert lines == ["handler ran\n"]

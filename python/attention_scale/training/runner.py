@@ -16,10 +16,14 @@ resume from. A second one kills Caffe. SIGHUP is passed on to Caffe (its -sighup
 snapshot: a snapshot, and training goes on). See _Signals.
 """
 
+import codecs
 import errno
+import io
+import locale
 import math
 import os
 import re
+import selectors
 import shlex
 import shutil
 import signal
@@ -861,14 +865,14 @@ def _run_caffe(command, caffe_env, log_path, plot_path, parser, bar, verbose, ec
         log_file.flush()
         in_main = threading.current_thread() is threading.main_thread()
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, errors="replace", bufsize=1, env=caffe_env,
+                                bufsize=0, env=caffe_env,
                                 preexec_fn=_caffe_child_setup(own_group=in_main))
         diverged = None
         signals = _Signals(proc, lambda: parser.log.stopped_early)
         try:
             with signals:
                 lr = None
-                for line in proc.stdout:
+                for line in output_lines(proc.stdout.fileno()):
                     log_file.write(line)
                     if verbose or (echo and _echo_worthy(line)):
                         bar.write(line.rstrip("\n"))
@@ -895,7 +899,38 @@ def _run_caffe(command, caffe_env, log_path, plot_path, parser, bar, verbose, ec
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            proc.stdout.close()
     return returncode, diverged, signals
+
+
+def output_lines(fd, wake_every=0.5):
+    """The lines a child writes to the pipe `fd`, as text (the locale's encoding, undecodable
+    bytes replaced, newlines translated: what Popen's text mode gives), until it closes.
+
+    Not `for line in proc.stdout`: a signal that arrives just before a blocking read() starts
+    sets Python's flag but interrupts nothing, so its handler (Ctrl-C: stop Caffe) would wait for
+    Caffe's next line, which a quiet Caffe may never write. Here the thread waits in select()
+    for at most `wake_every` seconds at a time and reads only what is there, so a pending
+    handler runs within that time at worst (at once, as before, when the signal interrupts the
+    wait itself)."""
+    decoder = io.IncrementalNewlineDecoder(
+        codecs.getincrementaldecoder(locale.getpreferredencoding(False))(errors="replace"),
+        translate=True)
+    pending = ""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            if not selector.select(wake_every):
+                continue  # back in Python: a pending signal handler runs here
+            chunk = os.read(fd, 65536)
+            pending += decoder.decode(chunk, final=not chunk)
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                yield line + "\n"
+            if not chunk:
+                if pending:
+                    yield pending
+                return
 
 
 def _caffe_child_setup(own_group=True):
