@@ -1354,7 +1354,8 @@ def test_output_lines_are_what_popen_text_mode_gives():
     want = io.TextIOWrapper(io.BytesIO(data), encoding=locale.getpreferredencoding(False),
                             errors="replace").readlines()
     assert got == want
-    assert got[0] == "I1126 solver.cpp:239] Iteration 0, loss = 1.5\n" and got[1] == "second half\n"
+    assert got[0] == "I1126 solver.cpp:239] Iteration 0, loss = 1.5\n"
+    assert got[1] == "second half\n"
     assert got[-1] == "no newline at the end"
 
 
