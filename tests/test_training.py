@@ -1342,9 +1342,9 @@ def _pipe_writer(chunks, delay=0.02):
 def test_output_lines_are_what_popen_text_mode_gives():
     from attention_scale.training.runner import output_lines
 
+    accented = "caf\u00e9 \u00e9".encode()  # its last character split across two reads
     chunks = [b"I1126 solver.cpp:239] Iteration 0, loss = 1.5\r", b"\nsecond ", b"half\n",
-              b"bad \xff byte\n", "caf\u00e9 \u00e9".encode()[:-1], "caf\u00e9 \u00e9".encode()[-1:],
-              b"\nno newline at the end"]
+              b"bad \xff byte\n", accented[:-1], accented[-1:], b"\nno newline at the end"]
     r = _pipe_writer(chunks)
     try:
         got = list(output_lines(r))
