@@ -193,10 +193,10 @@ def _scaled_copy(layer, suffix, rename):
     return copy
 
 
-def _merge_layers(protos, form, scales, merge, data, features, scores, attention_channels,
+def _merge_layers(protos, scales, merge, data, features, scores, attention_channels,
                   attention_dropout):
-    """The generator's data ScaleInterps and merge for stand-in blobs, renamed to the user's:
-    ({suffix: data ScaleInterp layer}, [the merge layers in order])."""
+    """The generator's data ScaleInterps and merge for stand-in blobs, renamed to the user's, as
+    C++ layer types: ({suffix: data ScaleInterp layer}, [the merge layers in order])."""
     from . import builder, convert
     options = builder.NetOptions(scales=scales, merge=merge, attention_channels=attention_channels,
                                  attention_dropout=attention_dropout)
@@ -211,8 +211,7 @@ def _merge_layers(protos, form, scales, merge, data, features, scores, attention
     b.merge(fc7s, fc8s)
     generated = protos.net_parameter()
     text_format.Parse(text_format.MessageToString(b.n.to_proto()), generated)
-    if form == "cpp":
-        convert.to_cpp(generated, protos)
+    convert.to_cpp(generated, protos)
     rename = {"data": data, "fc7_concat": f"{features}_concat", "fc8_fusion": f"{scores}_fusion"}
     for t in options.suffixes:
         rename.update({f"data{t}": f"{data}{t}", f"fc7{t}": f"{features}{t}",
@@ -296,7 +295,7 @@ def make_multiscale(net, scales=(1, 0.75, 0.5), merge="ATTENTION", data="data", 
             f"the feature blob {features!r} is not computed between {data!r} and {scores!r} "
             "(--features must be a blob of the branch, e.g. fc7)")
     _share_params(source, in_branch)
-    interps, merged = _merge_layers(protos, form, scales, merge, data, features, scores,
+    interps, merged = _merge_layers(protos, scales, merge, data, features, scores,
                                     attention_channels, attention_dropout)
 
     # The new layers and blobs must not take a name the net already has.
@@ -357,8 +356,9 @@ def make_multiscale(net, scales=(1, 0.75, 0.5), merge="ATTENTION", data="data", 
         notes.append(f"E-Supv: no loss layer reads {scores!r} (a test or deploy net?), so no "
                      "per-scale losses were added")
     if form == "python":
-        # For a Caffe without the C++ layers the whole net must do without them: the net's own
-        # ScaleInterp (the baseline's `score`) and DeepLab Interp layers, and their copies, too.
+        # For a Caffe without the C++ layers the whole net must do without them: the added
+        # layers, the net's own ScaleInterp (the baseline's `score`) and DeepLab Interp layers,
+        # and their copies. (The added layers come as C++ types: the form is decided here only.)
         from . import convert
         convert.to_python(out, protos, notes)
     return out, notes
